@@ -1,0 +1,3 @@
+from lit_celeba.cli import cli_main
+
+cli_main()

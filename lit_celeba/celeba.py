@@ -1,0 +1,254 @@
+"""CelebA's file formats: find the layout on disk, read attributes and partitions, pick subsets.
+
+Two layouts are recognised, with only the attribute and partition files required to detect them:
+
+official (as ``torchvision.datasets.CelebA`` lays it out)::
+
+    root/celeba/img_align_celeba/000001.jpg ...
+    root/celeba/list_attr_celeba.txt
+    root/celeba/list_eval_partition.txt
+
+    (``root`` may also be the ``celeba`` folder itself)
+
+kaggle (the "CelebFaces Attributes" data set on Kaggle)::
+
+    root/img_align_celeba/img_align_celeba/000001.jpg ...
+    root/list_attr_celeba.csv
+    root/list_eval_partition.csv
+
+The real text files have quirks that the parsers accept: a count line, a header with a trailing
+space, values padded with double spaces, and sometimes CRLF line endings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
+CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+
+_EXPECTED_TREES = f"""\
+Expected one of these layouts (only the two annotation files are needed to detect it):
+  official / torchvision:                kaggle:
+    ROOT/celeba/img_align_celeba/*.jpg       ROOT/img_align_celeba/img_align_celeba/*.jpg
+    ROOT/celeba/list_attr_celeba.txt         ROOT/list_attr_celeba.csv
+    ROOT/celeba/list_eval_partition.txt      ROOT/list_eval_partition.csv
+CelebA can be obtained from {CELEBA_URL} (or Kaggle's "CelebFaces Attributes (CelebA)
+Dataset"). To try the project without it, `configs/demo.yaml` generates its own data."""
+
+
+class CelebAError(ValueError):
+    """A problem with the CelebA files on disk; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class CelebAFiles:
+    """Where the files of one CelebA copy are."""
+
+    layout: Literal["official", "kaggle"]
+    image_dir: Path
+    attr_file: Path
+    partition_file: Path
+
+
+@dataclass(frozen=True)
+class CelebAIndex:
+    """The annotations of one CelebA copy: file names, 0/1 attributes (int8), and partitions."""
+
+    files: CelebAFiles
+    image_names: list[str]
+    attr_names: list[str]
+    attributes: np.ndarray  # (N, 40) int8 in {0, 1}
+    partition: np.ndarray  # (N,) int8 in {0, 1, 2}
+
+    def attr_column(self, name: str) -> int:
+        """The column of attribute ``name``, looked up by name (never by position)."""
+        try:
+            return self.attr_names.index(name)
+        except ValueError:
+            raise CelebAError(
+                f"Unknown attribute {name!r} (not a column of {self.files.attr_file}). "
+                f"Valid names: {', '.join(self.attr_names)}"
+            ) from None
+
+    def split_indices(self, split: str, size: int | None = None) -> np.ndarray:
+        """Row indices of the first ``size`` images of ``split`` in file order (all if None)."""
+        if split not in SPLITS:
+            raise CelebAError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+        rows = np.flatnonzero(self.partition == SPLITS[split])
+        if size is None:
+            return rows
+        if size < 1 or size > len(rows):
+            raise CelebAError(
+                f"Requested {size} images of the {split!r} split, but "
+                f"{self.files.partition_file} lists {len(rows)} there; choose a size from 1 to "
+                f"{len(rows)}, or null for the whole split."
+            )
+        return rows[:size]
+
+
+def find_files(root: str | os.PathLike) -> CelebAFiles:
+    """Detect which layout ``root`` holds; raise :class:`CelebAError` naming what is missing."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise CelebAError(f"The data root {root} does not exist.\n{_EXPECTED_TREES}")
+    if not root.is_dir():
+        raise CelebAError(f"The data root {root} is not a folder.\n{_EXPECTED_TREES}")
+    candidates = [
+        CelebAFiles(
+            "official",
+            root / "celeba" / "img_align_celeba",
+            root / "celeba" / "list_attr_celeba.txt",
+            root / "celeba" / "list_eval_partition.txt",
+        ),
+        CelebAFiles(
+            "official",
+            root / "img_align_celeba",
+            root / "list_attr_celeba.txt",
+            root / "list_eval_partition.txt",
+        ),
+        CelebAFiles(
+            "kaggle",
+            root / "img_align_celeba" / "img_align_celeba",
+            root / "list_attr_celeba.csv",
+            root / "list_eval_partition.csv",
+        ),
+    ]
+    for files in candidates:
+        if files.attr_file.is_file() and files.partition_file.is_file():
+            return files
+    # A partial copy: say exactly which annotation file is missing.
+    for files in candidates:
+        present = [p for p in (files.attr_file, files.partition_file) if p.is_file()]
+        if present:
+            missing = files.partition_file if present[0] == files.attr_file else files.attr_file
+            raise CelebAError(
+                f"Found {present[0]} but not {missing}: the {files.layout} layout needs both "
+                f"annotation files.\n{_EXPECTED_TREES}"
+            )
+    raise CelebAError(f"No CelebA annotation files under {root}.\n{_EXPECTED_TREES}")
+
+
+def _lines(path: Path) -> list[str]:
+    # newline=None folds CRLF and CR into "\n", as the real files come both ways.
+    with open(path, encoding="utf-8", newline=None) as fh:
+        return fh.read().splitlines()
+
+
+def _parse_values(path: Path, line_no: int, values: Sequence[str], n_attrs: int) -> list[bool]:
+    if len(values) != n_attrs:
+        raise CelebAError(
+            f"{path}, line {line_no}: expected a file name and {n_attrs} values, "
+            f"found {len(values)} values. Fix or re-download the file."
+        )
+    row = []
+    for value in values:
+        if value == "1":
+            row.append(True)
+        elif value == "-1":
+            row.append(False)
+        else:
+            raise CelebAError(
+                f"{path}, line {line_no}: attribute value {value!r} is not 1 or -1. "
+                "Fix or re-download the file."
+            )
+    return row
+
+
+def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
+    """Read ``list_attr_celeba.txt`` or ``.csv``: (image names, attribute names, 0/1 int8 array)."""
+    path = Path(path)
+    lines = _lines(path)
+    csv = path.suffix.lower() == ".csv"
+    if csv:
+        header_no, first_row = 1, 2
+        header = [h.strip() for h in (lines[0].split(",") if lines else [])]
+        if not header or header[0] != "image_id":
+            raise CelebAError(f"{path}, line 1: expected a header starting with 'image_id'.")
+        attr_names = header[1:]
+    else:
+        header_no, first_row = 2, 3
+        if len(lines) < 2 or not lines[0].strip().isdigit():
+            raise CelebAError(
+                f"{path}, line 1: expected the image count, then a header line of attribute names."
+            )
+        attr_names = lines[1].split()
+    if not attr_names:
+        raise CelebAError(f"{path}, line {header_no}: the header names no attributes.")
+    if len(set(attr_names)) != len(attr_names):
+        raise CelebAError(f"{path}, line {header_no}: the header repeats an attribute name.")
+
+    names: list[str] = []
+    rows: list[list[bool]] = []
+    for line_no, line in enumerate(lines[first_row - 1 :], start=first_row):
+        if not line.strip():
+            continue
+        parts = line.split(",") if csv else line.split()
+        parts = [p.strip() for p in parts]
+        names.append(parts[0])
+        rows.append(_parse_values(path, line_no, parts[1:], len(attr_names)))
+    if not csv and int(lines[0]) != len(names):
+        raise CelebAError(
+            f"{path}, line 1: the count says {int(lines[0])} images but the file lists "
+            f"{len(names)}; the file is probably truncated. Re-download it."
+        )
+    if not names:
+        raise CelebAError(f"{path}: lists no images.")
+    attributes = np.array(rows, dtype=np.int8).reshape(len(names), len(attr_names))
+    return names, attr_names, attributes
+
+
+def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read ``list_eval_partition.txt`` or ``.csv``: (image names, partition per image)."""
+    path = Path(path)
+    lines = _lines(path)
+    csv = path.suffix.lower() == ".csv"
+    start = 1
+    if csv:
+        if not lines or not lines[0].startswith("image_id"):
+            raise CelebAError(f"{path}, line 1: expected the header 'image_id,partition'.")
+        start = 2
+    names: list[str] = []
+    parts_of: list[int] = []
+    for line_no, line in enumerate(lines[start - 1 :], start=start):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in (line.split(",") if csv else line.split())]
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise CelebAError(
+                f"{path}, line {line_no}: expected '<image name> <0|1|2>', got {line.strip()!r}. "
+                "Fix or re-download the file."
+            )
+        names.append(fields[0])
+        parts_of.append(int(fields[1]))
+    if not names:
+        raise CelebAError(f"{path}: lists no images.")
+    return names, np.array(parts_of, dtype=np.int8)
+
+
+def load_index(root: str | os.PathLike) -> CelebAIndex:
+    """Find and read one CelebA copy; the two annotation files must list the same images."""
+    files = find_files(root)
+    image_names, attr_names, attributes = read_attributes(files.attr_file)
+    partition_names, partition = read_partition(files.partition_file)
+    if partition_names != image_names:
+        mismatch = next(
+            (
+                i
+                for i, (a, b) in enumerate(zip(image_names, partition_names, strict=False))
+                if a != b
+            ),
+            min(len(image_names), len(partition_names)),
+        )
+        raise CelebAError(
+            f"{files.attr_file} and {files.partition_file} disagree: they list "
+            f"{len(image_names)} and {len(partition_names)} images, first differing at entry "
+            f"{mismatch + 1}. Both files must come from the same CelebA release."
+        )
+    return CelebAIndex(files, image_names, attr_names, attributes, partition)

@@ -1,0 +1,187 @@
+"""``CelebADataModule``: CelebA from disk, the recipe's subsets, and its train/eval transforms."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image
+
+from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
+from lit_celeba.synthetic import generate_celeba
+from lit_celeba.transforms import eval_transform, train_transform
+
+Split = Literal["train", "valid", "test"]
+
+
+class CelebAImages(Dataset):
+    """Images of one subset with their 0/1 targets, decoded from JPEG on access."""
+
+    def __init__(
+        self,
+        image_dir: Path,
+        image_names: list[str],
+        targets: np.ndarray,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.image_dir = image_dir
+        self.image_names = image_names
+        self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.image_names)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        path = self.image_dir / self.image_names[index]
+        try:
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
+        except (RuntimeError, OSError) as err:
+            raise CelebAError(
+                f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
+            ) from None
+        return self.transform(image), self.targets[index]
+
+
+class CelebADataModule(pl.LightningDataModule):
+    """CelebA from ``root`` (official or Kaggle layout, see :mod:`lit_celeba.celeba`).
+
+    Args:
+        root: the folder that holds CelebA.
+        target_attr: the attribute to predict, one of the 40 names in ``list_attr_celeba``.
+        train_size, val_size, test_size: the first N images of each split in file order
+            (the recipe: 16,000 / 1,000 / all); ``None`` takes the whole split.
+        image_size: side of the square network input (the recipe: 64).
+        batch_size: images per batch, for every stage.
+        num_workers: DataLoader worker processes.
+        predict_split: the split that ``predict`` runs on.
+        synthetic: generate a CelebA-format demo set at ``root`` on first use (with ``train_size``,
+            ``val_size`` and ``test_size`` images) instead of reading the real one. It never
+            overwrites a folder it did not generate.
+        synthetic_seed: the seed of the generated set.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/celeba",
+        target_attr: str = "Male",
+        train_size: int | None = 16000,
+        val_size: int | None = 1000,
+        test_size: int | None = None,
+        image_size: int = 64,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        predict_split: Split = "test",
+        synthetic: bool = False,
+        synthetic_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("train_size", train_size),
+            ("val_size", val_size),
+            ("test_size", test_size),
+        ):
+            if value is not None and value < 1:
+                raise ValueError(f"data.{name} must be a positive number or null, got {value}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be 0 or more, got {num_workers}")
+        if image_size < 8:
+            raise ValueError(f"data.image_size must be at least 8, got {image_size}")
+        if synthetic and (train_size is None or val_size is None):
+            raise ValueError("data.synthetic needs data.train_size and data.val_size as numbers")
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        self.target_attr = target_attr
+        self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.predict_split = predict_split
+        self.synthetic = synthetic
+        self.synthetic_seed = synthetic_seed
+        self.datasets: dict[str, CelebAImages] = {}
+
+    def prepare_data(self) -> None:
+        """Only touches files: generates the demo set if asked, then checks the layout."""
+        if self.synthetic:
+            try:
+                generate_celeba(
+                    self.root,
+                    num_train=self.train_size,
+                    num_valid=self.val_size,
+                    num_test=self.test_size or self.val_size,
+                    seed=self.synthetic_seed,
+                )
+            except FileExistsError as err:
+                raise CelebAError(f"data.synthetic is true but {err}") from None
+        find_files(self.root)
+
+    def _subset(self, index: CelebAIndex, split: Split, size: int | None, train: bool):
+        rows = index.split_indices(split, size)
+        names = [index.image_names[i] for i in rows]
+        self._check_images_exist(index, names, split)
+        targets = index.attributes[rows, index.attr_column(self.target_attr)]
+        transform = train_transform(self.image_size) if train else eval_transform(self.image_size)
+        return CelebAImages(index.files.image_dir, names, targets, transform)
+
+    @staticmethod
+    def _check_images_exist(index: CelebAIndex, names: list[str], split: str) -> None:
+        image_dir = index.files.image_dir
+        if not image_dir.is_dir():
+            raise CelebAError(
+                f"The image folder {image_dir} is missing (the annotation files were found "
+                f"in the {index.files.layout} layout). Unpack img_align_celeba there."
+            )
+        on_disk = set(os.listdir(image_dir))
+        missing = [n for n in names if n not in on_disk]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise CelebAError(
+                f"{len(missing)} image(s) of the {split!r} subset listed in "
+                f"{index.files.attr_file} are missing from {image_dir}: {shown}. "
+                "Unpack the complete img_align_celeba archive there."
+            )
+
+    def setup(self, stage: str) -> None:
+        index = load_index(self.root)
+        index.attr_column(self.target_attr)  # fail early, listing the valid names
+        if stage == "fit":
+            self.datasets["train"] = self._subset(index, "train", self.train_size, train=True)
+        if stage in ("fit", "validate"):
+            self.datasets["val"] = self._subset(index, "valid", self.val_size, train=False)
+        if stage == "test":
+            self.datasets["test"] = self._subset(index, "test", self.test_size, train=False)
+        if stage == "predict":
+            size = {"train": self.train_size, "valid": self.val_size, "test": self.test_size}
+            split = self.predict_split
+            self.datasets["predict"] = self._subset(index, split, size[split], train=False)
+
+    def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.datasets[stage],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")

@@ -1,0 +1,80 @@
+"""Plain ``nn.Module`` networks; the LightningModule in ``module.py`` trains any of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+Pooling = Literal["gap", "flatten"]
+Init = Literal["keras", "torch"]
+
+
+class RecipeCNN(nn.Module):
+    """The recipe's CNN: four 3x3 'same' convolutions with ReLU, max-pooling after the first three,
+    dropout after the first two, global average pooling (or flatten) and one linear output per
+    attribute, returning logits. At its defaults it has 388,673 parameters.
+
+    ``init="keras"`` gives Keras' defaults (Glorot-uniform weights, zero biases) so that training
+    follows the original; ``"torch"`` keeps PyTorch's own initialisation.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        dropout: float = 0.5,
+        pooling: Pooling = "gap",
+        image_size: int = 64,
+        num_outputs: int = 1,
+        init: Init = "keras",
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4 or any(c < 1 for c in channels):
+            raise ValueError(f"channels must be four positive widths, got {list(channels)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if pooling not in ("gap", "flatten"):
+            raise ValueError(f"pooling must be 'gap' or 'flatten', got {pooling!r}")
+        if init not in ("keras", "torch"):
+            raise ValueError(f"init must be 'keras' or 'torch', got {init!r}")
+        if image_size < 8:
+            raise ValueError(
+                f"image_size {image_size} is too small for three 2x2 max-pools; use 8 or more"
+            )
+        c1, c2, c3, c4 = channels
+
+        def conv(cin: int, cout: int) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+
+        self.features = nn.Sequential(
+            conv(in_channels, c1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout),
+            conv(c1, c2), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(dropout),
+            conv(c2, c3), nn.ReLU(), nn.MaxPool2d(2),
+            conv(c3, c4), nn.ReLU(),
+        )  # fmt: skip
+        if pooling == "gap":
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            features = c4
+        else:
+            self.pool = nn.Flatten()
+            features = c4 * (image_size // 8) ** 2
+        self.classifier = nn.Linear(features, num_outputs)
+        if init == "keras":
+            self.apply(_keras_init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+def _keras_init(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Trainable parameters, as Keras' ``model.summary()`` counts them."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,597 @@
+"""A deterministic fake CelebA in CelebA's own on-disk formats, for the demo and the tests.
+
+The faces are drawn shapes whose attributes are visible cues (hair length for ``Male``, mouth
+curve for ``Smiling``, frames for ``Eyeglasses``, wrinkles and grey hair for ``Young``, ...), so a
+small CNN can learn them; the labels of the drawn attributes are then flipped with probability
+``label_noise`` so that accuracy stays below 100%. Each image comes from its own generator seeded
+with ``(seed, index)``, so the files are byte-identical whatever the order or parallelism.
+
+    python -m lit_celeba.synthetic ROOT --num-train 4000 --num-valid 500 --num-test 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFilter
+from tqdm import tqdm
+
+ATTRIBUTE_NAMES: tuple[str, ...] = tuple(
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
+    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
+    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young".split()
+)
+MARKER_NAME = "SYNTHETIC.json"
+GENERATOR_VERSION = 1
+LAYOUTS = ("official", "kaggle")
+
+WIDTH, HEIGHT = 178, 218
+# Not drawn, so their labels are coin flips already; label noise only touches the drawn ones.
+_INVISIBLE = {"Attractive", "High_Cheekbones", "Oval_Face", "Pointy_Nose", "Straight_Hair"}
+_VISIBLE = np.array([name not in _INVISIBLE for name in ATTRIBUTE_NAMES])
+# Hair colours: four labelled ones, then dark brown and auburn, which CelebA has no label for.
+_HAIR_LABELS = ("Black_Hair", "Brown_Hair", "Blond_Hair", "Gray_Hair", None, None)
+_HAIR_RGB = (
+    (0.08, 0.07, 0.07),
+    (0.38, 0.24, 0.14),
+    (0.88, 0.74, 0.48),
+    (0.72, 0.72, 0.72),
+    (0.21, 0.14, 0.10),
+    (0.52, 0.25, 0.13),
+)
+_PARALLEL_MIN = 400  # below this, starting worker processes costs more than it saves
+_CHUNK = 100
+
+# Shared textures, cut at a random offset per image: much cheaper than fresh noise every time.
+_tex_rng = np.random.default_rng(20240601)
+_NOISE = _tex_rng.standard_normal((3, HEIGHT + 40, WIDTH + 40), dtype=np.float32) * 6  # of 255
+_STRANDS = np.cumsum(_tex_rng.standard_normal((HEIGHT + 52, WIDTH + 40), dtype=np.float32), 0)
+_STRANDS = (_STRANDS[12:] - _STRANDS[:-12]) / np.float32(math.sqrt(12))  # vertical hair streaks
+_YS = np.arange(HEIGHT, dtype=np.float32) + 0.5
+_XS = np.arange(WIDTH, dtype=np.float32) + 0.5
+
+
+def _window(x0: float, x1: float, y0: float, y1: float):
+    """Pixel slices and centre coordinates (column, row vectors) of a clipped bounding box."""
+    sy = slice(max(int(y0) - 1, 0), min(int(math.ceil(y1)) + 1, HEIGHT))
+    sx = slice(max(int(x0) - 1, 0), min(int(math.ceil(x1)) + 1, WIDTH))
+    return (sy, sx), _YS[sy, None], _XS[None, sx]
+
+
+def _paint(img: np.ndarray, win, alpha, colour) -> None:
+    """Blend ``colour`` (3 values, or 3 planes) over ``img[:, *win]`` with coverage ``alpha``."""
+    region = img[(slice(None), *win)]
+    colour = np.asarray(colour, np.float32)
+    if colour.ndim == 1:
+        colour = colour[:, None, None]
+    change = colour - region
+    change *= alpha
+    region += change
+
+
+def _soft(d):
+    """Coverage of a pixel whose centre lies ``d`` px inside an edge (anti-aliasing)."""
+    return np.clip(d + 0.5, 0.0, 1.0)
+
+
+def _ellipse_cover(yy, xx, cx, cy, ax, ay, p: float | np.ndarray = 2.0):
+    u, v = np.abs(xx - cx) / ax, np.abs(yy - cy) / ay
+    if np.isscalar(p) and p in (2.0, 4.0):  # the common cases, without the slow power function
+        rho = np.hypot(u, v) if p == 2.0 else np.sqrt(np.hypot(u * u, v * v))
+    else:
+        rho = (u**p + v**p) ** (1 / p)
+    return rho, _soft((1 - rho) * np.minimum(ax, ay))
+
+
+def _ellipse(img, cx, cy, ax, ay, colour, alpha=1.0) -> None:
+    win, yy, xx = _window(cx - ax, cx + ax, cy - ay, cy + ay)
+    _paint(img, win, _ellipse_cover(yy, xx, cx, cy, ax, ay)[1] * alpha, colour)
+
+
+def _ring(img, cx, cy, ax, ay, width, colour) -> None:
+    win, yy, xx = _window(cx - ax - width, cx + ax + width, cy - ay - width, cy + ay + width)
+    rho = np.hypot((xx - cx) / ax, (yy - cy) / ay)
+    _paint(img, win, _soft(width / 2 - np.abs(rho - 1) * math.sqrt(ax * ay)), colour)
+
+
+def _line(img, x0, y0, x1, y1, width, colour, alpha=1.0) -> None:
+    win, yy, xx = _window(
+        min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width
+    )
+    dx, dy = x1 - x0, y1 - y0
+    along = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy), 0, 1)
+    distance = np.hypot(xx - x0 - along * dx, yy - y0 - along * dy)
+    _paint(img, win, _soft(width / 2 - distance) * alpha, colour)
+
+
+def _arc(img, xm, ym, half, bend, width, colour, alpha=1.0) -> None:
+    """A stroke along ``y = ym + bend * ((x - xm) / half)**2`` for ``|x - xm| <= half``."""
+    low, high = sorted((ym, ym + bend))
+    win, yy, xx = _window(xm - half, xm + half, low - width, high + width)
+    along = ym + bend * ((xx - xm) / half) ** 2
+    cover = _soft(width / 2 - np.abs(yy - along)) * _soft(half - np.abs(xx - xm))
+    _paint(img, win, cover * alpha, colour)
+
+
+def _hair_texture(rng, colour, win) -> np.ndarray:
+    oy, ox = rng.integers(0, 40, 2)
+    sy, sx = win
+    streaks = _STRANDS[sy.start + oy : sy.stop + oy, sx.start + ox : sx.stop + ox]
+    return np.asarray(colour, np.float32)[:, None, None] * (1 + 0.16 * streaks)
+
+
+def _sample_traits(rng: np.random.Generator) -> dict[str, bool]:
+    """The true attributes, with CelebA-like base rates and the obvious correlations."""
+    r = rng.random
+    t = dict.fromkeys(ATTRIBUTE_NAMES, False)
+    male, young, smiling = r() < 0.42, r() < 0.77, r() < 0.48
+    t.update(Male=male, Young=young, Smiling=smiling, Eyeglasses=r() < 0.065)
+    t["Mouth_Slightly_Open"] = r() < (0.75 if smiling else 0.2)
+    t["High_Cheekbones"] = r() < (0.75 if smiling else 0.15)
+    t["Bald"] = male and r() < (0.03 if young else 0.12)
+    t["Wearing_Hat"] = r() < 0.048
+    if not t["Bald"]:
+        probs = np.array([0.25, 0.21, 0.03 if male else 0.25, 0.01 if young else 0.22, 0, 0])
+        probs[4:] = (1 - probs.sum()) / 2
+        t["_hair"] = choice = int(rng.choice(len(probs), p=probs))
+        if _HAIR_LABELS[choice]:
+            t[_HAIR_LABELS[choice]] = True
+        t["Bangs"] = r() < (0.06 if male else 0.22)
+        t["Receding_Hairline"] = r() < (0.04 if young else 0.2)
+        t["Wavy_Hair"] = r() < (0.18 if male else 0.42)
+        t["Straight_Hair"] = not t["Wavy_Hair"] and r() < 0.3
+    if male:
+        beard = rng.choice(4, p=[0.47, 0.27, 0.14, 0.12])  # none, stubble, full, goatee
+        t["5_o_Clock_Shadow"], t["Goatee"], t["_full_beard"] = beard == 1, beard == 3, beard == 2
+        t["Mustache"] = (beard == 2 and r() < 0.6) or (beard == 3 and r() < 0.4)
+        t["Sideburns"] = not t["Bald"] and (beard == 2 or r() < 0.08)
+        t["Wearing_Necktie"] = r() < 0.17
+    else:
+        t["Heavy_Makeup"] = r() < 0.62
+        t["Wearing_Lipstick"] = t["Heavy_Makeup"] or r() < 0.5
+        t["Rosy_Cheeks"] = r() < 0.11
+        t["Wearing_Necklace"] = r() < 0.21
+    t["No_Beard"] = not (t["Goatee"] or t.get("_full_beard", False))
+    t["Bags_Under_Eyes"] = r() < (0.12 if young else 0.55)
+    t["Pale_Skin"] = r() < 0.043
+    t["Wearing_Earrings"] = r() < (0.02 if male else 0.3)
+    t["Blurry"] = r() < 0.05
+    t["Chubby"] = r() < (0.03 + 0.04 * male + 0.06 * (not young))
+    t["Double_Chin"] = r() < (0.4 if t["Chubby"] else 0.025)
+    t["Big_Lips"], t["Narrow_Eyes"] = r() < 0.24, r() < 0.115
+    t["Bushy_Eyebrows"] = r() < (0.25 if male else 0.08)
+    t["Arched_Eyebrows"] = r() < (0.1 if male else 0.4)
+    t["Big_Nose"] = r() < (0.4 if male else 0.1)
+    t["Attractive"] = r() < (0.7 if not male else 0.3) * (1 if young else 0.5)
+    t["Oval_Face"], t["Pointy_Nose"] = r() < 0.28, r() < 0.28
+    return t
+
+
+def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
+    def u(low=0.0, high=1.0, size=None):
+        # float32 colours keep every array float32: float64 would double the work.
+        value = rng.uniform(low, high, size)
+        return value if size is None else value.astype(np.float32)
+
+    # Channel-first planes: numpy is slow at broadcasting over a last axis of length 3.
+    img = np.empty((3, HEIGHT, WIDTH), np.float32)
+    # Background: a two-colour gradient, mostly light like the real photos' backdrops.
+    c0 = u(0.3, 0.95, 3)
+    c1 = np.clip(c0 + u(-0.2, 0.2, 3), 0, 1)
+    wx = u(-1, 1)
+    grad = np.clip(wx * (_XS / WIDTH - 0.5) + (1 - abs(wx)) * _YS[:, None] / HEIGHT, 0, 1)
+    np.multiply((c1 - c0)[:, None, None], grad, out=img)  # in place: no full-size temporaries
+    img += c0[:, None, None]
+
+    male, young = t["Male"], t["Young"]
+    s = u(0.94, 1.06)
+    cx, eye_y = 89 + u(-3, 3), 110 + u(-3, 3)
+    fax = s * (46 if male else 43) * (1.08 if t["Chubby"] else 1.0)
+    fay = 58 * s
+    fcy = eye_y + 14 * s
+    chin, top = fcy + fay, fcy - fay
+    light, dark = np.array([0.95, 0.80, 0.69], np.float32), np.array([0.42, 0.28, 0.2], np.float32)
+    skin = light + (dark - light) * rng.beta(2, 2.5)
+    if t["Pale_Skin"]:
+        skin = np.array([0.98, 0.90, 0.85], np.float32) - u(0, 0.04)
+    skin = np.clip(skin * (1 if young else 0.95) + u(-0.03, 0.03, 3), 0, 1)
+    hair = np.array(_HAIR_RGB[t.get("_hair", 4)], np.float32)
+    hair = np.clip(hair * u(0.85, 1.15) + u(-0.03, 0.03, 3), 0, 1)
+    if t["Gray_Hair"]:
+        hair = np.full(3, u(0.6, 0.85), np.float32)
+    brow = hair * 0.55 if not t["Bald"] else skin * 0.35
+
+    for side in (-1, 1):  # ears first: long hair hides them
+        _ellipse(img, cx + side * (fax + 1), eye_y + 12 * s, 6 * s, 12 * s, skin * 0.9)
+    # Long hair behind the head, down to the shoulders: the main Male cue (with the jaw).
+    long_hair = not t["Bald"] and (not male or u() < 0.08)
+    cap_ay = fay + s * (16 if not male else 10) + u(0, 6)
+    if long_hair:
+        bottom = u(168, 216) if not male else u(135, 150)
+        hw = fax + u(12, 22) * s
+        win, yy, xx = _window(cx - hw * 1.1, cx + hw * 1.1, fcy - cap_ay - 6, bottom)
+        if t["Wavy_Hair"]:
+            phase = u(0, 2 * math.pi)
+            wave = [1 + 0.035 * math.sin(y / 5 + phase) for y in yy[:, 0]]
+            hw = hw * np.array(wave, np.float32)[:, None]
+        mid, half = (fcy - cap_ay + bottom) / 2, (bottom - fcy + cap_ay) / 2
+        _, cover = _ellipse_cover(yy, xx, cx, mid, hw, half, p=4.0)
+        _paint(img, win, cover, _hair_texture(rng, hair, win))
+    _ellipse(img, cx, chin + 60, 17 * s, 60, skin * 0.85)  # neck
+    clothes = u(0.05, 0.9, 3)
+    _ellipse(img, cx, HEIGHT + 30, 100 * s, 50, clothes)
+    if t["Wearing_Necktie"]:
+        win, yy, xx = _window(cx - 40, cx + 40, HEIGHT - 22, HEIGHT)
+        y0 = HEIGHT - 22
+        _paint(img, win, _soft(12 + (yy - y0) * 0.7 - np.abs(xx - cx)), (0.95, 0.95, 0.93))
+        _paint(img, win, _soft(3.5 + (yy - y0) * 0.2 - np.abs(xx - cx)), u(0, 0.8, 3))
+    else:
+        _ellipse(img, cx, HEIGHT - 20, 15 * s, 9, skin * 0.85)  # neckline
+    if t["Wearing_Necklace"]:
+        gold = (0.92, 0.8, 0.4) if u() < 0.6 else (0.95, 0.95, 0.92)
+        _arc(img, cx, chin + 20 * s, 16 * s, -8 * s, 2.4, gold)
+
+    # Face: squarer jaw for men (superellipse below the centre line), shaded towards the edges.
+    win, yy, xx = _window(cx - fax, cx + fax, top, chin)
+    p = np.where(yy > fcy, np.float32(3.0 if male else 2.2), np.float32(2.0))
+    rho, cover = _ellipse_cover(yy, xx, cx, fcy, fax, fay, p)
+    _paint(img, win, cover, skin[:, None, None] * (1 - 0.12 * np.minimum(rho, 1) ** 2))
+    if t["Double_Chin"]:
+        _arc(img, cx, chin + 5 * s, 20 * s, -4 * s, 2.2, skin * 0.7, 0.8)
+    if not young:  # forehead wrinkles; the hair drawn next hides those under the hairline
+        for k in range(3):
+            _arc(img, cx, eye_y - (19 + 6 * k) * s, 20 * s, 1.5, 2.6, skin * 0.55, 0.9)
+
+    # Hair on top, down to a hairline; women's reaches further down the sides to meet long hair.
+    cap_cy = fcy - 6 * s
+    cap_ax = fax + s * (5 if male else 9)
+    win, yy, xx = _window(cx - cap_ax, cx + cap_ax, cap_cy - cap_ay, eye_y + 40)
+    _, cover = _ellipse_cover(yy, xx, cx, cap_cy, cap_ax, cap_ay)
+    if t["Bald"]:
+        _paint(img, win, cover * _soft(fcy - yy), skin)
+    else:
+        depth = u(10, 18) * s - (9 if t["Receding_Hairline"] else 0)
+        drop = (30 if male else 48) * s + (12 if t["Receding_Hairline"] else 0)
+        hairline = top + depth + drop * ((xx - cx) / fax) ** 2
+        if t["Bangs"]:
+            fringe = eye_y - u(12, 16) * s + 2 * np.sin((xx - cx) / 3)
+            hairline = np.where(np.abs(xx - cx) < fax * 0.9, np.maximum(hairline, fringe), hairline)
+        _paint(img, win, cover * _soft(hairline - yy), _hair_texture(rng, hair, win))
+    if t["Sideburns"]:
+        for side in (-1, 1):
+            _ellipse(img, cx + side * (fax - 4 * s), eye_y + 8 * s, 4.5 * s, 15 * s, hair, 0.9)
+
+    # Beards, before the mouth so the lips stay visible.
+    if male and (t["5_o_Clock_Shadow"] or t.get("_full_beard")):
+        win, yy, xx = _window(cx - fax, cx + fax, eye_y + 20 * s, chin + 4)
+        reach = 0 if t["5_o_Clock_Shadow"] else 4 * s  # a full beard grows past the chin
+        _, cover = _ellipse_cover(yy, xx, cx, fcy, fax, fay + reach, np.float32(3))
+        cover = cover * np.clip((yy - eye_y - 24 * s) / 6, 0, 1)
+        if t["5_o_Clock_Shadow"]:
+            stubble = (np.clip(hair * 0.5, 0.05, 0.25) + skin * 0.4) / 1.4
+            _paint(img, win, cover * u(0.25, 0.45), _hair_texture(rng, stubble, win))
+        else:
+            _paint(img, win, cover * 0.92, _hair_texture(rng, hair * 0.85, win))
+    if t["Goatee"]:
+        _ellipse(img, cx, chin - 10 * s, 12 * s, 13 * s, hair * 0.85, 0.92)
+    mouth_y = eye_y + 47 * s
+    if t["Mustache"]:
+        _ellipse(img, cx, mouth_y - 7 * s, 15 * s, 3.5 * s, hair * 0.85, 0.92)
+
+    # Eyes, brows, makeup, bags.
+    for side in (-1, 1):
+        ex = cx + side * 24 * s
+        if t["Heavy_Makeup"]:
+            _ellipse(img, ex, eye_y - 4 * s, 11 * s, 6 * s, u(0.15, 0.55, 3), 0.5)
+        arch = (4.5 if t["Arched_Eyebrows"] else 1.5) * s
+        thick = (4.6 if t["Bushy_Eyebrows"] else 2.6) * s
+        _arc(img, ex, eye_y - 10 * s - arch, 12 * s, arch, thick, brow)
+        if t["Bags_Under_Eyes"] or not young:
+            _arc(img, ex, eye_y + 8 * s, 9 * s, -3 * s, 3.0, skin * 0.65, 0.8)
+        eay = (2.6 if t["Narrow_Eyes"] else 4.2) * s
+        win, yy, xx = _window(ex - 9 * s, ex + 9 * s, eye_y - 5 * s, eye_y + 5 * s)
+        _, sclera = _ellipse_cover(yy, xx, ex, eye_y, 8.5 * s, eay)
+        _paint(img, win, sclera, (0.93, 0.92, 0.88))
+        _, iris = _ellipse_cover(yy, xx, ex + u(-1.5, 1.5), eye_y, 3.8 * s, 3.8 * s)
+        _paint(img, win, iris * sclera, u(0.05, 0.35, 3))
+        lid = 2.5 if t["Heavy_Makeup"] else 1.4
+        _arc(img, ex, eye_y - eay, 8.5 * s, eay, lid, (0.1, 0.07, 0.06))
+
+    # Nose: a side shadow, the tip and nostrils.
+    nose_y = eye_y + 28 * s
+    _ellipse(img, cx + 4 * s, eye_y + 16 * s, 1.6 * s, 12 * s, skin * 0.8, 0.6)
+    _ellipse(img, cx, nose_y, (9.5 if t["Big_Nose"] else 7) * s, 5 * s, skin * 0.88, 0.5)
+    for side in (-1, 1):
+        _ellipse(img, cx + side * 4 * s, nose_y + 2 * s, 2.2 * s, 1.4 * s, skin * 0.45, 0.9)
+        if not young:  # folds from the nose to the mouth corners
+            fold = (cx + side * 9 * s, nose_y + s, cx + side * 17 * s, eye_y + 50 * s)
+            _line(img, *fold, 2.4, skin * 0.6, 0.85)
+
+    # Mouth: corners curve up when smiling; an open mouth shows its inside (and teeth).
+    half = (19 if t["Smiling"] else 15) * s
+    curv = u(6, 9) * s if t["Smiling"] else u(-1, 1)
+    gap = (u(6, 9) if t["Smiling"] else u(3, 5)) * s if t["Mouth_Slightly_Open"] else 0.0
+    lips = skin * np.array([0.82, 0.56, 0.56], np.float32)
+    if t["Wearing_Lipstick"]:
+        lips = (u(0.6, 0.85), u(0.05, 0.2), u(0.12, 0.3))
+    lip_w = (4.0 if t["Big_Lips"] else 2.6) * s
+    win, yy, xx = _window(cx - half - 1, cx + half + 1, mouth_y - curv - 6 * s, mouth_y + gap + 6)
+    bend = 1 - ((xx - cx) / half) ** 2
+    upper = mouth_y - curv * (1 - bend)
+    lower = upper + gap * np.clip(bend, 0, 1)
+    lip = lip_w * (0.35 + 0.65 * np.clip(bend, 0, 1))
+    ends = _soft(half - np.abs(xx - cx))
+    _paint(img, win, _soft(yy - upper + lip) * _soft(lower + lip * 1.2 - yy) * ends, lips)
+    if gap:
+        inside = _soft(yy - upper - 0.8) * ends
+        _paint(img, win, inside * _soft(lower - 0.8 - yy), (0.3, 0.07, 0.07))
+        if t["Smiling"]:
+            teeth = np.minimum(upper + 4 * s, lower - 1)
+            _paint(img, win, inside * _soft(teeth - yy), (0.93, 0.9, 0.85))
+    else:
+        _paint(img, win, _soft(0.7 - np.abs(yy - upper)) * ends, (0.25, 0.08, 0.08))
+
+    if t["Rosy_Cheeks"]:
+        for side in (-1, 1):
+            _ellipse(img, cx + side * 25 * s, eye_y + 24 * s, 9 * s, 6 * s, (0.9, 0.35, 0.4), 0.35)
+    if t["Eyeglasses"]:
+        frame = u(0.02, 0.2) + u(0, 0.08, 3)
+        sun = u() < 0.15
+        for side in (-1, 1):
+            ex = cx + side * 24 * s
+            if sun:
+                _ellipse(img, ex, eye_y, 13.5 * s, 9.5 * s, (0.05, 0.05, 0.08), 0.85)
+            _ring(img, ex, eye_y, 14 * s, 10 * s, 4.0, frame)
+            temple = (ex + side * 14 * s, eye_y - 3 * s, cx + side * (fax + 1), eye_y - 3 * s)
+            _line(img, *temple, 3.0, frame)
+        _arc(img, cx, eye_y - 4.5 * s, 10 * s, 1.5 * s, 3.5, frame)
+    if t["Wearing_Hat"]:
+        brim_y = top + u(14, 22) * s
+        hat = u(0.05, 0.9, 3)
+        win, yy, xx = _window(cx - fax - 10 * s, cx + fax + 10 * s, top - 40 * s, brim_y)
+        _, cover = _ellipse_cover(yy, xx, cx, brim_y, fax + 8 * s, brim_y - top + 28 * s)
+        _paint(img, win, cover * _soft(brim_y - yy), hat)
+        _ellipse(img, cx, brim_y, fax + 22 * s, 5 * s, hat * 0.8)
+        _arc(img, cx, brim_y - 7 * s, fax + 6 * s, 0, 4.0, u(0.05, 0.9, 3))
+    if t["Wearing_Earrings"]:
+        metal = (0.92, 0.78, 0.3) if u() < 0.6 else (0.88, 0.88, 0.92)
+        for side in (-1, 1):
+            _ellipse(img, cx + side * (fax + 1), eye_y + 26 * s, 3.2 * s, 3.2 * s, metal)
+
+    # The camera: exposure, colour cast, sensor noise.
+    img *= ((u(0.85, 1.1) + u(-0.04, 0.04, 3)) * 255)[:, None, None]
+    oy, ox = rng.integers(0, 40, 2)
+    img += _NOISE[:, oy : oy + HEIGHT, ox : ox + WIDTH]
+    img += 0.5
+    planes = np.clip(img, 0, 255, out=img).astype(np.uint8)
+    picture = Image.merge("RGB", [Image.fromarray(plane) for plane in planes])
+    if t["Blurry"]:
+        picture = picture.filter(ImageFilter.GaussianBlur(u(1.2, 2.0)))
+    return picture
+
+
+def _render_chunk(image_dir: str, seed: int, start: int, stop: int, noise: float) -> np.ndarray:
+    """Draw and save images ``start..stop-1`` (0-based); return their +1/-1 labels."""
+    labels = np.empty((stop - start, len(ATTRIBUTE_NAMES)), np.int8)
+    for row, index in enumerate(range(start, stop)):
+        rng = np.random.default_rng([seed, index])
+        traits = _sample_traits(rng)
+        picture = _draw(rng, traits)
+        picture.save(os.path.join(image_dir, f"{index + 1:06d}.jpg"), quality=90)
+        truth = np.array([traits[name] for name in ATTRIBUTE_NAMES])
+        # A stream of its own, so that the pictures do not depend on label_noise.
+        flip = (np.random.default_rng([seed, index, 1]).random(truth.size) < noise) & _VISIBLE
+        labels[row] = np.where(truth ^ flip, 1, -1)
+    return labels
+
+
+def _validate(num_train, num_valid, num_test, seed, label_noise, layout) -> None:
+    for name, value in (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    if num_train + num_valid + num_test > 999_999:
+        raise ValueError("At most 999999 images in all: CelebA's file names have 6 digits.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0 <= label_noise < 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+
+
+def _load_marker(path: Path) -> dict | None:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def read_marker(root: str | os.PathLike) -> dict | None:
+    """The marker of the generated set at ``root`` (either layout, or its ``celeba`` folder)."""
+    root = Path(root).expanduser()
+    for folder in (root / "celeba", root):  # find_files' order of preference
+        if (folder / MARKER_NAME).is_file():
+            return _load_marker(folder / MARKER_NAME)
+    return None
+
+
+def _write_annotations(folder: Path, layout: str, labels: np.ndarray, sizes: Sequence[int]):
+    names = [f"{i + 1:06d}.jpg" for i in range(len(labels))]
+    parts = np.repeat([0, 1, 2], sizes)
+    if layout == "official":
+        # The real file: a count line, a header with a trailing space, values padded to width 2.
+        attr = [str(len(names)), " ".join(ATTRIBUTE_NAMES) + " "]
+        rows = [" ".join(f"{v:2d}" for v in row) for row in labels.tolist()]
+        attr += [f"{n} {r}" for n, r in zip(names, rows, strict=True)]
+        part = [f"{n} {p}" for n, p in zip(names, parts, strict=True)]
+        files = {"list_attr_celeba.txt": attr, "list_eval_partition.txt": part}
+    else:
+        attr = [",".join(("image_id", *ATTRIBUTE_NAMES))]
+        rows = [",".join(str(v) for v in row) for row in labels.tolist()]
+        attr += [f"{n},{r}" for n, r in zip(names, rows, strict=True)]
+        part = ["image_id,partition"] + [f"{n},{p}" for n, p in zip(names, parts, strict=True)]
+        files = {"list_attr_celeba.csv": attr, "list_eval_partition.csv": part}
+    for name, lines in files.items():
+        with open(folder / name, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _render_all(image_dir: Path, seed: int, total: int, noise: float, progress: bool):
+    starts = range(0, total, _CHUNK)
+    jobs = [(str(image_dir), seed, a, min(a + _CHUNK, total), noise) for a in starts]
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    workers = min(cpus, len(jobs), 8)
+    # Fork only: a spawned worker would re-import lit_celeba, hence Lightning (seconds each).
+    parallel = workers > 1 and total >= _PARALLEL_MIN and sys.platform.startswith("linux")
+    bar = dict(total=total, desc="Generating synthetic CelebA", unit="img", disable=not progress)
+    if not parallel:
+        chunks = []
+        with tqdm(**bar) as progress_bar:
+            for job in jobs:
+                chunks.append(_render_chunk(*job))
+                progress_bar.update(len(chunks[-1]))
+        return np.concatenate(chunks)
+    done = {}
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork")) as pool:
+        # Submitting forks the workers, before tqdm starts its monitor thread.
+        futures = {pool.submit(_render_chunk, *job): job[2] for job in jobs}
+        try:
+            with tqdm(**bar) as progress_bar:
+                for future in as_completed(futures):
+                    done[futures[future]] = labels = future.result()
+                    progress_bar.update(len(labels))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # let running chunks end before the cleanup
+            raise
+    return np.concatenate([done[a] for a in sorted(done)])
+
+
+def generate_celeba(
+    root: str | os.PathLike,
+    num_train: int,
+    num_valid: int,
+    num_test: int,
+    *,
+    seed: int = 0,
+    label_noise: float = 0.04,
+    layout: Literal["official", "kaggle"] = "official",
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic CelebA at ``root`` (skipped if one with these settings is there).
+
+    Returns the folder that holds the files: ``root/celeba`` (official) or ``root`` (kaggle).
+    Raises FileExistsError rather than touch a non-empty folder without our marker.
+    """
+    _validate(num_train, num_valid, num_test, seed, label_noise, layout)
+    root = Path(root).expanduser().absolute()
+    target = root / "celeba" if layout == "official" else root
+    marker = {
+        "generator": "lit_celeba.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_train": num_train,
+        "num_valid": num_valid,
+        "num_test": num_test,
+        "label_noise": float(label_noise),
+        "layout": layout,
+        "note": "Synthetic drawn faces in CelebA's file formats, not CelebA.",
+    }
+    marker_file = target / MARKER_NAME
+    if target.exists():
+        if marker_file.is_file():
+            if _load_marker(marker_file) == marker:
+                return target
+        elif not target.is_dir() or any(target.iterdir()):
+            raise FileExistsError(
+                f"{target} already exists and holds no {MARKER_NAME}, so lit_celeba.synthetic "
+                "did not generate it (it may be a real CelebA copy); refusing to overwrite data it "
+                "did not generate. Choose another root, or move that folder away yourself."
+            )
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden sibling: renaming within one folder is atomic, and a killed run leaves no set
+    # that looks complete at ``target``.
+    build = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    build.mkdir()
+    try:
+        image_dir = build / "img_align_celeba"
+        if layout == "kaggle":
+            image_dir = image_dir / "img_align_celeba"
+        image_dir.mkdir(parents=True)
+        sizes = (num_train, num_valid, num_test)
+        labels = _render_all(image_dir, seed, sum(sizes), label_noise, progress)
+        _write_annotations(build, layout, labels, sizes)
+        (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        _move_into_place(build, target)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return target
+
+
+def _move_into_place(build: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(build, target)
+    elif (target / MARKER_NAME).is_file():  # an older generated set: swap, then delete it
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(target, old)
+        os.replace(build, target)
+        shutil.rmtree(old)
+    else:
+        target.rmdir()  # checked empty before; rmdir refuses if anything appeared since
+        os.replace(build, target)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m lit_celeba.synthetic ROOT --num-train N ...``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_celeba.synthetic",
+        description="Write a synthetic face data set in CelebA's file formats.",
+    )
+    parser.add_argument("root", help="data root (the files go to ROOT/celeba for 'official')")
+    parser.add_argument("--num-train", type=int, default=4000)
+    parser.add_argument("--num-valid", type=int, default=500)
+    parser.add_argument("--num-test", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-noise", type=float, default=0.04)
+    parser.add_argument("--layout", choices=LAYOUTS, default="official")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        folder = generate_celeba(
+            args.root,
+            args.num_train,
+            args.num_valid,
+            args.num_test,
+            seed=args.seed,
+            label_noise=args.label_noise,
+            layout=args.layout,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileExistsError) as err:
+        parser.error(str(err))
+    print(f"Synthetic CelebA ({args.layout} layout) in {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

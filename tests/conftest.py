@@ -1,0 +1,60 @@
+"""Shared fixtures: one tiny generated CelebA-format data set per test session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lit_celeba.synthetic import generate_celeba
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+TINY_SIZES = {"train": 96, "valid": 48, "test": 48}
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated data set in the official layout: 96 train, 48 valid, 48 test images."""
+    root = tmp_path_factory.mktemp("tiny_celeba")
+    generate_celeba(
+        root, TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"], seed=3, progress=False
+    )
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    # In-process cli_main(args) calls must not see pytest's own command line.
+    monkeypatch.setattr(sys, "argv", ["lit_celeba"])
+
+
+def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
+    """CLI flags that make any config fast on tiny data: CPU, no workers, logs under tmp."""
+    return [
+        f"--data.root={root}",
+        "--data.synthetic=false",
+        f"--data.train_size={TINY_SIZES['train']}",
+        f"--data.val_size={TINY_SIZES['valid']}",
+        f"--data.test_size={TINY_SIZES['test']}",
+        "--data.num_workers=0",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.logger.init_args.save_dir={log_dir}",
+    ]
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """``python -m lit_celeba ARGS`` in a fresh process, as a user runs it."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    return subprocess.run(
+        [sys.executable, "-m", "lit_celeba", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,214 @@
+"""The command line end to end: every config prints, and fit -> test -> predict in new processes."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_celeba.cli import cli_main
+from lit_celeba.data import CelebADataModule
+from lit_celeba.module import RecipeClassifier
+from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
+
+CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_there_are_configs() -> None:
+    names = {p.name for p in CONFIG_FILES}
+    assert {"base.yaml", "demo.yaml"} <= names
+
+
+@pytest.mark.parametrize("config", CONFIG_FILES, ids=lambda p: p.name)
+def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"].startswith("lit_celeba.")
+    assert printed["data"]["target_attr"]
+    assert printed["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+
+
+def test_base_config_is_the_recipe(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    data, model, optimizer = config["data"], config["model"]["init_args"], config["optimizer"]
+    assert (data["train_size"], data["val_size"], data["test_size"]) == (16000, 1000, None)
+    assert (data["image_size"], data["batch_size"], data["target_attr"]) == (64, 32, "Male")
+    assert config["trainer"]["max_epochs"] == 30
+    assert model["channels"] == [32, 64, 128, 256] and model["dropout"] == 0.5
+    assert model["pooling"] == "gap" and model["init"] == "keras"
+    assert optimizer["class_path"] == "torch.optim.Adam"
+    assert optimizer["init_args"]["lr"] == 0.001 and optimizer["init_args"]["eps"] == 1e-7
+    checkpoint = config["trainer"]["callbacks"][0]["init_args"]
+    assert checkpoint["monitor"] == "val/acc" and checkpoint["mode"] == "max"
+    assert checkpoint["save_last"] is True
+
+
+def _metric(stdout: str, name: str) -> float:
+    match = re.search(rf"{re.escape(name)}\s+([0-9.]+)", stdout)
+    assert match, f"{name} not printed:\n{stdout}"
+    return float(match.group(1))
+
+
+def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[float]]:
+    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    data = CelebADataModule(root=str(root), test_size=TINY_SIZES["test"], num_workers=0)
+    data.setup("test")
+    probs, correct = [], []
+    with torch.no_grad():
+        for images, targets in data.test_dataloader():
+            p = torch.sigmoid(model(images))
+            probs += p.reshape(-1).tolist()
+            correct += ((p >= 0.5).float() == targets).reshape(-1).tolist()
+    return sum(correct) / len(correct), probs
+
+
+@pytest.mark.slow
+def test_fit_then_test_then_predict_in_new_processes(tiny_root: Path, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    flags = tiny_overrides(tiny_root, logs)
+    fit = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *flags,
+        "--trainer.max_epochs=2",
+        cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr
+    run_dir = logs / "base" / "version_0"
+    checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in checkpoints} >= {"last.ckpt"} and len(checkpoints) == 2
+    assert (run_dir / "config.yaml").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    printed = re.search(r"Validation accuracy \(last epoch\): ([0-9.]+)", fit.stdout + fit.stderr)
+    assert printed, fit.stdout + fit.stderr
+    assert 0.0 <= float(printed.group(1)) <= 1.0
+
+    best = next(p for p in checkpoints if p.name != "last.ckpt")
+    test = run_cli(
+        "test", "--config", str(CONFIGS / "base.yaml"), *flags, f"--ckpt_path={best}", cwd=tmp_path
+    )
+    assert test.returncode == 0, test.stderr
+    expected_acc, expected_probs = _independent_test_accuracy(best, tiny_root)
+    assert _metric(test.stdout, "test/acc") == pytest.approx(expected_acc, abs=1e-6)
+    assert 0.0 < _metric(test.stdout, "test/loss")
+
+    predict = run_cli(
+        "predict",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *flags,
+        f"--ckpt_path={best}",
+        cwd=tmp_path,
+    )
+    assert predict.returncode == 0, predict.stderr
+    written = sorted(logs.glob("base/version_*/predictions.csv"))
+    assert len(written) == 1
+    assert str(written[0]) in predict.stdout + predict.stderr
+    with open(written[0]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == TINY_SIZES["test"]
+    assert rows[0]["image"] == f"{TINY_SIZES['train'] + TINY_SIZES['valid'] + 1:06d}.jpg"
+    probs = [float(r["prob_Male"]) for r in rows]
+    assert probs == pytest.approx(expected_probs, abs=1e-5)
+    assert all(int(r["pred_Male"]) == int(p >= 0.5) for r, p in zip(rows, probs, strict=True))
+
+
+@pytest.mark.slow
+def test_hyperparameters_restored_from_checkpoint_in_new_process(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    flags = tiny_overrides(tiny_root, logs) + [
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+    ]
+    variant = [
+        "--model.channels=[8, 16, 16, 24]",
+        "--model.dropout=0.25",
+        "--model.pooling=flatten",
+    ]
+    for _ in range(2):  # the same command twice: two runs side by side, nothing overwritten
+        fit = run_cli("fit", "--config", str(CONFIGS / "base.yaml"), *flags, *variant, cwd=tmp_path)
+        assert fit.returncode == 0, fit.stderr
+    runs = sorted((logs / "base").iterdir())
+    assert [r.name for r in runs] == ["version_0", "version_1"]
+    assert all(
+        (r / "config.yaml").is_file() and (r / "checkpoints" / "last.ckpt").is_file() for r in runs
+    )
+
+    # base.yaml says channels [32, 64, 128, 256] and gap; the checkpoint's own settings must win,
+    # or its weights would not fit the network.
+    ckpt = runs[0] / "checkpoints" / "last.ckpt"
+    test = run_cli(
+        "test",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tiny_root, logs),
+        f"--ckpt_path={ckpt}",
+        cwd=tmp_path,
+    )
+    assert test.returncode == 0, test.stderr
+    saved = yaml.safe_load((logs / "base" / "version_2" / "config.yaml").read_text())
+    model = saved["model"]["init_args"]
+    assert model["channels"] == [8, 16, 16, 24]
+    assert model["dropout"] == 0.25 and model["pooling"] == "flatten"
+
+
+def test_missing_data_set_is_one_clear_message(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "base.yaml"),
+                f"--data.root={tmp_path / 'nowhere'}",
+                "--trainer.accelerator=cpu",
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "celeba/list_attr_celeba.txt" in err
+    assert "mmlab.ie.cuhk.edu.hk" in err and "configs/demo.yaml" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_attribute_lists_valid_names(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "base.yaml"),
+                *tiny_overrides(tiny_root, tmp_path),
+                "--data.target_attr=Gender",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Unknown attribute 'Gender'" in err and "Male" in err and "Young" in err
+
+
+def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                "--config",
+                str(CONFIGS / "base.yaml"),
+                *tiny_overrides(tiny_root, tmp_path),
+                "--data.train_size=5000",
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "Requested 5000 images of the 'train' split" in capsys.readouterr().err

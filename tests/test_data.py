@@ -1,0 +1,130 @@
+"""CelebADataModule on generated data: subsets, targets, both layouts, and the bad cases."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_celeba.celeba import CelebAError, load_index
+from lit_celeba.data import CelebADataModule
+from lit_celeba.synthetic import generate_celeba
+from tests.conftest import TINY_SIZES
+
+
+def datamodule(root: Path, **kwargs) -> CelebADataModule:
+    settings = dict(
+        root=str(root), train_size=40, val_size=20, test_size=None, num_workers=0, batch_size=8
+    )
+    return CelebADataModule(**{**settings, **kwargs})
+
+
+def test_subsets_are_the_first_images_in_file_order(tiny_root: Path) -> None:
+    dm = datamodule(tiny_root)
+    dm.setup("fit")
+    dm.setup("test")
+    assert dm.datasets["train"].image_names == [f"{i:06d}.jpg" for i in range(1, 41)]
+    first_valid = TINY_SIZES["train"] + 1
+    assert dm.datasets["val"].image_names[0] == f"{first_valid:06d}.jpg"
+    assert len(dm.datasets["val"]) == 20
+    assert len(dm.datasets["test"]) == TINY_SIZES["test"]  # test_size None: the whole split
+
+
+@pytest.mark.parametrize("attr", ["Male", "Young"])
+def test_targets_are_the_named_column(tiny_root: Path, attr: str) -> None:
+    dm = datamodule(tiny_root, target_attr=attr)
+    dm.setup("fit")
+    index = load_index(tiny_root)
+    column = index.attributes[:40, index.attr_names.index(attr)]
+    assert dm.datasets["train"].targets.reshape(-1).tolist() == column.tolist()
+
+
+def test_batches_have_the_recipe_shape_and_range(tiny_root: Path) -> None:
+    dm = datamodule(tiny_root)
+    dm.setup("fit")
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert targets.shape == (8, 1) and set(targets.unique().tolist()) <= {0.0, 1.0}
+    val_images, _ = next(iter(dm.val_dataloader()))
+    again, _ = next(iter(dm.val_dataloader()))
+    assert torch.equal(val_images, again)  # eval transform has no randomness
+
+
+def test_kaggle_layout_loads_the_same_data(tmp_path: Path, tiny_root: Path) -> None:
+    generate_celeba(tmp_path, 96, 48, 48, seed=3, layout="kaggle", progress=False)
+    official, kaggle = datamodule(tiny_root), datamodule(tmp_path)
+    official.setup("fit")
+    kaggle.setup("fit")
+    assert kaggle.datasets["train"].image_dir.parts[-2:] == ("img_align_celeba", "img_align_celeba")
+    assert torch.equal(official.datasets["val"][3][0], kaggle.datasets["val"][3][0])
+    assert torch.equal(official.datasets["train"].targets, kaggle.datasets["train"].targets)
+
+
+def _copy(tiny_root: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_root, copy)
+    return copy
+
+
+def test_missing_image_is_named(tiny_root: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    (root / "celeba" / "img_align_celeba" / "000007.jpg").unlink()
+    with pytest.raises(CelebAError, match=r"1 image\(s\) of the 'train' subset.*000007\.jpg"):
+        datamodule(root).setup("fit")
+
+
+def test_missing_image_folder_is_named(tiny_root: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    shutil.rmtree(root / "celeba" / "img_align_celeba")
+    with pytest.raises(CelebAError, match=r"image folder .*img_align_celeba is missing"):
+        datamodule(root).setup("fit")
+
+
+def test_unreadable_image_is_named(tiny_root: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    bad = root / "celeba" / "img_align_celeba" / "000003.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    dm = datamodule(root)
+    dm.setup("fit")
+    with pytest.raises(CelebAError, match=r"Cannot read image .*000003\.jpg"):
+        dm.datasets["train"][2]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"train_size": -5}, "data.train_size"),
+        ({"num_workers": -1}, "data.num_workers"),
+        ({"image_size": 4}, "data.image_size"),
+    ],
+)
+def test_invalid_settings(tiny_root: Path, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        datamodule(tiny_root, **kwargs)
+
+
+def test_synthetic_generates_on_first_use_only(tmp_path: Path) -> None:
+    dm = datamodule(tmp_path / "demo", synthetic=True, train_size=24, val_size=8, test_size=8)
+    dm.prepare_data()
+    jpgs = sorted((tmp_path / "demo" / "celeba" / "img_align_celeba").glob("*.jpg"))
+    assert len(jpgs) == 40
+    stamp = jpgs[0].stat().st_mtime_ns
+    dm.prepare_data()  # second run reuses the generated set
+    assert jpgs[0].stat().st_mtime_ns == stamp
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 24
+
+
+def test_synthetic_never_overwrites_real_data(tiny_root: Path, tmp_path: Path) -> None:
+    root = _copy(tiny_root, tmp_path)
+    for marker in root.rglob("SYNTHETIC.json"):
+        marker.unlink()  # now it looks like a user's real copy
+    before = sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir())
+    dm = datamodule(root, synthetic=True, train_size=24, val_size=8, test_size=8)
+    with pytest.raises(CelebAError, match="data.synthetic is true but"):
+        dm.prepare_data()
+    assert sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir()) == before

@@ -1,0 +1,84 @@
+"""The recipe's transforms against a bilinear resize computed by hand (tf.image.resize's rule)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lit_celeba.transforms import eval_transform, train_transform
+
+
+def tf_resize_reference(image: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear, half-pixel centres, no antialiasing, written out from the definition:
+    source coordinate = (out + 0.5) * in / out_size - 0.5, clamped at the borders."""
+
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        matrix = np.zeros((n_out, n_in))
+        for o in range(n_out):
+            src = max((o + 0.5) * n_in / n_out - 0.5, 0.0)
+            lo = int(np.floor(src))
+            hi = min(lo + 1, n_in - 1)
+            frac = src - lo
+            matrix[o, lo] += 1 - frac
+            matrix[o, hi] += frac
+        return matrix
+
+    rows, cols = weights(image.shape[1], size), weights(image.shape[2], size)
+    return rows @ image @ cols.T
+
+
+def face() -> torch.Tensor:
+    # Fine detail everywhere (independent pixels), so any shift or wrong sampling shows.
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8, generator=generator)
+
+
+def reference(image: torch.Tensor, top: int, size: int = 64) -> np.ndarray:
+    crop = image[:, top : top + 178, :].double().numpy() / 255.0
+    return tf_resize_reference(crop, size)
+
+
+def test_eval_transform_matches_hand_computed_resize() -> None:
+    image = face()
+    out = eval_transform(64)(image)
+    assert out.dtype == torch.float32 and out.shape == (3, 64, 64)
+    np.testing.assert_allclose(out.numpy(), reference(image, top=20), atol=1e-6)
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_eval_transform_other_size() -> None:
+    image = face()
+    # Both frameworks compute the scale 178/96 in float32; on pixel noise that moves values by
+    # ~1e-5, far below one grey level (0.004).
+    np.testing.assert_allclose(
+        eval_transform(96)(image).numpy(), reference(image, 20, 96), atol=5e-5
+    )
+
+
+def test_train_transform_is_a_recipe_crop_resize_and_flip() -> None:
+    image = face()
+    refs = np.stack([reference(image, top) for top in range(41)])
+    candidates = np.concatenate([refs, refs[..., ::-1]])  # 41 offsets, then the same flipped
+    torch.manual_seed(0)
+    transform = train_transform(64)
+    tops, flips = [], []
+    for _ in range(200):
+        out = transform(image).numpy()
+        errors = np.abs(candidates - out).reshape(len(candidates), -1).max(axis=1)
+        best = int(errors.argmin())
+        assert errors[best] < 1e-6, "not a 178x178 crop at offset 0..40, resized, maybe flipped"
+        tops.append(best % 41)
+        flips.append(best >= 41)
+    # Offsets are uniform over 0..40 inclusive and flips happen half the time.
+    assert min(tops) == 0 and max(tops) == 40
+    assert len(set(tops)) > 30
+    assert 0.4 < np.mean(flips) < 0.6
+
+
+def test_train_transform_reproducible_under_seed() -> None:
+    image = face()
+    torch.manual_seed(123)
+    first = [train_transform(64)(image) for _ in range(5)]
+    torch.manual_seed(123)
+    second = [train_transform(64)(image) for _ in range(5)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
