@@ -49,7 +49,9 @@ def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
 
 def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     """``python -m lit_celeba ARGS`` in a fresh process, as a user runs it."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    # This checkout's package first, whatever copy of lit_celeba is installed.
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning", "PYTHONPATH": pythonpath}
     return subprocess.run(
         [sys.executable, "-m", "lit_celeba", *args],
         cwd=cwd,
