@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
@@ -20,11 +21,26 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def supported_precision(precision: str | int | None, accelerator: str | None) -> str | int | None:
+    """``bf16-mixed`` (the configs' choice) where the GPU has bfloat16, else ``16-mixed``: GPUs
+    before Ampere only emulate bfloat16, slowly."""
+    wants_gpu = accelerator in ("auto", "gpu", "cuda", None) and torch.cuda.is_available()
+    if precision == "bf16-mixed" and wants_gpu:
+        if not torch.cuda.is_bf16_supported(including_emulation=False):
+            rank_zero_info("This GPU has no native bfloat16: using precision 16-mixed instead.")
+            return "16-mixed"
+    return precision
+
+
 class CelebACLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
         parser.link_arguments("data.image_size", "model.init_args.image_size")
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
+        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.cache import build_cache, default_cache_dir, open_cache
 from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
 from lit_celeba.synthetic import generate_celeba
-from lit_celeba.transforms import eval_transform, train_transform
+from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, train_transform
 
 Split = Literal["train", "valid", "test"]
 
@@ -49,6 +50,43 @@ class CelebAImages(Dataset):
         return self.transform(image), self.targets[index]
 
 
+class CachedImages(Dataset):
+    """Images of one subset from the decoded cache (``lit_celeba.cache``), fetched a whole batch
+    at a time as uint8 (B, 218, C, 3); the recipe's transforms run afterwards on the batch, on
+    the training device (``CelebADataModule.on_after_batch_transfer``)."""
+
+    def __init__(self, cache_path: Path, image_names: list[str], targets: np.ndarray,
+                 columns: np.ndarray) -> None:  # fmt: skip
+        self.cache_path = cache_path
+        self.image_names = image_names
+        self.columns = columns
+        self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
+        self._images: np.ndarray | None = None
+
+    def images(self) -> np.ndarray:
+        if self._images is None:  # opened in each process that reads, never pickled
+            self._images = open_cache(self.cache_path, len(self.image_names), self.columns)
+        return self._images
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_images": None}
+
+    def __len__(self) -> int:
+        return len(self.image_names)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        order = np.asarray(indices)
+        return torch.from_numpy(self.images()[order]), self.targets[order]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = self.__getitems__([index])
+        return images[0], targets[0]
+
+
+def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch  # CachedImages.__getitems__ already returns whole batches
+
+
 class CelebADataModule(pl.LightningDataModule):
     """CelebA from ``root`` (official or Kaggle layout, see :mod:`lit_celeba.celeba`).
 
@@ -65,6 +103,11 @@ class CelebADataModule(pl.LightningDataModule):
             ``val_size`` and ``test_size`` images) instead of reading the real one. It never
             overwrites a folder it did not generate.
         synthetic_seed: the seed of the generated set.
+        cache: decode each subset's JPEGs once into a memory-mapped uint8 cache and apply the
+            recipe's transforms per batch on the training device (exactly the same values);
+            ``False`` decodes and transforms every image on access in the loader workers.
+        cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
+            ``~/.cache/lit_celeba``); a node-local disk for multi-node runs.
     """
 
     def __init__(
@@ -80,6 +123,8 @@ class CelebADataModule(pl.LightningDataModule):
         predict_split: Split = "test",
         synthetic: bool = False,
         synthetic_seed: int = 0,
+        cache: bool = True,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -107,7 +152,10 @@ class CelebADataModule(pl.LightningDataModule):
         self.predict_split = predict_split
         self.synthetic = synthetic
         self.synthetic_seed = synthetic_seed
-        self.datasets: dict[str, CelebAImages] = {}
+        self.cache = cache
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.batch_transform = BatchTransform(image_size)
+        self.datasets: dict[str, CelebAImages | CachedImages] = {}
 
     def prepare_data(self) -> None:
         """Only touches files: generates the demo set if asked, then checks the layout."""
@@ -129,6 +177,13 @@ class CelebADataModule(pl.LightningDataModule):
         names = [index.image_names[i] for i in rows]
         self._check_images_exist(index, names, split)
         targets = index.attributes[rows, index.attr_column(self.target_attr)]
+        if self.cache:
+            # Built here rather than in prepare_data because only setup knows the stage; the
+            # cache's file lock makes the other ranks wait for the one that builds it.
+            columns = columns_read(self.image_size)
+            path = build_cache(index.files.image_dir, names, self.cache_dir, columns,
+                               description=f"the {split} subset")  # fmt: skip
+            return CachedImages(path, names, targets, columns)
         transform = train_transform(self.image_size) if train else eval_transform(self.image_size)
         return CelebAImages(index.files.image_dir, names, targets, transform)
 
@@ -165,14 +220,25 @@ class CelebADataModule(pl.LightningDataModule):
             self.datasets["predict"] = self._subset(index, split, size[split], train=False)
 
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
+        dataset = self.datasets[stage]
         return DataLoader(
-            self.datasets[stage],
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=_batch_as_is if isinstance(dataset, CachedImages) else None,
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Cached batches arrive as uint8 and get the recipe's transforms here, on the device."""
+        if not isinstance(batch, (tuple, list)) or batch[0].dtype != torch.uint8:
+            return batch
+        images, *rest = batch
+        training = self.trainer is not None and self.trainer.training
+        transform = self.batch_transform.train if training else self.batch_transform.eval
+        return (transform(images), *rest)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

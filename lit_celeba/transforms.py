@@ -11,6 +11,7 @@ that, as in TensorFlow, the resized values are not rounded back to uint8.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
@@ -46,3 +47,77 @@ class EvalCrop(torch.nn.Module):
 def eval_transform(image_size: int = 64) -> v2.Compose:
     """Crop rows 20..197, resize; uint8 in, [0, 1] float out."""
     return v2.Compose([EvalCrop(), v2.ToDtype(torch.float32, scale=True), _resize(image_size)])
+
+
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output pixel: the two source pixels and the weight of the second, by the rule of
+    ``interpolate(align_corners=False)`` and ``tf.image.resize`` (half-pixel centres, clamped),
+    computed in float32 as both frameworks do."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    src = np.maximum(src, np.float32(0.0))
+    lo = np.minimum(src.astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (src - lo).astype(np.float32)
+
+
+def columns_read(image_size: int) -> np.ndarray:
+    """The source columns of the 178-wide crop that the resize to ``image_size`` reads, as
+    (left, right) tap pairs side by side: ``[l0, r0, l1, r1, ...]``. The decoded cache keeps only
+    these (128 of 178 at 64x64), which changes no output value."""
+    lo, hi, _ = _bilinear_taps(CROP_SIZE, image_size)
+    return np.stack([lo, hi], axis=1).reshape(-1)
+
+
+class BatchTransform:
+    """The recipe's transforms on batches from the decoded cache: uint8 (B, 218, 2S, 3) images
+    holding the ``columns_read(S)`` columns, transformed on their own device.
+
+    The resize is written out as its two taps per axis instead of calling ``interpolate`` on the
+    crop: it reads only the 2S source rows and columns it needs from each image, about a sixth of
+    the pixels at 64x64, which keeps augmentation out of the training time on a CPU. The result
+    equals ``interpolate`` on the full crop to float rounding (tests/test_transforms.py).
+    """
+
+    def __init__(self, image_size: int = 64) -> None:
+        self.image_size = image_size
+        row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
+        _, _, col_w = _bilinear_taps(CROP_SIZE, image_size)
+        self._host = {
+            "rows": torch.from_numpy(np.stack([row_lo, row_hi], axis=1).reshape(-1)),
+            "row_w": torch.from_numpy(row_w)[:, None, None],
+            "col_w": torch.from_numpy(col_w)[:, None],
+        }
+        self._on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    def _tables(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device not in self._on_device:
+            self._on_device[device] = {k: v.to(device) for k, v in self._host.items()}
+        return self._on_device[device]
+
+    def _crop_resize(self, images: torch.Tensor, tops: torch.Tensor) -> torch.Tensor:
+        t = self._tables(images.device)
+        batch, height, width, channels = images.shape
+        size = self.image_size
+        # The 2S rows the resize reads, as (upper, lower) tap pairs, for each sample's offset.
+        rows = tops + t["rows"] + height * torch.arange(batch, device=images.device)[:, None]
+        picked = images.reshape(batch * height, width * channels).index_select(0, rows.reshape(-1))
+        picked = picked.view(batch, size, 2, size, 2, channels).float()
+        # Horizontal taps first, then vertical, in the order interpolate sums them.
+        across = torch.lerp(picked[..., 0, :], picked[..., 1, :], t["col_w"])  # (B, S, 2, S, 3)
+        resized = torch.lerp(across[:, :, 0], across[:, :, 1], t["row_w"])  # (B, S, S, 3)
+        # Channels-first view with channels-last strides, and TensorFlow's resize-then-/255 order.
+        return resized.permute(0, 3, 1, 2).div_(255.0)
+
+    def train(self, images: torch.Tensor) -> torch.Tensor:
+        """Per sample a random vertical offset 0..H-178 and a random flip (p=0.5), drawn from
+        torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible."""
+        device = images.device
+        tops = torch.randint(0, images.shape[1] - CROP_SIZE + 1, (len(images), 1), device=device)
+        flips = torch.rand(len(images), device=device) < 0.5
+        resized = self._crop_resize(images, tops)
+        return torch.where(flips[:, None, None, None], resized.flip(-1), resized)
+
+    def eval(self, images: torch.Tensor) -> torch.Tensor:
+        tops = torch.full((len(images), 1), EVAL_CROP_TOP, device=images.device)
+        return self._crop_resize(images, tops)

@@ -44,6 +44,7 @@ def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
         "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false",
         f"--trainer.logger.init_args.save_dir={log_dir}",
+        f"--data.cache_dir={log_dir.parent / 'cache'}",
     ]
 
 

@@ -59,7 +59,10 @@ def _metric(stdout: str, name: str) -> float:
 
 def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[float]]:
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    data = CelebADataModule(root=str(root), test_size=TINY_SIZES["test"], num_workers=0)
+    # The per-sample JPEG path, independent of the decoded cache that the CLI run used.
+    data = CelebADataModule(
+        root=str(root), test_size=TINY_SIZES["test"], num_workers=0, cache=False
+    )
     data.setup("test")
     probs, correct = [], []
     with torch.no_grad():

@@ -16,7 +16,13 @@ from tests.conftest import TINY_SIZES
 
 def datamodule(root: Path, **kwargs) -> CelebADataModule:
     settings = dict(
-        root=str(root), train_size=40, val_size=20, test_size=None, num_workers=0, batch_size=8
+        root=str(root),
+        train_size=40,
+        val_size=20,
+        test_size=None,
+        num_workers=0,
+        batch_size=8,
+        cache=False,
     )
     return CelebADataModule(**{**settings, **kwargs})
 
@@ -53,6 +59,19 @@ def test_batches_have_the_recipe_shape_and_range(tiny_root: Path) -> None:
     assert torch.equal(val_images, again)  # eval transform has no randomness
 
 
+def test_cached_batches_equal_the_per_sample_path(tiny_root: Path, tmp_path: Path) -> None:
+    exact, cached = datamodule(tiny_root), datamodule(tiny_root, cache=True, cache_dir=tmp_path)
+    exact.setup("fit")
+    cached.setup("fit")
+    raw_images, raw_targets = next(iter(cached.val_dataloader()))
+    assert raw_images.dtype == torch.uint8 and raw_images.shape == (8, 218, 128, 3)
+    images, targets = cached.on_after_batch_transfer((raw_images, raw_targets), 0)
+    expected_images, expected_targets = next(iter(exact.val_dataloader()))
+    assert images.shape == expected_images.shape == (8, 3, 64, 64)
+    torch.testing.assert_close(images, expected_images, atol=1e-6, rtol=0)
+    assert torch.equal(targets, expected_targets)
+
+
 def test_kaggle_layout_loads_the_same_data(tmp_path: Path, tiny_root: Path) -> None:
     generate_celeba(tmp_path, 96, 48, 48, seed=3, layout="kaggle", progress=False)
     official, kaggle = datamodule(tiny_root), datamodule(tmp_path)
@@ -83,14 +102,15 @@ def test_missing_image_folder_is_named(tiny_root: Path, tmp_path: Path) -> None:
         datamodule(root).setup("fit")
 
 
-def test_unreadable_image_is_named(tiny_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache", [False, True])
+def test_unreadable_image_is_named(tiny_root: Path, tmp_path: Path, cache: bool) -> None:
     root = _copy(tiny_root, tmp_path)
     bad = root / "celeba" / "img_align_celeba" / "000003.jpg"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
-    dm = datamodule(root)
-    dm.setup("fit")
+    dm = datamodule(root, cache=cache, cache_dir=tmp_path / "cache")
     with pytest.raises(CelebAError, match=r"Cannot read image .*000003\.jpg"):
-        dm.datasets["train"][2]
+        dm.setup("fit")  # the cache decodes every image while it is built
+        dm.datasets["train"][2]  # without a cache, the image is decoded on access
 
 
 @pytest.mark.parametrize(

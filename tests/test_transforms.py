@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lit_celeba.transforms import eval_transform, train_transform
+from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, train_transform
 
 
 def tf_resize_reference(image: np.ndarray, size: int) -> np.ndarray:
@@ -82,3 +82,46 @@ def test_train_transform_reproducible_under_seed() -> None:
     torch.manual_seed(123)
     second = [train_transform(64)(image) for _ in range(5)]
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+def test_batch_transform_equals_the_per_sample_transforms_on_fine_detail() -> None:
+    # The cache keeps only the columns the resize reads; on pixel noise any other column, a
+    # wrong tap or a wrong weight would show at once.
+    faces = torch.stack([face()] + [torch.randint(0, 256, (3, 218, 178), dtype=torch.uint8)
+                                    for _ in range(7)])  # fmt: skip
+    cached = faces.permute(0, 2, 3, 1)[:, :, columns_read(64)].contiguous()
+    assert cached.shape == (8, 218, 128, 3)
+    batch = BatchTransform(64)
+    expected = torch.stack([eval_transform(64)(f) for f in faces])
+    torch.testing.assert_close(batch.eval(cached), expected, atol=1e-6, rtol=0)
+
+    torch.manual_seed(0)
+    out = batch.train(cached)
+    for image, result in zip(faces, out, strict=True):
+        refs = np.stack([reference(image, top) for top in range(41)])
+        candidates = np.concatenate([refs, refs[..., ::-1]])
+        errors = np.abs(candidates - result.numpy()).reshape(len(candidates), -1).max(axis=1)
+        assert errors.min() < 1e-6
+
+
+def test_batch_transform_draws_per_sample_and_reproducibly() -> None:
+    image = face().permute(1, 2, 0)[:, columns_read(64)]
+    batch = image.expand(64, *image.shape).contiguous()  # the same face 64 times
+    transform = BatchTransform(64)
+    torch.manual_seed(7)
+    first = transform.train(batch)
+    torch.manual_seed(7)
+    assert torch.equal(first, transform.train(batch))
+    distinct = {tuple(x.flatten()[:50].tolist()) for x in first}
+    assert len(distinct) > 20  # each sample got its own crop and flip
+
+
+def test_columns_read_at_other_sizes() -> None:
+    for size in (32, 64, 96, 128):
+        columns = columns_read(size)
+        assert len(columns) == 2 * size and columns.min() >= 0 and columns.max() <= 177
+    image = face()
+    cached = image.permute(1, 2, 0)[:, columns_read(96)][None].contiguous()
+    torch.testing.assert_close(
+        BatchTransform(96).eval(cached)[0], eval_transform(96)(image), atol=5e-5, rtol=0
+    )

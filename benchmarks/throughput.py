@@ -1,0 +1,194 @@
+"""Training throughput of the recipe's CNN, three ways, in one run on the same device:
+
+(a) the model alone on tensors already in memory (the upper bound),
+(b) the project's ``fit`` loop (decoded cache + batched augmentation on the device),
+(c) a naive per-sample pipeline: PIL decode + torchvision transforms + DataLoader workers.
+
+    python benchmarks/throughput.py                       # CPU or the GPU there is
+    python benchmarks/throughput.py --precision 32-true --images 6400
+
+Prints images/s for each, the ratios b/a and b/c, the first epoch (which builds the cache)
+against a later one, and last one JSON line with all figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+from lit_celeba.celeba import load_index
+from lit_celeba.data import CelebADataModule
+from lit_celeba.module import RecipeClassifier
+from lit_celeba.synthetic import generate_celeba
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def train_loop(model: RecipeClassifier, batches, device: torch.device, precision: str,
+               warmup: int) -> float:  # fmt: skip
+    """Plain PyTorch training steps; images/s after ``warmup`` steps."""
+    model.to(device).train()
+    optimizer = model.configure_optimizers()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "16-mixed")
+    seen, start = 0, None
+    for step, (images, targets) in enumerate(batches):
+        if step == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seen, start = 0, time.perf_counter()
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with autocast(device, precision):
+            loss = F.binary_cross_entropy_with_logits(model(images).float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        seen += len(images)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.perf_counter() - start)
+
+
+def model_only(args, device: torch.device) -> float:
+    torch.manual_seed(0)
+    data = [
+        (torch.rand(args.batch_size, 3, 64, 64), torch.randint(0, 2, (args.batch_size, 1)).float())
+        for _ in range(8)
+    ]
+    data = [(x.to(device), y.to(device)) for x, y in data]
+    steps = args.images // args.batch_size
+    batches = (data[i % len(data)] for i in range(steps + args.warmup))
+    return train_loop(RecipeClassifier(channels_last=True), batches, device, args.precision,
+                      args.warmup)  # fmt: skip
+
+
+class EpochTimer(pl.Callback):
+    def __init__(self) -> None:
+        self.fit_start = 0.0
+        self.epochs: list[tuple[float, float]] = []
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.fit_start = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append((time.perf_counter(), 0.0))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.epochs[-1] = (self.epochs[-1][0], time.perf_counter())
+
+
+def project_fit(args, root: Path, cache_dir: Path, accelerator: str) -> tuple[float, float, float]:
+    """(images/s of a later epoch, first epoch's seconds incl. the cache, a later epoch's)."""
+    pl.seed_everything(0, verbose=False)
+    data = CelebADataModule(root=str(root), train_size=args.images, val_size=args.batch_size,
+                            batch_size=args.batch_size, num_workers=args.fit_workers,
+                            cache=True, cache_dir=str(cache_dir))  # fmt: skip
+    timer = EpochTimer()
+    trainer = pl.Trainer(accelerator=accelerator, devices=1, precision=args.precision,
+                         max_epochs=3, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    start = time.perf_counter()
+    trainer.fit(RecipeClassifier(channels_last=True), data)
+    first = timer.epochs[0][1] - start  # setup (the cache build) and the first epoch
+    later = min(end - begin for begin, end in timer.epochs[1:])
+    return args.images / later, first, later
+
+
+class NaiveImages(Dataset):
+    """The usual PyTorch way: open each JPEG with PIL and transform it in the worker."""
+
+    def __init__(self, paths: list[Path], targets: torch.Tensor) -> None:
+        self.paths, self.targets = paths, targets
+        self.transform = v2.Compose([
+            v2.PILToTensor(),
+            v2.RandomCrop((178, 178)),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Resize((64, 64), antialias=False),
+            v2.RandomHorizontalFlip(),
+        ])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        with Image.open(self.paths[i]) as image:
+            return self.transform(image.convert("RGB")), self.targets[i]
+
+
+def naive(args, root: Path, device: torch.device, workers: int) -> float:
+    index = load_index(root)
+    rows = index.split_indices("train", args.images)
+    paths = [index.files.image_dir / index.image_names[i] for i in rows]
+    targets = torch.as_tensor(index.attributes[rows, index.attr_column("Male")]).float()[:, None]
+    loader = DataLoader(NaiveImages(paths, targets), batch_size=args.batch_size, shuffle=True,
+                        num_workers=workers, pin_memory=device.type == "cuda",
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                        drop_last=True)  # fmt: skip
+    torch.manual_seed(0)
+    return train_loop(RecipeClassifier(channels_last=True), iter(loader), device, args.precision,
+                      args.warmup)  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=3200, help="training images per epoch")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="bf16-mixed",
+                        choices=["32-true", "bf16-mixed", "16-mixed"])  # fmt: skip
+    parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--warmup", type=int, default=10, help="untimed steps of (a) and (c)")
+    parser.add_argument(
+        "--fit-workers",
+        type=int,
+        default=0,
+        help="DataLoader workers of the project's fit (0: the main process)",
+    )
+    parser.add_argument("--root", help="a CelebA copy to use instead of generated faces")
+    args = parser.parse_args()
+
+    gpu = torch.cuda.is_available() and args.accelerator != "cpu"
+    device = torch.device("cuda" if gpu else "cpu")
+    accelerator = "gpu" if gpu else "cpu"
+    name = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.root) if args.root else Path(tmp) / "data"
+        if not args.root:
+            generate_celeba(root, args.images, args.batch_size, args.batch_size, seed=0)
+        a = model_only(args, device)
+        print(f"(a) model alone, tensors in memory: {a:8.1f} img/s")
+        b, first, later = project_fit(args, root, Path(tmp) / "cache", accelerator)
+        print(f"(b) lit_celeba fit (cached):        {b:8.1f} img/s")
+        naive_runs = {w: naive(args, root, device, w) for w in (1, 2, 4) if w <= 2 or gpu}
+        best_workers = max(naive_runs, key=naive_runs.get)
+        c = naive_runs[best_workers]
+        tried = ", ".join(f"{w} workers {v:.1f}" for w, v in naive_runs.items())
+        print(f"(c) naive PIL pipeline, best of [{tried}]: {c:8.1f} img/s")
+    print(f"b/a = {b / a:.3f}   b/c = {b / c:.3f}")
+    print(f"first epoch incl. cache build {first:.2f} s, later epoch {later:.2f} s "
+          f"({first / later:.2f}x)")  # fmt: skip
+    print(json.dumps({
+        "model_only_img_s": round(a, 1), "fit_img_s": round(b, 1), "naive_img_s": round(c, 1),
+        "fit_vs_model_only": round(b / a, 3), "fit_vs_naive": round(b / c, 3),
+        "first_epoch_vs_later": round(first / later, 3), "naive_workers": best_workers,
+        "device": name, "precision": args.precision, "batch_size": args.batch_size,
+        "images": args.images,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
