@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
+from lit_celeba.photos import PhotoDataset, photo_loader
 from lit_celeba.synthetic import generate_celeba
 from lit_celeba.transforms import eval_transform, train_transform
 
@@ -65,6 +66,11 @@ class CelebADataModule(pl.LightningDataModule):
             ``val_size`` and ``test_size`` images) instead of reading the real one. It never
             overwrites a folder it did not generate.
         synthetic_seed: the seed of the generated set.
+        predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
+            folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.photos`).
+            CelebA need not be on disk then.
+        predict_output: the CSV file that ``predict`` writes (default: ``predictions.csv`` in
+            the run's log folder).
     """
 
     def __init__(
@@ -80,6 +86,8 @@ class CelebADataModule(pl.LightningDataModule):
         predict_split: Split = "test",
         synthetic: bool = False,
         synthetic_seed: int = 0,
+        predict_path: str | None = None,
+        predict_output: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -107,10 +115,14 @@ class CelebADataModule(pl.LightningDataModule):
         self.predict_split = predict_split
         self.synthetic = synthetic
         self.synthetic_seed = synthetic_seed
-        self.datasets: dict[str, CelebAImages] = {}
+        self.predict_path = predict_path
+        self.predict_output = predict_output
+        self.datasets: dict[str, CelebAImages | PhotoDataset] = {}
 
     def prepare_data(self) -> None:
         """Only touches files: generates the demo set if asked, then checks the layout."""
+        if self.predict_path is not None and self.trainer is not None and self.trainer.predicting:
+            return  # predicting on the user's photos needs no CelebA
         if self.synthetic:
             try:
                 generate_celeba(
@@ -151,6 +163,10 @@ class CelebADataModule(pl.LightningDataModule):
             )
 
     def setup(self, stage: str) -> None:
+        if stage == "predict" and self.predict_path is not None:
+            transform = eval_transform(self.image_size)
+            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
+            return
         index = load_index(self.root)
         index.attr_column(self.target_attr)  # fail early, listing the valid names
         if stage == "fit":
@@ -184,4 +200,6 @@ class CelebADataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        if isinstance(self.datasets["predict"], PhotoDataset):
+            return photo_loader(self.datasets["predict"], self.batch_size, self.num_workers)
         return self._loader("predict")
