@@ -75,8 +75,8 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.rows = len(self._photo_rows)
         self.failures = sum(prob is None for _, prob, _ in self._photo_rows)
         rank_zero_info(
-            f"Wrote {self.rows} rows ({self.rows - self.failures} predictions, {self.failures} "
-            f"unreadable files) to {self.path}"
+            f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, {self.failures} "
+            f"unreadable) to {self.path}"
         )
 
     def write_on_epoch_end(

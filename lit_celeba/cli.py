@@ -54,7 +54,7 @@ class CelebACLI(LightningCLI):
         if writer is None or writer.failures is None or not self.trainer.is_global_zero:
             return
         if writer.failures == 0:
-            print(f"All {writer.rows} photos were read.")
+            print(f"All {writer.rows} file(s) were read.")
             return
         print(
             f"{writer.failures} of {writer.rows} files could not be read; "

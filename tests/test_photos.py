@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.celeba import find_files
 from lit_celeba.module import RecipeClassifier
@@ -147,6 +148,11 @@ def test_every_format_and_mode_becomes_the_aligned_frame(
 def test_16_bit_rgb_is_scaled(photos: Path, face: Image.Image) -> None:
     image = load_frame(photos / "sub" / "deeper" / "g_rgb16.png")
     assert torch.equal(image, torch.from_numpy(np.array(face)).permute(2, 0, 1))
+
+
+def test_an_aligned_celeba_jpeg_reads_exactly_as_the_celeba_loader(tiny_root: Path) -> None:
+    for path in sorted(find_files(tiny_root).image_dir.glob("*.jpg"))[:10]:
+        assert torch.equal(load_frame(path), decode_image(str(path), mode=ImageReadMode.RGB))
 
 
 def test_transparency_is_composited_on_white(tmp_path: Path) -> None:
