@@ -18,7 +18,7 @@ from lit_celeba.photos import PhotoBatch, PhotoDataset
 class CSVPredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label,
     true label) into ``output_dir``, or into the run's log folder when that is ``None``; the data
-    module's ``predict_output``, when set, names the file instead.
+    module's ``predict_output``, when set, names the file (or an existing folder for it) instead.
 
     On the user's photos (``--data.predict_path``) the columns are path, probability, predicted
     label and error: a file that could not be read has an error and no probability. ``failures``
@@ -57,7 +57,8 @@ class CSVPredictionWriter(BasePredictionWriter):
     def _output_path(self, trainer: pl.Trainer) -> Path:
         predict_output = getattr(trainer.datamodule, "predict_output", None)
         if predict_output:
-            return Path(predict_output).expanduser()
+            path = Path(predict_output).expanduser()
+            return path / self.filename if path.is_dir() else path
         return Path(self.output_dir or trainer.log_dir or ".") / self.filename
 
     def _write_photo_rows(self, trainer: pl.Trainer) -> None:

@@ -69,8 +69,8 @@ class CelebADataModule(pl.LightningDataModule):
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.photos`).
             CelebA need not be on disk then.
-        predict_output: the CSV file that ``predict`` writes (default: ``predictions.csv`` in
-            the run's log folder).
+        predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
+            ``predict`` writes (default: ``predictions.csv`` in the run's log folder).
     """
 
     def __init__(
