@@ -12,16 +12,73 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.photos import PhotoBatch, PhotoDataset
+
 
 class CSVPredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label,
-    true label) into ``output_dir``, or into the run's log folder when that is ``None``."""
+    true label) into ``output_dir``, or into the run's log folder when that is ``None``; the data
+    module's ``predict_output``, when set, names the file (or an existing folder for it) instead.
+
+    On the user's photos (``--data.predict_path``) the columns are path, probability, predicted
+    label and error: a file that could not be read has an error and no probability. ``failures``
+    counts those (``None`` after a CelebA split).
+    """
 
     def __init__(self, output_dir: str | None = None, filename: str = "predictions.csv") -> None:
-        super().__init__(write_interval="epoch")
+        # Photo batches carry their paths and read errors, which only the batch hook sees.
+        super().__init__(write_interval="batch_and_epoch")
         self.output_dir = output_dir
         self.filename = filename
         self.path: Path | None = None
+        self.rows = 0
+        self.failures: int | None = None
+        self._photo_rows: list[tuple[str, float | None, str]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._photo_rows = []
+
+    def write_on_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        if not isinstance(batch, PhotoBatch):
+            return
+        probabilities = iter(prediction.float().cpu().reshape(-1).tolist())
+        for path, error in zip(batch.paths, batch.errors, strict=True):
+            self._photo_rows.append((path, None if error else next(probabilities), error))
+
+    def _output_path(self, trainer: pl.Trainer) -> Path:
+        predict_output = getattr(trainer.datamodule, "predict_output", None)
+        if predict_output:
+            path = Path(predict_output).expanduser()
+            return path / self.filename if path.is_dir() else path
+        return Path(self.output_dir or trainer.log_dir or ".") / self.filename
+
+    def _write_photo_rows(self, trainer: pl.Trainer) -> None:
+        attr = getattr(trainer.datamodule, "target_attr", "target")
+        self.path = self._output_path(trainer)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", f"prob_{attr}", f"pred_{attr}", "error"])
+            for path, prob, error in self._photo_rows:
+                if prob is None:
+                    writer.writerow([path, "", "", error])
+                else:
+                    writer.writerow([path, f"{prob:.6f}", int(prob >= 0.5), ""])
+        self.rows = len(self._photo_rows)
+        self.failures = sum(prob is None for _, prob, _ in self._photo_rows)
+        rank_zero_info(
+            f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, {self.failures} "
+            f"unreadable) to {self.path}"
+        )
 
     def write_on_epoch_end(
         self,
@@ -31,13 +88,15 @@ class CSVPredictionWriter(BasePredictionWriter):
         batch_indices: Sequence[Any],
     ) -> None:
         dataset = trainer.predict_dataloaders.dataset
+        if isinstance(dataset, PhotoDataset):
+            self._write_photo_rows(trainer)
+            return
         probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(-1)
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
         attr = getattr(trainer.datamodule, "target_attr", "target")
-        out_dir = Path(self.output_dir or trainer.log_dir or ".")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        self.path = out_dir / self.filename
+        self.path = self._output_path(trainer)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["image", f"prob_{attr}", f"pred_{attr}", f"true_{attr}"])
@@ -46,4 +105,5 @@ class CSVPredictionWriter(BasePredictionWriter):
                 writer.writerow(
                     [dataset.image_names[index], f"{prob:.6f}", int(prob >= 0.5), truth]
                 )
+        self.rows, self.failures = len(indices), None
         rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")

@@ -14,6 +14,7 @@ from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
 from lit_celeba.data import CelebADataModule
 from lit_celeba.module import AttributeClassifier
+from lit_celeba.photos import PhotoError
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -61,6 +62,24 @@ class CelebACLI(LightningCLI):
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
         rank_zero_info("\n".join(lines))
 
+    def after_predict(self) -> None:
+        """On the user's photos: the count of unreadable files; exit status 1 if none was read."""
+        writer = next(
+            (c for c in self.trainer.callbacks if isinstance(c, CSVPredictionWriter)), None
+        )
+        if writer is None or writer.failures is None or not self.trainer.is_global_zero:
+            return
+        if writer.failures == 0:
+            print(f"All {writer.rows} file(s) were read.")
+            return
+        print(
+            f"{writer.failures} of {writer.rows} files could not be read; "
+            f"their rows in {writer.path} give the reason in the error column."
+        )
+        if writer.failures == writer.rows:
+            print("error: none of the files could be read as an image", file=sys.stderr)
+            raise SystemExit(1)
+
 
 def cli_main(args: ArgsType = None) -> CelebACLI | None:
     """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback."""
@@ -72,6 +91,6 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             trainer_defaults={"callbacks": [CSVPredictionWriter()]},
             args=args,
         )
-    except (CelebAError, FileExistsError) as err:
+    except (CelebAError, FileExistsError, PhotoError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

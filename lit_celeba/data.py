@@ -15,6 +15,7 @@ from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.cache import build_cache, default_cache_dir, open_cache
 from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
+from lit_celeba.photos import PhotoDataset, photo_loader
 from lit_celeba.synthetic import generate_celeba
 from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, train_transform
 
@@ -108,6 +109,11 @@ class CelebADataModule(pl.LightningDataModule):
             ``False`` decodes and transforms every image on access in the loader workers.
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs.
+        predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
+            folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.photos`).
+            CelebA need not be on disk then.
+        predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
+            ``predict`` writes (default: ``predictions.csv`` in the run's log folder).
     """
 
     def __init__(
@@ -125,6 +131,8 @@ class CelebADataModule(pl.LightningDataModule):
         synthetic_seed: int = 0,
         cache: bool = True,
         cache_dir: str | None = None,
+        predict_path: str | None = None,
+        predict_output: str | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -155,10 +163,14 @@ class CelebADataModule(pl.LightningDataModule):
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size)
-        self.datasets: dict[str, CelebAImages | CachedImages] = {}
+        self.predict_path = predict_path
+        self.predict_output = predict_output
+        self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
 
     def prepare_data(self) -> None:
         """Only touches files: generates the demo set if asked, then checks the layout."""
+        if self.predict_path is not None and self.trainer is not None and self.trainer.predicting:
+            return  # predicting on the user's photos needs no CelebA
         if self.synthetic:
             try:
                 generate_celeba(
@@ -206,6 +218,10 @@ class CelebADataModule(pl.LightningDataModule):
             )
 
     def setup(self, stage: str) -> None:
+        if stage == "predict" and self.predict_path is not None:
+            transform = eval_transform(self.image_size)
+            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
+            return
         index = load_index(self.root)
         index.attr_column(self.target_attr)  # fail early, listing the valid names
         if stage == "fit":
@@ -250,4 +266,6 @@ class CelebADataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        if isinstance(self.datasets["predict"], PhotoDataset):
+            return photo_loader(self.datasets["predict"], self.batch_size, self.num_workers)
         return self._loader("predict")

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import BinaryAccuracy
+from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError
 
 from lit_celeba.nets import Init, Pooling, RecipeCNN
 
@@ -21,7 +21,9 @@ class AttributeClassifier(pl.LightningModule):
     Subclasses build the network and hand it over; everything else (loss, metrics, logging,
     optimizer) is shared. Logged: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``,
     ``test/loss``, ``test/acc``. Accuracy thresholds the probability at 0.5 (the logit at 0),
-    not the logit at 0.5 as the Keras original did by accident.
+    not the logit at 0.5 as the Keras original did by accident. ``test/ece`` is the expected
+    calibration error: the gap between the predicted probability and the observed share of
+    positives, averaged over 15 equal-width probability bins weighted by their share of images.
 
     The default optimizer is the recipe's Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7); the CLI's
     ``--optimizer`` replaces it.
@@ -37,6 +39,7 @@ class AttributeClassifier(pl.LightningModule):
         self.train_acc = BinaryAccuracy()
         self.val_acc = BinaryAccuracy()
         self.test_acc = BinaryAccuracy()
+        self.test_ece = BinaryCalibrationError(n_bins=15, norm="l1")
 
     def configure_model(self) -> None:
         if self.compile_net:
@@ -45,7 +48,13 @@ class AttributeClassifier(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
 
-    def _step(self, batch: Batch, stage: str, accuracy: BinaryAccuracy) -> torch.Tensor:
+    def _step(
+        self,
+        batch: Batch,
+        stage: str,
+        accuracy: BinaryAccuracy,
+        calibration: BinaryCalibrationError | None = None,
+    ) -> torch.Tensor:
         images, targets = batch
         logits = self(images)
         loss = F.binary_cross_entropy_with_logits(logits, targets)
@@ -69,6 +78,11 @@ class AttributeClassifier(pl.LightningModule):
             prog_bar=True,
             batch_size=batch_size,
         )
+        if calibration is not None:
+            calibration(torch.sigmoid(logits), targets.long())
+            self.log(
+                f"{stage}/ece", calibration, on_step=False, on_epoch=True, batch_size=batch_size
+            )
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -78,7 +92,7 @@ class AttributeClassifier(pl.LightningModule):
         return self._step(batch, "val", self.val_acc)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test", self.test_acc)
+        return self._step(batch, "test", self.test_acc, self.test_ece)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """Probability of the target attribute per image, shape (batch, 1)."""

@@ -61,3 +61,21 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint from ``fit`` (one batch, the CLI in a subprocess), for predict and export."""
+    work = tmp_path_factory.mktemp("tiny_checkpoint")
+    fit = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tiny_root, work / "logs"),
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        cwd=work,
+    )
+    assert fit.returncode == 0, fit.stderr
+    return work / "logs" / "base" / "version_0" / "checkpoints" / "last.ckpt"
