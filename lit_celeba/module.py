@@ -88,16 +88,24 @@ class AttributeClassifier(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train", self.train_acc)
 
+    def full_precision(self) -> torch.autocast:
+        """Mixed precision is a training speed-up only: validation, test and predict run in
+        float32, so reported metrics and probabilities don't depend on the training precision."""
+        return torch.autocast(self.device.type, enabled=False)
+
     def validation_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val", self.val_acc)
+        with self.full_precision():
+            return self._step(batch, "val", self.val_acc)
 
     def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test", self.test_acc, self.test_ece)
+        with self.full_precision():
+            return self._step(batch, "test", self.test_acc, self.test_ece)
 
     def predict_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """Probability of the target attribute per image, shape (batch, 1)."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return torch.sigmoid(self(images))
+        with self.full_precision():
+            return torch.sigmoid(self(images))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
