@@ -7,9 +7,9 @@
   would run code when unpickled, a truncated or foreign file, a model class outside lit_celeba,
   and a checkpoint trained for another target attribute; :func:`check_fits_model` refuses one
   whose weights do not fit the network.
-- :class:`RandomStateCheckpoint` keeps the random generators in the checkpoint, so a run resumed
-  from an epoch-end checkpoint draws the same shuffles, crops, flips and dropout masks as one that
-  never stopped; :func:`find_last_checkpoint` finds the previous run's ``last.ckpt``.
+- :class:`ExactResume` keeps the random generators in the checkpoint and flushes the logs each
+  epoch, so a run resumed from an epoch-end checkpoint equals one that never stopped;
+  :func:`find_last_checkpoint` finds the previous run's ``last.ckpt``.
 - :class:`InterruptNotice` tells the user how to resume after SIGTERM or Ctrl-C.
 """
 
@@ -137,10 +137,14 @@ def load_checkpoint(
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise _unreadable(path, err) from None
+        # torch's weights-only unpickler stops at the first thing that is not a tensor or a
+        # plain value: a global (a class or function to import and call) is what runs code;
+        # anything else is a file that is no checkpoint at all.
         culprit = re.search(r"Unsupported global: (GLOBAL \S+)", str(err))
-        detail = f" ({culprit.group(1)})" if culprit else ""
+        if culprit is None:
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            raise _unreadable(path, detail.group(1) if detail else err) from None
+        detail = f" ({culprit.group(1)})"
         raise CheckpointError(
             f"Refused to load {path}: besides tensors and plain values it holds Python "
             f"objects{detail}, and unpickling those could run code from the file. Checkpoints "
@@ -157,8 +161,9 @@ def load_checkpoint(
     return checkpoint
 
 
-def _unreadable(path: Path, err: BaseException) -> CheckpointError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
     return CheckpointError(
         f"Cannot read checkpoint {path} ({reason}): it is truncated, damaged or not a PyTorch "
         "file. Use another checkpoint, e.g. the best one next to it in the same folder."
@@ -261,16 +266,22 @@ def free_config_name(run_dir: _PATH) -> str:
     return f"config_resume_{n}.yaml"
 
 
-class RandomStateCheckpoint(Callback):
-    """Saves the random generators (torch, CUDA, numpy, Python) with every checkpoint and restores
-    them on resume.
+class ExactResume(Callback):
+    """Makes a run resumed from an epoch-end checkpoint equal one that never stopped.
 
-    Lightning saves the model, optimizer and loop state but not these, so without this callback a
-    run resumed from an epoch-end checkpoint would draw other shuffles, crops, flips and dropout
-    masks than a run that never stopped. Lightning restores callback state before it builds the
-    train loader and runs its sanity check in an isolated generator state, so nothing draws from
-    the generators between this restore and the first batch.
+    - Saves the random generators (torch, CUDA, numpy, Python) with every checkpoint and restores
+      them on resume. Lightning saves the model, optimizer and loop state but not these, so
+      without this a resumed run would draw other shuffles, crops, flips and dropout masks.
+      Lightning restores callback state before it builds the train loader, and runs its sanity
+      check in an isolated generator state, so nothing draws between this restore and the first
+      batch.
+    - Flushes the loggers when an epoch starts, so the curves of every finished epoch are on disk
+      before the next one begins: a SIGKILL loses nothing that the checkpoint covers.
     """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()
 
     def state_dict(self) -> dict[str, Any]:
         numpy_state = np.random.get_state()

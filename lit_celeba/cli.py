@@ -21,8 +21,8 @@ from lit_celeba.checkpointing import (
     CKPT_KEYWORDS,
     AtomicCheckpointIO,
     CheckpointError,
+    ExactResume,
     InterruptNotice,
-    RandomStateCheckpoint,
     check_checkpoint,
     check_fits_model,
     find_last_checkpoint,
@@ -170,7 +170,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             CelebADataModule,
             subclass_mode_model=True,
             trainer_defaults={
-                "callbacks": [CSVPredictionWriter(), RandomStateCheckpoint(), InterruptNotice()]
+                "callbacks": [CSVPredictionWriter(), ExactResume(), InterruptNotice()]
             },
             parser_kwargs=_PARSER_KWARGS,
             args=args,
