@@ -34,6 +34,8 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from lit_celeba.module import AttributeClassifier
+
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
 OWN_PACKAGE = "lit_celeba."
@@ -151,6 +153,11 @@ def load_checkpoint(
             "written by lit_celeba never do; use one of those, or a file from a source you trust "
             "converted to a plain state_dict."
         ) from None
+    except PermissionError:
+        raise CheckpointError(
+            f"Cannot read checkpoint {path}: permission denied. Copy it somewhere you can read, "
+            "or fix its permissions."
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise _unreadable(path, err) from None
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
@@ -165,8 +172,9 @@ def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
     text = str(err).strip()
     reason = text.splitlines()[0] if text else type(err).__name__
     return CheckpointError(
-        f"Cannot read checkpoint {path} ({reason}): it is truncated, damaged or not a PyTorch "
-        "file. Use another checkpoint, e.g. the best one next to it in the same folder."
+        f"Cannot read checkpoint {path}: it is truncated, damaged or not a PyTorch file "
+        f"(torch.load said: {reason}). Use another checkpoint, e.g. the best one next to it in "
+        "the same folder."
     )
 
 
@@ -196,15 +204,10 @@ def check_checkpoint(checkpoint: Mapping[str, Any], path: _PATH, target_attr: st
 
 
 def _check_own_model_class(class_path: str, path: _PATH) -> None:
-    from importlib import import_module
-
-    from lit_celeba.module import AttributeClassifier
-
+    # Looked up among modules already imported, never imported: importing runs module code
+    # (lit_celeba.__main__, for one, starts the CLI).
     module_name, _, class_name = class_path.rpartition(".")
-    try:
-        model_class = getattr(import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        model_class = None
+    model_class = getattr(sys.modules.get(module_name), class_name, None)
     if not (isinstance(model_class, type) and issubclass(model_class, AttributeClassifier)):
         raise CheckpointError(
             f"{path} names the model class {class_path!r}, which this version of lit_celeba does "

@@ -277,6 +277,7 @@ def test_malicious_checkpoint_is_refused_by_the_cli(
     assert "(GLOBAL io.open)" in message  # open() is io.open
     assert not marker.exists()
     assert_untouched(before, logs)
+    assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
     _prove_malicious(path, marker)
 
 
@@ -317,9 +318,9 @@ def _strip_hyperparameters(source: Path, target: Path) -> Path:
     return target
 
 
-def _foreign_class(source: Path, target: Path) -> Path:
+def _with_class_path(class_path: str, source: Path, target: Path) -> Path:
     checkpoint = torch.load(source, weights_only=True)
-    checkpoint["hyper_parameters"]["_class_path"] = "other_project.models.ResNet"
+    checkpoint["hyper_parameters"]["_class_path"] = class_path
     torch.save(checkpoint, target)
     return target
 
@@ -341,9 +342,15 @@ CHECKPOINT_CASES = {
         ["does not fit the network RecipeClassifier", "shape", "net.features.0.weight"],
     ),
     "other-model-class": (
-        lambda ckpt, tmp: _foreign_class(ckpt, tmp / "foreign.ckpt"),
+        lambda ckpt, tmp: _with_class_path("other_project.models.ResNet", ckpt, tmp / "x.ckpt"),
         [],
         ["saved by another model ('other_project.models.ResNet')", "lit_celeba fit"],
+    ),
+    # Importing lit_celeba.__main__ would start the CLI: a class path is looked up, never imported.
+    "class-path-that-would-import": (
+        lambda ckpt, tmp: _with_class_path("lit_celeba.__main__.Model", ckpt, tmp / "y.ckpt"),
+        [],
+        ["names the model class 'lit_celeba.__main__.Model'", "Use a checkpoint written by"],
     ),
     "missing-file": (
         lambda ckpt, tmp: tmp / "no_such.ckpt",
