@@ -98,6 +98,8 @@ class CelebACLI(LightningCLI):
             run_dir = last.parent.parent
             init_args.version = run_dir.name
             self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
+            # Going on in a run folder that has checkpoints is the point of resuming.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
             print(f"Resuming from {last}", file=sys.stderr)
 
     def instantiate_classes(self) -> None:

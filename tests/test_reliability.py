@@ -16,13 +16,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_celeba.checkpointing import AtomicCheckpointIO, CheckpointError, load_checkpoint
+from lit_celeba.checkpointing import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    InterruptNotice,
+    load_checkpoint,
+)
 from lit_celeba.cli import cli_main
 from lit_celeba.module import RecipeClassifier
 from tests.conftest import CONFIGS, REPO, tiny_overrides
@@ -415,6 +421,20 @@ def test_fit_ckpt_path_last_without_any_run_starts_fresh(tiny_root: Path, tmp_pa
     cli_main(["fit", "--config", BASE, *flags, "--ckpt_path=last"])
     assert "No last.ckpt under" in capsys.readouterr().err
     assert last_ckpt(logs).is_file() and (logs / "base" / "version_0" / "config.yaml").is_file()
+
+
+def test_interrupt_in_the_first_epoch_says_there_is_no_checkpoint_yet(capsys) -> None:
+    trainer = SimpleNamespace(
+        state=SimpleNamespace(fn="fit"),
+        is_global_zero=True,
+        checkpoint_callbacks=[],
+        current_epoch=0,
+    )
+    InterruptNotice().on_exception(trainer, None, KeyboardInterrupt())
+    err = capsys.readouterr().err
+    assert "stopped by Ctrl-C in epoch 0" in err and "no checkpoint yet" in err
+    InterruptNotice().on_exception(trainer, None, ValueError("a bug"))  # not an interruption
+    assert capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------------------------------------
