@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import warnings
+from argparse import ArgumentError
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
+from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
+from lit_celeba.checkpointing import (
+    CKPT_KEYWORDS,
+    AtomicCheckpointIO,
+    CheckpointError,
+    ExactResume,
+    InterruptNotice,
+    check_checkpoint,
+    check_fits_model,
+    find_last_checkpoint,
+    free_config_name,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from lit_celeba.data import CelebADataModule
+from lit_celeba.errors import (
+    UsageError,
+    argument_message,
+    check_writable,
+    setting_message,
+    worker_message,
+)
 from lit_celeba.module import AttributeClassifier
 from lit_celeba.photos import PhotoError
 
@@ -34,6 +60,8 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 
 class CelebACLI(LightningCLI):
+    checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
@@ -42,6 +70,76 @@ class CelebACLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
         trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        if config.get("ckpt_path") == "last":
+            self._resolve_last_checkpoint(subcommand, config)
+        ckpt_path = config.get("ckpt_path")
+        # Checked before LightningCLI reads the model's class path from it (next step) and before
+        # anything is written: a bad checkpoint leaves the log folder as it was.
+        if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
+            self.checkpoint = load_checkpoint(ckpt_path)
+            check_checkpoint(self.checkpoint, ckpt_path, config.get("data", {}).get("target_attr"))
+
+    def _resolve_last_checkpoint(self, subcommand: str, config: Any) -> None:
+        """``--ckpt_path last``: the newest last.ckpt of any earlier run under the logger's folder.
+
+        Lightning itself only looks in the new run's own (empty) checkpoint folder. ``fit`` goes
+        on in the same run folder, so checkpoints, best-model tracking and TensorBoard curves
+        continue where they stopped; its config is saved next to the first as
+        config_resume_N.yaml.
+        """
+        logger = config.trainer.get("logger")
+        init_args = getattr(logger, "init_args", None)
+        save_dir = getattr(init_args, "save_dir", None)
+        if save_dir is None or _checkpoint_dirpath_given(config.trainer.get("callbacks")):
+            return  # no versioned log folder: Lightning's own resolution applies
+        run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
+        last = find_last_checkpoint(run_root)
+        if last is None:
+            if subcommand != "fit":
+                raise CheckpointError(
+                    f"--ckpt_path last: no last.ckpt under {run_root}. Train with `fit` first, "
+                    "or give the path of a checkpoint."
+                )
+            print(f"No last.ckpt under {run_root} yet: training from the start.", file=sys.stderr)
+            config.ckpt_path = None
+            return
+        config.ckpt_path = str(last)
+        if subcommand == "fit":
+            run_dir = last.parent.parent
+            init_args.version = run_dir.name
+            self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
+            # Going on in a run folder that has checkpoints is the point of resuming.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+            print(f"Resuming from {last}", file=sys.stderr)
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except CelebAError:
+            raise
+        except (ValueError, MisconfigurationException) as err:
+            raise UsageError(setting_message(err)) from err
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        if self._get(self.config_init, "trainer", default={}).get("plugins") is None:
+            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        return super().instantiate_trainer(**kwargs)
+
+    def after_instantiate_classes(self) -> None:
+        if self.checkpoint is not None:
+            ckpt_path = self.config[self.subcommand].ckpt_path
+            check_fits_model(self.model, self.checkpoint, ckpt_path)
+            self.checkpoint = None  # Lightning loads it again; do not hold two copies
+        for logger in self.trainer.loggers:
+            if logger.save_dir is not None:
+                check_writable(logger.save_dir, "trainer.logger.init_args.save_dir")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -55,8 +153,9 @@ class CelebACLI(LightningCLI):
             best = checkpoint.best_model_score
             score = f" (val/acc {float(best):.4f})" if best is not None else ""
             lines.append(f"Best checkpoint: {checkpoint.best_model_path}{score}")
-        if checkpoint.last_model_path:
-            lines.append(f"Last checkpoint: {checkpoint.last_model_path}")
+        last = latest_checkpoint(self.trainer)
+        if last:
+            lines.append(f"Last checkpoint: {last}")
         log_dir = self.trainer.log_dir
         if log_dir:
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
@@ -81,16 +180,48 @@ class CelebACLI(LightningCLI):
             raise SystemExit(1)
 
 
+def _checkpoint_dirpath_given(callbacks: Any) -> bool:
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    return any(
+        str(getattr(c, "class_path", "")).endswith("ModelCheckpoint")
+        and getattr(c.init_args, "dirpath", None) is not None
+        for c in callbacks
+    )
+
+
+# Parse errors raise instead of printing the whole usage: cli_main prints one message.
+_PARSER_KWARGS: dict[str, Any] = {"exit_on_error": False} | {
+    subcommand: {"exit_on_error": False} for subcommand in ("fit", "validate", "test", "predict")
+}
+
+
 def cli_main(args: ArgsType = None) -> CelebACLI | None:
-    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback."""
+    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback.
+
+    SIGTERM stops training at the next batch and exits with 143 (128 + SIGTERM), Ctrl-C with 1;
+    either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
+    """
     try:
         return CelebACLI(
             AttributeClassifier,
             CelebADataModule,
             subclass_mode_model=True,
-            trainer_defaults={"callbacks": [CSVPredictionWriter()]},
+            trainer_defaults={
+                "callbacks": [CSVPredictionWriter(), ExactResume(), InterruptNotice()]
+            },
+            parser_kwargs=_PARSER_KWARGS,
             args=args,
         )
-    except (CelebAError, FileExistsError, PhotoError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except SIGTERMException:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    except CelebAError as err:
+        _fail(worker_message(str(err)))
+    except (CheckpointError, UsageError, FileExistsError, PhotoError) as err:
+        _fail(str(err))
+    except ArgumentError as err:
+        _fail(argument_message(err))
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2) from None
