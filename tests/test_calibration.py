@@ -32,7 +32,11 @@ def test_test_split_reports_the_expected_calibration_error(tiny_root: Path) -> N
     # PyTorch's own initialisation spreads the untrained probabilities over several bins.
     model = RecipeClassifier(channels=(8, 8, 16, 16), init="torch", dropout=0.0).eval()
     data = CelebADataModule(
-        root=str(tiny_root), test_size=TINY_SIZES["test"], num_workers=0, batch_size=16
+        root=str(tiny_root),
+        test_size=TINY_SIZES["test"],
+        num_workers=0,
+        batch_size=16,
+        cache=False,  # the per-sample path, so the loop below sees transformed images
     )
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
