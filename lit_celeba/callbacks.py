@@ -15,7 +15,8 @@ from pytorch_lightning.utilities import rank_zero_info
 
 class CSVPredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label,
-    true label) into ``output_dir``, or into the run's log folder when that is ``None``."""
+    true label) into ``output_dir``, or into the run's log folder when that is ``None``.
+    With several target attributes: a probability, prediction and truth column per attribute."""
 
     def __init__(self, output_dir: str | None = None, filename: str = "predictions.csv") -> None:
         super().__init__(write_interval="epoch")
@@ -31,19 +32,24 @@ class CSVPredictionWriter(BasePredictionWriter):
         batch_indices: Sequence[Any],
     ) -> None:
         dataset = trainer.predict_dataloaders.dataset
-        probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(-1)
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
-        attr = getattr(trainer.datamodule, "target_attr", "target")
+        probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(len(indices), -1)
+        attrs = getattr(trainer.datamodule, "target_attrs", None) or [
+            getattr(trainer.datamodule, "target_attr", "target")
+        ]
         out_dir = Path(self.output_dir or trainer.log_dir or ".")
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / self.filename
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["image", f"prob_{attr}", f"pred_{attr}", f"true_{attr}"])
-            for index, prob in zip(indices, probabilities.tolist(), strict=True):
-                truth = int(dataset.targets[index, 0].item())
-                writer.writerow(
-                    [dataset.image_names[index], f"{prob:.6f}", int(prob >= 0.5), truth]
-                )
+            writer.writerow(
+                ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
+            )
+            for index, probs in zip(indices, probabilities.tolist(), strict=True):
+                truths = dataset.targets[index].long().tolist()
+                cells = [dataset.image_names[index]]
+                for prob, truth in zip(probs, truths, strict=True):
+                    cells += [f"{prob:.6f}", int(prob >= 0.5), truth]
+                writer.writerow(cells)
         rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")

@@ -9,6 +9,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.attributes import AttributeMismatchError, attribute_list
 from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
 from lit_celeba.data import CelebADataModule
@@ -25,6 +26,12 @@ class CelebACLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": "lit_celeba.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
         parser.link_arguments("data.image_size", "model.init_args.image_size")
+        # One output per target attribute, named; and the subgroups the model reports need their
+        # columns in the evaluation batches.
+        parser.link_arguments(
+            "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
+        )
+        parser.link_arguments("model.init_args.subgroups", "data.subgroups")
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -56,6 +63,6 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             trainer_defaults={"callbacks": [CSVPredictionWriter()]},
             args=args,
         )
-    except (CelebAError, FileExistsError) as err:
+    except (CelebAError, FileExistsError, AttributeMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
