@@ -58,8 +58,13 @@ def format_text(rows: Sequence[Row], subgroups: Sequence[str] = ()) -> str:
 def format_markdown(rows: Sequence[Row], subgroups: Sequence[str] = ()) -> str:
     """A Markdown table, which TensorBoard's text tab renders."""
     columns = _column_names(subgroups)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in _cells(rows, columns)]
+
+    def line(cells: Sequence[str]) -> str:
+        # A literal "|" (as in "acc|Young=1") would end the cell.
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    lines = [line(columns), "|" + "---|" * len(columns)]
+    lines += [line(cells) for cells in _cells(rows, columns)]
     return "\n".join(lines)
 
 
