@@ -127,3 +127,18 @@ def test_subgroups_without_their_values_in_the_batch() -> None:
     model = RecipeClassifier(subgroups=["Young"])
     with pytest.raises(AttributeMismatchError, match="carry no subgroup values"):
         model.validation_step((torch.rand(2, 3, 64, 64), torch.ones(2, 1)), 0)
+
+
+def test_one_attribute_with_subgroups_keeps_test_acc_and_adds_the_groups(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    trainer = _trainer(tmp_path)
+    model = RecipeClassifier(image_size=32, subgroups=["Young"])
+    trainer.test(model, datamodule=_data(tiny_root, subgroups=["Young"]))
+    metrics = trainer.callback_metrics
+    assert {"test/loss", "test/acc", "test/acc/Male|Young=1", "test/gap/Male|Young"} <= set(metrics)
+    assert "test/acc/Male" not in metrics
+    with open(tmp_path / "run" / "version_0" / "test_attributes.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["attribute"] == "Male"
+    assert float(row["accuracy"]) == pytest.approx(metrics["test/acc"].item(), abs=1e-6)
