@@ -15,10 +15,10 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, MultilabelAccuracy
 
+from lit_celeba.attribute_table import attribute_rows, format_markdown, format_text, write_csv
 from lit_celeba.attributes import AttributeMismatchError, attribute_list
 from lit_celeba.metrics import SubgroupAccuracy
 from lit_celeba.nets import Init, Pooling, RecipeCNN
-from lit_celeba.report import attribute_rows, format_markdown, format_text, write_csv
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
