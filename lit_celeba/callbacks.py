@@ -17,7 +17,8 @@ from lit_celeba.photos import PhotoBatch, PhotoDataset
 
 class CSVPredictionWriter(BasePredictionWriter):
     """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label,
-    true label) into ``output_dir``, or into the run's log folder when that is ``None``; the data
+    true label; with several target attributes a probability, prediction and truth column per
+    attribute) into ``output_dir``, or into the run's log folder when that is ``None``; the data
     module's ``predict_output``, when set, names the file (or an existing folder for it) instead.
 
     On the user's photos (``--data.predict_path``) the columns are path, probability, predicted
@@ -91,19 +92,24 @@ class CSVPredictionWriter(BasePredictionWriter):
         if isinstance(dataset, PhotoDataset):
             self._write_photo_rows(trainer)
             return
-        probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(-1)
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
-        attr = getattr(trainer.datamodule, "target_attr", "target")
+        probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(len(indices), -1)
+        attrs = getattr(trainer.datamodule, "target_attrs", None) or [
+            getattr(trainer.datamodule, "target_attr", "target")
+        ]
         self.path = self._output_path(trainer)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["image", f"prob_{attr}", f"pred_{attr}", f"true_{attr}"])
-            for index, prob in zip(indices, probabilities.tolist(), strict=True):
-                truth = int(dataset.targets[index, 0].item())
-                writer.writerow(
-                    [dataset.image_names[index], f"{prob:.6f}", int(prob >= 0.5), truth]
-                )
+            writer.writerow(
+                ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
+            )
+            for index, probs in zip(indices, probabilities.tolist(), strict=True):
+                truths = dataset.targets[index].long().tolist()
+                cells = [dataset.image_names[index]]
+                for prob, truth in zip(probs, truths, strict=True):
+                    cells += [f"{prob:.6f}", int(prob >= 0.5), truth]
+                writer.writerow(cells)
         self.rows, self.failures = len(indices), None
         rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")

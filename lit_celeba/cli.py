@@ -16,6 +16,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from lit_celeba.attributes import AttributeMismatchError, attribute_list
 from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
 from lit_celeba.checkpointing import (
@@ -66,6 +67,12 @@ class CelebACLI(LightningCLI):
         parser.set_defaults({"model": {"class_path": "lit_celeba.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
         parser.link_arguments("data.image_size", "model.init_args.image_size")
+        # One output per target attribute, named; and the subgroups the model reports need their
+        # columns in the evaluation batches.
+        parser.link_arguments(
+            "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
+        )
+        parser.link_arguments("model.init_args.subgroups", "data.subgroups")
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
@@ -216,7 +223,13 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     except CelebAError as err:
         _fail(worker_message(str(err)))
-    except (CheckpointError, UsageError, FileExistsError, PhotoError) as err:
+    except (
+        CheckpointError,
+        UsageError,
+        FileExistsError,
+        PhotoError,
+        AttributeMismatchError,
+    ) as err:
         _fail(str(err))
     except ArgumentError as err:
         _fail(argument_message(err))

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.attributes import attribute_list, label_arrays
 from lit_celeba.cache import build_cache, default_cache_dir, open_cache
 from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
 from lit_celeba.photos import PhotoDataset, photo_loader
@@ -23,7 +24,10 @@ Split = Literal["train", "valid", "test"]
 
 
 class CelebAImages(Dataset):
-    """Images of one subset with their 0/1 targets, decoded from JPEG on access."""
+    """Images of one subset with their 0/1 targets, decoded from JPEG on access.
+
+    With ``groups`` (the (N, G) subgroup values) an item is ``(image, targets, groups)``.
+    """
 
     def __init__(
         self,
@@ -31,11 +35,13 @@ class CelebAImages(Dataset):
         image_names: list[str],
         targets: np.ndarray,
         transform: Callable[[torch.Tensor], torch.Tensor],
+        groups: np.ndarray | None = None,
     ) -> None:
         self.image_dir = image_dir
         self.image_names = image_names
         self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
         self.transform = transform
+        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.image_names)
@@ -48,20 +54,30 @@ class CelebAImages(Dataset):
             raise CelebAError(
                 f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
             ) from None
+        if self.groups is not None:
+            return self.transform(image), self.targets[index], self.groups[index]
         return self.transform(image), self.targets[index]
 
 
 class CachedImages(Dataset):
     """Images of one subset from the decoded cache (``lit_celeba.cache``), fetched a whole batch
     at a time as uint8 (B, 218, C, 3); the recipe's transforms run afterwards on the batch, on
-    the training device (``CelebADataModule.on_after_batch_transfer``)."""
+    the training device (``CelebADataModule.on_after_batch_transfer``). With ``groups`` (the
+    (N, G) subgroup values) a batch is ``(images, targets, groups)``."""
 
-    def __init__(self, cache_path: Path, image_names: list[str], targets: np.ndarray,
-                 columns: np.ndarray) -> None:  # fmt: skip
+    def __init__(
+        self,
+        cache_path: Path,
+        image_names: list[str],
+        targets: np.ndarray,
+        columns: np.ndarray,
+        groups: np.ndarray | None = None,
+    ) -> None:
         self.cache_path = cache_path
         self.image_names = image_names
         self.columns = columns
         self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
+        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
         self._images: np.ndarray | None = None
 
     def images(self) -> np.ndarray:
@@ -75,16 +91,16 @@ class CachedImages(Dataset):
     def __len__(self) -> int:
         return len(self.image_names)
 
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
         order = np.asarray(indices)
-        return torch.from_numpy(self.images()[order]), self.targets[order]
+        batch = (torch.from_numpy(self.images()[order]), self.targets[order])
+        return batch if self.groups is None else (*batch, self.groups[order])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, targets = self.__getitems__([index])
-        return images[0], targets[0]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return tuple(part[0] for part in self.__getitems__([index]))
 
 
-def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch  # CachedImages.__getitems__ already returns whole batches
 
 
@@ -93,7 +109,11 @@ class CelebADataModule(pl.LightningDataModule):
 
     Args:
         root: the folder that holds CelebA.
-        target_attr: the attribute to predict, one of the 40 names in ``list_attr_celeba``.
+        target_attr: the attribute to predict, one of the 40 names in ``list_attr_celeba``, or a
+            list of them (targets of shape (N, K), one column per name in this order).
+        subgroups: attributes whose 0/1 value comes with every validation and test image as a
+            third batch element ``(images, targets, groups)``, groups of shape (B, G); ``None``
+            keeps the batches ``(images, targets)``. The CLI sets it from ``model.subgroups``.
         train_size, val_size, test_size: the first N images of each split in file order
             (the recipe: 16,000 / 1,000 / all); ``None`` takes the whole split.
         image_size: side of the square network input (the recipe: 64).
@@ -119,7 +139,7 @@ class CelebADataModule(pl.LightningDataModule):
     def __init__(
         self,
         root: str = "data/celeba",
-        target_attr: str = "Male",
+        target_attr: str | list[str] = "Male",
         train_size: int | None = 16000,
         val_size: int | None = 1000,
         test_size: int | None = None,
@@ -133,6 +153,7 @@ class CelebADataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         predict_path: str | None = None,
         predict_output: str | None = None,
+        subgroups: list[str] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -153,6 +174,10 @@ class CelebADataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
+        self.target_attrs = attribute_list(target_attr, "data.target_attr")
+        if not self.target_attrs:
+            raise ValueError("data.target_attr names no attribute")
+        self.subgroups = attribute_list(subgroups, "data.subgroups")
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         self.image_size = image_size
         self.batch_size = batch_size
@@ -184,20 +209,24 @@ class CelebADataModule(pl.LightningDataModule):
                 raise CelebAError(f"data.synthetic is true but {err}") from None
         find_files(self.root)
 
-    def _subset(self, index: CelebAIndex, split: Split, size: int | None, train: bool):
+    def _subset(
+        self, index: CelebAIndex, split: Split, size: int | None, train: bool, groups: bool = False
+    ):
         rows = index.split_indices(split, size)
         names = [index.image_names[i] for i in rows]
         self._check_images_exist(index, names, split)
-        targets = index.attributes[rows, index.attr_column(self.target_attr)]
+        subgroups = self.subgroups if groups else []
+        targets, group_values = label_arrays(index, rows, self.target_attrs, subgroups)
+        group_values = group_values if subgroups else None
         if self.cache:
             # Built here rather than in prepare_data because only setup knows the stage; the
             # cache's file lock makes the other ranks wait for the one that builds it.
             columns = columns_read(self.image_size)
             path = build_cache(index.files.image_dir, names, self.cache_dir, columns,
                                description=f"the {split} subset")  # fmt: skip
-            return CachedImages(path, names, targets, columns)
+            return CachedImages(path, names, targets, columns, group_values)
         transform = train_transform(self.image_size) if train else eval_transform(self.image_size)
-        return CelebAImages(index.files.image_dir, names, targets, transform)
+        return CelebAImages(index.files.image_dir, names, targets, transform, group_values)
 
     @staticmethod
     def _check_images_exist(index: CelebAIndex, names: list[str], split: str) -> None:
@@ -223,13 +252,19 @@ class CelebADataModule(pl.LightningDataModule):
             self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
             return
         index = load_index(self.root)
-        index.attr_column(self.target_attr)  # fail early, listing the valid names
+        for name in self.target_attrs + self.subgroups:
+            index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":
             self.datasets["train"] = self._subset(index, "train", self.train_size, train=True)
         if stage in ("fit", "validate"):
-            self.datasets["val"] = self._subset(index, "valid", self.val_size, train=False)
+            # Only evaluation reports subgroups; train and predict batches stay (images, targets).
+            self.datasets["val"] = self._subset(
+                index, "valid", self.val_size, train=False, groups=True
+            )
         if stage == "test":
-            self.datasets["test"] = self._subset(index, "test", self.test_size, train=False)
+            self.datasets["test"] = self._subset(
+                index, "test", self.test_size, train=False, groups=True
+            )
         if stage == "predict":
             size = {"train": self.train_size, "valid": self.val_size, "test": self.test_size}
             split = self.predict_split
