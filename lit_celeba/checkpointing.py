@@ -34,6 +34,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from lit_celeba.attributes import attribute_list
 from lit_celeba.module import AttributeClassifier
 
 # ckpt_path values that name no file: Lightning resolves them itself.
@@ -195,12 +196,20 @@ def check_checkpoint(checkpoint: Mapping[str, Any], path: _PATH, target_attr: st
         _check_own_model_class(class_path, path)
     datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
     trained_for = datamodule.get("target_attr") if isinstance(datamodule, Mapping) else None
-    if target_attr is not None and trained_for is not None and trained_for != target_attr:
+    if target_attr is None or trained_for is None:
+        return
+    trained, asked = attribute_list(trained_for), attribute_list(target_attr)
+    if trained != asked:
         raise CheckpointError(
-            f"{path} was trained to predict {trained_for!r}, but --data.target_attr is "
-            f"{target_attr!r}. Pass --data.target_attr {trained_for}, or use a checkpoint trained "
-            f"for {target_attr!r}."
+            f"{path} was trained to predict {len(trained)} attribute(s) {_cli_list(trained)}, "
+            f"but --data.target_attr is {_cli_list(asked)}. Pass --data.target_attr "
+            f"{_cli_list(trained)}, or use a checkpoint trained for {_cli_list(asked)}."
         )
+
+
+def _cli_list(names: list[str]) -> str:
+    """As the command line takes it: a name, or a quoted YAML list."""
+    return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
 
 
 def _check_own_model_class(class_path: str, path: _PATH) -> None:

@@ -74,7 +74,7 @@ def test_one_attribute_logs_the_same_names_as_before(tiny_root: Path, tmp_path: 
     trainer.fit(model, datamodule=_data(tiny_root))
     assert set(trainer.callback_metrics) == {"train/loss", "train/acc", "val/loss", "val/acc"}
     trainer.test(model, datamodule=_data(tiny_root))
-    assert set(trainer.callback_metrics) == {"test/loss", "test/acc"}
+    assert set(trainer.callback_metrics) == {"test/loss", "test/acc", "test/ece"}
     assert not list(tmp_path.rglob("test_attributes.csv"))  # no table for the recipe
 
 

@@ -340,7 +340,11 @@ CHECKPOINT_CASES = {
     "other-attribute": (
         lambda ckpt, tmp: ckpt,
         ["--data.target_attr=Young"],
-        ["trained to predict 'Male'", "--data.target_attr is 'Young'", "--data.target_attr Male"],
+        [
+            "trained to predict 1 attribute(s) Male",
+            "--data.target_attr is Young",
+            "--data.target_attr Male",
+        ],
     ),
     "other-network": (
         lambda ckpt, tmp: _strip_hyperparameters(ckpt, tmp / "plain.ckpt"),
