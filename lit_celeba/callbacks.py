@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
+from torch import distributed
 
 
 class CSVPredictionWriter(BasePredictionWriter):
@@ -34,8 +35,12 @@ class CSVPredictionWriter(BasePredictionWriter):
         probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(-1)
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
+        if trainer.world_size > 1:
+            indices, probabilities = _gather_on_all_ranks(indices, probabilities)
         attr = getattr(trainer.datamodule, "target_attr", "target")
-        out_dir = Path(self.output_dir or trainer.log_dir or ".")
+        out_dir = Path(self.output_dir or trainer.log_dir or ".")  # log_dir: a DDP broadcast
+        if not trainer.is_global_zero:
+            return
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / self.filename
         with open(self.path, "w", newline="") as fh:
@@ -47,3 +52,15 @@ class CSVPredictionWriter(BasePredictionWriter):
                     [dataset.image_names[index], f"{prob:.6f}", int(prob >= 0.5), truth]
                 )
         rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")
+
+
+def _gather_on_all_ranks(
+    indices: list[int], probabilities: torch.Tensor
+) -> tuple[list[int], torch.Tensor]:
+    """Under DDP each rank predicted its own images (Lightning's sampler for ``predict`` repeats
+    none); gather them all, back in the subset's order, so that one file holds every image."""
+    shards: list[Any] = [None] * distributed.get_world_size()
+    distributed.all_gather_object(shards, (indices, probabilities.tolist()))
+    pairs = sorted((i, p) for shard_indices, shard_probs in shards
+                   for i, p in zip(shard_indices, shard_probs, strict=True))  # fmt: skip
+    return [i for i, _ in pairs], torch.tensor([p for _, p in pairs])

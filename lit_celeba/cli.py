@@ -43,6 +43,8 @@ class CelebACLI(LightningCLI):
         trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
 
     def after_fit(self) -> None:
+        # A broadcast under DDP: every rank must take part, or rank 0 waits for the others forever.
+        log_dir = self.trainer.log_dir
         checkpoint = self.trainer.checkpoint_callback
         if not isinstance(checkpoint, ModelCheckpoint) or not self.trainer.is_global_zero:
             return
@@ -56,7 +58,6 @@ class CelebACLI(LightningCLI):
             lines.append(f"Best checkpoint: {checkpoint.best_model_path}{score}")
         if checkpoint.last_model_path:
             lines.append(f"Last checkpoint: {checkpoint.last_model_path}")
-        log_dir = self.trainer.log_dir
         if log_dir:
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
         rank_zero_info("\n".join(lines))
