@@ -4,10 +4,11 @@
 through ``torchrun`` (the external launcher that multi-node runs use), ``predict`` through the
 launcher again; then a single process checks the checkpoint, the logged metrics and the CSV.
 
-The val and test subsets have 47 images on purpose: an odd number cannot split evenly over two
-ranks, so Lightning's default sampler would repeat one image and the metrics would be over 48;
-``CelebADataModule`` hands each rank a disjoint share instead (24 and 23 images). The train subset
-(96) splits evenly, so Lightning's training sampler repeats nothing either.
+The val and test subsets have 33 images on purpose: an odd number cannot split evenly over two
+ranks, so Lightning's default sampler would repeat one image and the metrics would be over 34;
+``CelebADataModule`` hands each rank a disjoint share instead (17 and 16 images, so in batches of
+16 the ranks even run different numbers of batches: 2 and 1). The train subset (96) splits evenly,
+so Lightning's training sampler repeats nothing either.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from lit_celeba.data import CelebADataModule
 from lit_celeba.module import RecipeClassifier
 from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
 
-EVAL_SIZE = 47  # odd on purpose, see the module docstring
+EVAL_SIZE = 33  # odd on purpose, see the module docstring
 BATCH = 16
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2"]
 
@@ -119,10 +120,10 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
     assert output.count("Decoding the train subset into the cache:   0%") == 1
     assert len(list((tmp_path / "cache").glob("celeba-*.npy"))) == 2
     assert _check_shards(probe, "train", tiny_root, "train", TINY_SIZES["train"]) == [48, 48]
-    assert _check_shards(probe, "val", tiny_root, "valid", EVAL_SIZE) == [24, 23]
+    assert _check_shards(probe, "val", tiny_root, "valid", EVAL_SIZE) == [17, 16]
 
     # One run folder (rank 0 writes it); its checkpoint loads in this single process, and what was
-    # logged is the metric over all 47 images, not rank 0's 24.
+    # logged is the metric over all 33 images, not rank 0's 17.
     run_dir = logs / "base" / "version_0"
     assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -136,7 +137,7 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
 
     test = _torchrun("test", *flags, *DDP, f"--ckpt_path={ckpt}", cwd=tmp_path)
     assert test.returncode == 0, test.stderr
-    assert _check_shards(probe, "test", tiny_root, "test", EVAL_SIZE) == [24, 23]
+    assert _check_shards(probe, "test", tiny_root, "test", EVAL_SIZE) == [17, 16]
     acc, loss, probs = _single_process(ckpt, tiny_root, "test")
     assert _printed(test.stdout, "test/acc") == pytest.approx(acc, abs=1e-6)
     assert _printed(test.stdout, "test/loss") == pytest.approx(loss, rel=1e-5)
