@@ -66,7 +66,6 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _decode_chunk(
     tmp_path: str, image_dir: str, names: list[str], start: int, columns: list[int]
 ) -> int:
-    torch.set_num_threads(1)  # one decoder per process; the pool is the parallelism
     array = np.load(tmp_path, mmap_mode="r+")
     for offset, name in enumerate(names):
         path = os.path.join(image_dir, name)
@@ -158,13 +157,20 @@ def _decode_all(
                 bar.update(_decode_chunk(str(tmp), str(image_dir), chunk, start, columns))
             return
         # fork: the workers only need this module, and start in milliseconds.
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                 initializer=_one_thread) as pool:  # fmt: skip
             futures = [
                 pool.submit(_decode_chunk, str(tmp), str(image_dir), chunk, start, columns)
                 for start, chunk in chunks
             ]
             for future in futures:
                 bar.update(future.result())
+
+
+def _one_thread() -> None:
+    # One decoder per pool process, the pool being the parallelism. Not in the main process (a
+    # build without a pool), where it would slow the training that follows.
+    torch.set_num_threads(1)
 
 
 def open_cache(path: Path, count: int, columns: Sequence[int]) -> np.ndarray:

@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
+from torch import distributed
 
 from lit_celeba.photos import PhotoBatch, PhotoDataset
 
@@ -95,10 +96,15 @@ class CSVPredictionWriter(BasePredictionWriter):
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
         probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(len(indices), -1)
+        if trainer.world_size > 1:
+            indices, probabilities = _gather_on_all_ranks(indices, probabilities)
         attrs = getattr(trainer.datamodule, "target_attrs", None) or [
             getattr(trainer.datamodule, "target_attr", "target")
         ]
-        self.path = self._output_path(trainer)
+        path = self._output_path(trainer)  # reads log_dir: a DDP broadcast, on every rank
+        if not trainer.is_global_zero:
+            return
+        self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
@@ -113,3 +119,15 @@ class CSVPredictionWriter(BasePredictionWriter):
                 writer.writerow(cells)
         self.rows, self.failures = len(indices), None
         rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")
+
+
+def _gather_on_all_ranks(
+    indices: list[int], probabilities: torch.Tensor
+) -> tuple[list[int], torch.Tensor]:
+    """Under DDP each rank predicted its own images (Lightning's sampler for ``predict`` repeats
+    none); gather them all, back in the subset's order, so that one file holds every image."""
+    shards: list[Any] = [None] * distributed.get_world_size()
+    distributed.all_gather_object(shards, (indices, probabilities.tolist()))
+    pairs = sorted((i, p) for shard_indices, shard_probs in shards
+                   for i, p in zip(shard_indices, shard_probs, strict=True))  # fmt: skip
+    return [i for i, _ in pairs], torch.tensor([p for _, p in pairs])

@@ -149,6 +149,8 @@ class CelebACLI(LightningCLI):
                 check_writable(logger.save_dir, "trainer.logger.init_args.save_dir")
 
     def after_fit(self) -> None:
+        # A broadcast under DDP: every rank must take part, or rank 0 waits for the others forever.
+        log_dir = self.trainer.log_dir
         checkpoint = self.trainer.checkpoint_callback
         if not isinstance(checkpoint, ModelCheckpoint) or not self.trainer.is_global_zero:
             return
@@ -163,7 +165,6 @@ class CelebACLI(LightningCLI):
         last = latest_checkpoint(self.trainer)
         if last:
             lines.append(f"Last checkpoint: {last}")
-        log_dir = self.trainer.log_dir
         if log_dir:
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
         rank_zero_info("\n".join(lines))

@@ -10,7 +10,8 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.attributes import attribute_list, label_arrays
@@ -276,10 +277,23 @@ class CelebADataModule(pl.LightningDataModule):
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=self._eval_sampler(dataset) if stage in ("val", "test") else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             collate_fn=_batch_as_is if isinstance(dataset, CachedImages) else None,
+        )
+
+    def _eval_sampler(self, dataset: Dataset) -> DistributedSampler | None:
+        """Under DDP, every image of the val/test subset on exactly one rank, so the synced metrics
+        equal a single process's; Lightning's own sampler would pad the subset with repeated images
+        up to a multiple of the number of ranks. Ranks may then run one batch fewer than others:
+        safe, since evaluation syncs once per epoch, as long as every rank has an image."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size < 2 or len(dataset) < trainer.world_size:
+            return None  # Lightning adds its padding sampler where there is more than one rank
+        return UnrepeatedDistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -7,9 +7,11 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torchvision import models
 
 Pooling = Literal["gap", "flatten"]
 Init = Literal["keras", "torch"]
+ResNetArch = Literal["resnet18", "resnet34", "resnet50"]
 
 
 class RecipeCNN(nn.Module):
@@ -67,6 +69,18 @@ class RecipeCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.pool(self.features(x)))
+
+
+def resnet(arch: ResNetArch = "resnet18", num_outputs: int = 1) -> nn.Module:
+    """torchvision's ResNet with one linear output per attribute (logits), randomly initialised:
+    no pretrained weights are ever downloaded. It downsamples by 32 before its global average
+    pooling, so it takes any input size but suits 128x128 and larger; ResNet-18 has 11,177,025
+    parameters with one output."""
+    builders = {"resnet18": models.resnet18, "resnet34": models.resnet34,
+                "resnet50": models.resnet50}  # fmt: skip
+    if arch not in builders:
+        raise ValueError(f"arch must be one of {sorted(builders)}, got {arch!r}")
+    return builders[arch](weights=None, num_classes=num_outputs)
 
 
 def _keras_init(module: nn.Module) -> None:

@@ -173,3 +173,17 @@ def test_cached_training_is_reproducible_under_seed(tiny_root: Path, tmp_path: P
         return model.net.classifier.weight.detach().clone()
 
     assert torch.equal(run(), run())
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_building_leaves_the_trainers_threads_alone(
+    tiny_root: Path, tmp_path: Path, workers: int
+) -> None:
+    # A small subset is decoded in this process (no pool); training afterwards needs its threads.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        cache.build_cache(image_dir(tiny_root), names(20), tmp_path, COLUMNS, workers=workers)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -1,0 +1,87 @@
+"""The whole-data configs and the ResNet backbone: what they say, and one batch of each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_celeba.cli import cli_main
+from lit_celeba.module import ResNetClassifier
+from lit_celeba.nets import count_parameters, resnet
+from tests.conftest import CONFIGS, tiny_overrides
+
+
+def _printed_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_downloads(*args, **kwargs):
+        raise AssertionError("tried to download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_downloads)
+    model = ResNetClassifier(image_size=128, channels_last=True).eval()
+    assert count_parameters(model.net) == 11_177_025  # torchvision's ResNet-18, one output
+    assert model(torch.rand(2, 3, 128, 128)).shape == (2, 1)
+    assert dict(model.hparams) == {
+        "arch": "resnet18", "image_size": 128, "channels_last": True, "compile": False
+    }  # fmt: skip
+    assert count_parameters(resnet("resnet34")) > count_parameters(resnet("resnet18"))
+    with pytest.raises(ValueError, match="resnet18"):
+        resnet("resnet99")
+
+
+def test_full_config_is_the_whole_data_at_speed(capsys: pytest.CaptureFixture) -> None:
+    config = _printed_config(capsys, "--config", str(CONFIGS / "full.yaml"))
+    data, model = config["data"], config["model"]
+    assert (data["train_size"], data["val_size"], data["test_size"]) == (None, None, None)
+    assert data["cache"] is True and data["image_size"] == 64
+    assert model["class_path"] == "lit_celeba.module.RecipeClassifier"
+    assert model["init_args"]["channels_last"] is True
+    assert config["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_resnet_config_and_switching_the_model(capsys: pytest.CaptureFixture) -> None:
+    config = _printed_config(capsys, "--config", str(CONFIGS / "full_resnet18.yaml"))
+    assert config["model"]["class_path"] == "lit_celeba.module.ResNetClassifier"
+    assert config["model"]["init_args"]["arch"] == "resnet18"
+    assert config["data"]["image_size"] == 128 and config["data"]["train_size"] is None
+    # Any config takes the ResNet by its class name (the data's image size reaches it through
+    # the CLI's link, which the one-batch run below checks).
+    config = _printed_config(capsys, "--config", str(CONFIGS / "base.yaml"),
+                             "--model", "ResNetClassifier", "--data.image_size", "96")  # fmt: skip
+    assert config["model"]["class_path"] == "lit_celeba.module.ResNetClassifier"
+    assert config["model"]["init_args"] == {"arch": "resnet18", "channels_last": False,
+                                            "compile": False}  # fmt: skip
+    assert config["data"]["image_size"] == 96
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["full.yaml", "full_resnet18.yaml"])
+def test_full_configs_run_one_batch(
+    name: str, tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # fast_dev_run writes its checkpoint into the working folder
+    cli = cli_main(
+        [
+            "fit",
+            "--config",
+            str(CONFIGS / name),
+            *tiny_overrides(tiny_root, tmp_path / "logs"),
+            "--data.batch_size=8",
+            "--trainer.fast_dev_run=1",
+        ]
+    )
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    assert cli.trainer.precision == "bf16-mixed"  # the config's, on the CPU too
+    metrics = cli.trainer.callback_metrics
+    assert {"train/loss", "val/loss", "val/acc"} <= set(metrics)
+    assert torch.isfinite(metrics["val/loss"])
+    size = cli.datamodule.image_size
+    assert cli.model.hparams.image_size == size == (128 if "resnet" in name else 64)
