@@ -30,7 +30,8 @@ def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert count_parameters(model.net) == 11_177_025  # torchvision's ResNet-18, one output
     assert model(torch.rand(2, 3, 128, 128)).shape == (2, 1)
     assert dict(model.hparams) == {
-        "arch": "resnet18", "image_size": 128, "channels_last": True, "compile": False
+        "arch": "resnet18", "image_size": 128, "target_attrs": ("Male",), "channels_last": True,
+        "compile": False,
     }  # fmt: skip
     assert count_parameters(resnet("resnet34")) > count_parameters(resnet("resnet18"))
     with pytest.raises(ValueError, match="resnet18"):
@@ -57,8 +58,9 @@ def test_resnet_config_and_switching_the_model(capsys: pytest.CaptureFixture) ->
     config = _printed_config(capsys, "--config", str(CONFIGS / "base.yaml"),
                              "--model", "ResNetClassifier", "--data.image_size", "96")  # fmt: skip
     assert config["model"]["class_path"] == "lit_celeba.module.ResNetClassifier"
-    assert config["model"]["init_args"] == {"arch": "resnet18", "channels_last": False,
-                                            "compile": False}  # fmt: skip
+    init_args = config["model"]["init_args"]
+    assert init_args["arch"] == "resnet18" and init_args["compile"] is False
+    assert init_args["channels_last"] is True  # base.yaml's setting carries over to the new class
     assert config["data"]["image_size"] == 96
 
 
