@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_celeba.celeba import load_index
+from lit_celeba.cli import supported_precision
 from lit_celeba.data import CelebADataModule
 from lit_celeba.module import RecipeClassifier
 from lit_celeba.synthetic import generate_celeba
@@ -149,7 +150,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3200, help="training images per epoch")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="bf16-mixed",
-                        choices=["32-true", "bf16-mixed", "16-mixed"])  # fmt: skip
+                        choices=["32-true", "bf16-mixed", "16-mixed"],
+                        help="bf16-mixed (the configs' choice) becomes 32-true or 16-mixed where "
+                             "the hardware only emulates bfloat16, as in the CLI")  # fmt: skip
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps of (a) and (c)")
     parser.add_argument(
@@ -164,6 +167,7 @@ def main() -> None:
     gpu = torch.cuda.is_available() and args.accelerator != "cpu"
     device = torch.device("cuda" if gpu else "cpu")
     accelerator = "gpu" if gpu else "cpu"
+    args.precision = supported_precision(args.precision, accelerator)
     name = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else Path(tmp) / "data"

@@ -49,14 +49,26 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere oneDNN
+    emulates it, at less than half the float32 speed (measured: 129 vs 297 img/s)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
 def supported_precision(precision: str | int | None, accelerator: str | None) -> str | int | None:
-    """``bf16-mixed`` (the configs' choice) where the GPU has bfloat16, else ``16-mixed``: GPUs
-    before Ampere only emulate bfloat16, slowly."""
-    wants_gpu = accelerator in ("auto", "gpu", "cuda", None) and torch.cuda.is_available()
-    if precision == "bf16-mixed" and wants_gpu:
-        if not torch.cuda.is_bf16_supported(including_emulation=False):
-            rank_zero_info("This GPU has no native bfloat16: using precision 16-mixed instead.")
-            return "16-mixed"
+    """The configs ask for ``bf16-mixed``; where the hardware only emulates bfloat16 this picks
+    the fastest precision that keeps accuracy instead: ``16-mixed`` on GPUs before Ampere,
+    ``32-true`` on CPUs without AVX-512 BF16 or AMX."""
+    if precision != "bf16-mixed":
+        return precision
+    on_gpu = accelerator in ("auto", "gpu", "cuda", None) and torch.cuda.is_available()
+    if on_gpu and not torch.cuda.is_bf16_supported(including_emulation=False):
+        rank_zero_info("This GPU has no native bfloat16: using precision 16-mixed instead.")
+        return "16-mixed"
+    if not on_gpu and not native_cpu_bf16():
+        rank_zero_info("This CPU has no native bfloat16: using precision 32-true instead.")
+        return "32-true"
     return precision
 
 
