@@ -13,6 +13,8 @@ from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
 from lit_celeba.data import CelebADataModule
 from lit_celeba.module import AttributeClassifier
+from lit_celeba.report import ReportError
+from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -47,8 +49,14 @@ class CelebACLI(LightningCLI):
 
 
 def cli_main(args: ArgsType = None) -> CelebACLI | None:
-    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback."""
+    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback.
+
+    ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed."""
+    argv = sys.argv[1:] if args is None else args
     try:
+        if isinstance(argv, list) and argv[:1] == ["report"]:
+            report_main(argv[1:])
+            return None
         return CelebACLI(
             AttributeClassifier,
             CelebADataModule,
@@ -56,6 +64,6 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             trainer_defaults={"callbacks": [CSVPredictionWriter()]},
             args=args,
         )
-    except (CelebAError, FileExistsError) as err:
+    except (CelebAError, FileExistsError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
