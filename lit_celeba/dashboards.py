@@ -19,6 +19,7 @@ every validation epoch and must stay cheap (a few milliseconds; matplotlib needs
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -36,10 +37,12 @@ from pytorch_lightning.utilities import rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
+from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from torchmetrics.functional.classification import binary_confusion_matrix
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.data import CelebADataModule
 from lit_celeba.transforms import train_transform
 
 # Regular expressions of the tags each shared chart draws (Custom Scalars matches from the start).
@@ -160,14 +163,13 @@ class TensorBoardDashboards(Callback):
         self._logger.experiment.add_custom_scalars(SHARED_CHARTS)
         self._log_hparams(trainer, pl_module, "fit")
         datamodule = trainer.datamodule
-        if self.preview_images and self.preview_augmentations and datamodule is not None:
+        wanted = self.preview_images and self.preview_augmentations
+        if wanted and isinstance(datamodule, CelebADataModule):
             raw = raw_train_images(datamodule, self.preview_images)
             picture = augmentation_preview(
                 raw, datamodule.image_size, self.preview_augmentations, self.preview_seed
             )
-            self._logger.experiment.add_image(
-                "train/augmentations", picture, _logging_step(trainer), dataformats="HWC"
-            )
+            add_png(self._logger.experiment, "train/augmentations", picture, _logging_step(trainer))
 
     def on_train_batch_end(
         self,
@@ -177,7 +179,13 @@ class TensorBoardDashboards(Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        if self._logger is None:
+        if self._logger is None or outputs is None:  # None: the step skipped this batch
+            return
+        # Only on the steps that Lightning writes (every log_every_n_steps), straight to the
+        # logger as LearningRateMonitor does: self.log() on every step costs milliseconds, as much
+        # as a whole training step on a GPU.
+        if not trainer._logger_connector.should_update_logs:
+            self._logits = None
             return
         targets = batch[1]
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -185,7 +193,9 @@ class TensorBoardDashboards(Callback):
         logits = self._take_logits(len(targets))
         if logits is not None:
             step_metrics["train/acc_step"] = ((logits > 0) == (targets > 0.5)).float().mean()
-        pl_module.log_dict(step_metrics, on_step=True, on_epoch=False, batch_size=len(targets))
+        self._logger.log_metrics(
+            {name: value.item() for name, value in step_metrics.items()}, _logging_step(trainer)
+        )
 
     # ---- validation and test: gallery, confusion matrix, PR curve ------------------------------
 
@@ -263,14 +273,9 @@ class TensorBoardDashboards(Callback):
                 torch.cat(p) for p in zip(*self._gallery, strict=True)
             )
             picture = gallery_picture(images, gallery_probs, gallery_targets, names)
-            writer.add_image(f"{stage}/predictions", picture, step, dataformats="HWC")
+            add_png(writer, f"{stage}/predictions", picture, step)
         matrix = binary_confusion_matrix(probabilities, targets.long(), threshold=0.5)
-        writer.add_image(
-            f"{stage}/confusion_matrix",
-            confusion_matrix_picture(matrix, names),
-            step,
-            dataformats="HWC",
-        )
+        add_png(writer, f"{stage}/confusion_matrix", confusion_matrix_picture(matrix, names), step)
         writer.add_pr_curve(f"{stage}/pr_curve", targets.long(), probabilities, step)
         self._reset_predictions()
 
@@ -342,7 +347,20 @@ def session_end_summary(status: str) -> Summary:
     return Summary(value=[value])
 
 
-# ---- pictures --------------------------------------------------------------------------------
+# ---- pictures ------------------------------------------------------------------------------
+
+
+def add_png(writer: SummaryWriter, tag: str, picture: np.ndarray, step: int) -> None:
+    """``writer.add_image`` for an HxWx3 uint8 array, with fast PNG compression: the default level
+    takes 3 to 4 times as long (about 0.1 s for a gallery) for files only 10 % smaller."""
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG", compress_level=1)
+    height, width, channels = picture.shape
+    image = Summary.Image(
+        height=height, width=width, colorspace=channels, encoded_image_string=buffer.getvalue()
+    )
+    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+    writer._get_file_writer().add_summary(summary, step)
 
 
 def class_names(target_attr: str) -> tuple[str, str]:
@@ -350,7 +368,7 @@ def class_names(target_attr: str) -> tuple[str, str]:
     return ("Female", "Male") if target_attr == "Male" else (f"not {target_attr}", target_attr)
 
 
-def raw_train_images(datamodule: pl.LightningDataModule, count: int) -> list[torch.Tensor]:
+def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
     """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
 
     Reads the files that the train dataset lists (``image_dir`` / ``image_names``); a data module
@@ -456,7 +474,7 @@ def _to_pil(image: torch.Tensor, scale: int) -> Image.Image:
     """A float CxHxW image in [0, 1] (or uint8) as a PIL image, enlarged ``scale`` times."""
     if image.dtype != torch.uint8:
         image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-    picture = Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+    picture = Image.fromarray(image.permute(1, 2, 0).contiguous().cpu().numpy())
     if scale > 1:
         size = (picture.width * scale, picture.height * scale)
         picture = picture.resize(size, Image.Resampling.NEAREST)
