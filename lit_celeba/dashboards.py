@@ -4,7 +4,9 @@
 scalars:
 
 - ``train/loss_step`` and ``train/acc_step``, the training curves per step;
-- a Custom Scalars layout that puts train and validation on shared charts;
+- ``train_vs_val/loss`` and ``train_vs_val/acc`` in the sub-runs ``train`` and ``val``: the
+  per-epoch values once more, so that train and validation share a chart in two colours;
+- a Custom Scalars layout with those shared charts, the per-step curves and the learning rate;
 - the HParams table: every run (fit, validate, test) is a session whose columns are its
   hyperparameters and the last value of each of its scalars, i.e. its final metrics;
 - pictures: ``train/augmentations`` (2 training images, 5 augmentations each) when fitting starts;
@@ -45,11 +47,15 @@ from torchvision.io import ImageReadMode, decode_image
 from lit_celeba.data import CelebADataModule
 from lit_celeba.transforms import train_transform
 
+# The per-epoch train/* and val/* values again, under one tag in two sub-runs (<run>/train and
+# <run>/val), the way Keras writes them: TensorBoard colours lines by run, so only this puts train
+# and validation on one chart in two colours (Time Series' "train_vs_val" cards, Custom Scalars).
+EPOCH_CURVES = {"loss": "train_vs_val/loss", "acc": "train_vs_val/acc"}
 # Regular expressions of the tags each shared chart draws (Custom Scalars matches from the start).
 SHARED_CHARTS = {
     "lit_celeba": {
-        "loss per epoch (train vs validation)": ["Multiline", [r"^train/loss$", r"^val/loss$"]],
-        "accuracy per epoch (train vs validation)": ["Multiline", [r"^train/acc$", r"^val/acc$"]],
+        "loss per epoch (train vs validation)": ["Multiline", [r"^train_vs_val/loss$"]],
+        "accuracy per epoch (train vs validation)": ["Multiline", [r"^train_vs_val/acc$"]],
         "training loss and accuracy per step": [
             "Multiline",
             [r"^train/loss_step$", r"^train/acc_step$"],
@@ -57,6 +63,9 @@ SHARED_CHARTS = {
         "learning rate": ["Multiline", [r"^lr-"]],
     }
 }
+# Settings that cannot change a run's results; left out of the HParams table, whose first five
+# columns are all it shows at first.
+NOT_HYPERPARAMETERS = {"data/num_workers", "data/predict_split"}
 CORRECT_COLOUR = (0, 150, 0)
 WRONG_COLOUR = (210, 0, 0)
 MIN_TILE = 128  # faces are enlarged (nearest neighbour) to at least this side, for legibility
@@ -93,6 +102,7 @@ class TensorBoardDashboards(Callback):
         self.preview_augmentations = preview_augmentations
         self.preview_seed = preview_seed
         self._logger: TensorBoardLogger | None = None
+        self._curve_writers: dict[str, SummaryWriter] = {}
         self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._logits: torch.Tensor | None = None
         self._probabilities: list[torch.Tensor] = []
@@ -135,6 +145,9 @@ class TensorBoardDashboards(Callback):
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
+        for writer in self._curve_writers.values():
+            writer.close()
+        self._curve_writers = {}
         if self._logger is not None:
             self._logger.experiment._get_file_writer().add_summary(session_end_summary(status))
             self._logger.experiment.flush()
@@ -161,6 +174,8 @@ class TensorBoardDashboards(Callback):
         if self._logger is None:
             return
         self._logger.experiment.add_custom_scalars(SHARED_CHARTS)
+        log_dir = Path(self._logger.log_dir)
+        self._curve_writers = {s: SummaryWriter(str(log_dir / s)) for s in ("train", "val")}
         self._log_hparams(trainer, pl_module, "fit")
         datamodule = trainer.datamodule
         wanted = self.preview_images and self.preview_augmentations
@@ -196,6 +211,23 @@ class TensorBoardDashboards(Callback):
         self._logger.log_metrics(
             {name: value.item() for name, value in step_metrics.items()}, _logging_step(trainer)
         )
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning writes the epoch's train/* at the step of the epoch's last batch, one back.
+        self._write_epoch_curves(trainer, "train", _logging_step(trainer) - 1)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._write_epoch_curves(trainer, "val", _logging_step(trainer))
+
+    def _write_epoch_curves(self, trainer: pl.Trainer, stage: str, step: int) -> None:
+        writer = self._curve_writers.get(stage)  # only while fitting
+        if writer is None:
+            return
+        for metric, tag in EPOCH_CURVES.items():
+            value = trainer.callback_metrics.get(f"{stage}/{metric}")
+            if value is not None:
+                writer.add_scalar(tag, float(value), step)
 
     # ---- validation and test: gallery, confusion matrix, PR curve ------------------------------
 
@@ -320,8 +352,8 @@ def run_hyperparameters(
         params["seed"] = int(os.environ["PL_GLOBAL_SEED"])
     plain: dict[str, float | str] = {}
     for key, value in params.items():
-        if key.rpartition("/")[2].startswith("_") or value is None:  # LightningCLI's own entries
-            continue
+        if key.rpartition("/")[2].startswith("_") or value is None or key in NOT_HYPERPARAMETERS:
+            continue  # "_": LightningCLI's own entries
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             value = str(list(value) if isinstance(value, tuple) else value)
         plain[key] = value

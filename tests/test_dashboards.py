@@ -226,7 +226,7 @@ def test_tensorboard_serves_what_the_runs_logged(
     fit_run, test_run = "demo/version_0", "demo/version_1"
     logged = {fit_run: _events(fit_dir), test_run: _events(test_dir)}
 
-    with tensorboard_server(logs, {fit_run, test_run}) as api:
+    with tensorboard_server(logs, {fit_run, test_run, f"{fit_run}/train", f"{fit_run}/val"}) as api:
         # Scalars: every tag, every (step, value) as the event files hold them.
         scalar_tags = api.get("/data/plugin/scalars/tags")
         assert FIT_SCALARS <= set(scalar_tags[fit_run])
@@ -245,13 +245,24 @@ def test_tensorboard_serves_what_the_runs_logged(
         printed = _printed_metric(dashboard_run["test_stdout"], "test/acc")
         assert test_acc[-1][2] == pytest.approx(printed, abs=1e-6)
 
-        # Shared train-vs-validation charts.
+        # Shared train-vs-validation charts: the per-epoch values again in two sub-runs.
+        for stage in ("train", "val"):
+            for metric in ("loss", "acc"):
+                served = api.get(
+                    "/data/plugin/scalars/scalars",
+                    run=f"{fit_run}/{stage}",
+                    tag=f"train_vs_val/{metric}",
+                )
+                stored = logged[fit_run].Scalars(f"{stage}/{metric}")
+                assert [step for _, step, _ in served] == [e.step for e in stored]
+                assert [v for _, _, v in served] == pytest.approx([e.value for e in stored])
         layout = api.get("/data/plugin/custom_scalars/layout")
         charts = {
             c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]
         }
-        assert ["^train/loss$", "^val/loss$"] in charts.values()
-        assert ["^train/acc$", "^val/acc$"] in charts.values()
+        assert charts["loss per epoch (train vs validation)"] == ["^train_vs_val/loss$"]
+        assert charts["accuracy per epoch (train vs validation)"] == ["^train_vs_val/acc$"]
+        assert ["^train/loss_step$", "^train/acc_step$"] in charts.values()
 
         # Pictures: the tags, one gallery per validation epoch at val/acc's steps, and the bytes.
         image_tags = api.get("/data/plugin/images/tags")
@@ -279,6 +290,7 @@ def test_tensorboard_serves_what_the_runs_logged(
         experiment = api.hparams("experiment", {"experimentName": ""})
         hparam_names = {h["name"] for h in experiment["hparamInfos"]}
         assert {"stage", "model/dropout", "data/batch_size", "optimizer/lr"} <= hparam_names
+        assert "data/num_workers" not in hparam_names
         metric_names = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert FIT_SCALARS | TEST_SCALARS <= metric_names
         statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
