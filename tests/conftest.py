@@ -67,10 +67,10 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
 def dashboard_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny ``fit`` (2 epochs, every step logged) and a ``test`` of its last checkpoint with
     configs/demo.yaml, each in its own process: ``logs``, the ``fit_dir`` and ``test_dir`` run
-    folders, and the ``test`` command's stdout."""
+    folders, the ``test`` command's stdout, and the ``cwd`` both ran in."""
     work = tmp_path_factory.mktemp("dashboard_run")
     logs = work / "logs"
-    flags = [*tiny_overrides(tiny_root, logs)]
+    flags = tiny_overrides(tiny_root, logs)
     config = ["--config", str(CONFIGS / "demo.yaml")]
     fit = run_cli(
         "fit", *config, *flags, "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", cwd=work

@@ -91,7 +91,7 @@ def test_gallery_shows_the_network_input_pixels() -> None:
     assert tuple(centre) == (255, 0, 0)
 
 
-def test_confusion_matrix_counts_and_shading() -> None:
+def test_confusion_matrix_shades_cells_by_their_share_of_the_row() -> None:
     picture = confusion_matrix_picture(torch.tensor([[9, 1], [0, 10]]), class_names("Young"))
     assert picture.ndim == 3 and picture.shape[2] == 3
     # Diagonal cells (most of their row) are darker than the off-diagonal ones.
