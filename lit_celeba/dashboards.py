@@ -16,7 +16,8 @@ scalars:
 
 The learning rate comes from Lightning's ``LearningRateMonitor`` (``lr-Adam``), next to this
 callback in the configs. The pictures are drawn with Pillow, not matplotlib, because they are drawn
-every validation epoch and must stay cheap (a few milliseconds; matplotlib needs about 0.25 s).
+every validation epoch and must stay cheap (about 20 ms for the gallery and the confusion matrix;
+matplotlib needs about 0.25 s).
 """
 
 from __future__ import annotations
