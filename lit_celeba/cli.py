@@ -42,6 +42,8 @@ from lit_celeba.errors import (
 )
 from lit_celeba.module import AttributeClassifier
 from lit_celeba.photos import PhotoError
+from lit_celeba.report import ReportError
+from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -220,8 +222,13 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
 
     SIGTERM stops training at the next batch and exits with 143 (128 + SIGTERM), Ctrl-C with 1;
     either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
+    ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed.
     """
+    argv = sys.argv[1:] if args is None else args
     try:
+        if isinstance(argv, list) and argv[:1] == ["report"]:
+            report_main(argv[1:])
+            return None
         return CelebACLI(
             AttributeClassifier,
             CelebADataModule,
@@ -241,6 +248,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         UsageError,
         FileExistsError,
         PhotoError,
+        ReportError,
         AttributeMismatchError,
     ) as err:
         _fail(str(err))

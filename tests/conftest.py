@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,29 @@ def tiny_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     )
     assert fit.returncode == 0, fit.stderr
     return work / "logs" / "base" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="session")
+def dashboard_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A tiny ``fit`` (2 epochs, every step logged) and a ``test`` of its last checkpoint with
+    configs/demo.yaml, each in its own process: ``logs``, the ``fit_dir`` and ``test_dir`` run
+    folders, the ``test`` command's stdout, and the ``cwd`` both ran in."""
+    work = tmp_path_factory.mktemp("dashboard_run")
+    logs = work / "logs"
+    flags = tiny_overrides(tiny_root, logs)
+    config = ["--config", str(CONFIGS / "demo.yaml")]
+    fit = run_cli(
+        "fit", *config, *flags, "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", cwd=work
+    )
+    assert fit.returncode == 0, fit.stderr
+    fit_dir = logs / "demo" / "version_0"
+    ckpt = fit_dir / "checkpoints" / "last.ckpt"
+    test = run_cli("test", *config, *flags, f"--ckpt_path={ckpt}", cwd=work)
+    assert test.returncode == 0, test.stderr
+    return {
+        "logs": logs,
+        "fit_dir": fit_dir,
+        "test_dir": logs / "demo" / "version_1",
+        "test_stdout": test.stdout,
+        "cwd": work,
+    }

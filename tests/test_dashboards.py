@@ -1,0 +1,314 @@
+"""The TensorBoard dashboards: the pictures themselves, and a real ``tensorboard`` server's view of
+a tiny ``fit`` + ``test`` compared with what the runs wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+
+from lit_celeba.cli import cli_main
+from lit_celeba.dashboards import (
+    CORRECT_COLOUR,
+    WRONG_COLOUR,
+    augmentation_preview,
+    class_names,
+    confusion_matrix_picture,
+    gallery_picture,
+    raw_train_images,
+)
+from lit_celeba.data import CelebADataModule
+from tests.conftest import CONFIGS, TINY_SIZES
+
+FIT_SCALARS = {
+    "train/loss",
+    "train/acc",
+    "val/loss",
+    "val/acc",
+    "train/loss_step",
+    "train/acc_step",
+    "lr-Adam",
+}
+TEST_SCALARS = {"test/loss", "test/acc"}
+FIT_IMAGES = {"train/augmentations", "val/predictions", "val/confusion_matrix"}
+TEST_IMAGES = {"test/predictions", "test/confusion_matrix"}
+
+
+@pytest.mark.parametrize("config", ["base.yaml", "demo.yaml"])
+def test_configs_switch_the_dashboards_on(config: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / config), "--print_config"])
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    callbacks = [c["class_path"] for c in trainer["callbacks"]]
+    assert "lit_celeba.dashboards.TensorBoardDashboards" in callbacks
+    assert "pytorch_lightning.callbacks.LearningRateMonitor" in callbacks
+    assert trainer["logger"]["init_args"]["default_hp_metric"] is False
+
+
+# ---- the pictures ------------------------------------------------------------------------------
+
+
+def test_gallery_frames_wrong_predictions_in_red() -> None:
+    images = torch.rand(10, 3, 64, 64)
+    probabilities = torch.tensor([0.9, 0.2, 0.7, 0.1, 0.6, 0.4, 0.95, 0.05, 0.51, 0.49])
+    targets = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    wrong = (probabilities > 0.5).float() != targets
+    picture = gallery_picture(images, probabilities, targets, class_names("Male"))
+    # 2 rows of 5 cards, each a 128-pixel face (64 enlarged twice) in a 4-pixel frame.
+    gap, card_w = 6, 128 + 2 * 4
+    card_h = (picture.shape[0] - 3 * gap) // 2
+    assert picture.shape[1] == 5 * card_w + 6 * gap and picture.dtype == np.uint8
+    for index in range(10):
+        row, column = divmod(index, 5)
+        frame_pixel = picture[gap + row * (card_h + gap) + 1, gap + column * (card_w + gap) + 1]
+        expected = WRONG_COLOUR if wrong[index] else CORRECT_COLOUR
+        assert tuple(frame_pixel) == expected, index
+
+
+def test_gallery_shows_the_network_input_pixels() -> None:
+    images = torch.zeros(1, 3, 64, 64)
+    images[0, 0] = 1.0  # pure red face
+    picture = gallery_picture(images, torch.tensor([0.3]), torch.tensor([0.0]), ("a", "b"))
+    centre = picture[6 + 4 + 64, 6 + 4 + 64]
+    assert tuple(centre) == (255, 0, 0)
+
+
+def test_confusion_matrix_shades_cells_by_their_share_of_the_row() -> None:
+    picture = confusion_matrix_picture(torch.tensor([[9, 1], [0, 10]]), class_names("Young"))
+    assert picture.ndim == 3 and picture.shape[2] == 3
+    # Diagonal cells (most of their row) are darker than the off-diagonal ones.
+    left, top, cell_w, cell_h = 150, 70, 130, 70
+    corner = [
+        [picture[top + i * cell_h + 3, left + j * cell_w + 3] for j in range(2)] for i in range(2)
+    ]
+    assert corner[0][0].sum() < corner[0][1].sum() and corner[1][1].sum() < corner[1][0].sum()
+    assert tuple(corner[1][0]) == (255, 255, 255)  # a count of 0 is not shaded at all
+
+
+def test_class_names() -> None:
+    assert class_names("Male") == ("Female", "Male")
+    assert class_names("Young") == ("not Young", "Young")
+
+
+def test_augmentation_preview_is_seeded_and_leaves_training_randomness_alone(
+    tiny_root: Path,
+) -> None:
+    data = CelebADataModule(
+        root=str(tiny_root), train_size=TINY_SIZES["train"], val_size=TINY_SIZES["valid"]
+    )
+    data.setup("fit")
+    raw = raw_train_images(data, 2)
+    assert [tuple(r.shape) for r in raw] == [(3, 218, 178)] * 2 and raw[0].dtype == torch.uint8
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = augmentation_preview(raw, 64, 5, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert np.array_equal(first, augmentation_preview(raw, 64, 5, seed=1))
+    # 2 rows of 5 tiles of 128 pixels (64 enlarged twice) with 6-pixel gaps.
+    assert first.shape == (2 * 128 + 3 * 6, 5 * 128 + 6 * 6, 3)
+    tiles = [first[6 : 6 + 128, 6 + i * 134 : 6 + i * 134 + 128] for i in range(5)]
+    assert any(not np.array_equal(tiles[0], t) for t in tiles[1:])  # the augmentations differ
+
+
+# ---- a real TensorBoard ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tensorboard_command() -> list[str]:
+    script = Path(sys.executable).with_name("tensorboard")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("tensorboard")
+    return [found] if found else [sys.executable, "-m", "tensorboard.main"]
+
+
+class TensorBoardAPI:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def raw(self, route: str, **params: Any) -> bytes:
+        url = f"{self.base}{route}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read()
+
+    def get(self, route: str, **params: Any) -> Any:
+        return json.loads(self.raw(route, **params))
+
+    def hparams(self, route: str, request: dict[str, Any]) -> Any:
+        return self.get(f"/data/plugin/hparams/{route}", request=json.dumps(request))
+
+
+@contextlib.contextmanager
+def tensorboard_server(logdir: Path, expected_runs: set[str]) -> Iterator[TensorBoardAPI]:
+    port = _free_port()
+    command = [*_tensorboard_command(), "--logdir", str(logdir), "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    api = TensorBoardAPI(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"tensorboard exited with {server.returncode}:\n{server.stdout.read()}")
+            with contextlib.suppress(OSError):
+                if expected_runs <= set(api.get("/data/runs")):
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"tensorboard did not list the runs {expected_runs} within 120 s")
+            time.sleep(0.5)
+        yield api
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _events(run_dir: Path) -> event_accumulator.EventAccumulator:
+    guidance = {
+        event_accumulator.SCALARS: 0,
+        event_accumulator.IMAGES: 0,
+        event_accumulator.TENSORS: 0,
+    }
+    events = event_accumulator.EventAccumulator(str(run_dir), size_guidance=guidance)
+    events.Reload()
+    return events
+
+
+def _printed_metric(stdout: str, name: str) -> float:
+    match = re.search(rf"{re.escape(name)}\s+([0-9.]+)", stdout)
+    assert match, stdout
+    return float(match.group(1))
+
+
+def _last_value(metric_values: list[dict[str, Any]], tag: str) -> float:
+    return next(m["value"] for m in metric_values if m["name"]["tag"] == tag)
+
+
+@pytest.mark.slow
+def test_tensorboard_serves_what_the_runs_logged(
+    dashboard_run: dict[str, Any], tiny_root: Path
+) -> None:
+    logs, fit_dir, test_dir = (
+        dashboard_run["logs"],
+        dashboard_run["fit_dir"],
+        dashboard_run["test_dir"],
+    )
+    fit_run, test_run = "demo/version_0", "demo/version_1"
+    logged = {fit_run: _events(fit_dir), test_run: _events(test_dir)}
+
+    with tensorboard_server(logs, {fit_run, test_run, f"{fit_run}/train", f"{fit_run}/val"}) as api:
+        # Scalars: every tag, every (step, value) as the event files hold them.
+        scalar_tags = api.get("/data/plugin/scalars/tags")
+        assert FIT_SCALARS <= set(scalar_tags[fit_run])
+        assert TEST_SCALARS <= set(scalar_tags[test_run])
+        for run, events in logged.items():
+            for tag in scalar_tags[run]:
+                served = api.get("/data/plugin/scalars/scalars", run=run, tag=tag)
+                # TensorBoard keeps the last point of a step that was logged twice (epoch, lr).
+                stored = {e.step: e.value for e in events.Scalars(tag)}
+                assert [step for _, step, _ in served] == sorted(stored), (run, tag)
+                values = [value for _, _, value in served]
+                assert values == pytest.approx([stored[s] for s in sorted(stored)]), (run, tag)
+        val_acc = api.get("/data/plugin/scalars/scalars", run=fit_run, tag="val/acc")
+        assert len(val_acc) == 2  # one point per epoch
+        test_acc = api.get("/data/plugin/scalars/scalars", run=test_run, tag="test/acc")
+        printed = _printed_metric(dashboard_run["test_stdout"], "test/acc")
+        assert test_acc[-1][2] == pytest.approx(printed, abs=1e-6)
+
+        # Shared train-vs-validation charts: the per-epoch values again in two sub-runs.
+        for stage in ("train", "val"):
+            for metric in ("loss", "acc"):
+                served = api.get(
+                    "/data/plugin/scalars/scalars",
+                    run=f"{fit_run}/{stage}",
+                    tag=f"train_vs_val/{metric}",
+                )
+                stored = logged[fit_run].Scalars(f"{stage}/{metric}")
+                assert [step for _, step, _ in served] == [e.step for e in stored]
+                assert [v for _, _, v in served] == pytest.approx([e.value for e in stored])
+        layout = api.get("/data/plugin/custom_scalars/layout")
+        charts = {
+            c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]
+        }
+        assert charts["loss per epoch (train vs validation)"] == ["^train_vs_val/loss$"]
+        assert charts["accuracy per epoch (train vs validation)"] == ["^train_vs_val/acc$"]
+        assert ["^train/loss_step$", "^train/acc_step$"] in charts.values()
+
+        # Pictures: the tags, one gallery per validation epoch at val/acc's steps, and the bytes.
+        image_tags = api.get("/data/plugin/images/tags")
+        assert FIT_IMAGES <= set(image_tags[fit_run]) and TEST_IMAGES <= set(image_tags[test_run])
+        galleries = api.get("/data/plugin/images/images", run=fit_run, tag="val/predictions")
+        assert [g["step"] for g in galleries] == [step for _, step, _ in val_acc]
+        for run, tag in [(fit_run, "val/predictions"), (test_run, "test/predictions")]:
+            entry = api.get("/data/plugin/images/images", run=run, tag=tag)[-1]
+            served = api.raw("/data/plugin/images/individualImage?" + entry["query"])
+            stored = logged[run].Images(tag)[-1]
+            assert served == stored.encoded_image_string
+            assert Image.open(io.BytesIO(served)).size == (stored.width, stored.height)
+
+        # PR curves: at threshold 0 every image is predicted positive.
+        data = CelebADataModule(root=str(tiny_root), val_size=TINY_SIZES["valid"], num_workers=0)
+        data.setup("validate")
+        val_targets = data.datasets["val"].targets
+        assert "val/pr_curve" in api.get("/data/plugin/pr_curves/tags")[fit_run]
+        curves = api.get("/data/plugin/pr_curves/pr_curves", run=fit_run, tag="val/pr_curve")
+        last = curves[fit_run][-1]
+        assert last["true_positives"][0] == int(val_targets.sum())
+        assert last["true_positives"][0] + last["false_positives"][0] == len(val_targets)
+
+        # HParams: every run is a session with its settings and its final metrics.
+        experiment = api.hparams("experiment", {"experimentName": ""})
+        hparam_names = {h["name"] for h in experiment["hparamInfos"]}
+        assert {"stage", "model/dropout", "data/batch_size", "optimizer/lr"} <= hparam_names
+        assert "data/num_workers" not in hparam_names
+        metric_names = {m["name"]["tag"] for m in experiment["metricInfos"]}
+        assert FIT_SCALARS | TEST_SCALARS <= metric_names
+        statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
+        groups = api.hparams(
+            "session_groups",
+            {"allowedStatuses": statuses, "colParams": [], "startIndex": 0, "sliceSize": 100},
+        )["sessionGroups"]
+        by_name = {g["name"]: g for g in groups}
+        assert {fit_run, test_run} <= set(by_name)
+        fit_session = by_name[fit_run]
+        assert fit_session["hparams"]["stage"] == "fit"
+        assert fit_session["hparams"]["model/dropout"] == 0.5
+        assert fit_session["hparams"]["optimizer/lr"] == pytest.approx(1e-3)
+        assert fit_session["hparams"]["data/batch_size"] == 32
+        assert fit_session["sessions"][0]["status"] == "STATUS_SUCCESS"
+        for tag in ("train/loss", "train/acc", "val/loss", "val/acc"):
+            final = logged[fit_run].Scalars(tag)[-1].value
+            assert _last_value(fit_session["metricValues"], tag) == pytest.approx(final), tag
+        test_session = by_name[test_run]
+        assert test_session["hparams"]["stage"] == "test"
+        assert _last_value(test_session["metricValues"], "test/acc") == pytest.approx(printed)

@@ -1,0 +1,110 @@
+"""``report``: a run's TensorBoard logs as PNG files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from lit_celeba.cli import cli_main
+from lit_celeba.report import ReportError, curves_figure, load_run, write_report
+from tests.conftest import run_cli
+
+CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi
+
+
+def _png(path: Path) -> Image.Image:
+    assert path.is_file() and path.stat().st_size > 0, path
+    image = Image.open(path)
+    assert image.format == "PNG"
+    return image
+
+
+def _not_blank(image: Image.Image) -> bool:
+    return len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0)) > 20
+
+
+def _fake_run(run_dir: Path) -> dict[str, list[float]]:
+    """Three epochs logged the way Lightning does (``epoch`` beside every metric), one picture."""
+    curves = {
+        "train/loss": [0.6, 0.4, 0.3],
+        "val/loss": [0.5, 0.45, 0.35],
+        "train/acc": [0.7, 0.8, 0.85],
+        "val/acc": [0.75, 0.8, 0.9],
+    }
+    writer = SummaryWriter(str(run_dir))
+    for epoch in range(3):
+        step = 10 * epoch + 9
+        for tag, values in curves.items():
+            writer.add_scalar(tag, values[epoch], step)
+            writer.add_scalar("epoch", epoch, step)
+        writer.add_scalar("train/loss_step", 1.0, step - 5)  # not a per-epoch curve
+    picture = np.random.default_rng(0).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    writer.add_image("val/predictions", picture, 29, dataformats="HWC")
+    writer.close()
+    return curves
+
+
+def test_report_of_a_logged_run(tmp_path: Path) -> None:
+    curves = _fake_run(tmp_path / "run")
+    written = write_report(tmp_path / "run", tmp_path / "out")
+    assert {p.name for p in written} == {"curves.png", "val_predictions.png"}
+    assert _png(tmp_path / "out" / "curves.png").size == CURVES_PIXELS
+    assert _png(tmp_path / "out" / "val_predictions.png").size == (60, 40)
+
+    figure = curves_figure(load_run(tmp_path / "run"))
+    loss_axes, acc_axes = figure.axes
+    for axes, metric in ((loss_axes, "loss"), (acc_axes, "acc")):
+        train, val = axes.get_lines()
+        assert list(train.get_xdata()) == [1, 2, 3]
+        assert list(train.get_ydata()) == pytest.approx(curves[f"train/{metric}"])
+        assert list(val.get_ydata()) == pytest.approx(curves[f"val/{metric}"])
+    assert loss_axes.get_xlabel() == "Epoch" and acc_axes.get_ylabel() == "Accuracy"
+
+
+def test_report_of_a_folder_without_events(tmp_path: Path, capsys) -> None:
+    _fake_run(tmp_path / "logs" / "demo" / "version_0")
+    with pytest.raises(ReportError, match="runs below it: .*version_0"):
+        write_report(tmp_path / "logs")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["report", str(tmp_path / "logs")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: No TensorBoard event files") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) -> None:
+    fit_dir, test_dir = dashboard_run["fit_dir"], dashboard_run["test_dir"]
+    report = run_cli("report", str(fit_dir), cwd=dashboard_run["cwd"])
+    assert report.returncode == 0, report.stderr
+    events = event_accumulator.EventAccumulator(str(fit_dir), size_guidance={"images": 0})
+    events.Reload()
+
+    curves = _png(fit_dir / "curves.png")
+    assert curves.size == CURVES_PIXELS and _not_blank(curves)
+    for name, tag in [
+        ("train_augmentations.png", "train/augmentations"),
+        ("val_predictions.png", "val/predictions"),
+        ("val_confusion_matrix.png", "val/confusion_matrix"),
+    ]:
+        assert f"Wrote {fit_dir / name}" in report.stdout
+        image = _png(fit_dir / name)
+        logged = events.Images(tag)[-1]
+        assert image.size == (logged.width, logged.height) and _not_blank(image)
+        assert Image.open(io.BytesIO(logged.encoded_image_string)).tobytes() == image.tobytes()
+    gallery = _png(fit_dir / "val_predictions.png")
+    assert gallery.width > gallery.height  # 2 rows of 5 faces
+    augmentations = _png(fit_dir / "train_augmentations.png")
+    assert augmentations.width > 2 * augmentations.height  # 2 rows of 5 augmentations
+
+    report = run_cli("report", str(test_dir), cwd=dashboard_run["cwd"])
+    assert report.returncode == 0, report.stderr
+    assert _not_blank(_png(test_dir / "test_predictions.png"))
+    assert not (test_dir / "curves.png").exists()  # a test run has no per-epoch curves
