@@ -73,8 +73,12 @@ class CachedImages(Dataset):
         targets: np.ndarray,
         columns: np.ndarray,
         groups: np.ndarray | None = None,
+        image_dir: Path | None = None,
     ) -> None:
         self.cache_path = cache_path
+        self.image_dir = (
+            image_dir  # where the JPEGs came from (the augmentation preview reads them)
+        )
         self.image_names = image_names
         self.columns = columns
         self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
@@ -225,7 +229,9 @@ class CelebADataModule(pl.LightningDataModule):
             columns = columns_read(self.image_size)
             path = build_cache(index.files.image_dir, names, self.cache_dir, columns,
                                description=f"the {split} subset")  # fmt: skip
-            return CachedImages(path, names, targets, columns, group_values)
+            return CachedImages(
+                path, names, targets, columns, group_values, image_dir=index.files.image_dir
+            )
         transform = train_transform(self.image_size) if train else eval_transform(self.image_size)
         return CelebAImages(index.files.image_dir, names, targets, transform, group_values)
 
