@@ -117,7 +117,8 @@ class TensorBoardDashboards(Callback):
         self._logger = next(
             (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None
         )
-        if self._logger is None or stage == "predict":
+        # Under DDP only rank 0 writes TensorBoard files; the other ranks' experiment is a dummy.
+        if self._logger is None or stage == "predict" or not trainer.is_global_zero:
             self._logger = None
             return
         if getattr(self._logger, "_default_hp_metric", False):
@@ -154,8 +155,11 @@ class TensorBoardDashboards(Callback):
             self._logger.experiment.flush()
         self._logger = None
 
-    def _remember_logits(self, module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
-        self._logits = output.detach()
+    def _remember_logits(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        # Under DDP, Lightning redirects the module's forward to the step itself for a moment, so
+        # the hook also sees the step's scalar loss: keep only per-image outputs.
+        if isinstance(output, torch.Tensor) and output.dim() >= 1:
+            self._logits = output.detach()
 
     def _take_logits(self, batch_size: int) -> torch.Tensor | None:
         logits, self._logits = self._logits, None
