@@ -141,7 +141,8 @@ class TensorBoardDashboards(Callback):
     ) -> None:
         # Lightning skips teardown after an exception, so the session ends here.
         aborted = isinstance(exception, KeyboardInterrupt)
-        self._end_session("STATUS_ABORTED" if aborted else "STATUS_FAILURE")
+        # TensorBoard's session statuses have no "aborted": an interrupted run ends as unknown.
+        self._end_session("STATUS_UNKNOWN" if aborted else "STATUS_FAILURE")
 
     def _end_session(self, status: str) -> None:
         if self._hook is not None:
