@@ -16,6 +16,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
+from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import AttributeMismatchError, attribute_list
 from lit_celeba.callbacks import CSVPredictionWriter
 from lit_celeba.celeba import CelebAError
@@ -225,6 +226,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed.
     """
     argv = sys.argv[1:] if args is None else args
+    retain_freed_memory()
     try:
         if isinstance(argv, list) and argv[:1] == ["report"]:
             report_main(argv[1:])
