@@ -62,15 +62,16 @@ def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def columns_read(image_size: int) -> np.ndarray:
-    """The source columns of the 178-wide crop that the resize to ``image_size`` reads, as
-    (left, right) tap pairs side by side: ``[l0, r0, l1, r1, ...]``. The decoded cache keeps only
-    these (128 of 178 at 64x64), which changes no output value."""
+    """The source columns of the 178-wide crop that the resize to ``image_size`` reads: each
+    output column's left tap, then each one's right tap, ``[l0, l1, ..., r0, r1, ...]``. The
+    decoded cache keeps only these (128 of 178 at 64x64), which changes no output value; the two
+    halves let the horizontal resize run on contiguous rows (``BatchTransform``)."""
     lo, hi, _ = _bilinear_taps(CROP_SIZE, image_size)
-    return np.stack([lo, hi], axis=1).reshape(-1)
+    return np.concatenate([lo, hi])
 
 
 class BatchTransform:
-    """The recipe's transforms on batches from the decoded cache: uint8 (B, 218, 2S, 3) images
+    """The recipe's transforms on batches from the decoded cache: uint8 (B, 218, 2S, 3) RGB images
     holding the ``columns_read(S)`` columns, transformed on their own device.
 
     The resize is written out as its two taps per axis instead of calling ``interpolate`` on the
@@ -86,7 +87,9 @@ class BatchTransform:
         self._host = {
             "rows": torch.from_numpy(np.stack([row_lo, row_hi], axis=1).reshape(-1)),
             "row_w": torch.from_numpy(row_w)[:, None, None],
-            "col_w": torch.from_numpy(col_w)[:, None],
+            # One weight per column and RGB channel, stored whole rather than broadcast over the
+            # channels: the lerp then runs over contiguous rows, 3x faster on a CPU (measured).
+            "col_w": torch.from_numpy(col_w)[:, None].expand(image_size, 3).contiguous(),
         }
         self._on_device: dict[torch.device, dict[str, torch.Tensor]] = {}
 
@@ -102,9 +105,10 @@ class BatchTransform:
         # The 2S rows the resize reads, as (upper, lower) tap pairs, for each sample's offset.
         rows = tops + t["rows"] + height * torch.arange(batch, device=images.device)[:, None]
         picked = images.reshape(batch * height, width * channels).index_select(0, rows.reshape(-1))
-        picked = picked.view(batch, size, 2, size, 2, channels).float()
+        # (B, S, row tap, column tap, S, 3): every tap's S columns lie side by side.
+        picked = picked.view(batch, size, 2, 2, size, channels).float()
         # Horizontal taps first, then vertical, in the order interpolate sums them.
-        across = torch.lerp(picked[..., 0, :], picked[..., 1, :], t["col_w"])  # (B, S, 2, S, 3)
+        across = torch.lerp(picked[:, :, :, 0], picked[:, :, :, 1], t["col_w"])  # (B, S, 2, S, 3)
         resized = torch.lerp(across[:, :, 0], across[:, :, 1], t["row_w"])  # (B, S, S, 3)
         # Channels-first view with channels-last strides, and TensorFlow's resize-then-/255 order.
         return resized.permute(0, 3, 1, 2).div_(255.0)
