@@ -105,7 +105,8 @@ class AttributeClassifier(pl.LightningModule):
         # Probabilities, not logits: torchmetrics only applies the sigmoid itself when some value
         # falls outside [0, 1], so logits that happen to lie inside would be thresholded at 0.5.
         probs = torch.sigmoid(logits)
-        accuracy(probs, targets.long())
+        # update, not forward: only the epoch value is logged, so a per-batch value is wasted work.
+        accuracy.update(probs, targets.long())
         if self.subgroups and stage != "train":
             if len(batch) < 3:
                 raise AttributeMismatchError(
@@ -135,7 +136,7 @@ class AttributeClassifier(pl.LightningModule):
                 batch_size=batch_size,
             )
         if calibration is not None:
-            calibration(probs, targets.long())
+            calibration.update(probs, targets.long())
             self.log(
                 f"{stage}/ece", calibration, on_step=False, on_epoch=True, batch_size=batch_size
             )
