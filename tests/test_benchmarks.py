@@ -1,0 +1,38 @@
+"""The benchmark scripts run from a clean checkout and print what their README promises."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "throughput.py"),
+         "--images", "128", "--rounds", "2", "--warmup", "1", "--accelerator", "cpu"],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                           "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("round ") for line in lines) == 2
+    figures = json.loads(lines[-1])
+    assert {"model_only_img_s", "fit_img_s", "naive_img_s", "fit_vs_model_only", "fit_vs_naive",
+            "device", "precision", "batch_size"} <= set(figures)  # fmt: skip
+    assert min(figures["model_only_img_s"], figures["fit_img_s"], figures["naive_img_s"]) > 0
+    assert figures["fit_vs_model_only"] == pytest.approx(
+        figures["fit_img_s"] / figures["model_only_img_s"], abs=2e-3
+    )
+    assert figures["fit_vs_naive"] == pytest.approx(
+        figures["fit_img_s"] / figures["naive_img_s"], abs=2e-3
+    )
+    assert figures["precision"] in ("32-true", "bf16-mixed") and figures["batch_size"] == 32
+    assert f"b/a = {figures['fit_vs_model_only']:.3f}" in done.stdout
