@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -178,7 +179,8 @@ def main() -> None:
     accelerator = "gpu" if gpu else "cpu"
     args.precision = supported_precision(args.precision, accelerator)
     name = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
-    workers = [w for w in (1, 2, 4) if w <= 2 or gpu]
+    # The naive pipeline's usual best settings: as many worker processes as help, up to a core each.
+    workers = [w for w in (1, 2, 4, 8, 16) if w <= (os.cpu_count() or 1)] or [1]
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else Path(tmp) / "data"
