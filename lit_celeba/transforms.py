@@ -62,17 +62,22 @@ def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def columns_read(image_size: int) -> np.ndarray:
-    """The source columns of the 178-wide crop that the resize to ``image_size`` reads: each
-    output column's left tap, then each one's right tap, ``[l0, l1, ..., r0, r1, ...]``. The
-    decoded cache keeps only these (128 of 178 at 64x64), which changes no output value; the two
-    halves let the horizontal resize run on contiguous rows (``BatchTransform``)."""
+    """The source columns of the 178-wide crop that the decoded cache keeps for a resize to
+    ``image_size``. Up to 89 pixels, the columns that resize reads: each output column's left
+    tap, then each one's right tap, ``[l0, l1, ..., r0, r1, ...]`` (128 of 178 at 64x64); the two
+    halves let the horizontal resize run on contiguous rows (``BatchTransform``). From 90 pixels,
+    2S taps would be more than the source has, and all 178 columns are kept in their order.
+    Either way no output value changes."""
     lo, hi, _ = _bilinear_taps(CROP_SIZE, image_size)
+    if 2 * image_size > CROP_SIZE:
+        return np.arange(CROP_SIZE)
     return np.concatenate([lo, hi])
 
 
 class BatchTransform:
-    """The recipe's transforms on batches from the decoded cache: uint8 (B, 218, 2S, 3) RGB images
-    holding the ``columns_read(S)`` columns, transformed on their own device.
+    """The recipe's transforms on batches from the decoded cache: uint8 (B, 218, W, 3) RGB images
+    holding the ``columns_read(S)`` columns (W = 2S up to 89 pixels, else 178), transformed on
+    their own device.
 
     The resize is written out as its two taps per axis instead of calling ``interpolate`` on the
     crop: it reads only the 2S source rows and columns it needs from each image, about a sixth of
@@ -83,8 +88,12 @@ class BatchTransform:
     def __init__(self, image_size: int = 64) -> None:
         self.image_size = image_size
         row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
-        _, _, col_w = _bilinear_taps(CROP_SIZE, image_size)
+        col_lo, col_hi, col_w = _bilinear_taps(CROP_SIZE, image_size)
+        # Whole columns in the cache (image sizes from 90): the taps are picked per batch.
+        self._whole_columns = 2 * image_size > CROP_SIZE
         self._host = {
+            "col_lo": torch.from_numpy(col_lo),
+            "col_hi": torch.from_numpy(col_hi),
             "rows": torch.from_numpy(np.stack([row_lo, row_hi], axis=1).reshape(-1)),
             "row_w": torch.from_numpy(row_w)[:, None, None],
             # One weight per column and RGB channel, stored whole rather than broadcast over the
@@ -105,10 +114,14 @@ class BatchTransform:
         # The 2S rows the resize reads, as (upper, lower) tap pairs, for each sample's offset.
         rows = tops + t["rows"] + height * torch.arange(batch, device=images.device)[:, None]
         picked = images.reshape(batch * height, width * channels).index_select(0, rows.reshape(-1))
-        # (B, S, row tap, column tap, S, 3): every tap's S columns lie side by side.
-        picked = picked.view(batch, size, 2, 2, size, channels).float()
+        picked = picked.view(batch, size, 2, width, channels)  # (B, S, row tap, W, 3)
+        if self._whole_columns:
+            left = picked.index_select(3, t["col_lo"]).float()
+            right = picked.index_select(3, t["col_hi"]).float()
+        else:  # every tap's S columns lie side by side
+            left, right = picked.float().split(size, dim=3)
         # Horizontal taps first, then vertical, in the order interpolate sums them.
-        across = torch.lerp(picked[:, :, :, 0], picked[:, :, :, 1], t["col_w"])  # (B, S, 2, S, 3)
+        across = torch.lerp(left, right, t["col_w"])  # (B, S, 2, S, 3)
         resized = torch.lerp(across[:, :, 0], across[:, :, 1], t["row_w"])  # (B, S, S, 3)
         # Channels-first view with channels-last strides, and TensorFlow's resize-then-/255 order.
         return resized.permute(0, 3, 1, 2).div_(255.0)
