@@ -1,17 +1,18 @@
 """The decoded-image cache: a subset's JPEGs decoded once into one uint8 ``.npy`` file.
 
 Images are stored as decoded (height x width x RGB, uint8) at full height, keeping only the source
-columns that the recipe's resize reads (``transforms.columns_read``: 128 of 178 at 64x64). Nothing
+columns that the recipe's resize reads (``transforms.columns_read``: 128 of 178 at 64x64, all 178
+from 90x90 on). Nothing
 is resampled, so every transform computed from the cache equals the exact recipe transform. The
 file is memory-mapped: the operating system keeps it in RAM when there is room (the recipe's
 17,000 images take 1.42 GB at 64x64) and pages it from disk when there is not (the full train
 split takes 13.6 GB).
 
 The file name is a hash of everything that decides its content (the image folder, each image's
-name, size and modification time, the format version), so a changed subset or data set never
-reuses a stale cache. It is written under a lock to a temporary name and renamed into place, so
-two processes (DDP ranks, two runs) never see a half-written cache, and a build that was killed
-leaves nothing that looks complete.
+name, size and modification time, the columns kept, the format version), so a changed subset,
+image size or data set never reuses a stale cache. It is written under a lock to a temporary
+name and renamed into place, so two processes (DDP ranks, two runs) never see a half-written
+cache, and a build that was killed leaves nothing that looks complete.
 """
 
 from __future__ import annotations
