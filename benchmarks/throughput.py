@@ -171,6 +171,8 @@ def main() -> None:
                         help="times each of (a), (b), (c) is measured, in turn; each keeps its "
                              "best")  # fmt: skip
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     # As the CLI does; for all three ways alike (the naive pipeline's workers inherit it).
     retain_freed_memory()
 
@@ -180,7 +182,8 @@ def main() -> None:
     args.precision = supported_precision(args.precision, accelerator)
     name = torch.cuda.get_device_name() if gpu else f"CPU ({torch.get_num_threads()} threads)"
     # The naive pipeline's usual best settings: as many worker processes as help, up to a core each.
-    workers = [w for w in (1, 2, 4, 8, 16) if w <= (os.cpu_count() or 1)] or [1]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = [w for w in (1, 2, 4, 8, 16) if w <= (cores or 1)]
     rounds: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else Path(tmp) / "data"

@@ -10,10 +10,10 @@ import sys
 # mallopt parameters, from glibc's <malloc.h>.
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-# glibc's upper limit for M_MMAP_THRESHOLD on 64-bit systems.
+# The largest M_MMAP_THRESHOLD that every glibc version accepts on 64-bit systems.
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
-USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def retain_freed_memory() -> bool:
@@ -30,9 +30,15 @@ def retain_freed_memory() -> bool:
     price is that a process keeps up to 1 GiB of freed memory mapped instead of returning it.
 
     Nothing is changed off glibc (macOS, Windows, musl) or when the user set glibc's malloc
-    settings in the environment themselves.
+    settings in the environment themselves (``MALLOC_*_THRESHOLD_``, ``glibc.malloc.*`` in
+    ``GLIBC_TUNABLES``).
     """
-    if not sys.platform.startswith("linux") or any(name in os.environ for name in USER_SETTINGS):
+    user_set = any(name in os.environ for name in USER_SETTINGS)
+    if (
+        not sys.platform.startswith("linux")
+        or user_set
+        or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+    ):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

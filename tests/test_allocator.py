@@ -86,3 +86,6 @@ def test_training_steps_take_almost_no_page_faults() -> None:
 
 def test_the_users_own_malloc_settings_win() -> None:
     assert not run(BLOCK, "retain", MALLOC_TRIM_THRESHOLD_="1000000")["made"]
+    assert not run(BLOCK, "retain", GLIBC_TUNABLES="glibc.malloc.trim_threshold=1000000")["made"]
+    # Tunables of other parts of glibc leave the setting on.
+    assert run(BLOCK, "retain", GLIBC_TUNABLES="glibc.rtld.optional_static_tls=2048")["made"]
