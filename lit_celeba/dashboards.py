@@ -43,6 +43,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from torchmetrics.functional.classification import binary_confusion_matrix
+from torchmetrics.utilities.distributed import gather_all_tensors
 from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.data import CelebADataModule
@@ -110,6 +111,7 @@ class TensorBoardDashboards(Callback):
         self._targets: list[torch.Tensor] = []
         self._gallery: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._warned_no_forward = False
+        self._collecting = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -117,7 +119,11 @@ class TensorBoardDashboards(Callback):
         self._logger = next(
             (lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None
         )
-        # Under DDP only rank 0 writes TensorBoard files; the other ranks' experiment is a dummy.
+        # Every rank collects its share of the validation and test predictions (the pictures
+        # and curves cover all images); only rank 0 writes: the other ranks' experiment is a dummy.
+        self._collecting = self._logger is not None and stage != "predict"
+        if self._collecting:
+            self._hook = pl_module.register_forward_hook(self._remember_logits)
         if self._logger is None or stage == "predict" or not trainer.is_global_zero:
             self._logger = None
             return
@@ -127,9 +133,6 @@ class TensorBoardDashboards(Callback):
                 "of the HParams tab; set `default_hp_metric: false` in the logger's init_args so "
                 "that the tab lists the run's real metrics."
             )
-        # The steps return only the loss; the logits they compute anyway are caught on their way
-        # out of forward(), so the pictures cost no second forward pass.
-        self._hook = pl_module.register_forward_hook(self._remember_logits)
         if stage != "fit":  # fit logs its hparams in on_fit_start, once the optimizer exists
             self._log_hparams(trainer, pl_module, stage)
 
@@ -155,8 +158,11 @@ class TensorBoardDashboards(Callback):
             self._logger.experiment._get_file_writer().add_summary(session_end_summary(status))
             self._logger.experiment.flush()
         self._logger = None
+        self._collecting = False
 
     def _remember_logits(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        # The steps return only the loss; the logits they compute anyway are caught on their way
+        # out of forward(), so the pictures cost no second forward pass.
         # Under DDP, Lightning redirects the module's forward to the step itself for a moment, so
         # the hook also sees the step's scalar loss: keep only per-image outputs.
         if isinstance(output, torch.Tensor) and output.dim() >= 1:
@@ -268,10 +274,10 @@ class TensorBoardDashboards(Callback):
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._log_predictions(trainer, "val")
+            self._log_predictions(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log_predictions(trainer, "test")
+        self._log_predictions(trainer, pl_module, "test")
 
     def _reset_predictions(self) -> None:
         self._probabilities, self._targets, self._gallery = [], [], []
@@ -279,7 +285,7 @@ class TensorBoardDashboards(Callback):
     def _collect(self, batch: Any) -> None:
         # ``batch`` is what the model was given, after on_after_batch_transfer: whatever the data
         # pipeline does, the gallery shows the network's own input.
-        if self._logger is None:
+        if not self._collecting:
             return
         images, targets = batch[0], batch[1]
         logits = self._take_logits(len(targets))
@@ -289,7 +295,7 @@ class TensorBoardDashboards(Callback):
         self._probabilities.append(probabilities)
         self._targets.append(targets.reshape(-1))
         missing = self.gallery_size - sum(len(g[0]) for g in self._gallery)
-        if missing > 0:
+        if missing > 0 and self._logger is not None:  # rank 0's first images
             self._gallery.append(
                 (
                     images[:missing].detach().float().cpu(),
@@ -298,13 +304,19 @@ class TensorBoardDashboards(Callback):
                 )
             )
 
-    def _log_predictions(self, trainer: pl.Trainer, stage: str) -> None:
-        if self._logger is None or not self._probabilities:
+    def _log_predictions(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
+    ) -> None:
+        if not self._collecting:
+            return
+        # Every rank takes part in the gather, also one that saw no batch.
+        probabilities = _all_ranks(self._probabilities, pl_module.device)
+        targets = _all_ranks(self._targets, pl_module.device)
+        if self._logger is None or not len(probabilities):
+            self._reset_predictions()
             return
         writer = self._logger.experiment
         step = _logging_step(trainer)
-        probabilities = torch.cat(self._probabilities).cpu()
-        targets = torch.cat(self._targets).cpu()
         names = class_names(getattr(trainer.datamodule, "target_attr", "Male"))
         if self._gallery:
             images, gallery_probs, gallery_targets = (
@@ -327,6 +339,16 @@ class TensorBoardDashboards(Callback):
         # every metric that the first run found did not name.
         _, session_start, _ = hparams_summaries(run_hyperparameters(trainer, pl_module, stage), {})
         self._logger.experiment._get_file_writer().add_summary(session_start)
+
+
+def _all_ranks(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """This rank's 1-D ``parts`` concatenated with every other rank's, in rank order, on the CPU.
+    torchmetrics' gather pads and trims the ranks' shares, which differ in size when the
+    evaluation set does not divide by the number of processes."""
+    local = torch.cat(parts) if parts else torch.empty(0, device=device)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return local.cpu()
+    return torch.cat(gather_all_tensors(local.float())).cpu()
 
 
 def _logging_step(trainer: pl.Trainer) -> int:

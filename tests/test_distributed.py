@@ -25,6 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util import tensor_util
 
 from lit_celeba.celeba import load_index
 from lit_celeba.data import CelebADataModule
@@ -132,6 +133,11 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
     events.Reload()
     assert events.Scalars("val/acc")[-1].value == pytest.approx(acc, abs=1e-6)
     assert events.Scalars("val/loss")[-1].value == pytest.approx(loss, rel=1e-5)
+    # The dashboards' PR curve counts all 33 validation images too: at threshold 0 every
+    # positive is a true and every negative a false positive.
+    curve = tensor_util.make_ndarray(events.Tensors("val/pr_curve")[-1].tensor_proto)
+    positives = sum(_expected_targets(tiny_root, _expected_names(tiny_root, "valid", EVAL_SIZE)))
+    assert (curve[0, 0], curve[1, 0]) == (positives, EVAL_SIZE - positives)
     printed = re.search(r"Validation accuracy \(last epoch\): ([0-9.]+)", output)
     assert printed and float(printed.group(1)) == pytest.approx(acc, abs=1e-4)
 
