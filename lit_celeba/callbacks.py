@@ -63,20 +63,29 @@ class CSVPredictionWriter(BasePredictionWriter):
             return path / self.filename if path.is_dir() else path
         return Path(self.output_dir or trainer.log_dir or ".") / self.filename
 
-    def _write_photo_rows(self, trainer: pl.Trainer) -> None:
+    def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
         attr = getattr(trainer.datamodule, "target_attr", "target")
-        self.path = self._output_path(trainer)
+        rows = self._photo_rows
+        if trainer.world_size > 1:  # each rank read its own photos: one file, in listing order
+            shards: list[Any] = [None] * distributed.get_world_size()
+            distributed.all_gather_object(shards, rows)
+            order = {path: i for i, path in enumerate(dataset.paths)}
+            rows = sorted((row for shard in shards for row in shard), key=lambda r: order[r[0]])
+        self.rows = len(rows)
+        self.failures = sum(prob is None for _, prob, _ in rows)
+        path = self._output_path(trainer)  # reads log_dir: a DDP broadcast, on every rank
+        if not trainer.is_global_zero:
+            return
+        self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["path", f"prob_{attr}", f"pred_{attr}", "error"])
-            for path, prob, error in self._photo_rows:
+            for photo, prob, error in rows:
                 if prob is None:
-                    writer.writerow([path, "", "", error])
+                    writer.writerow([photo, "", "", error])
                 else:
-                    writer.writerow([path, f"{prob:.6f}", int(prob >= 0.5), ""])
-        self.rows = len(self._photo_rows)
-        self.failures = sum(prob is None for _, prob, _ in self._photo_rows)
+                    writer.writerow([photo, f"{prob:.6f}", int(prob >= 0.5), ""])
         rank_zero_info(
             f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, {self.failures} "
             f"unreadable) to {self.path}"
@@ -91,7 +100,7 @@ class CSVPredictionWriter(BasePredictionWriter):
     ) -> None:
         dataset = trainer.predict_dataloaders.dataset
         if isinstance(dataset, PhotoDataset):
-            self._write_photo_rows(trainer)
+            self._write_photo_rows(trainer, dataset)
             return
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]

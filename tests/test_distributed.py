@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from lit_celeba.celeba import load_index
+from lit_celeba.celeba import find_files, load_index
 from lit_celeba.data import CelebADataModule
 from lit_celeba.module import RecipeClassifier
 from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
@@ -157,3 +157,28 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
         rows = list(csv.DictReader(fh))
     assert [r["image"] for r in rows] == _expected_names(tiny_root, "test", EVAL_SIZE)
     assert [float(r["prob_Male"]) for r in rows] == pytest.approx(probs, abs=1e-5)
+
+    # predict on a folder of photos (7 readable, 1 not): both ranks' rows in one file, in order.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image_dir = find_files(tiny_root).image_dir
+    for name in _expected_names(tiny_root, "test", 7):
+        (photos / name).write_bytes((image_dir / name).read_bytes())
+    (photos / "zz_broken.jpg").write_bytes(b"not a JPEG")
+    on_photos = run_cli(
+        "predict",
+        *flags,
+        *DDP,
+        f"--ckpt_path={ckpt}",
+        f"--data.predict_path={photos}",
+        "--data.batch_size=2",
+        cwd=tmp_path,
+    )
+    assert on_photos.returncode == 0, on_photos.stderr
+    assert "1 of 8 files could not be read" in on_photos.stdout + on_photos.stderr
+    written = sorted(logs.glob("base/version_*/predictions.csv"), key=lambda p: p.stat().st_mtime)
+    with open(written[-1]) as fh:
+        photo_rows = list(csv.DictReader(fh))
+    assert [Path(r["path"]).name for r in photo_rows] == sorted(p.name for p in photos.iterdir())
+    assert [float(r["prob_Male"]) for r in photo_rows[:7]] == pytest.approx(probs[:7], abs=1e-5)
+    assert photo_rows[7]["error"] and photo_rows[7]["prob_Male"] == ""
