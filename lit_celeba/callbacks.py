@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,33 +63,37 @@ class CSVPredictionWriter(BasePredictionWriter):
             return path / self.filename if path.is_dir() else path
         return Path(self.output_dir or trainer.log_dir or ".") / self.filename
 
+    def _write_csv(self, trainer: pl.Trainer, header: list[str], rows: Iterable[list]) -> bool:
+        """Writes the CSV on rank 0 and returns whether this rank wrote it; every rank must call
+        it, as the log folder is a DDP broadcast."""
+        path = self._output_path(trainer)
+        if not trainer.is_global_zero:
+            return False
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
+        return True
+
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
         attr = getattr(trainer.datamodule, "target_attr", "target")
         rows = self._photo_rows
-        if trainer.world_size > 1:  # each rank read its own photos: one file, in listing order
-            shards: list[Any] = [None] * distributed.get_world_size()
-            distributed.all_gather_object(shards, rows)
+        if trainer.world_size > 1:
             order = {path: i for i, path in enumerate(dataset.paths)}
-            rows = sorted((row for shard in shards for row in shard), key=lambda r: order[r[0]])
+            rows = _from_all_ranks(rows, key=lambda row: order[row[0]])
         self.rows = len(rows)
         self.failures = sum(prob is None for _, prob, _ in rows)
-        path = self._output_path(trainer)  # reads log_dir: a DDP broadcast, on every rank
-        if not trainer.is_global_zero:
-            return
-        self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["path", f"prob_{attr}", f"pred_{attr}", "error"])
-            for photo, prob, error in rows:
-                if prob is None:
-                    writer.writerow([photo, "", "", error])
-                else:
-                    writer.writerow([photo, f"{prob:.6f}", int(prob >= 0.5), ""])
-        rank_zero_info(
-            f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, {self.failures} "
-            f"unreadable) to {self.path}"
+        cells = (
+            [photo, "", "", error] if prob is None else [photo, f"{prob:.6f}", int(prob >= 0.5), ""]
+            for photo, prob, error in rows
         )
+        if self._write_csv(trainer, ["path", f"prob_{attr}", f"pred_{attr}", "error"], cells):
+            rank_zero_info(
+                f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, "
+                f"{self.failures} unreadable) to {self.path}"
+            )
 
     def write_on_epoch_end(
         self,
@@ -105,38 +109,29 @@ class CSVPredictionWriter(BasePredictionWriter):
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
         probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(len(indices), -1)
+        rows = list(zip(indices, probabilities.tolist(), strict=True))
         if trainer.world_size > 1:
-            indices, probabilities = _gather_on_all_ranks(indices, probabilities)
+            rows = _from_all_ranks(rows, key=lambda row: row[0])
         attrs = getattr(trainer.datamodule, "target_attrs", None) or [
             getattr(trainer.datamodule, "target_attr", "target")
         ]
-        path = self._output_path(trainer)  # reads log_dir: a DDP broadcast, on every rank
-        if not trainer.is_global_zero:
-            return
-        self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(
-                ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
-            )
-            for index, probs in zip(indices, probabilities.tolist(), strict=True):
-                truths = dataset.targets[index].long().tolist()
-                cells = [dataset.image_names[index]]
-                for prob, truth in zip(probs, truths, strict=True):
-                    cells += [f"{prob:.6f}", int(prob >= 0.5), truth]
-                writer.writerow(cells)
-        self.rows, self.failures = len(indices), None
-        rank_zero_info(f"Wrote {len(indices)} predictions to {self.path}")
+        header = ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
+        self.rows, self.failures = len(rows), None
+        if self._write_csv(trainer, header, (_split_cells(dataset, i, p) for i, p in rows)):
+            rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
 
 
-def _gather_on_all_ranks(
-    indices: list[int], probabilities: torch.Tensor
-) -> tuple[list[int], torch.Tensor]:
-    """Under DDP each rank predicted its own images (Lightning's sampler for ``predict`` repeats
-    none); gather them all, back in the subset's order, so that one file holds every image."""
+def _split_cells(dataset: Any, index: int, probabilities: list[float]) -> list:
+    cells = [dataset.image_names[index]]
+    truths = dataset.targets[index].long().tolist()
+    for prob, truth in zip(probabilities, truths, strict=True):
+        cells += [f"{prob:.6f}", int(prob >= 0.5), truth]
+    return cells
+
+
+def _from_all_ranks(rows: list, key: Callable[[Any], int]) -> list:
+    """Under DDP each rank predicted its own share (Lightning's sampler for ``predict`` repeats
+    none): every rank's rows, back in the data's order, so that one file holds every image."""
     shards: list[Any] = [None] * distributed.get_world_size()
-    distributed.all_gather_object(shards, (indices, probabilities.tolist()))
-    pairs = sorted((i, p) for shard_indices, shard_probs in shards
-                   for i, p in zip(shard_indices, shard_probs, strict=True))  # fmt: skip
-    return [i for i, _ in pairs], torch.tensor([p for _, p in pairs])
+    distributed.all_gather_object(shards, rows)
+    return sorted((row for shard in shards for row in shard), key=key)
