@@ -24,6 +24,14 @@ from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, 
 Split = Literal["train", "valid", "test"]
 
 
+def _label_tensors(
+    targets: np.ndarray, groups: np.ndarray | None, count: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Targets as float (N, K) for the loss, subgroup values as long (N, G) or None."""
+    as_targets = torch.as_tensor(targets, dtype=torch.float32).reshape(count, -1)
+    return as_targets, None if groups is None else torch.as_tensor(groups, dtype=torch.long)
+
+
 class CelebAImages(Dataset):
     """Images of one subset with their 0/1 targets, decoded from JPEG on access.
 
@@ -40,9 +48,8 @@ class CelebAImages(Dataset):
     ) -> None:
         self.image_dir = image_dir
         self.image_names = image_names
-        self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
+        self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
         self.transform = transform
-        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.image_names)
@@ -76,13 +83,11 @@ class CachedImages(Dataset):
         image_dir: Path | None = None,
     ) -> None:
         self.cache_path = cache_path
-        self.image_dir = (
-            image_dir  # where the JPEGs came from (the augmentation preview reads them)
-        )
+        # Where the JPEGs came from: the augmentation preview reads them.
+        self.image_dir = image_dir
         self.image_names = image_names
         self.columns = columns
-        self.targets = torch.as_tensor(targets, dtype=torch.float32).reshape(len(image_names), -1)
-        self.groups = None if groups is None else torch.as_tensor(groups, dtype=torch.long)
+        self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
         self._images: np.ndarray | None = None
 
     def images(self) -> np.ndarray:
