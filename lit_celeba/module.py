@@ -104,9 +104,9 @@ class AttributeClassifier(pl.LightningModule):
         loss = F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
         # Probabilities, not logits: torchmetrics only applies the sigmoid itself when some value
         # falls outside [0, 1], so logits that happen to lie inside would be thresholded at 0.5.
-        probs = torch.sigmoid(logits)
+        probs, labels = torch.sigmoid(logits), targets.long()
         # update, not forward: only the epoch value is logged, so a per-batch value is wasted work.
-        accuracy.update(probs, targets.long())
+        accuracy.update(probs, labels)
         if self.subgroups and stage != "train":
             if len(batch) < 3:
                 raise AttributeMismatchError(
@@ -114,7 +114,7 @@ class AttributeClassifier(pl.LightningModule):
                     "subgroup values; give the data module the same subgroups (the CLI links "
                     "model.subgroups to data.subgroups)."
                 )
-            getattr(self, f"{stage}_subgroup_acc").update(probs, targets.long(), batch[2])
+            getattr(self, f"{stage}_subgroup_acc").update(probs, labels, batch[2])
         batch_size = len(images)
         mean_loss = getattr(self, f"{stage}_loss")
         mean_loss.update(loss.detach(), weight=batch_size)
@@ -136,7 +136,7 @@ class AttributeClassifier(pl.LightningModule):
                 batch_size=batch_size,
             )
         if calibration is not None:
-            calibration.update(probs, targets.long())
+            calibration.update(probs, labels)
             self.log(
                 f"{stage}/ece", calibration, on_step=False, on_epoch=True, batch_size=batch_size
             )
