@@ -23,9 +23,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lit_celeba.dashboards import TensorBoardDashboards
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
+from lit_celeba.callbacks.dashboards import TensorBoardDashboards
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.models.module import RecipeClassifier
 
 HOOKS = (
     "setup",

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier, ResNetClassifier
-from lit_celeba.synthetic import generate_celeba
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.models.module import RecipeClassifier, ResNetClassifier
 
 
 class EpochTimer(pl.Callback):

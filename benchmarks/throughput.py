@@ -32,11 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_celeba.allocator import retain_freed_memory
-from lit_celeba.celeba import load_index
 from lit_celeba.cli import supported_precision
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
-from lit_celeba.synthetic import generate_celeba
+from lit_celeba.data.celeba import load_index
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.models.module import RecipeClassifier
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

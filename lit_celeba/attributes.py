@@ -1,20 +1,12 @@
-"""The CelebA columns a run predicts and groups by: names in, (N, K) targets and (N, G) groups out.
+"""The attribute lists a run predicts and groups by, read in one place for every consumer.
 
-Every dataset (the JPEG one in ``data.py`` or a cached one) takes its labels from
-:func:`label_arrays`, so the column selection lives in this one place.
+``data.target_attr`` may be one name or a list; :func:`attribute_list` makes both a list, so the
+model, metrics, dashboards, prediction writer and export all handle K = 1 and K > 1 alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
-
-from lit_celeba.celeba import CelebAIndex
-
-
-class AttributeMismatchError(ValueError):
-    """The model and the data disagree on the attributes; the message says which to change."""
 
 
 def attribute_list(value: str | Sequence[str] | None, field: str = "data.target_attr") -> list[str]:
@@ -31,21 +23,3 @@ def attribute_list(value: str | Sequence[str] | None, field: str = "data.target_
     if repeated:
         raise ValueError(f"{field} names {', '.join(repeated)} more than once")
     return names
-
-
-def label_arrays(
-    index: CelebAIndex,
-    rows: np.ndarray,
-    target_attrs: Sequence[str],
-    subgroups: Sequence[str] = (),
-) -> tuple[np.ndarray, np.ndarray]:
-    """The labels of images ``rows``: targets (N, K) float32 and subgroup values (N, G) int64,
-    both 0/1, columns in the order given. Unknown names raise CelebAError listing the valid ones.
-    """
-    target_columns = [index.attr_column(name) for name in target_attrs]
-    group_columns = [index.attr_column(name) for name in subgroups]
-    selected = index.attributes[rows]
-    return (
-        selected[:, target_columns].astype(np.float32),
-        selected[:, group_columns].astype(np.int64),
-    )

@@ -17,33 +17,33 @@ from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_celeba.allocator import retain_freed_memory
-from lit_celeba.attributes import AttributeMismatchError, attribute_list
-from lit_celeba.callbacks import CSVPredictionWriter
-from lit_celeba.celeba import CelebAError
-from lit_celeba.checkpointing import (
+from lit_celeba.attributes import attribute_list
+from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
+from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
+from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
-    AtomicCheckpointIO,
-    CheckpointError,
-    ExactResume,
-    InterruptNotice,
-    check_checkpoint,
-    check_fits_model,
     find_last_checkpoint,
     free_config_name,
     latest_checkpoint,
-    load_checkpoint,
 )
-from lit_celeba.data import CelebADataModule
-from lit_celeba.errors import (
-    UsageError,
+from lit_celeba.checkpoints.safe_load import check_checkpoint, check_fits_model, load_checkpoint
+from lit_celeba.cli_messages import (
     argument_message,
     check_writable,
     setting_message,
     worker_message,
 )
-from lit_celeba.module import AttributeClassifier
-from lit_celeba.photos import PhotoError
-from lit_celeba.report import ReportError
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.errors import (
+    AttributeMismatchError,
+    CelebAError,
+    CheckpointError,
+    PhotoError,
+    ReportError,
+    UsageError,
+)
+from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
@@ -79,7 +79,7 @@ class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.set_defaults({"model": {"class_path": "lit_celeba.module.RecipeClassifier"}})
+        parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
         parser.link_arguments("data.image_size", "model.init_args.image_size")
         # One output per target attribute, named; and the subgroups the model reports need their
@@ -107,6 +107,21 @@ class CelebACLI(LightningCLI):
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             self.checkpoint = load_checkpoint(ckpt_path)
             check_checkpoint(self.checkpoint, ckpt_path, config.get("data", {}).get("target_attr"))
+
+    def _parse_ckpt_path(self) -> None:
+        """The model's hyperparameters from the checkpoint that ``parse_arguments`` loaded and
+        checked. Lightning's own version would ``torch.load`` the file a second time."""
+        if self.checkpoint is None:
+            return  # no file (a keyword such as "best"): nothing to read
+        hparams = dict(self.checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object(
+            {self.config.subcommand: {"model": hparams}}, self.config
+        )
 
     def _resolve_last_checkpoint(self, subcommand: str, config: Any) -> None:
         """``--ckpt_path last``: the newest last.ckpt of any earlier run under the logger's folder.

@@ -13,9 +13,10 @@ Both models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint
 (64 for the recipe), RGB in [0, 1], and return ``probability``, the sigmoid of the logit, of
 shape (N, 1): the probability of the target attribute (threshold at 0.5 for the label). The
 preprocessing that makes the input from a photo, as ``predict`` does it (see
-:mod:`lit_celeba.photos` and :mod:`lit_celeba.transforms`): 8-bit RGB, upright; resize to width
-178 keeping the aspect ratio, then pad with black or crop, equally above and below, to height
-218; crop rows 20..197 (a 178x178 square); scale to [0, 1]; resize to SxS bilinearly with
+:mod:`lit_celeba.data.photos` and :mod:`lit_celeba.data.transforms`): 8-bit RGB, upright;
+resize to width 178 keeping the aspect ratio, then pad with black or crop, equally above and
+below, to height 218; crop rows 20..197 (a 178x178 square); scale to [0, 1]; resize to SxS
+bilinearly with
 half-pixel centres and no antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)``, ``tf.image.resize``'s default).
 
@@ -38,7 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lit_celeba.module import AttributeClassifier
+from lit_celeba.errors import ExportError
+from lit_celeba.models.module import AttributeClassifier
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
 # warning is about torch's roadmap, nothing a user of this command can act on.
@@ -47,7 +49,7 @@ warnings.filterwarnings(
 )
 
 TOLERANCE = 1e-4
-DEFAULT_CLASS_PATH = "lit_celeba.module.RecipeClassifier"
+DEFAULT_CLASS_PATH = "lit_celeba.models.module.RecipeClassifier"
 PREPROCESSING = [
     "decode to 8-bit RGB, upright (EXIF orientation applied)",
     "resize to width 178 keeping the aspect ratio (bilinear, antialiased)",
@@ -57,10 +59,6 @@ PREPROCESSING = [
     "resize to {s}x{s}: bilinear, half-pixel centres, no antialiasing",
     "layout N x 3 x {s} x {s}, RGB order, no mean/std normalisation",
 ]
-
-
-class ExportError(ValueError):
-    """A bad checkpoint, output folder or missing package; the message names the fix."""
 
 
 class ProbabilityNet(nn.Module):

@@ -4,7 +4,7 @@ Writes into the run's folder (or ``--out``):
 
 - ``curves.png``: the original post's figure, loss and accuracy per epoch, train vs validation,
   side by side (matplotlib, 1200x400 pixels);
-- one PNG per picture that :mod:`lit_celeba.dashboards` logged, from its last step:
+- one PNG per picture that :mod:`lit_celeba.callbacks.dashboards` logged, from its last step:
   ``train_augmentations.png``, ``val_predictions.png``, ``val_confusion_matrix.png`` for a ``fit``
   run, ``test_predictions.png`` and ``test_confusion_matrix.png`` for a ``test`` run. These are the
   PNGs stored in the event files, byte for byte.
@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 from tensorboard.backend.event_processing import event_accumulator
 
+from lit_celeba.errors import ReportError
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -27,10 +29,6 @@ CURVES_FILE = "curves.png"
 CURVES_SIZE_INCHES = (12, 4)  # the post's figsize
 CURVES_DPI = 100
 EVENT_GLOB = "events.out.tfevents.*"
-
-
-class ReportError(Exception):
-    """A run folder that cannot be turned into a report; the message says why and what to pass."""
 
 
 def load_run(run_dir: Path) -> event_accumulator.EventAccumulator:
@@ -115,7 +113,7 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
     if not written:
         raise ReportError(
             f"{run_dir} has neither train/val curves nor pictures; was it logged with "
-            "lit_celeba.dashboards.TensorBoardDashboards (configs/base.yaml, configs/demo.yaml)?"
+            "lit_celeba.callbacks.dashboards.TensorBoardDashboards (configs/base.yaml)?"
         )
     return written
 

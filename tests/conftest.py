@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lit_celeba.synthetic import generate_celeba
+from lit_celeba.data.synthetic import generate_celeba
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

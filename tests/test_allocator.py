@@ -37,7 +37,7 @@ STEPS = """
 import json, resource, torch
 import torch.nn.functional as F
 from lit_celeba.allocator import retain_freed_memory
-from lit_celeba.nets import RecipeCNN
+from lit_celeba.models.nets import RecipeCNN
 assert retain_freed_memory()
 torch.manual_seed(0)
 net = RecipeCNN()

@@ -6,7 +6,12 @@ import csv
 import math
 from pathlib import Path
 
-from lit_celeba.attribute_table import attribute_rows, format_markdown, format_text, write_csv
+from lit_celeba.models.attribute_table import (
+    attribute_rows,
+    format_markdown,
+    format_text,
+    write_csv,
+)
 
 NAN = math.nan
 

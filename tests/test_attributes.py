@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from lit_celeba.attributes import attribute_list, label_arrays
-from lit_celeba.celeba import CelebAError, load_index
-from lit_celeba.data import CelebADataModule
+from lit_celeba.attributes import attribute_list
+from lit_celeba.data.celeba import label_arrays, load_index
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.errors import CelebAError
 from tests.conftest import TINY_SIZES
 
 

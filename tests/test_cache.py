@@ -16,9 +16,9 @@ import pytest
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
-from lit_celeba import cache
-from lit_celeba.celeba import CelebAError
-from lit_celeba.transforms import columns_read
+from lit_celeba.data import cache
+from lit_celeba.data.transforms import columns_read
+from lit_celeba.errors import CelebAError
 from tests.conftest import REPO
 
 COLUMNS = columns_read(64)
@@ -81,8 +81,8 @@ def _builder_script(cache_dir: Path, root: Path, count: int, slow: bool) -> str:
     return (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from lit_celeba import cache\n"
-        "from lit_celeba.transforms import columns_read\n"
+        "from lit_celeba.data import cache\n"
+        "from lit_celeba.data.transforms import columns_read\n"
         + (slow_down if slow else "")
         + f"names = [f'{{i:06d}}.jpg' for i in range(1, {count + 1})]\n"
         f"p = cache.build_cache(Path({str(image_dir(root))!r}), names, Path({str(cache_dir)!r}),"
@@ -158,8 +158,8 @@ def test_wrong_cache_content_is_refused(tiny_root: Path, tmp_path: Path) -> None
 def test_cached_training_is_reproducible_under_seed(tiny_root: Path, tmp_path: Path) -> None:
     from pytorch_lightning import Trainer, seed_everything
 
-    from lit_celeba.data import CelebADataModule
-    from lit_celeba.module import RecipeClassifier
+    from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.models.module import RecipeClassifier
 
     def run() -> torch.Tensor:
         seed_everything(5)

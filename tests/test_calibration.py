@@ -9,8 +9,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import TINY_SIZES
 
 

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))

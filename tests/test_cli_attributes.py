@@ -12,7 +12,7 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from lit_celeba.synthetic import ATTRIBUTE_NAMES, generate_celeba
+from lit_celeba.data.synthetic import ATTRIBUTE_NAMES, generate_celeba
 from tests.conftest import CONFIGS, run_cli
 
 SIZES = {"train": 600, "valid": 100, "test": 200}

@@ -25,8 +25,7 @@ import yaml
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from lit_celeba.cli import cli_main
-from lit_celeba.dashboards import (
+from lit_celeba.callbacks.pictures import (
     CORRECT_COLOUR,
     WRONG_COLOUR,
     augmentation_preview,
@@ -35,7 +34,8 @@ from lit_celeba.dashboards import (
     gallery_picture,
     raw_train_images,
 )
-from lit_celeba.data import CelebADataModule
+from lit_celeba.cli import cli_main
+from lit_celeba.data.datamodule import CelebADataModule
 from tests.conftest import CONFIGS, TINY_SIZES
 
 FIT_SCALARS = {
@@ -58,7 +58,7 @@ def test_configs_switch_the_dashboards_on(config: str, capsys: pytest.CaptureFix
         cli_main(["fit", "--config", str(CONFIGS / config), "--print_config"])
     trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
     callbacks = [c["class_path"] for c in trainer["callbacks"]]
-    assert "lit_celeba.dashboards.TensorBoardDashboards" in callbacks
+    assert "lit_celeba.callbacks.dashboards.TensorBoardDashboards" in callbacks
     assert "pytorch_lightning.callbacks.LearningRateMonitor" in callbacks
     assert trainer["logger"]["init_args"]["default_hp_metric"] is False
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_celeba.celeba import CelebAError, load_index
-from lit_celeba.data import CelebADataModule
-from lit_celeba.synthetic import generate_celeba
+from lit_celeba.data.celeba import load_index
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.errors import CelebAError
 from tests.conftest import TINY_SIZES
 
 

@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from lit_celeba.celeba import find_files, load_index
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
+from lit_celeba.data.celeba import find_files, load_index
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
 
 EVAL_SIZE = 33  # odd on purpose, see the module docstring

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_celeba.celeba import find_files
+from lit_celeba.data.celeba import find_files
+from lit_celeba.data.photos import PhotoDataset, photo_loader
+from lit_celeba.data.transforms import eval_transform
 from lit_celeba.export import main as export_main
-from lit_celeba.module import RecipeClassifier
-from lit_celeba.photos import PhotoDataset, photo_loader
-from lit_celeba.transforms import eval_transform
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import REPO
 
 HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
@@ -91,7 +91,7 @@ def test_model_json_documents_input_output_and_preprocessing(exported: Path) -> 
     info = json.loads((exported / "model.json").read_text())
     assert info["input"] == {"name": "images", "shape": ["N", 3, 64, 64], "dtype": "float32"}
     assert info["output"]["name"] == "probability" and info["target_attr"] == "Male"
-    assert info["model_class"] == "lit_celeba.module.RecipeClassifier"
+    assert info["model_class"] == "lit_celeba.models.module.RecipeClassifier"
     steps = " | ".join(info["preprocessing"])
     assert "width 178" in steps and "height 218" in steps and "rows 20..197" in steps
     assert "resize to 64x64" in steps

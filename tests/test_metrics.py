@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lit_celeba.metrics import SubgroupAccuracy
+from lit_celeba.models.metrics import SubgroupAccuracy
 
 
 def _direct(probs, targets, groups, g: int, value: int, k: int) -> float:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from lit_celeba.module import RecipeClassifier
-from lit_celeba.nets import RecipeCNN, count_parameters
+from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.nets import RecipeCNN, count_parameters
 
 
 def test_recipe_parameter_count() -> None:

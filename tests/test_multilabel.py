@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
-from lit_celeba.attributes import AttributeMismatchError
-from lit_celeba.data import CelebADataModule
-from lit_celeba.module import RecipeClassifier
-from lit_celeba.nets import count_parameters
-from lit_celeba.synthetic import ATTRIBUTE_NAMES
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
+from lit_celeba.errors import AttributeMismatchError
+from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.nets import count_parameters
 
 THREE = ["Male", "Smiling", "Eyeglasses"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_celeba.nets import FastDropout, RecipeCNN
+from lit_celeba.models.nets import FastDropout, RecipeCNN
 
 
 @pytest.mark.parametrize("p", [0.5, 0.2])

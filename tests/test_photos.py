@@ -15,20 +15,20 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
-from lit_celeba.celeba import find_files
-from lit_celeba.module import RecipeClassifier
-from lit_celeba.photos import (
+from lit_celeba.data.celeba import find_files
+from lit_celeba.data.photos import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
     PhotoDataset,
-    PhotoError,
     find_photos,
     frame,
     load_frame,
     photo_loader,
     read_rgb,
 )
-from lit_celeba.transforms import eval_transform
+from lit_celeba.data.transforms import eval_transform
+from lit_celeba.errors import PhotoError
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, run_cli, tiny_overrides
 
 READABLE = [

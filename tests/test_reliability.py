@@ -23,14 +23,12 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lit_celeba.checkpointing import (
-    AtomicCheckpointIO,
-    CheckpointError,
-    InterruptNotice,
-    load_checkpoint,
-)
+from lit_celeba.callbacks.resume import InterruptNotice
+from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
+from lit_celeba.checkpoints.safe_load import load_checkpoint
 from lit_celeba.cli import cli_main
-from lit_celeba.module import RecipeClassifier
+from lit_celeba.errors import CheckpointError
+from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, REPO, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
@@ -471,7 +469,7 @@ def test_a_save_that_fails_midway_keeps_the_previous_checkpoint(tmp_path: Path, 
 
 _KILLED_WHILE_SAVING = """
 import os, signal, sys, torch
-from lit_celeba.checkpointing import AtomicCheckpointIO
+from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
 path = sys.argv[1]
 io = AtomicCheckpointIO()
 io.save_checkpoint({"state_dict": {"w": torch.ones(256, 256)}, "epoch": 1}, path)

@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_celeba.cli import cli_main
-from lit_celeba.report import ReportError, curves_figure, load_run, write_report
+from lit_celeba.errors import ReportError
+from lit_celeba.report import curves_figure, load_run, write_report
 from tests.conftest import run_cli
 
 CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi

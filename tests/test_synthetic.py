@@ -13,8 +13,14 @@ import torch
 from PIL import Image
 from torchvision.io import decode_jpeg, read_file
 
-from lit_celeba import synthetic
-from lit_celeba.synthetic import ATTRIBUTE_NAMES, MARKER_NAME, generate_celeba, read_marker
+from lit_celeba.data import synthetic
+from lit_celeba.data.synthetic import (
+    ATTRIBUTE_NAMES,
+    MARKER_NAME,
+    faces,
+    generate_celeba,
+    read_marker,
+)
 
 # Spelled out again, in the order of the real list_attr_celeba.txt.
 CELEBA_NAMES = """5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips
@@ -128,7 +134,7 @@ def test_kaggle_layout(kaggle, official):
 
 
 def test_the_projects_reader_accepts_both_layouts(official, kaggle):
-    from lit_celeba.celeba import load_index
+    from lit_celeba.data.celeba import load_index
 
     for root, layout in ((official.parent, "official"), (kaggle, "kaggle")):
         index = load_index(root)
@@ -317,7 +323,7 @@ def test_label_noise_flips_drawn_labels_only(cue_set, tmp_path):
     folder, clean, _ = cue_set
     noisy_folder = generate_celeba(tmp_path, 240, 30, 30, seed=11, label_noise=0.3, progress=False)
     noisy = _labels(noisy_folder)[1]
-    drawn = np.array([n not in synthetic._INVISIBLE for n in CELEBA_NAMES])
+    drawn = np.array([n not in faces._INVISIBLE for n in CELEBA_NAMES])
     assert np.array_equal(noisy[:, ~drawn], clean[:, ~drawn])
     flipped = (noisy[:, drawn] != clean[:, drawn]).mean()
     assert 0.25 < flipped < 0.35

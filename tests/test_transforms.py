@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, train_transform
+from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
 
 
 def tf_resize_reference(image: np.ndarray, size: int) -> np.ndarray:

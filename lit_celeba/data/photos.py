@@ -34,7 +34,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from lit_celeba.transforms import CROP_SIZE
+from lit_celeba.data.transforms import CROP_SIZE
+from lit_celeba.errors import PhotoError
 
 FRAME_WIDTH, FRAME_HEIGHT = CROP_SIZE, 218
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -42,10 +43,6 @@ LIST_SUFFIX = ".txt"
 # Pillow's names; MPO is the multi-picture JPEG that many cameras and phones write.
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-
-class PhotoError(ValueError):
-    """A ``--data.predict_path`` that gives no photos at all; the message names the path."""
 
 
 class PhotoItem(NamedTuple):

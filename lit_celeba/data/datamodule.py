@@ -14,12 +14,13 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.io import ImageReadMode, decode_image
 
-from lit_celeba.attributes import attribute_list, label_arrays
-from lit_celeba.cache import build_cache, default_cache_dir, open_cache
-from lit_celeba.celeba import CelebAError, CelebAIndex, find_files, load_index
-from lit_celeba.photos import PhotoDataset, photo_loader
-from lit_celeba.synthetic import generate_celeba
-from lit_celeba.transforms import BatchTransform, columns_read, eval_transform, train_transform
+from lit_celeba.attributes import attribute_list
+from lit_celeba.data.cache import build_cache, default_cache_dir, open_cache
+from lit_celeba.data.celeba import CelebAIndex, find_files, label_arrays, load_index
+from lit_celeba.data.photos import PhotoDataset, photo_loader
+from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
+from lit_celeba.errors import CelebAError
 
 Split = Literal["train", "valid", "test"]
 
@@ -68,9 +69,10 @@ class CelebAImages(Dataset):
 
 
 class CachedImages(Dataset):
-    """Images of one subset from the decoded cache (``lit_celeba.cache``), fetched a whole batch
-    at a time as uint8 (B, 218, C, 3); the recipe's transforms run afterwards on the batch, on
-    the training device (``CelebADataModule.on_after_batch_transfer``). With ``groups`` (the
+    """Images of one subset from the decoded cache (:mod:`lit_celeba.data.cache`), fetched a
+    whole batch at a time as uint8 (B, 218, C, 3); the recipe's transforms run afterwards on the
+    batch, on the training device (``CelebADataModule.on_after_batch_transfer``). With ``groups``
+    (the
     (N, G) subgroup values) a batch is ``(images, targets, groups)``."""
 
     def __init__(
@@ -115,7 +117,7 @@ def _batch_as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
 
 
 class CelebADataModule(pl.LightningDataModule):
-    """CelebA from ``root`` (official or Kaggle layout, see :mod:`lit_celeba.celeba`).
+    """CelebA from ``root`` (official or Kaggle layout, see :mod:`lit_celeba.data.celeba`).
 
     Args:
         root: the folder that holds CelebA.
@@ -140,7 +142,7 @@ class CelebADataModule(pl.LightningDataModule):
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
-            folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.photos`).
+            folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then.
         predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
             ``predict`` writes (default: ``predictions.csv`` in the run's log folder).

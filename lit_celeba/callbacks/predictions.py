@@ -13,7 +13,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
-from lit_celeba.photos import PhotoBatch, PhotoDataset
+from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 
 
 class CSVPredictionWriter(BasePredictionWriter):

@@ -32,7 +32,7 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
-from lit_celeba.celeba import CelebAError
+from lit_celeba.errors import CelebAError
 
 CACHE_VERSION = 1
 IMAGE_SHAPE = (218, 178, 3)  # CelebA's aligned faces: height, width, RGB

@@ -15,10 +15,16 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError, MultilabelAccuracy
 
-from lit_celeba.attribute_table import attribute_rows, format_markdown, format_text, write_csv
-from lit_celeba.attributes import AttributeMismatchError, attribute_list
-from lit_celeba.metrics import SubgroupAccuracy
-from lit_celeba.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
+from lit_celeba.attributes import attribute_list
+from lit_celeba.errors import AttributeMismatchError
+from lit_celeba.models.attribute_table import (
+    attribute_rows,
+    format_markdown,
+    format_text,
+    write_csv,
+)
+from lit_celeba.models.metrics import SubgroupAccuracy
+from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]

@@ -22,32 +22,34 @@ matplotlib needs about 0.25 s).
 
 from __future__ import annotations
 
-import io
-import math
-import os
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
-from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
-from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from torchmetrics.functional.classification import binary_confusion_matrix
 from torchmetrics.utilities.distributed import gather_all_tensors
-from torchvision.io import ImageReadMode, decode_image
 
-from lit_celeba.data import CelebADataModule
-from lit_celeba.transforms import train_transform
+from lit_celeba.callbacks.lightning_internals import (
+    default_hp_metric,
+    file_writer,
+    logging_step,
+    should_log_this_step,
+)
+from lit_celeba.callbacks.pictures import (
+    augmentation_preview,
+    class_names,
+    confusion_matrix_picture,
+    gallery_picture,
+    raw_train_images,
+)
+from lit_celeba.callbacks.summaries import add_png, run_hyperparameters, session_end_summary
+from lit_celeba.data.datamodule import CelebADataModule
 
 # The per-epoch train/* and val/* values again, under one tag in two sub-runs (<run>/train and
 # <run>/val), the way Keras writes them: TensorBoard colours lines by run, so only this puts train
@@ -67,12 +69,6 @@ SHARED_CHARTS = {
 }
 # Settings that cannot change a run's results; left out of the HParams table, whose first five
 # columns are all it shows at first.
-NOT_HYPERPARAMETERS = {"data/num_workers", "data/predict_split"}
-CORRECT_COLOUR = (0, 150, 0)
-WRONG_COLOUR = (210, 0, 0)
-MIN_TILE = 128  # faces are enlarged (nearest neighbour) to at least this side, for legibility
-
-
 class TensorBoardDashboards(Callback):
     """Charts and pictures in TensorBoard; inert when the trainer has no ``TensorBoardLogger``.
 
@@ -127,7 +123,7 @@ class TensorBoardDashboards(Callback):
         if self._logger is None or stage == "predict" or not trainer.is_global_zero:
             self._logger = None
             return
-        if getattr(self._logger, "_default_hp_metric", False):
+        if default_hp_metric(self._logger):
             rank_zero_warn(
                 "TensorBoardLogger(default_hp_metric=True) declares `hp_metric` as the only metric "
                 "of the HParams tab; set `default_hp_metric: false` in the logger's init_args so "
@@ -155,7 +151,7 @@ class TensorBoardDashboards(Callback):
             writer.close()
         self._curve_writers = {}
         if self._logger is not None:
-            self._logger.experiment._get_file_writer().add_summary(session_end_summary(status))
+            file_writer(self._logger.experiment).add_summary(session_end_summary(status))
             self._logger.experiment.flush()
         self._logger = None
         self._collecting = False
@@ -196,7 +192,7 @@ class TensorBoardDashboards(Callback):
             picture = augmentation_preview(
                 raw, datamodule.image_size, self.preview_augmentations, self.preview_seed
             )
-            add_png(self._logger.experiment, "train/augmentations", picture, _logging_step(trainer))
+            add_png(self._logger.experiment, "train/augmentations", picture, logging_step(trainer))
 
     def on_train_batch_end(
         self,
@@ -211,7 +207,7 @@ class TensorBoardDashboards(Callback):
         # Only on the steps that Lightning writes (every log_every_n_steps), straight to the
         # logger as LearningRateMonitor does: self.log() on every step costs milliseconds, as much
         # as a whole training step on a GPU.
-        if not trainer._logger_connector.should_update_logs:
+        if not should_log_this_step(trainer):
             self._logits = None
             return
         targets = batch[1]
@@ -221,16 +217,16 @@ class TensorBoardDashboards(Callback):
         if logits is not None:
             step_metrics["train/acc_step"] = ((logits > 0) == (targets > 0.5)).float().mean()
         self._logger.log_metrics(
-            {name: value.item() for name, value in step_metrics.items()}, _logging_step(trainer)
+            {name: value.item() for name, value in step_metrics.items()}, logging_step(trainer)
         )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning writes the epoch's train/* at the step of the epoch's last batch, one back.
-        self._write_epoch_curves(trainer, "train", _logging_step(trainer) - 1)
+        self._write_epoch_curves(trainer, "train", logging_step(trainer) - 1)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._write_epoch_curves(trainer, "val", _logging_step(trainer))
+            self._write_epoch_curves(trainer, "val", logging_step(trainer))
 
     def _write_epoch_curves(self, trainer: pl.Trainer, stage: str, step: int) -> None:
         writer = self._curve_writers.get(stage)  # only while fitting
@@ -316,7 +312,7 @@ class TensorBoardDashboards(Callback):
             self._reset_predictions()
             return
         writer = self._logger.experiment
-        step = _logging_step(trainer)
+        step = logging_step(trainer)
         names = class_names(getattr(trainer.datamodule, "target_attr", "Male"))
         if self._gallery:
             images, gallery_probs, gallery_targets = (
@@ -338,7 +334,7 @@ class TensorBoardDashboards(Callback):
         # log_hyperparams(params, metrics) would write an Experiment whose metric list hides
         # every metric that the first run found did not name.
         _, session_start, _ = hparams_summaries(run_hyperparameters(trainer, pl_module, stage), {})
-        self._logger.experiment._get_file_writer().add_summary(session_start)
+        file_writer(self._logger.experiment).add_summary(session_start)
 
 
 def _all_ranks(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
@@ -351,203 +347,4 @@ def _all_ranks(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     return torch.cat(gather_all_tensors(local.float())).cpu()
 
 
-def _logging_step(trainer: pl.Trainer) -> int:
-    # The step Lightning gives its own scalars (and LearningRateMonitor its learning rate), so that
-    # a picture sits at the same step as the val/acc it belongs to; global_step is one ahead of it
-    # when validation runs at the end of a training epoch.
-    return trainer.fit_loop.epoch_loop._batches_that_stepped
 
-
-def run_hyperparameters(
-    trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
-) -> dict[str, float | str]:
-    """The run's settings as HParams values: the model's and the data's saved hyperparameters, the
-    optimizer's when fitting, the stage and the seed; lists become strings, ``None`` is left out."""
-    params: dict[str, Any] = {"stage": stage}
-    params.update({f"model/{k}": v for k, v in pl_module.hparams_initial.items()})
-    if trainer.datamodule is not None:
-        params.update({f"data/{k}": v for k, v in trainer.datamodule.hparams_initial.items()})
-    if trainer.optimizers:
-        optimizer = trainer.optimizers[0]
-        params["optimizer"] = type(optimizer).__name__
-        group = optimizer.param_groups[0]
-        for key in ("lr", "betas", "eps", "weight_decay", "momentum"):
-            if key in group:
-                params[f"optimizer/{key}"] = group[key]
-    if stage == "fit":
-        params["trainer/max_epochs"] = trainer.max_epochs
-    if "PL_GLOBAL_SEED" in os.environ:
-        params["seed"] = int(os.environ["PL_GLOBAL_SEED"])
-    plain: dict[str, float | str] = {}
-    for key, value in params.items():
-        if key.rpartition("/")[2].startswith("_") or value is None or key in NOT_HYPERPARAMETERS:
-            continue  # "_": LightningCLI's own entries
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            value = str(list(value) if isinstance(value, tuple) else value)
-        plain[key] = value
-    return plain
-
-
-def session_end_summary(status: str) -> Summary:
-    """The HParams plugin's "session ended" record with ``status`` (an ``api_pb2.Status`` name);
-    ``torch.utils.tensorboard`` only writes a successful one and TensorBoard's own helper needs
-    TensorFlow."""
-    content = plugin_data_pb2.HParamsPluginData(
-        session_end_info=plugin_data_pb2.SessionEndInfo(
-            status=api_pb2.Status.Value(status), end_time_secs=time.time()
-        ),
-        version=hparams_metadata.PLUGIN_DATA_VERSION,
-    )
-    plugin_data = SummaryMetadata.PluginData(
-        plugin_name=hparams_metadata.PLUGIN_NAME, content=content.SerializeToString()
-    )
-    value = Summary.Value(
-        tag=hparams_metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin_data)
-    )
-    return Summary(value=[value])
-
-
-# ---- pictures ------------------------------------------------------------------------------
-
-
-def add_png(writer: SummaryWriter, tag: str, picture: np.ndarray, step: int) -> None:
-    """``writer.add_image`` for an HxWx3 uint8 array, with fast PNG compression: the default level
-    takes 3 to 4 times as long (about 0.1 s for a gallery) for files only 10 % smaller."""
-    buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="PNG", compress_level=1)
-    height, width, channels = picture.shape
-    image = Summary.Image(
-        height=height, width=width, colorspace=channels, encoded_image_string=buffer.getvalue()
-    )
-    summary = Summary(value=[Summary.Value(tag=tag, image=image)])
-    writer._get_file_writer().add_summary(summary, step)
-
-
-def class_names(target_attr: str) -> tuple[str, str]:
-    """Names of target 0 and 1: CelebA's ``Male`` reads as Female/Male, as in the original post."""
-    return ("Female", "Male") if target_attr == "Male" else (f"not {target_attr}", target_attr)
-
-
-def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
-    """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
-
-    Reads the files that the train dataset lists (``image_dir`` / ``image_names``); a data module
-    that keeps decoded images in memory only needs to change this function.
-    """
-    dataset = datamodule.datasets["train"]
-    names = dataset.image_names[:count]
-    return [decode_image(str(Path(dataset.image_dir) / n), mode=ImageReadMode.RGB) for n in names]
-
-
-def augmentation_preview(
-    images: Sequence[torch.Tensor], image_size: int, augmentations: int, seed: int
-) -> np.ndarray:
-    """One row per raw image with ``augmentations`` draws of the recipe's train transform, as an
-    HxWx3 uint8 array."""
-    transform = train_transform(image_size)
-    # Its own random stream: previewing must not change the batches that training draws.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        rows = [[transform(image) for _ in range(augmentations)] for image in images]
-    scale = _scale_for(image_size)
-    tiles = [_to_pil(tile, scale) for row in rows for tile in row]
-    return np.asarray(_grid(tiles, columns=augmentations))
-
-
-def gallery_picture(
-    images: torch.Tensor,
-    probabilities: torch.Tensor,
-    targets: torch.Tensor,
-    names: tuple[str, str],
-    columns: int = 5,
-) -> np.ndarray:
-    """Faces with ``GT: <true label>`` and ``Pr(<attribute>)=NN%`` under each, the original post's
-    gallery; wrong predictions (probability on the wrong side of 50 %) are framed and captioned
-    in red, right ones in green. Returns an HxWx3 uint8 array."""
-    font = _font(15)
-    scale = _scale_for(images.shape[-1])
-    border, line = 4, 19
-    cards = []
-    for image, probability, target in zip(
-        images, probabilities.tolist(), targets.tolist(), strict=True
-    ):
-        truth = int(target > 0.5)
-        wrong = int(probability > 0.5) != truth
-        colour = WRONG_COLOUR if wrong else CORRECT_COLOUR
-        face = _to_pil(image, scale)
-        card = Image.new("RGB", (face.width + 2 * border, face.height + 2 * border + 2 * line + 6))
-        card.paste((255, 255, 255), (0, 0, *card.size))
-        card.paste(colour, (0, 0, card.width, face.height + 2 * border))
-        card.paste(face, (border, border))
-        draw = ImageDraw.Draw(card)
-        centre, top = card.width // 2, face.height + 2 * border + 3
-        draw.text((centre, top), f"GT: {names[truth]}", fill=colour, font=font, anchor="ma")
-        caption = f"Pr({names[1]})={probability * 100:.0f}%"
-        draw.text((centre, top + line), caption, fill=colour, font=font, anchor="ma")
-        cards.append(card)
-    return np.asarray(_grid(cards, columns=columns))
-
-
-def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np.ndarray:
-    """A 2x2 confusion matrix (rows: true label, columns: predicted), each cell with its count and
-    its share of the row, shaded by that share. Returns an HxWx3 uint8 array."""
-    counts = matrix.cpu().long().tolist()
-    font, bold = _font(15), _font(17)
-    cell_w, cell_h = 130, 70
-    left, top = 150, 70
-    width, height = left + 2 * cell_w + 10, top + 2 * cell_h + 10
-    picture = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(picture)
-    total = sum(map(sum, counts))
-    accuracy = (counts[0][0] + counts[1][1]) / total if total else 0.0
-    draw.text(
-        (width // 2, 6), f"accuracy {accuracy:.1%} of {total}", fill=0, font=bold, anchor="ma"
-    )
-    draw.text((left + cell_w, 32), "predicted", fill=(80, 80, 80), font=font, anchor="ma")
-    for j, name in enumerate(names):
-        draw.text((left + j * cell_w + cell_w // 2, 50), name, fill=0, font=font, anchor="ma")
-    for i, name in enumerate(names):
-        row_total = sum(counts[i])
-        y = top + i * cell_h
-        draw.text((left - 8, y + cell_h // 2), f"true {name}", fill=0, font=font, anchor="rm")
-        for j in range(2):
-            share = counts[i][j] / row_total if row_total else 0.0
-            shade = tuple(round(255 + share * (c - 255)) for c in (31, 119, 180))
-            x = left + j * cell_w
-            draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=shade)
-            ink = (255, 255, 255) if share > 0.5 else (0, 0, 0)
-            text = f"{counts[i][j]}\n{share:.0%}"
-            centre = (x + cell_w // 2, y + cell_h // 2)
-            draw.multiline_text(centre, text, fill=ink, font=bold, anchor="mm", align="center")
-    return np.asarray(picture)
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def _scale_for(side: int) -> int:
-    return max(1, math.ceil(MIN_TILE / side))
-
-
-def _to_pil(image: torch.Tensor, scale: int) -> Image.Image:
-    """A float CxHxW image in [0, 1] (or uint8) as a PIL image, enlarged ``scale`` times."""
-    if image.dtype != torch.uint8:
-        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
-    picture = Image.fromarray(image.permute(1, 2, 0).contiguous().cpu().numpy())
-    if scale > 1:
-        size = (picture.width * scale, picture.height * scale)
-        picture = picture.resize(size, Image.Resampling.NEAREST)
-    return picture
-
-
-def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> Image.Image:
-    width, height = tiles[0].size
-    rows = math.ceil(len(tiles) / columns)
-    sheet = Image.new(
-        "RGB", (columns * width + (columns + 1) * gap, rows * height + (rows + 1) * gap), "white"
-    )
-    for index, tile in enumerate(tiles):
-        row, column = divmod(index, columns)
-        sheet.paste(tile, (gap + column * (width + gap), gap + row * (height + gap)))
-    return sheet

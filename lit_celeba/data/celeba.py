@@ -30,6 +30,8 @@ from typing import Literal
 
 import numpy as np
 
+from lit_celeba.errors import CelebAError
+
 SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
@@ -41,10 +43,6 @@ Expected one of these layouts (only the two annotation files are needed to detec
     ROOT/celeba/list_eval_partition.txt      ROOT/list_eval_partition.csv
 CelebA can be obtained from {CELEBA_URL} (or Kaggle's "CelebFaces Attributes (CelebA)
 Dataset"). To try the project without it, `configs/demo.yaml` generates its own data."""
-
-
-class CelebAError(ValueError):
-    """A problem with the CelebA files on disk; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
@@ -252,3 +250,21 @@ def load_index(root: str | os.PathLike) -> CelebAIndex:
             f"{mismatch + 1}. Both files must come from the same CelebA release."
         )
     return CelebAIndex(files, image_names, attr_names, attributes, partition)
+
+
+def label_arrays(
+    index: CelebAIndex,
+    rows: np.ndarray,
+    target_attrs: Sequence[str],
+    subgroups: Sequence[str] = (),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of images ``rows``: targets (N, K) float32 and subgroup values (N, G) int64,
+    both 0/1, columns in the order given. Unknown names raise CelebAError listing the valid ones.
+    """
+    target_columns = [index.attr_column(name) for name in target_attrs]
+    group_columns = [index.attr_column(name) for name in subgroups]
+    selected = index.attributes[rows]
+    return (
+        selected[:, target_columns].astype(np.float32),
+        selected[:, group_columns].astype(np.int64),
+    )

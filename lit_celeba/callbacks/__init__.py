@@ -1,0 +1,1 @@
+"""Lightning callbacks: TensorBoard dashboards, the prediction CSV writer and exact resume."""

@@ -1,0 +1,151 @@
+"""The dashboards' pictures, drawn with Pillow as HxWx3 uint8 arrays: the augmentation preview,
+the prediction gallery and the confusion matrix (Pillow, not matplotlib: they are drawn every
+validation epoch and must stay cheap, about 20 ms for both; matplotlib needs about 0.25 s)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torchvision.io import ImageReadMode, decode_image
+
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.transforms import train_transform
+
+CORRECT_COLOUR = (0, 150, 0)
+WRONG_COLOUR = (210, 0, 0)
+MIN_TILE = 128  # faces are enlarged (nearest neighbour) to at least this side, for legibility
+
+
+def class_names(target_attr: str) -> tuple[str, str]:
+    """Names of target 0 and 1: CelebA's ``Male`` reads as Female/Male, as in the original post."""
+    return ("Female", "Male") if target_attr == "Male" else (f"not {target_attr}", target_attr)
+
+
+def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
+    """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
+
+    Reads the files that the train dataset lists (``image_dir`` / ``image_names``); a data module
+    that keeps decoded images in memory only needs to change this function.
+    """
+    dataset = datamodule.datasets["train"]
+    names = dataset.image_names[:count]
+    return [decode_image(str(Path(dataset.image_dir) / n), mode=ImageReadMode.RGB) for n in names]
+
+
+def augmentation_preview(
+    images: Sequence[torch.Tensor], image_size: int, augmentations: int, seed: int
+) -> np.ndarray:
+    """One row per raw image with ``augmentations`` draws of the recipe's train transform, as an
+    HxWx3 uint8 array."""
+    transform = train_transform(image_size)
+    # Its own random stream: previewing must not change the batches that training draws.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rows = [[transform(image) for _ in range(augmentations)] for image in images]
+    scale = _scale_for(image_size)
+    tiles = [_to_pil(tile, scale) for row in rows for tile in row]
+    return np.asarray(_grid(tiles, columns=augmentations))
+
+
+def gallery_picture(
+    images: torch.Tensor,
+    probabilities: torch.Tensor,
+    targets: torch.Tensor,
+    names: tuple[str, str],
+    columns: int = 5,
+) -> np.ndarray:
+    """Faces with ``GT: <true label>`` and ``Pr(<attribute>)=NN%`` under each, the original post's
+    gallery; wrong predictions (probability on the wrong side of 50 %) are framed and captioned
+    in red, right ones in green. Returns an HxWx3 uint8 array."""
+    font = _font(15)
+    scale = _scale_for(images.shape[-1])
+    border, line = 4, 19
+    cards = []
+    for image, probability, target in zip(
+        images, probabilities.tolist(), targets.tolist(), strict=True
+    ):
+        truth = int(target > 0.5)
+        wrong = int(probability > 0.5) != truth
+        colour = WRONG_COLOUR if wrong else CORRECT_COLOUR
+        face = _to_pil(image, scale)
+        card = Image.new("RGB", (face.width + 2 * border, face.height + 2 * border + 2 * line + 6))
+        card.paste((255, 255, 255), (0, 0, *card.size))
+        card.paste(colour, (0, 0, card.width, face.height + 2 * border))
+        card.paste(face, (border, border))
+        draw = ImageDraw.Draw(card)
+        centre, top = card.width // 2, face.height + 2 * border + 3
+        draw.text((centre, top), f"GT: {names[truth]}", fill=colour, font=font, anchor="ma")
+        caption = f"Pr({names[1]})={probability * 100:.0f}%"
+        draw.text((centre, top + line), caption, fill=colour, font=font, anchor="ma")
+        cards.append(card)
+    return np.asarray(_grid(cards, columns=columns))
+
+
+def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np.ndarray:
+    """A 2x2 confusion matrix (rows: true label, columns: predicted), each cell with its count and
+    its share of the row, shaded by that share. Returns an HxWx3 uint8 array."""
+    counts = matrix.cpu().long().tolist()
+    font, bold = _font(15), _font(17)
+    cell_w, cell_h = 130, 70
+    left, top = 150, 70
+    width, height = left + 2 * cell_w + 10, top + 2 * cell_h + 10
+    picture = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    total = sum(map(sum, counts))
+    accuracy = (counts[0][0] + counts[1][1]) / total if total else 0.0
+    draw.text(
+        (width // 2, 6), f"accuracy {accuracy:.1%} of {total}", fill=0, font=bold, anchor="ma"
+    )
+    draw.text((left + cell_w, 32), "predicted", fill=(80, 80, 80), font=font, anchor="ma")
+    for j, name in enumerate(names):
+        draw.text((left + j * cell_w + cell_w // 2, 50), name, fill=0, font=font, anchor="ma")
+    for i, name in enumerate(names):
+        row_total = sum(counts[i])
+        y = top + i * cell_h
+        draw.text((left - 8, y + cell_h // 2), f"true {name}", fill=0, font=font, anchor="rm")
+        for j in range(2):
+            share = counts[i][j] / row_total if row_total else 0.0
+            shade = tuple(round(255 + share * (c - 255)) for c in (31, 119, 180))
+            x = left + j * cell_w
+            draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=shade)
+            ink = (255, 255, 255) if share > 0.5 else (0, 0, 0)
+            text = f"{counts[i][j]}\n{share:.0%}"
+            centre = (x + cell_w // 2, y + cell_h // 2)
+            draw.multiline_text(centre, text, fill=ink, font=bold, anchor="mm", align="center")
+    return np.asarray(picture)
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def _scale_for(side: int) -> int:
+    return max(1, math.ceil(MIN_TILE / side))
+
+
+def _to_pil(image: torch.Tensor, scale: int) -> Image.Image:
+    """A float CxHxW image in [0, 1] (or uint8) as a PIL image, enlarged ``scale`` times."""
+    if image.dtype != torch.uint8:
+        image = (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    picture = Image.fromarray(image.permute(1, 2, 0).contiguous().cpu().numpy())
+    if scale > 1:
+        size = (picture.width * scale, picture.height * scale)
+        picture = picture.resize(size, Image.Resampling.NEAREST)
+    return picture
+
+
+def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> Image.Image:
+    width, height = tiles[0].size
+    rows = math.ceil(len(tiles) / columns)
+    sheet = Image.new(
+        "RGB", (columns * width + (columns + 1) * gap, rows * height + (rows + 1) * gap), "white"
+    )
+    for index, tile in enumerate(tiles):
+        row, column = divmod(index, columns)
+        sheet.paste(tile, (gap + column * (width + gap), gap + row * (height + gap)))
+    return sheet

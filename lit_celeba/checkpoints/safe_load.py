@@ -1,0 +1,163 @@
+"""Checkpoints that cannot run code: loaded with ``weights_only=True``, checked before use.
+
+:func:`load_checkpoint` and :func:`check_checkpoint` refuse, with one clear message, a file that
+would run code when unpickled, a truncated or foreign file, a model class outside lit_celeba, and
+a checkpoint trained for other target attributes; :func:`check_fits_model` refuses one whose
+weights do not fit the network.
+"""
+
+
+import pickle
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning_fabric.utilities.types import _PATH
+
+from lit_celeba.attributes import attribute_list
+from lit_celeba.errors import CheckpointError
+from lit_celeba.models.module import AttributeClassifier
+
+# ckpt_path values that name no file: Lightning resolves them itself.
+
+OWN_PACKAGE = "lit_celeba."
+# Where the model classes lived before the package had subpackages: checkpoints written then
+# name these, and load as today's classes.
+LEGACY_CLASS_PATHS = {
+    "lit_celeba.module.RecipeClassifier": "lit_celeba.models.module.RecipeClassifier",
+    "lit_celeba.module.ResNetClassifier": "lit_celeba.models.module.ResNetClassifier",
+}
+
+
+def load_checkpoint(
+    path: _PATH, map_location: Any = "cpu", weights_only: bool = True
+) -> dict[str, Any]:
+    """``torch.load`` a local checkpoint that holds tensors and plain values only.
+
+    Raises :class:`CheckpointError` for a missing, truncated or foreign file, and for one that
+    holds other Python objects: unpickling those could run code from the file.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(
+            f"Checkpoint {path} does not exist. Give the path of a .ckpt file written by `fit` "
+            "(logs/<config>/version_N/checkpoints/), or --ckpt_path last for the newest one."
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except pickle.UnpicklingError as err:
+        # torch's weights-only unpickler stops at the first thing that is not a tensor or a
+        # plain value: a global (a class or function to import and call) is what runs code;
+        # anything else is a file that is no checkpoint at all.
+        culprit = re.search(r"Unsupported global: (GLOBAL \S+)", str(err))
+        if culprit is None:
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
+            raise _unreadable(path, detail.group(1) if detail else err) from None
+        detail = f" ({culprit.group(1)})"
+        raise CheckpointError(
+            f"Refused to load {path}: besides tensors and plain values it holds Python "
+            f"objects{detail}, and unpickling those could run code from the file. Checkpoints "
+            "written by lit_celeba never do; use one of those, or a file from a source you trust "
+            "converted to a plain state_dict."
+        ) from None
+    except PermissionError:
+        raise CheckpointError(
+            f"Cannot read checkpoint {path}: permission denied. Copy it somewhere you can read, "
+            "or fix its permissions."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise _unreadable(path, err) from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise CheckpointError(
+            f"{path} is not a Lightning checkpoint (it has no state_dict). Use a .ckpt file "
+            "written by `python -m lit_celeba fit`."
+        )
+    hparams = checkpoint.get("hyper_parameters")
+    if isinstance(hparams, dict) and hparams.get("_class_path") in LEGACY_CLASS_PATHS:
+        hparams["_class_path"] = LEGACY_CLASS_PATHS[hparams["_class_path"]]
+    return checkpoint
+
+
+def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    return CheckpointError(
+        f"Cannot read checkpoint {path}: it is truncated, damaged or not a PyTorch file "
+        f"(torch.load said: {reason}). Use another checkpoint, e.g. the best one next to it in "
+        "the same folder."
+    )
+
+
+def check_checkpoint(checkpoint: Mapping[str, Any], path: _PATH, target_attr: str | None) -> None:
+    """Refuse a checkpoint of a model outside lit_celeba or of another target attribute.
+
+    The CLI rebuilds the model from the class path saved in the checkpoint, which imports it:
+    only lit_celeba's own classes are allowed, so a crafted file cannot import other modules.
+    """
+    hparams = checkpoint.get("hyper_parameters") or {}
+    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+    if class_path is not None:
+        if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
+            raise CheckpointError(
+                f"{path} was saved by another model ({class_path!r}), not by lit_celeba. Use a "
+                "checkpoint written by `python -m lit_celeba fit`."
+            )
+        _check_own_model_class(class_path, path)
+    datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
+    trained_for = datamodule.get("target_attr") if isinstance(datamodule, Mapping) else None
+    if target_attr is None or trained_for is None:
+        return
+    trained, asked = attribute_list(trained_for), attribute_list(target_attr)
+    if trained != asked:
+        raise CheckpointError(
+            f"{path} was trained to predict {len(trained)} attribute(s) {_cli_list(trained)}, "
+            f"but --data.target_attr is {_cli_list(asked)}. Pass --data.target_attr "
+            f"{_cli_list(trained)}, or use a checkpoint trained for {_cli_list(asked)}."
+        )
+
+
+def _cli_list(names: list[str]) -> str:
+    """As the command line takes it: a name, or a quoted YAML list."""
+    return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
+
+
+def _check_own_model_class(class_path: str, path: _PATH) -> None:
+    # Looked up among modules already imported, never imported: importing runs module code
+    # (lit_celeba.__main__, for one, starts the CLI).
+    module_name, _, class_name = class_path.rpartition(".")
+    model_class = getattr(sys.modules.get(module_name), class_name, None)
+    if not (isinstance(model_class, type) and issubclass(model_class, AttributeClassifier)):
+        raise CheckpointError(
+            f"{path} names the model class {class_path!r}, which this version of lit_celeba does "
+            "not have. Use a checkpoint written by this version."
+        )
+
+
+def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: _PATH) -> None:
+    """Refuse a checkpoint whose weights do not fit ``model``, listing what differs."""
+    expected = model.state_dict()
+    found = checkpoint["state_dict"]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    reshaped = [
+        f"{k} {tuple(found[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and getattr(found[k], "shape", v.shape) != v.shape
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("shape", reshaped)):
+        if names:
+            shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+            parts.append(f"{label}: {shown}")
+    raise CheckpointError(
+        f"{path} does not fit the network {type(model).__name__} ({'; '.join(parts)}): it was "
+        "saved by a different network. Use a checkpoint of this network, or the --model settings "
+        "it was trained with."
+    )
+
+

@@ -1,0 +1,116 @@
+"""One clear message for each kind of bad input that reaches the command line.
+
+``cli_main`` prints these as ``error: ...`` and exits with status 2. The functions here turn what
+jsonargparse, Lightning, the classes' own checks and DataLoader workers raise into that message:
+the culprit (file, setting, value) and the fix, without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from lit_celeba.errors import UsageError
+
+
+def setting_message(err: BaseException) -> str:
+    """The message of a setting that the model, data module or trainer refused while built.
+
+    jsonargparse wraps the class's own error in a "Does not validate against any of the Union
+    subtypes" message; the class's error, the innermost one, is the useful part.
+    """
+    inner = err
+    while inner.__cause__ is not None or inner.__context__ is not None:
+        inner = inner.__cause__ or inner.__context__
+    message = str(inner).strip()
+    # The network's input size is not a setting of its own: cli.py links it to data.image_size.
+    message = re.sub(r"^image_size\b", "data.image_size", message)
+    section = _section_of(inner)
+    if section is None or message.startswith(("data.", "model.", "trainer.")):
+        return f"Invalid setting: {message}"
+    return f"Invalid {section} setting: {message}"
+
+
+def _section_of(err: BaseException) -> str | None:
+    """Which object was being built when ``err`` was raised: the innermost frame that belongs to a
+    LightningModule, LightningDataModule or Trainer (a network inside the module is "model")."""
+    frames = []
+    tb = err.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, pl.LightningModule):
+            return "model"
+        if isinstance(owner, pl.LightningDataModule):
+            return "data"
+        if isinstance(owner, pl.Trainer):
+            return "trainer"
+    return None
+
+
+def argument_message(err: BaseException) -> str:
+    """jsonargparse's parse errors, without the union-type noise, plus where to look."""
+    text = str(err)
+    key = re.match(r'Parser key "([^"]+)"', text)
+    given = re.search(r"Given value: (.+)$", text, flags=re.MULTILINE)
+    if key and key.group(1) in ("optimizer", "lr_scheduler") and given:
+        return _unknown_class_message(key.group(1), given.group(1).strip())
+    noise = (
+        "Does not validate against any of the Union subtypes",
+        "Subtypes:",
+        "Errors:",
+        "Given value type:",
+        "Given value:",
+        "- Expected a <class 'NoneType'>",
+    )
+    lines = [line.strip(" -") for line in text.splitlines()]
+    lines = [line for line in lines if line and not any(n.strip(" -") in line for n in noise)]
+    message = " ".join(lines)
+    return f"{message}\n(Run with --help for the accepted options and their types.)"
+
+
+def _unknown_class_message(key: str, given: str) -> str:
+    if key == "optimizer":
+        base, module = torch.optim.Optimizer, torch.optim
+    else:
+        base, module = torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler
+    names = sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, base) and value is not base
+    )
+    example = next((n for n in ("Adam", "StepLR") if n in names), names[0])
+    return (
+        f"Unknown {key} {given!r}. Use one of {module.__name__}: {', '.join(names)} "
+        f"(e.g. --{key} {example}), or the full class path of another {base.__name__} subclass."
+    )
+
+
+def worker_message(message: str) -> str:
+    """The original message of an error that a DataLoader worker re-raised with its traceback."""
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
+def check_writable(folder: str | os.PathLike, setting: str) -> None:
+    """Create ``folder`` if needed and write a file there, or raise :class:`UsageError`."""
+    folder = Path(folder).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise UsageError(
+            f"Cannot write to the log folder {folder}: {reason}. Choose a writable folder with "
+            f"--{setting}, or fix the folder's permissions."
+        ) from None

@@ -1,0 +1,239 @@
+"""A deterministic fake CelebA in CelebA's own on-disk formats, for the demo and the tests.
+
+The faces come from :mod:`.faces` (drawn shapes whose attributes are visible cues); the labels of
+the drawn attributes are flipped with probability ``label_noise`` so that accuracy stays below
+100%. This module writes them out as a CelebA folder (official or Kaggle layout) with a marker
+file, atomically, never over a folder it did not generate.
+
+    python -m lit_celeba.data.synthetic ROOT --num-train 4000 --num-valid 500 --num-test 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
+
+__all__ = ["ATTRIBUTE_NAMES", "MARKER_NAME", "generate_celeba", "read_marker"]
+
+MARKER_NAME = "SYNTHETIC.json"
+GENERATOR_VERSION = 1
+LAYOUTS = ("official", "kaggle")
+_PARALLEL_MIN = 400  # below this, starting worker processes costs more than it saves
+_CHUNK = 100
+
+
+def _render_chunk(image_dir: str, seed: int, start: int, stop: int, noise: float) -> np.ndarray:
+    """Draw and save images ``start..stop-1`` (0-based); return their +1/-1 labels."""
+    labels = np.empty((stop - start, len(ATTRIBUTE_NAMES)), np.int8)
+    for row, index in enumerate(range(start, stop)):
+        picture, labels[row] = draw_face(seed, index, noise)
+        picture.save(os.path.join(image_dir, f"{index + 1:06d}.jpg"), quality=90)
+    return labels
+
+
+def _validate(num_train, num_valid, num_test, seed, label_noise, layout) -> None:
+    for name, value in (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    if num_train + num_valid + num_test > 999_999:
+        raise ValueError("At most 999999 images in all: CelebA's file names have 6 digits.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not 0 <= label_noise < 0.5:
+        raise ValueError(f"label_noise must be in [0, 0.5), got {label_noise!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+
+
+def _load_marker(path: Path) -> dict | None:
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def read_marker(root: str | os.PathLike) -> dict | None:
+    """The marker of the generated set at ``root`` (either layout, or its ``celeba`` folder)."""
+    root = Path(root).expanduser()
+    for folder in (root / "celeba", root):  # find_files' order of preference
+        if (folder / MARKER_NAME).is_file():
+            return _load_marker(folder / MARKER_NAME)
+    return None
+
+
+def _write_annotations(folder: Path, layout: str, labels: np.ndarray, sizes: Sequence[int]):
+    names = [f"{i + 1:06d}.jpg" for i in range(len(labels))]
+    parts = np.repeat([0, 1, 2], sizes)
+    if layout == "official":
+        # The real file: a count line, a header with a trailing space, values padded to width 2.
+        attr = [str(len(names)), " ".join(ATTRIBUTE_NAMES) + " "]
+        rows = [" ".join(f"{v:2d}" for v in row) for row in labels.tolist()]
+        attr += [f"{n} {r}" for n, r in zip(names, rows, strict=True)]
+        part = [f"{n} {p}" for n, p in zip(names, parts, strict=True)]
+        files = {"list_attr_celeba.txt": attr, "list_eval_partition.txt": part}
+    else:
+        attr = [",".join(("image_id", *ATTRIBUTE_NAMES))]
+        rows = [",".join(str(v) for v in row) for row in labels.tolist()]
+        attr += [f"{n},{r}" for n, r in zip(names, rows, strict=True)]
+        part = ["image_id,partition"] + [f"{n},{p}" for n, p in zip(names, parts, strict=True)]
+        files = {"list_attr_celeba.csv": attr, "list_eval_partition.csv": part}
+    for name, lines in files.items():
+        with open(folder / name, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _render_all(image_dir: Path, seed: int, total: int, noise: float, progress: bool):
+    starts = range(0, total, _CHUNK)
+    jobs = [(str(image_dir), seed, a, min(a + _CHUNK, total), noise) for a in starts]
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    workers = min(cpus, len(jobs), 8)
+    # Fork only: a spawned worker would re-import lit_celeba, hence Lightning (seconds each).
+    parallel = workers > 1 and total >= _PARALLEL_MIN and sys.platform.startswith("linux")
+    bar = dict(total=total, desc="Generating synthetic CelebA", unit="img", disable=not progress)
+    if not parallel:
+        chunks = []
+        with tqdm(**bar) as progress_bar:
+            for job in jobs:
+                chunks.append(_render_chunk(*job))
+                progress_bar.update(len(chunks[-1]))
+        return np.concatenate(chunks)
+    done = {}
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork")) as pool:
+        # Submitting forks the workers, before tqdm starts its monitor thread.
+        futures = {pool.submit(_render_chunk, *job): job[2] for job in jobs}
+        try:
+            with tqdm(**bar) as progress_bar:
+                for future in as_completed(futures):
+                    done[futures[future]] = labels = future.result()
+                    progress_bar.update(len(labels))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # let running chunks end before the cleanup
+            raise
+    return np.concatenate([done[a] for a in sorted(done)])
+
+
+def generate_celeba(
+    root: str | os.PathLike,
+    num_train: int,
+    num_valid: int,
+    num_test: int,
+    *,
+    seed: int = 0,
+    label_noise: float = 0.04,
+    layout: Literal["official", "kaggle"] = "official",
+    progress: bool = True,
+) -> Path:
+    """Write a synthetic CelebA at ``root`` (skipped if one with these settings is there).
+
+    Returns the folder that holds the files: ``root/celeba`` (official) or ``root`` (kaggle).
+    Raises FileExistsError rather than touch a non-empty folder without our marker.
+    """
+    _validate(num_train, num_valid, num_test, seed, label_noise, layout)
+    root = Path(root).expanduser().absolute()
+    target = root / "celeba" if layout == "official" else root
+    marker = {
+        "generator": "lit_celeba.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "num_train": num_train,
+        "num_valid": num_valid,
+        "num_test": num_test,
+        "label_noise": float(label_noise),
+        "layout": layout,
+        "note": "Synthetic drawn faces in CelebA's file formats, not CelebA.",
+    }
+    marker_file = target / MARKER_NAME
+    if target.exists():
+        if marker_file.is_file():
+            if _load_marker(marker_file) == marker:
+                return target
+        elif not target.is_dir() or any(target.iterdir()):
+            raise FileExistsError(
+                f"{target} already exists and holds no {MARKER_NAME}, so lit_celeba.data.synthetic "
+                "did not generate it (it may be a real CelebA copy); refusing to overwrite data it "
+                "did not generate. Choose another root, or move that folder away yourself."
+            )
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden sibling: renaming within one folder is atomic, and a killed run leaves no set
+    # that looks complete at ``target``.
+    build = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    build.mkdir()
+    try:
+        image_dir = build / "img_align_celeba"
+        if layout == "kaggle":
+            image_dir = image_dir / "img_align_celeba"
+        image_dir.mkdir(parents=True)
+        sizes = (num_train, num_valid, num_test)
+        labels = _render_all(image_dir, seed, sum(sizes), label_noise, progress)
+        _write_annotations(build, layout, labels, sizes)
+        (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        _move_into_place(build, target)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    return target
+
+
+def _move_into_place(build: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(build, target)
+    elif (target / MARKER_NAME).is_file():  # an older generated set: swap, then delete it
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(target, old)
+        os.replace(build, target)
+        shutil.rmtree(old)
+    else:
+        target.rmdir()  # checked empty before; rmdir refuses if anything appeared since
+        os.replace(build, target)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m lit_celeba.data.synthetic ROOT --num-train N ...``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_celeba.data.synthetic",
+        description="Write a synthetic face data set in CelebA's file formats.",
+    )
+    parser.add_argument("root", help="data root (the files go to ROOT/celeba for 'official')")
+    parser.add_argument("--num-train", type=int, default=4000)
+    parser.add_argument("--num-valid", type=int, default=500)
+    parser.add_argument("--num-test", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label-noise", type=float, default=0.04)
+    parser.add_argument("--layout", choices=LAYOUTS, default="official")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        folder = generate_celeba(
+            args.root,
+            args.num_train,
+            args.num_valid,
+            args.num_test,
+            seed=args.seed,
+            label_noise=args.label_noise,
+            layout=args.layout,
+            progress=not args.quiet,
+        )
+    except (ValueError, FileExistsError) as err:
+        parser.error(str(err))
+    print(f"Synthetic CelebA ({args.layout} layout) in {folder}")
+    return 0
+

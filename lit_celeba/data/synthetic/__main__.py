@@ -1,0 +1,3 @@
+from lit_celeba.data.synthetic import main
+
+raise SystemExit(main())
