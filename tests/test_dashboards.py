@@ -42,7 +42,7 @@ from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, TINY_SIZES
+from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES
 
 FIT_SCALARS = {
     "train/loss",
@@ -425,3 +425,17 @@ def test_tensorboard_serves_what_the_runs_logged(
         test_session = by_name[test_run]
         assert test_session["hparams"]["stage"] == "test"
         assert _last_value(test_session["metricValues"], "test/acc") == pytest.approx(printed)
+
+
+@pytest.mark.slow
+def test_a_real_fit_with_three_attributes_and_subgroups_draws_every_dashboard(
+    three_attribute_run: dict[str, Any],
+) -> None:
+    # Before: this fit ended at the first validation with Pillow's AttributeError.
+    events = _events(three_attribute_run["run_dir"])
+    assert FIT_IMAGES <= set(events.Tags()["images"])
+    curves = {t for t in events.Tags()["tensors"] if "pr_curve" in t}
+    assert curves == {f"val/pr_curve/{a}" for a in THREE_ATTRIBUTES}
+    assert {"val/acc/Male", "val/acc/Young", "val/acc/Smiling"} <= set(events.Tags()["scalars"])
+    gallery = Image.open(io.BytesIO(events.Images("val/predictions")[-1].encoded_image_string))
+    assert gallery.width > gallery.height  # 10 faces, 2 rows of 5, each shown once
