@@ -14,6 +14,13 @@ scalars:
   wrong ones framed in red), ``val/confusion_matrix`` and ``test/confusion_matrix`` after each
   validation and test epoch; PR curves ``val/pr_curve`` and ``test/pr_curve`` in the PR Curves tab.
 
+With K > 1 target attributes the same tags hold: each face is shown once with one caption line
+per attribute (the first 3), the confusion-matrix picture holds one small matrix per attribute
+(all K: 40 fit in about 980x1000 pixels), and each attribute gets its PR curve
+``{stage}/pr_curve/<attribute>``. One attribute, given as a name or a list of one, draws exactly
+the pictures and tags above. Probabilities and targets stay (N, K) throughout, also in the DDP
+gather.
+
 The learning rate comes from Lightning's ``LearningRateMonitor`` (``lr-Adam``), next to this
 callback in the configs. The pictures are drawn with Pillow, not matplotlib, because they are drawn
 every validation epoch and must stay cheap (about 20 ms for the gallery and the confusion matrix;
