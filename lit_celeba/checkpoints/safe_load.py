@@ -51,8 +51,10 @@ def load_checkpoint(
     except pickle.UnpicklingError as err:
         # torch's weights-only unpickler stops at the first thing that is not a tensor or a
         # plain value: a global (a class or function to import and call) is what runs code;
-        # anything else is a file that is no checkpoint at all.
-        culprit = re.search(r"Unsupported global: (GLOBAL \S+)", str(err))
+        # anything else is a file that is no checkpoint at all. torch words it "Unsupported
+        # global: GLOBAL io.open ..." for most modules and "Trying to load unsupported GLOBAL
+        # posix.system whose module posix is blocked" for the ones it blocks outright.
+        culprit = re.search(r"unsupported(?: global:)? (GLOBAL \S+)", str(err), re.IGNORECASE)
         if culprit is None:
             detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
             raise _unreadable(path, detail.group(1) if detail else err) from None
@@ -82,8 +84,14 @@ def load_checkpoint(
 
 
 def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
+    # torch's advice to load with weights_only=False would turn off the protection that keeps a
+    # crafted file from running code: never pass it on.
+    lines = [
+        line.strip()
+        for line in str(err).strip().splitlines()
+        if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
+    ]
+    reason = lines[0] if lines else type(err).__name__
     return CheckpointError(
         f"Cannot read checkpoint {path}: it is truncated, damaged or not a PyTorch file "
         f"(torch.load said: {reason}). Use another checkpoint, e.g. the best one next to it in "
