@@ -56,7 +56,7 @@ def _cli(root: Path, work: Path, *extra: str, command: str = "fit") -> subproces
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(root, work / "logs"),
         "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=1",
+        "--trainer.limit_train_batches=2",  # "1" would read as 1.0, the whole epoch
         "--trainer.limit_val_batches=1",
         *extra,
         cwd=work,
@@ -125,7 +125,7 @@ def test_killed_cache_build_blocks_no_later_run(
         "--data.test_size=16",
         "--data.image_size=16",
         "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=1",
+        "--trainer.limit_train_batches=2",  # "1" would read as 1.0, the whole epoch
         "--trainer.limit_val_batches=1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
@@ -444,7 +444,7 @@ def test_full_disk_while_saving_is_one_error_line_from_the_cli(
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(tiny_root, tmp_path / "logs"),
         "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=1",
+        "--trainer.limit_train_batches=2",  # "1" would read as 1.0, the whole epoch
         "--trainer.limit_val_batches=1",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
