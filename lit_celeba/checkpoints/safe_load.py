@@ -85,8 +85,14 @@ def load_checkpoint(
 
 
 def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
+    # torch's advice to load with weights_only=False would turn off the protection that keeps a
+    # crafted file from running code: never pass it on.
+    lines = [
+        line.strip()
+        for line in str(err).strip().splitlines()
+        if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
+    ]
+    reason = lines[0] if lines else type(err).__name__
     return CheckpointError(
         f"Cannot read checkpoint {path}: it is truncated, damaged or not a PyTorch file "
         f"(torch.load said: {reason}). Use another checkpoint, e.g. the best one next to it in "

@@ -13,14 +13,26 @@ name, size and modification time, the columns kept, the format version), so a ch
 image size or data set never reuses a stale cache. It is written under a lock to a temporary
 name and renamed into place, so two processes (DDP ranks, two runs) never see a half-written
 cache, and a build that was killed leaves nothing that looks complete.
+
+A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the decoder
+processes close their inherited copy of the lock and die with their parent, temporaries nobody is
+building any more are removed, and a run that waits for another's build says for whom and how
+long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is damaged (truncated, header
+changed) is found by its header and size, named, and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import os
+import re
+import signal
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -32,11 +44,17 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
-from lit_celeba.errors import CelebAError
+from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
+from lit_celeba.errors import CelebAError, UsageError
 
 CACHE_VERSION = 1
-IMAGE_SHAPE = (218, 178, 3)  # CelebA's aligned faces: height, width, RGB
+IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB
 _CHUNK = 256
+# How long a run waits for another process's build of the same cache before giving up. Decoding
+# all 202,599 images takes minutes on a few cores; an hour only ever runs out on a stuck holder.
+LOCK_WAIT_LIMIT_S = 3600.0
+WAIT_REPORT_EVERY_S = 30.0  # how often a waiting run says that it still waits
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def default_cache_dir() -> Path:
@@ -54,14 +72,110 @@ def cache_key(image_dir: Path, names: Sequence[str], columns: Sequence[int]) -> 
     return digest.hexdigest()[:24]
 
 
+def _unwritable(cache_dir: Path, err: OSError) -> UsageError:
+    reason = err.strerror or str(err)
+    return UsageError(
+        f"Cannot write the decoded-image cache in {cache_dir}: {reason}. Choose a writable folder "
+        "with --data.cache_dir, or set --data.cache false to decode the JPEGs on the fly."
+    )
+
+
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+def _locked(lock_path: Path, wait_limit_s: float) -> Iterator[int]:
+    """Hold ``lock_path``'s flock; yields its descriptor, which forked children must close.
+
+    The lock is released by the kernel when every copy of the descriptor is closed: by this
+    process dying, as long as no child still holds a copy (see :func:`_decoder_init`).
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise _unwritable(lock_path.parent, err) from None
+    try:
+        _acquire(fd, lock_path, wait_limit_s)
+        # Who holds it, for the message of a run that waits.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
-            yield
+            yield fd
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, lock_path: Path, wait_limit_s: float) -> None:
+    """flock ``fd``; while another process holds it, say so every ``WAIT_REPORT_EVERY_S``."""
+    start = time.monotonic()
+    next_report = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waited = time.monotonic() - start
+        if waited > wait_limit_s:
+            raise CelebAError(
+                f"Gave up after waiting {waited:.0f} s for the cache lock {lock_path}, held by "
+                f"{_holder(lock_path)}. If no other lit_celeba run is building this cache, end "
+                "that process; or choose another folder with --data.cache_dir, or set "
+                "--data.cache false."
+            )
+        if waited >= next_report:
+            print(
+                f"Waiting for the cache lock {lock_path}, held by {_holder(lock_path)} while it "
+                f"builds the same cache; waited {waited:.0f} s (giving up after "
+                f"{wait_limit_s:.0f} s).",
+                file=sys.stderr,
+                flush=True,
+            )
+            next_report += WAIT_REPORT_EVERY_S
+        time.sleep(0.2)
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid = int(lock_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "another process"
+    if _process_alive(pid):
+        return f"process {pid}"
+    return f"process {pid}, which has ended (a process it started may still hold the lock)"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
+
+
+def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why ``path`` is not a complete cache of ``shape`` (uint8, C order), or None if it is."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            found_shape, fortran, dtype = read_header(fh)
+            offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as err:
+        return f"unreadable header: {err}"
+    if tuple(found_shape) != tuple(shape) or dtype != np.uint8 or fortran:
+        return f"holds {tuple(found_shape)} {dtype}, expected {tuple(shape)} uint8"
+    expected = offset + int(np.prod(shape))
+    if size != expected:
+        return f"{size} bytes, expected {expected}"
+    return None
 
 
 def _decode_chunk(
@@ -76,11 +190,9 @@ def _decode_chunk(
             raise CelebAError(
                 f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
             ) from None
-        if tuple(image.shape) != (3, *IMAGE_SHAPE[:2]):
-            raise CelebAError(
-                f"Image {path} is {image.shape[2]}x{image.shape[1]}, not CelebA's aligned "
-                "178x218; the decoded cache needs the aligned images (or set data.cache false)."
-            )
+        problem = face_size_problem(path, image.shape[2], image.shape[1])
+        if problem is not None:
+            raise CelebAError(problem)
         array[start + offset] = image.permute(1, 2, 0)[:, columns].numpy()
     array.flush()
     return len(names)
@@ -103,25 +215,40 @@ def build_cache(
     columns: Sequence[int],
     workers: int | None = None,
     description: str = "images",
+    wait_limit_s: float = LOCK_WAIT_LIMIT_S,
 ) -> Path:
     """Decode ``names`` from ``image_dir`` into ``cache_dir/<key>.npy`` unless it exists,
-    keeping the source ``columns`` of each image."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    keeping the source ``columns`` of each image. A damaged file is rebuilt."""
     columns = [int(c) for c in columns]
     key = cache_key(image_dir, names, columns)
     final = cache_dir / f"celeba-{key}.npy"
-    with _locked(cache_dir / f"celeba-{key}.lock"):
-        if final.exists():
-            return final
+    shape = cache_shape(len(names), columns)
+    if _damage(final, shape) is None:
+        return final  # complete (it is renamed into place whole): no lock, no write needed
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(cache_dir, err) from None
+    with _locked(cache_dir / f"celeba-{key}.lock", wait_limit_s) as lock_fd:
+        damage = _damage(final, shape)
+        if damage is None:
+            return final  # built by the process we waited for
+        if damage != "missing":
+            print(f"The cache file {final} is damaged ({damage}); rebuilding it.",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            final.unlink()
         for stale in cache_dir.glob(f"celeba-{key}.npy.tmp-*"):
             stale.unlink()  # left by a build that was killed; we hold the lock, nobody owns it
+        _remove_abandoned_temporaries(cache_dir)
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
-            _allocate(tmp, cache_shape(len(names), columns))
-            _decode_all(tmp, image_dir, list(names), columns, workers, description)
+            _allocate(tmp, shape)
+            _decode_all(tmp, image_dir, list(names), columns, workers, description, lock_fd)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+                raise _unwritable(cache_dir, err) from None
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 need = np.prod(cache_shape(len(names), columns)) / 1e9
                 raise CelebAError(
@@ -141,6 +268,27 @@ def cache_shape(count: int, columns: Sequence[int]) -> tuple[int, int, int, int]
     return (count, IMAGE_SHAPE[0], len(columns), IMAGE_SHAPE[2])
 
 
+_TEMPORARY = re.compile(r"^(celeba-[0-9a-f]+)\.npy\.tmp-\d+$")
+
+
+def _remove_abandoned_temporaries(cache_dir: Path) -> None:
+    """Remove the temporaries of other caches that nobody is building (their lock is free): a
+    killed build of another subset would otherwise keep its gigabytes forever."""
+    for tmp in cache_dir.glob("celeba-*.npy.tmp-*"):
+        match = _TEMPORARY.match(tmp.name)
+        lock_path = cache_dir / f"{match.group(1)}.lock" if match else None
+        if lock_path is None or not lock_path.exists():
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
+                tmp.unlink()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
 def _decode_all(
     tmp: Path,
     image_dir: Path,
@@ -148,6 +296,7 @@ def _decode_all(
     columns: list[int],
     workers: int | None,
     description: str,
+    lock_fd: int,
 ) -> None:
     chunks = [(i, names[i : i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
@@ -158,17 +307,39 @@ def _decode_all(
                 bar.update(_decode_chunk(str(tmp), str(image_dir), chunk, start, columns))
             return
         # fork: the workers only need this module, and start in milliseconds.
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                                 initializer=_one_thread) as pool:  # fmt: skip
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                   initializer=_decoder_init,
+                                   initargs=(lock_fd, os.getpid()))  # fmt: skip
+        try:
             futures = [
                 pool.submit(_decode_chunk, str(tmp), str(image_dir), chunk, start, columns)
                 for start, chunk in chunks
             ]
             for future in futures:
                 bar.update(future.result())
+        except BaseException:
+            # Stopped (a signal, a bad image): do not decode the chunks still queued.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
 
-def _one_thread() -> None:
+def _decoder_init(lock_fd: int, parent_pid: int) -> None:
+    """Make a forked decoder process harmless to the builds that come after its parent."""
+    # The fork copied the descriptor of the cache's flock, and the lock lasts until every copy is
+    # closed: a decoder that outlived a killed parent would block every later run.
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)
+    # Die with the parent, even by SIGKILL, instead of decoding into a file nobody will use.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before prctl took effect
+    # The fork also copied the parent's Python handlers (Lightning's SIGTERM handler only sets a
+    # flag): a decoder ends on SIGTERM, and leaves Ctrl-C to the parent, which stops the pool.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One decoder per pool process, the pool being the parallelism. Not in the main process (a
     # build without a pool), where it would slow the training that follows.
     torch.set_num_threads(1)
@@ -176,11 +347,12 @@ def _one_thread() -> None:
 
 def open_cache(path: Path, count: int, columns: Sequence[int]) -> np.ndarray:
     """The cache as a read-only memory map; checks that it holds what was asked for."""
-    array = np.load(path, mmap_mode="r")
     expected = cache_shape(count, columns)
-    if array.shape != expected or array.dtype != np.uint8:
-        raise CelebAError(
-            f"The cache file {path} holds {array.shape} {array.dtype}, expected {expected} "
-            "uint8; delete it and it will be rebuilt."
-        )
-    return array
+    damage = _damage(path, expected)
+    if damage is None:
+        with contextlib.suppress(OSError, ValueError):
+            return np.load(path, mmap_mode="r")
+        damage = "cannot be memory-mapped"
+    raise CelebAError(
+        f"The cache file {path} is damaged ({damage}); delete it and it will be rebuilt."
+    )

@@ -16,7 +16,13 @@ from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.cache import build_cache, default_cache_dir, open_cache
-from lit_celeba.data.celeba import CelebAIndex, find_files, label_arrays, load_index
+from lit_celeba.data.celeba import (
+    CelebAIndex,
+    face_size_problem,
+    find_files,
+    label_arrays,
+    load_index,
+)
 from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
@@ -63,6 +69,11 @@ class CelebAImages(Dataset):
             raise CelebAError(
                 f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
             ) from None
+        # The recipe's crops assume CelebA's framing: another size would be zero-padded (eval)
+        # or fail inside torchvision (train). The same message as the cache build gives.
+        problem = face_size_problem(path, image.shape[2], image.shape[1])
+        if problem is not None:
+            raise CelebAError(problem)
         if self.groups is not None:
             return self.transform(image), self.targets[index], self.groups[index]
         return self.transform(image), self.targets[index]
