@@ -9,10 +9,17 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    ReduceLROnPlateau,
+)
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -21,9 +28,11 @@ from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
+from lit_celeba.checkpoints.fixed_settings import restore_data_settings
 from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
     find_last_checkpoint,
+    find_matching_run,
     free_config_name,
     latest_checkpoint,
 )
@@ -89,16 +98,17 @@ class CelebACLI(LightningCLI):
         )
         parser.link_arguments("model.init_args.subgroups", "data.subgroups")
 
-    def before_instantiate_classes(self) -> None:
-        trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
-        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
-
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         config = self.config[subcommand]
+        # Here rather than before instantiation: `--ckpt_path last` compares this config with
+        # the saved ones, which hold the precision that ran.
+        trainer = config.trainer
+        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        _check_checkpoint_choice(subcommand, config.get("ckpt_path"))
         if config.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(subcommand, config)
         ckpt_path = config.get("ckpt_path")
@@ -106,7 +116,16 @@ class CelebACLI(LightningCLI):
         # anything is written: a bad checkpoint leaves the log folder as it was.
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             self.checkpoint = load_checkpoint(ckpt_path)
+            self._restore_data_settings(config, ckpt_path, args)
             check_checkpoint(self.checkpoint, ckpt_path, config.get("data", {}).get("target_attr"))
+
+    def _restore_data_settings(self, config: Any, ckpt_path: str, args: ArgsType) -> None:
+        """The image size and targets the checkpoint was trained with, over the config's."""
+        argv = sys.argv[1:] if args is None else args
+        if "data" not in config or not isinstance(argv, list):
+            return
+        for note in restore_data_settings(config.data, self.checkpoint, ckpt_path, argv):
+            print(note, file=sys.stderr)
 
     def _parse_ckpt_path(self) -> None:
         """The model's hyperparameters from the checkpoint that ``parse_arguments`` loaded and
@@ -124,12 +143,14 @@ class CelebACLI(LightningCLI):
         )
 
     def _resolve_last_checkpoint(self, subcommand: str, config: Any) -> None:
-        """``--ckpt_path last``: the newest last.ckpt of any earlier run under the logger's folder.
+        """``--ckpt_path last``: for ``fit``, the newest last.ckpt of an earlier run under the
+        logger's folder that was started with the same settings; for the other subcommands
+        (which write nothing into that run), the newest last.ckpt of any run.
 
         Lightning itself only looks in the new run's own (empty) checkpoint folder. ``fit`` goes
         on in the same run folder, so checkpoints, best-model tracking and TensorBoard curves
         continue where they stopped; its config is saved next to the first as
-        config_resume_N.yaml.
+        config_resume_N.yaml. A run with other settings is never resumed (nor written into).
         """
         logger = config.trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
@@ -137,7 +158,13 @@ class CelebACLI(LightningCLI):
         if save_dir is None or _checkpoint_dirpath_given(config.trainer.get("callbacks")):
             return  # no versioned log folder: Lightning's own resolution applies
         run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
-        last = find_last_checkpoint(run_root)
+        if subcommand == "fit":
+            last = self._matching_last_checkpoint(run_root, config)
+            if last is None:
+                config.ckpt_path = None
+                return
+        else:
+            last = find_last_checkpoint(run_root)
         if last is None:
             if subcommand != "fit":
                 raise CheckpointError(
@@ -155,6 +182,40 @@ class CelebACLI(LightningCLI):
             # Going on in a run folder that has checkpoints is the point of resuming.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
             print(f"Resuming from {last}", file=sys.stderr)
+
+    def _matching_last_checkpoint(self, run_root: Path, config: Any) -> Path | None:
+        """The last.ckpt of the newest run under ``run_root`` with this command's settings; says
+        which runs were passed over, and that training starts afresh when none matches."""
+        current = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        last, skipped = find_matching_run(run_root, current)
+        for reason in skipped:
+            print(f"Not resuming {reason}.", file=sys.stderr)
+        if last is None:
+            where = "with these settings " if skipped else ""
+            print(
+                f"No last.ckpt under {run_root} {where}yet: training from the start.",
+                file=sys.stderr,
+            )
+        return last
+
+    @staticmethod
+    def configure_optimizers(
+        lightning_module: pl.LightningModule,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+    ) -> Any:
+        """LightningCLI's, plus: a ReduceLROnPlateau that watches a validation metric steps only
+        at the epochs that validate. Lightning steps it at every epoch's end and stops with
+        "conditioned on metric val/loss which is not available" at the first epoch that skipped
+        validation (``check_val_every_n_epoch`` > 1)."""
+        configured = LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+        every = getattr(lightning_module.trainer, "check_val_every_n_epoch", None)
+        if isinstance(lr_scheduler, ReduceLROnPlateau) and isinstance(configured, dict):
+            if str(lr_scheduler.monitor).startswith("val/") and every and every > 1:
+                # Epoch e (from 0) validates when (e + 1) % every == 0; Lightning steps the
+                # scheduler when (e + 1) % frequency == 0.
+                configured["lr_scheduler"]["frequency"] = every
+        return configured
 
     def instantiate_classes(self) -> None:
         try:
@@ -216,6 +277,23 @@ class CelebACLI(LightningCLI):
         if writer.failures == writer.rows:
             print("error: none of the files could be read as an image", file=sys.stderr)
             raise SystemExit(1)
+
+
+def _check_checkpoint_choice(subcommand: str, ckpt_path: str | None) -> None:
+    """Refuse evaluating an untrained network, and ``best`` outside the ``fit`` that found it."""
+    if ckpt_path is None and subcommand != "fit":
+        raise UsageError(
+            f"`{subcommand}` needs a trained network: without --ckpt_path it would "
+            f"{'write the predictions' if subcommand == 'predict' else 'report the accuracy'} "
+            "of a randomly initialised one. Pass --ckpt_path last (the newest run's last "
+            "checkpoint) or the path of a checkpoint (logs/<name>/version_N/checkpoints/*.ckpt)."
+        )
+    if ckpt_path == "best":
+        raise CheckpointError(
+            "--ckpt_path best only exists inside the `fit` process that tracked the best epoch. "
+            "Give that checkpoint's path (the epochNN-val_acc....ckpt file in "
+            "logs/<name>/version_N/checkpoints/), or --ckpt_path last."
+        )
 
 
 def _checkpoint_dirpath_given(callbacks: Any) -> bool:

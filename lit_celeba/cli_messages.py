@@ -61,6 +61,8 @@ def argument_message(err: BaseException) -> str:
     key = re.match(r'Parser key "([^"]+)"', text)
     given = re.search(r"Given value: (.+)$", text, flags=re.MULTILINE)
     if key and key.group(1) in ("optimizer", "lr_scheduler") and given:
+        if key.group(1) == "lr_scheduler" and _plateau_without_monitor(given.group(1)):
+            return PLATEAU_NEEDS_MONITOR
         return _unknown_class_message(key.group(1), given.group(1).strip())
     noise = (
         "Does not validate against any of the Union subtypes",
@@ -74,6 +76,18 @@ def argument_message(err: BaseException) -> str:
     lines = [line for line in lines if line and not any(n.strip(" -") in line for n in noise)]
     message = " ".join(lines)
     return f"{message}\n(Run with --help for the accepted options and their types.)"
+
+
+PLATEAU_NEEDS_MONITOR = (
+    "--lr_scheduler ReduceLROnPlateau needs the metric it watches: add --lr_scheduler.monitor "
+    "val/loss (or --lr_scheduler.monitor val/acc --lr_scheduler.mode max)."
+)
+
+
+def _plateau_without_monitor(given: str) -> bool:
+    # jsonargparse found the class (it shows its resolved class_path) but its required
+    # ``monitor`` argument is missing, and then calls the whole value unknown.
+    return "ReduceLROnPlateau" in given and "monitor=None" in given
 
 
 def _unknown_class_message(key: str, given: str) -> str:
