@@ -12,9 +12,9 @@ Both CRCs are checked on every read; a mismatch or a truncated record raises
 CRC32C (Castagnoli) is not in the standard library. It is computed here with numpy, many records
 and many 64-byte chunks of each record at once (CRC is linear over GF(2): chunk CRCs combine by
 "shift by 64 bytes, then xor", and leading zero bytes leave a zero register unchanged, so
-records of any length line up at their ends). Measured on this machine: about 0.03 ms per 10 KB
-record in batches of 256, against about 1.5 ms for a table-driven loop in pure Python, so
-verifying every CRC costs a few percent of decoding the JPEG.
+records of any length line up at their ends). Measured on a shared 2-core machine: about 0.1 ms
+per 10 KB record in batches of 256, against 6.4 ms for a table-driven loop in pure Python; a
+CelebA JPEG takes about 0.7 ms to decode.
 
 ``tf.train.Example``: an Example is ``features`` (field 1) holding a map ``feature`` (field 1) of
 string keys to a ``Feature``, which is one of ``bytes_list`` (1), ``float_list`` (2) or
