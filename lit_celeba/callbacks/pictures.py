@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.data.cache import decode_bytes
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import train_transform
 
@@ -31,12 +30,15 @@ def class_names(target_attr: str) -> tuple[str, str]:
 def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
     """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
 
-    Reads the files that the train dataset lists (``image_dir`` / ``image_names``); a data module
-    that keeps decoded images in memory only needs to change this function.
+    Reads the images that the train dataset lists (``image_names``) through its ``source`` (a
+    folder, an archive or TFRecords, see :mod:`lit_celeba.data.sources`); a data module that
+    keeps decoded images in memory only needs to change this function.
     """
     dataset = datamodule.datasets["train"]
     names = dataset.image_names[:count]
-    return [decode_image(str(Path(dataset.image_dir) / n), mode=ImageReadMode.RGB) for n in names]
+    source = dataset.source
+    return [decode_bytes(data, source.where(n)) for n, data in zip(names, source.read_many(names),
+                                                                     strict=True)]  # fmt: skip
 
 
 def augmentation_preview(

@@ -8,11 +8,12 @@ file is memory-mapped: the operating system keeps it in RAM when there is room (
 17,000 images take 1.42 GB at 64x64) and pages it from disk when there is not (the full train
 split takes 13.6 GB).
 
-The file name is a hash of everything that decides its content (the image folder, each image's
-name, size and modification time, the columns kept, the format version), so a changed subset,
-image size or data set never reuses a stale cache. It is written under a lock to a temporary
-name and renamed into place, so two processes (DDP ranks, two runs) never see a half-written
-cache, and a build that was killed leaves nothing that looks complete.
+The file name is a hash of everything that decides its content (the image source: a folder, an
+archive's path, size and date, or TFRecord files and offsets; each image's name, size and
+modification time or CRC; the columns kept, the format version), so a changed subset, image size or
+data set never reuses a stale cache, and caches of two copies never mix. It is written under a lock
+to a temporary name and renamed into place, so two processes (DDP ranks, two runs) never see a
+half-written cache, and a build that was killed leaves nothing that looks complete.
 
 A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the decoder
 processes close their inherited copy of the lock and die with their parent, temporaries nobody is
@@ -45,6 +46,7 @@ from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
 from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
+from lit_celeba.data.sources import FolderSource, ImageSource
 from lit_celeba.errors import CelebAError, UsageError
 
 CACHE_VERSION = 1
@@ -62,13 +64,21 @@ def default_cache_dir() -> Path:
     return Path(base) / "lit_celeba"
 
 
-def cache_key(image_dir: Path, names: Sequence[str], columns: Sequence[int]) -> str:
-    """A hash of the cache's content: folder, columns kept, names, each file's size and mtime."""
-    header = f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {image_dir.resolve()}\n"
+def as_source(images: ImageSource | os.PathLike | str) -> ImageSource:
+    """An image source; a plain path is an unpacked folder."""
+    return images if isinstance(images, ImageSource) else FolderSource(Path(images))
+
+
+def cache_key(
+    images: ImageSource | Path, names: Sequence[str], columns: Sequence[int]
+) -> str:
+    """A hash of the cache's content: source, columns kept, names, each image's size and date
+    (or CRC, or record offset)."""
+    source = as_source(images)
+    header = f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {source.identity()}\n"
     digest = hashlib.sha256(header.encode())
-    for name in names:
-        stat = (image_dir / name).stat()
-        digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    for line in source.key_lines(names):
+        digest.update(f"{line}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -178,18 +188,25 @@ def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
     return None
 
 
+def decode_bytes(data: bytes, where: str) -> torch.Tensor:
+    """JPEG (or PNG) bytes as uint8 3xHxW RGB; ``where`` names the image in the error."""
+    try:
+        # bytearray: torch.frombuffer warns about read-only buffers; the copy is 10 KB.
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                            mode=ImageReadMode.RGB)  # fmt: skip
+    except (RuntimeError, OSError, ValueError) as err:
+        raise CelebAError(
+            f"Cannot read image {where}: {err}. Replace the file from a fresh copy of CelebA."
+        ) from None
+
+
 def _decode_chunk(
-    tmp_path: str, image_dir: str, names: list[str], start: int, columns: list[int]
+    tmp_path: str, source: ImageSource, names: list[str], start: int, columns: list[int]
 ) -> int:
     array = np.load(tmp_path, mmap_mode="r+")
-    for offset, name in enumerate(names):
-        path = os.path.join(image_dir, name)
-        try:
-            image = decode_image(path, mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as err:
-            raise CelebAError(
-                f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
-            ) from None
+    for offset, (name, data) in enumerate(zip(names, source.read_many(names), strict=True)):
+        path = source.where(name)
+        image = decode_bytes(data, path)
         problem = face_size_problem(path, image.shape[2], image.shape[1])
         if problem is not None:
             raise CelebAError(problem)
@@ -209,7 +226,7 @@ def _allocate(tmp_path: Path, shape: tuple[int, ...]) -> None:
 
 
 def build_cache(
-    image_dir: Path,
+    images: ImageSource | Path,
     names: Sequence[str],
     cache_dir: Path,
     columns: Sequence[int],
@@ -217,10 +234,12 @@ def build_cache(
     description: str = "images",
     wait_limit_s: float = LOCK_WAIT_LIMIT_S,
 ) -> Path:
-    """Decode ``names`` from ``image_dir`` into ``cache_dir/<key>.npy`` unless it exists,
-    keeping the source ``columns`` of each image. A damaged file is rebuilt."""
+    """Decode ``names`` from ``images`` (a source, or an unpacked folder) into
+    ``cache_dir/<key>.npy`` unless it exists, keeping the source ``columns`` of each image. A
+    damaged file is rebuilt."""
     columns = [int(c) for c in columns]
-    key = cache_key(image_dir, names, columns)
+    source = as_source(images)
+    key = cache_key(source, names, columns)
     final = cache_dir / f"celeba-{key}.npy"
     shape = cache_shape(len(names), columns)
     if _damage(final, shape) is None:
@@ -243,7 +262,7 @@ def build_cache(
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
             _allocate(tmp, shape)
-            _decode_all(tmp, image_dir, list(names), columns, workers, description, lock_fd)
+            _decode_all(tmp, source, list(names), columns, workers, description, lock_fd)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
@@ -291,7 +310,7 @@ def _remove_abandoned_temporaries(cache_dir: Path) -> None:
 
 def _decode_all(
     tmp: Path,
-    image_dir: Path,
+    source: ImageSource,
     names: list[str],
     columns: list[int],
     workers: int | None,
@@ -304,7 +323,7 @@ def _decode_all(
     with bar:
         if workers <= 1:
             for start, chunk in chunks:
-                bar.update(_decode_chunk(str(tmp), str(image_dir), chunk, start, columns))
+                bar.update(_decode_chunk(str(tmp), source, chunk, start, columns))
             return
         # fork: the workers only need this module, and start in milliseconds.
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
@@ -312,7 +331,7 @@ def _decode_all(
                                    initargs=(lock_fd, os.getpid()))  # fmt: skip
         try:
             futures = [
-                pool.submit(_decode_chunk, str(tmp), str(image_dir), chunk, start, columns)
+                pool.submit(_decode_chunk, str(tmp), source, chunk, start, columns)
                 for start, chunk in chunks
             ]
             for future in futures:

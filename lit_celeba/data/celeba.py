@@ -20,6 +20,9 @@ The real text files have quirks that the parsers accept: a count line, a header 
 space, values padded with double spaces, sometimes CRLF line endings, and (after a Windows editor)
 a UTF-8 byte-order mark. A root that holds both layouts is refused rather than one of them picked
 silently: the two copies may differ, and the user should say which one the run is about.
+
+The same files still in their archives, and tfds' TFRecords, are found and read by
+:mod:`lit_celeba.data.sources`, which uses this module for the annotations.
 """
 
 from __future__ import annotations
@@ -39,11 +42,18 @@ FACE_SIZE = (178, 218)  # CelebA's aligned faces (img_align_celeba): width, heig
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 _EXPECTED_TREES = f"""\
-Expected one of these layouts (only the two annotation files are needed to detect it):
+Expected one of these forms (unpacked, only the two annotation files are needed to detect it):
   official / torchvision:                kaggle:
     ROOT/celeba/img_align_celeba/*.jpg       ROOT/img_align_celeba/img_align_celeba/*.jpg
     ROOT/celeba/list_attr_celeba.txt         ROOT/list_attr_celeba.csv
     ROOT/celeba/list_eval_partition.txt      ROOT/list_eval_partition.csv
+  official download, not unpacked:       kaggle download, not unpacked:
+    ROOT/img_align_celeba.zip                ROOT/archive.zip (or ROOT is that file)
+    ROOT/list_attr_celeba.txt
+    ROOT/list_eval_partition.txt           tensorflow datasets (tfds) data dir:
+    (or ROOT/Img/img_align_celeba.zip,       ROOT/celeb_a/<version>/dataset_info.json
+     ROOT/Anno/list_attr_celeba.txt,         ROOT/celeb_a/<version>/celeb_a-train.tfrecord-*
+     ROOT/Eval/list_eval_partition.txt)      (and the validation and test files)
 CelebA can be obtained from {CELEBA_URL} (or Kaggle's "CelebFaces Attributes (CelebA)
 Dataset"). To try the project without it, `configs/demo.yaml` generates its own data."""
 
@@ -198,10 +208,15 @@ def _parse_values(path: Path, line_no: int, values: Sequence[str], n_attrs: int)
     return row
 
 
-def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
-    """Read ``list_attr_celeba.txt`` or ``.csv``: (image names, attribute names, 0/1 int8 array)."""
+def read_attributes(
+    path: str | os.PathLike, text: str | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Read ``list_attr_celeba.txt`` or ``.csv``: (image names, attribute names, 0/1 int8 array).
+
+    ``text`` is the file's content when it was read from elsewhere (an archive); ``path`` then
+    only names it in messages."""
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path) if text is None else text.splitlines()
     csv = path.suffix.lower() == ".csv"
     if csv:
         header_no, first_row = 1, 2
@@ -244,10 +259,12 @@ def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.n
     return names, attr_names, attributes
 
 
-def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+def read_partition(
+    path: str | os.PathLike, text: str | None = None
+) -> tuple[list[str], np.ndarray]:
     """Read ``list_eval_partition.txt`` or ``.csv``: (image names, partition per image)."""
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path) if text is None else text.splitlines()
     csv = path.suffix.lower() == ".csv"
     start = 1
     if csv:
@@ -277,9 +294,15 @@ def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 
 def load_index(root: str | os.PathLike) -> CelebAIndex:
     """Find and read one CelebA copy; the two annotation files must list the same images."""
-    files = find_files(root)
-    image_names, attr_names, attributes = read_attributes(files.attr_file)
-    partition_names, partition = read_partition(files.partition_file)
+    return read_index(find_files(root))
+
+
+def read_index(
+    files: CelebAFiles, attr_text: str | None = None, partition_text: str | None = None
+) -> CelebAIndex:
+    """Read the annotation files of ``files`` (or their given texts, see read_attributes)."""
+    image_names, attr_names, attributes = read_attributes(files.attr_file, attr_text)
+    partition_names, partition = read_partition(files.partition_file, partition_text)
     if partition_names != image_names:
         mismatch = next(
             (
