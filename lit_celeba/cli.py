@@ -42,6 +42,7 @@ from lit_celeba.errors import (
     CheckpointError,
     PhotoError,
     ReportError,
+    SettingError,
     UsageError,
 )
 from lit_celeba.models.module import AttributeClassifier
@@ -279,6 +280,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     except CelebAError as err:
         _fail(worker_message(str(err)))
+    except SettingError as err:  # one raised outside instantiate_classes, which converts its own
+        _fail(setting_message(err))
     except (
         CheckpointError,
         UsageError,
