@@ -195,9 +195,14 @@ SETTING_CASES = {
     "dropout-out-of-range": (["--model.dropout=1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
     # The CLI sets model.target_attrs from data.target_attr and data.subgroups from
     # model.subgroups: the message names the key the user set.
-    "repeated-target": (["--data.target_attr=[Male, Male]"], ["data.target_attr names Male"]),
+    "repeated-target": (
+        ["--data.target_attr=[Male, Male]"],
+        ["Invalid setting: data.target_attr names Male more than once"],
+    ),
     "repeated-subgroup": (["--model.subgroups=[Young, Young]"], ["model.subgroups names Young"]),
-    "no-target": (["--data.target_attr=[]"], ["data.target_attr names no attribute"]),
+    "no-target": (
+        ["--data.target_attr=[]"], ["Invalid setting: data.target_attr names no attribute"]
+    ),
     "unknown-pooling": (["--model.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
     "negative-max-epochs": (["--trainer.max_epochs=-5"], ["trainer setting", "max_epochs", "-5"]),
     "missing-config-file": (["--config=nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
