@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main
+from lit_celeba.config_files import with_base_config
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
@@ -285,3 +286,16 @@ def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> No
         )
     assert exit_info.value.code == 2
     assert "Requested 5000 images of the 'train' split" in capsys.readouterr().err
+
+
+def test_base_config_goes_before_the_first_delta() -> None:
+    base, demo, full = (str(CONFIGS / n) for n in ("base.yaml", "demo.yaml", "full.yaml"))
+    assert with_base_config(["fit", "--config", demo, "--config", full]) == [
+        "fit", "--config", base, "--config", demo, "--config", full
+    ]  # fmt: skip
+    assert with_base_config(["fit", f"--config={demo}"]) == ["fit", "--config", base,
+                                                             f"--config={demo}"]  # fmt: skip
+    given = ["fit", "--config", demo, "-c", base]  # base.yaml given: the user's order stands
+    assert with_base_config(given) == given
+    elsewhere = ["fit", "--config", "my_own.yaml", "--data.root", "x"]
+    assert with_base_config(elsewhere) == elsewhere
