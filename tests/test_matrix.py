@@ -1,0 +1,140 @@
+"""Features together: every config with every command, one and several attributes, with and
+without subgroups, with the decoded cache and without, and predict on a folder of photos.
+
+Each case runs, in one working folder and in-process (``cli_main``, as the CLI entry point does):
+fit -> validate -> test -> predict (a CelebA split) -> predict (photos) -> report -> export, and
+checks what each one wrote. Cases are spread so that each config, each target count, subgroups on
+and off, and the cache on and off all meet every command.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lit_celeba.cli import cli_main
+from lit_celeba.export import main as export_main
+from tests.conftest import CONFIGS, TINY_SIZES, tiny_overrides
+
+THREE = ["Male", "Young", "Smiling"]
+ALL_40 = None  # all_attributes.yaml's own list
+CASES = {
+    # id: (config, target attributes, subgroups, cache)
+    "base-one": ("base", ["Male"], None, True),
+    "base-three-subgroups-nocache": ("base", THREE, ["Young"], False),
+    "demo-three": ("demo", THREE, None, True),
+    "demo-one-subgroups-nocache": ("demo", ["Smiling"], ["Male"], False),
+    "full-three-subgroups": ("full", THREE, ["Eyeglasses"], True),
+    "full_resnet18-one-nocache": ("full_resnet18", ["Male"], None, False),
+    "all_attributes-subgroups": ("all_attributes", ALL_40, ["Male", "Young"], True),
+}
+TINY_RUN = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.limit_test_batches=1",
+    "--trainer.limit_predict_batches=1",
+    "--data.batch_size=8",
+]
+
+
+def config_args(name: str) -> list[str]:
+    """The configs are base.yaml plus a delta: ``--config base.yaml --config NAME.yaml``."""
+    base = str(CONFIGS / "base.yaml")
+    return (
+        ["--config", base]
+        if name == "base"
+        else ["--config", base, "--config", str(CONFIGS / f"{name}.yaml")]
+    )
+
+
+def run(*args: str) -> None:
+    """``python -m lit_celeba ARGS`` in-process; a clean exit or the CLI object, nothing else."""
+    try:
+        cli_main(list(args))
+    except SystemExit as exit_info:  # pragma: no cover - only reached on a failure
+        assert exit_info.code in (0, None), f"{args[0]} exited with {exit_info.code}"
+
+
+def photo_folder(tiny_root: Path, folder: Path) -> Path:
+    """Three CelebA faces as JPEG, one as PNG, and one file that is no image."""
+    folder.mkdir()
+    images = sorted((tiny_root / "celeba" / "img_align_celeba").glob("*.jpg"))[:4]
+    for image in images[:3]:
+        shutil.copy(image, folder / image.name)
+    Image.open(images[3]).save(folder / "face.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    return folder
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) -> None:
+    config, targets, subgroups, cache = CASES[case]
+    monkeypatch.chdir(tmp_path)
+    logs = tmp_path / "logs"
+    common = [*config_args(config), *tiny_overrides(tiny_root, logs), *TINY_RUN]
+    common.append(f"--data.cache={str(cache).lower()}")
+    if targets is not None:
+        common.append(f"--data.target_attr=[{', '.join(targets)}]")
+    if subgroups is not None:
+        common.append(f"--model.subgroups=[{', '.join(subgroups)}]")
+
+    run("fit", *common)
+    runs = logs / config
+    fit_dir = runs / "version_0"
+    last = fit_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file() and (fit_dir / "config.yaml").is_file()
+
+    run("validate", *common, f"--ckpt_path={last}")
+    run("test", *common, f"--ckpt_path={last}")
+    test_dir = runs / "version_2"
+    assert list(test_dir.glob("events.out.tfevents.*"))
+    names = targets or json.loads(json.dumps(_trained_attributes(fit_dir)))
+    if len(names) > 1 or subgroups:
+        table = csv_rows(test_dir / "test_attributes.csv")
+        assert [row["attribute"] for row in table] == names
+
+    run("predict", *common, f"--ckpt_path={last}")
+    rows = csv_rows(runs / "version_3" / "predictions.csv")
+    assert len(rows) == min(8, TINY_SIZES["test"])  # one batch of 8
+    assert list(rows[0]) == ["image"] + [
+        f"{k}_{a}" for a in names for k in ("prob", "pred", "true")
+    ]
+
+    photos = photo_folder(tiny_root, tmp_path / "photos")
+    run("predict", *common, f"--ckpt_path={last}", f"--data.predict_path={photos}")
+    photo_rows = csv_rows(runs / "version_4" / "predictions.csv")
+    assert [Path(r["path"]).name for r in photo_rows] == sorted(p.name for p in photos.iterdir())
+    assert list(photo_rows[0]) == ["path"] + [
+        f"{k}_{a}" for a in names for k in ("prob", "pred")
+    ] + ["error"]
+    readable = [r for r in photo_rows if not r["error"]]
+    assert len(readable) == 4 and all(0 <= float(r[f"prob_{names[-1]}"]) <= 1 for r in readable)
+
+    run("report", str(fit_dir))
+    assert (fit_dir / "curves.png").stat().st_size > 10_000
+    run("report", str(test_dir), "--out", str(tmp_path / "test_report"))
+    assert list((tmp_path / "test_report").glob("test_*.png"))
+
+    assert export_main(["--ckpt_path", str(last), "--out", str(tmp_path / "exported")]) == 0
+    info = json.loads((tmp_path / "exported" / "model.json").read_text())
+    assert info["output"]["shape"] == ["N", len(names)]
+
+
+def _trained_attributes(run_dir: Path) -> list[str]:
+    import yaml
+
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    attrs = saved["data"]["target_attr"]
+    return [attrs] if isinstance(attrs, str) else list(attrs)

@@ -1,0 +1,208 @@
+"""Every command that README.md and docs/*.md show, run on generated data, in the order shown.
+
+The commands are read from the documents' ``bash`` blocks, so an example that is changed or added
+there is what runs here. Each is run as written, in one working folder (as a user would type them
+one after another), with only these changes: ``PATH`` (and the cluster paths) becomes a small
+generated data set, ``...`` after ``--ckpt_path`` becomes the newest ``last.ckpt``, training is cut
+to a few batches, and device counts shrink to what a 2-core CPU has. A command that no rule knows
+fails the first test, so nothing in the documents goes unrun.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lit_celeba.cli import cli_main
+from lit_celeba.export import main as export_main
+from tests.conftest import REPO, TINY_SIZES, run_cli
+from tests.test_dashboards import tensorboard_server
+
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# What the CLI runs quickly here: a few batches of the tiny set, on the CPU, without workers.
+TINY = [
+    f"--data.train_size={TINY_SIZES['train']}",
+    f"--data.val_size={TINY_SIZES['valid']}",
+    f"--data.test_size={TINY_SIZES['test']}",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.limit_test_batches=2",
+    "--trainer.limit_predict_batches=2",
+    "--trainer.accelerator=cpu",
+    "--trainer.enable_progress_bar=false",
+    "--data.num_workers=0",
+]
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+DATA_PLACEHOLDERS = {"PATH", "PATH_TO_CELEBA", "/shared/celeba"}
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(document, command) for every command line in a ``bash`` block, in document order;
+    continuation lines joined, comments dropped, ``&&`` chains split."""
+    commands = []
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        for body in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            for line in body.replace("\\\n", " ").splitlines():
+                words = shlex.split(line, comments=True)
+                if not words or words[0].startswith("#SBATCH"):
+                    continue
+                part: list[str] = []
+                for word in [*words, "&&"]:
+                    if word == "&&":
+                        commands.append((document.name, shlex.join(part)))
+                        part = []
+                    else:
+                        part.append(word)
+    return commands
+
+
+def kind(command: list[str]) -> str:
+    if command[:2] == ["pip", "install"]:
+        return "install"
+    if command[:2] == ["ruff", "check"] or command[:3] == ["python", "-m", "pytest"]:
+        return "ci"
+    if command[0] == "srun":
+        return kind(command[1:])
+    if command[0] == "torchrun":
+        return "torchrun"
+    if command[:3] == ["python", "-m", "lit_celeba.export"]:
+        return "export"
+    if command[:3] == ["python", "-m", "lit_celeba"] or command[0] == "lit-celeba":
+        return "cli"
+    if command[0] == "tensorboard":
+        return "tensorboard"
+    if command[0] == "python" and command[1].startswith("benchmarks/"):
+        return "benchmark"
+    return "unknown"
+
+
+def test_every_documented_command_has_a_rule() -> None:
+    commands = documented_commands()
+    assert len(commands) > 15
+    unknown = [c for c in commands if kind(shlex.split(c[1])) == "unknown"]
+    assert not unknown, f"commands in the documents that no rule here runs: {unknown}"
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    readme_tests = [c for d, c in documented_commands() if d == "README.md" and "pytest" in c]
+    ci = (REPO / ".ci" / "run").read_text()
+    # .ci/run installs the test extra and runs the README's line word for word.
+    assert "pip install -e '.[test]' && ruff check . && python -m pytest" in ci
+    assert readme_tests and all(kind(shlex.split(c)) in ("install", "ci") for c in readme_tests)
+
+
+class Session:
+    """One working folder in which the documented commands run one after another."""
+
+    def __init__(self, tiny_root: Path, work: Path) -> None:
+        self.root = tiny_root
+        self.work = work
+        self.cache = work.parent / "cache"
+        self.ran: list[str] = []
+        photos = work / "my_photos"
+        photos.mkdir()
+        faces = sorted((tiny_root / "celeba" / "img_align_celeba").glob("*.jpg"))[:3]
+        for face in faces:
+            shutil.copy(face, photos / face.name)
+        (work / "photos.txt").write_text("".join(f"my_photos/{f.name}\n" for f in faces))
+
+    def newest_checkpoint(self) -> str:
+        found = sorted(
+            self.work.glob("logs/*/version_*/checkpoints/last.ckpt"), key=os.path.getmtime
+        )
+        assert found, "a command needs a checkpoint, but no fit shown before it wrote one"
+        return str(found[-1])
+
+    def substitute(self, words: list[str]) -> list[str]:
+        out = []
+        for i, word in enumerate(words):
+            previous = words[i - 1] if i else ""
+            if word in DATA_PLACEHOLDERS:
+                word = str(self.root)
+            elif word == "..." and previous == "--ckpt_path":
+                word = self.newest_checkpoint()
+            elif previous == "--trainer.devices":
+                word = "1"
+            elif previous == "--trainer.num_nodes":
+                word = "1"
+            elif previous == "--data.cache_dir" or word.startswith("--data.cache_dir="):
+                word = str(self.cache)
+            out.append(word)
+        return out
+
+    def cli_flags(self, words: list[str]) -> list[str]:
+        flags = [] if "--data.cache_dir" in words else [f"--data.cache_dir={self.cache}"]
+        return flags + (TINY if words and words[0] in SUBCOMMANDS else [])
+
+    def run(self, command: str) -> None:
+        words = self.substitute(shlex.split(command))
+        what = kind(words)
+        if what in ("install", "ci"):
+            return  # .ci/run itself installs and runs these (test above)
+        if words[0] == "srun":
+            words = words[1:]
+        if what == "cli":
+            args = words[3:] if words[0] == "python" else words[1:]
+            if "--trainer.strategy" in args:
+                # Lightning's DDP launcher starts the script again: a real process, not pytest.
+                self._subprocess([sys.executable, "-m", "lit_celeba", *args, *self.cli_flags(args)])
+            else:
+                self._in_process(args)
+        elif what == "export":
+            assert export_main(words[3:]) == 0, command
+        elif what == "torchrun":
+            self._torchrun(words)
+        elif what == "tensorboard":
+            with tensorboard_server(self.work / words[words.index("--logdir") + 1], set()) as api:
+                assert api.get("/data/runs"), "tensorboard lists no run"
+        elif what == "benchmark":
+            script = [sys.executable, words[1], "--images", "128", "--rounds", "1"]
+            self._subprocess(script)
+        self.ran.append(command)
+
+    def _in_process(self, args: list[str]) -> None:
+        full = args + self.cli_flags(args)
+        cwd = Path.cwd()
+        os.chdir(self.work)
+        try:
+            cli_main(full)
+        except SystemExit as exit_info:
+            assert exit_info.code in (0, None), f"{shlex.join(args)} exited {exit_info.code}"
+        finally:
+            os.chdir(cwd)
+
+    def _torchrun(self, words: list[str]) -> None:
+        module = words.index("-m")
+        args = words[module + 2 :]
+        launcher = ["--nnodes", "1", "--nproc-per-node", "1", "--standalone"]
+        command = [sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "lit_celeba"]
+        self._subprocess(command + args + self.cli_flags(args))
+
+    def _subprocess(self, command: list[str]) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            command, cwd=self.work, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, f"{shlex.join(command)}:\n{done.stdout}\n{done.stderr}"
+
+
+@pytest.mark.slow
+def test_every_documented_command_runs(tiny_root: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    session = Session(tiny_root, work)
+    for _document, command in documented_commands():
+        session.run(command)
+    assert len(session.ran) == len(
+        [c for c in documented_commands() if kind(shlex.split(c[1])) not in ("install", "ci")]
+    )
+    assert run_cli("--help", cwd=work).returncode == 0
