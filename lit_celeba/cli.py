@@ -43,6 +43,7 @@ from lit_celeba.cli_messages import (
     setting_message,
     worker_message,
 )
+from lit_celeba.config_files import with_base_config
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.errors import (
     AttributeMismatchError,
@@ -50,9 +51,11 @@ from lit_celeba.errors import (
     CheckpointError,
     PhotoError,
     ReportError,
+    SettingError,
     UsageError,
 )
 from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
 from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
@@ -97,6 +100,18 @@ class CelebACLI(LightningCLI):
             "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
         )
         parser.link_arguments("model.init_args.subgroups", "data.subgroups")
+
+    def before_instantiate_classes(self) -> None:
+        trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
+        if has_no_logger(trainer.get("logger")):
+            self._without_logger(trainer)
+
+    def _without_logger(self, trainer: Any) -> None:
+        """A run folder of its own, and no callbacks that need a logger (see no_logger.py)."""
+        trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
+        trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
+        left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
+        rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -256,8 +271,10 @@ class CelebACLI(LightningCLI):
         last = latest_checkpoint(self.trainer)
         if last:
             lines.append(f"Last checkpoint: {last}")
-        if log_dir:
+        if log_dir and self.trainer.loggers:
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
+        elif log_dir:
+            lines.append(f"Run folder (no logger): {log_dir}")
         rank_zero_info("\n".join(lines))
 
     def after_predict(self) -> None:
@@ -318,6 +335,12 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
     ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed.
     """
+    if args is None:
+        # In sys.argv, not in args: LightningCLI warns when given both, and DDP's re-launched
+        # ranks read sys.argv.
+        sys.argv[1:] = with_base_config(sys.argv[1:])
+    elif isinstance(args, list):
+        args = with_base_config(args)
     argv = sys.argv[1:] if args is None else args
     retain_freed_memory()
     try:
@@ -338,6 +361,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     except CelebAError as err:
         _fail(worker_message(str(err)))
+    except SettingError as err:  # one raised outside instantiate_classes, which converts its own
+        _fail(setting_message(err))
     except (
         CheckpointError,
         UsageError,

@@ -20,7 +20,7 @@ from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
-from lit_celeba.errors import CelebAError
+from lit_celeba.errors import CelebAError, SettingError
 
 Split = Literal["train", "valid", "test"]
 
@@ -182,22 +182,24 @@ class CelebADataModule(pl.LightningDataModule):
             ("test_size", test_size),
         ):
             if value is not None and value < 1:
-                raise ValueError(f"data.{name} must be a positive number or null, got {value}")
+                raise SettingError(name, f"must be a positive number or null, got {value}")
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+            raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be 0 or more, got {num_workers}")
+            raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
         if image_size < 8:
-            raise ValueError(f"data.image_size must be at least 8, got {image_size}")
+            raise SettingError("image_size", f"must be at least 8, got {image_size}")
         if synthetic and (train_size is None or val_size is None):
-            raise ValueError("data.synthetic needs data.train_size and data.val_size as numbers")
+            raise SettingError(
+                "synthetic", "needs train_size and val_size as numbers, not null"
+            )
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
-        self.target_attrs = attribute_list(target_attr, "data.target_attr")
+        self.target_attrs = attribute_list(target_attr, "target_attr")
         if not self.target_attrs:
-            raise ValueError("data.target_attr names no attribute")
-        self.subgroups = attribute_list(subgroups, "data.subgroups")
+            raise SettingError("target_attr", "names no attribute")
+        self.subgroups = attribute_list(subgroups, "subgroups")
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         self.image_size = image_size
         self.batch_size = batch_size

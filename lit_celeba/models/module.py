@@ -16,7 +16,7 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError, MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.errors import AttributeMismatchError
+from lit_celeba.errors import AttributeMismatchError, SettingError
 from lit_celeba.models.attribute_table import (
     attribute_rows,
     format_markdown,
@@ -68,10 +68,10 @@ class AttributeClassifier(pl.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.compile_net = compile
-        self.target_attrs = attribute_list(target_attrs, "model.target_attrs")
-        self.subgroups = attribute_list(subgroups, "model.subgroups")
+        self.target_attrs = attribute_list(target_attrs, "target_attrs")
+        self.subgroups = attribute_list(subgroups, "subgroups")
         if not self.target_attrs:
-            raise ValueError("model.target_attrs names no attribute")
+            raise SettingError("target_attrs", "names no attribute")
         num_targets, num_groups = len(self.target_attrs), len(self.subgroups)
         if num_targets == 1:
             self.train_acc, self.val_acc, self.test_acc = (BinaryAccuracy() for _ in range(3))
@@ -291,7 +291,7 @@ class RecipeClassifier(AttributeClassifier):
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        num_outputs = len(attribute_list(target_attrs, "model.target_attrs"))
+        num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         net = RecipeCNN(
             channels,
             dropout=dropout,
@@ -319,7 +319,7 @@ class ResNetClassifier(AttributeClassifier):
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        num_outputs = len(attribute_list(target_attrs, "model.target_attrs"))
+        num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         super().__init__(
             resnet(arch, num_outputs=num_outputs), target_attrs, subgroups,
             channels_last=channels_last, compile=compile,
