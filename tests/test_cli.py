@@ -147,7 +147,8 @@ def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[floa
 @pytest.mark.slow
 def test_fit_then_test_then_predict_in_new_processes(tiny_root: Path, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    flags = tiny_overrides(tiny_root, logs)
+    # File order: the independent recount below reads the split in file order.
+    flags = [*tiny_overrides(tiny_root, logs), "--data.subset_order=file"]
     fit = run_cli(
         "fit",
         "--config",

@@ -180,9 +180,11 @@ def test_checkpoint_for_other_attributes_is_one_clear_message(
 ) -> None:
     work, ckpt = trained
     flags = _flags(mid_root, work / "other_logs")
+    # Typed on the command line: a config file's value would give way to the checkpoint's.
     test = run_cli(
-        "test", "--config", str(CONFIGS / "base.yaml"), *flags, f"--ckpt_path={ckpt}", cwd=work
-    )
+        "test", "--config", str(CONFIGS / "base.yaml"), *flags, "--data.target_attr=Male",
+        f"--ckpt_path={ckpt}", cwd=work,
+    )  # fmt: skip
     assert test.returncode == 2
     assert "was trained to predict 40 attribute(s)" in test.stderr
     assert test.stderr.startswith("error: ")

@@ -42,6 +42,7 @@ def _flags(root: Path, logs: Path, probe: Path) -> list[str]:
         "--config",
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(root, logs),
+        "--data.subset_order=file",  # the expected shares below are in file order
         f"--data.val_size={EVAL_SIZE}",
         f"--data.test_size={EVAL_SIZE}",
         f"--data.batch_size={BATCH}",

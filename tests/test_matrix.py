@@ -36,9 +36,9 @@ CASES = {
 TINY_RUN = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
-    "--trainer.limit_val_batches=1",
-    "--trainer.limit_test_batches=1",
-    "--trainer.limit_predict_batches=1",
+    "--trainer.limit_val_batches=2",
+    "--trainer.limit_test_batches=2",
+    "--trainer.limit_predict_batches=2",  # "1" would read as 1.0: all
     "--data.batch_size=8",
 ]
 
@@ -107,7 +107,7 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
 
     run("predict", *common, f"--ckpt_path={last}")
     rows = csv_rows(runs / "version_3" / "predictions.csv")
-    assert len(rows) == min(8, TINY_SIZES["test"])  # one batch of 8
+    assert len(rows) == min(16, TINY_SIZES["test"])  # two batches of 8
     assert list(rows[0]) == ["image"] + [
         f"{k}_{a}" for a in names for k in ("prob", "pred", "true")
     ]

@@ -144,13 +144,15 @@ def test_last_checkpoint_holds_the_last_epoch_when_validation_skips_it(
     assert f"Last checkpoint: {last_ckpt(logs)}" in caplog.text
 
 
-@pytest.mark.parametrize("config", ["base.yaml", "demo.yaml"])
-def test_configs_save_last_at_every_epoch_end(config: str) -> None:
-    callbacks = yaml.safe_load((CONFIGS / config).read_text())["trainer"]["callbacks"]
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_configs_save_last_at_every_epoch_end(config: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / config), "--print_config"])
+    callbacks = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
     unmonitored = [
         c["init_args"]
         for c in callbacks
-        if c["class_path"].endswith("ModelCheckpoint") and "monitor" not in c["init_args"]
+        if c["class_path"].endswith("ModelCheckpoint") and c["init_args"].get("monitor") is None
     ]
     assert unmonitored and all(c.get("save_on_train_epoch_end") is True for c in unmonitored)
 
