@@ -43,6 +43,7 @@ from lit_celeba.errors import (
     ReportError,
     UsageError,
 )
+from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.report import main as report_main
 
@@ -77,6 +78,8 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
+    # Per-batch schedules (lit_celeba.models.schedules) are stepped per batch, others per epoch.
+    configure_optimizers = staticmethod(schedules.configure_optimizers)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
@@ -245,6 +248,11 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     try:
         if isinstance(argv, list) and argv[:1] == ["report"]:
             report_main(argv[1:])
+            return None
+        if isinstance(argv, list) and argv[:1] == ["compare"]:
+            from lit_celeba.compare import main as compare_main  # only this command needs it
+
+            compare_main(argv[1:])
             return None
         return CelebACLI(
             AttributeClassifier,
