@@ -17,7 +17,8 @@ from tests.conftest import CONFIGS, TINY_SIZES, run_cli
 
 GOOD = ["--variant", "recipe=", "--variant", f"dropout0={CONFIGS / 'variants' / 'dropout0.yaml'}"]
 BROKEN = ["--variant", "broken=--model.dropout 7"]
-RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc"}
+# The recipe's metrics and base.yaml's LearningRateMonitor.
+RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr-Adam"}
 
 
 def _flags(root: Path, cache: Path) -> list[str]:
@@ -135,3 +136,23 @@ def test_resuming_with_other_settings_is_refused(comparison: dict[str, Any]) -> 
     assert refused.returncode == 2
     assert "error: " in refused.stderr and "records a run with other settings" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ("no name", "--variant 'no name': expected NAME=VALUE"),
+        ("x=nowhere.yaml", "--variant x: the YAML file nowhere.yaml does not exist"),
+    ],
+    ids=["no-name", "missing-yaml"],
+)
+def test_bad_variant_is_one_clear_message(variant: str, expected: str, tmp_path: Path, capsys):
+    from lit_celeba.cli import cli_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["compare", "--config", str(CONFIGS / "base.yaml"), "--variant", variant,
+                  "--out", str(tmp_path / "out")])  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: {expected}" in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()  # nothing written
