@@ -8,18 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lit_celeba.errors import SettingError
 
-def attribute_list(value: str | Sequence[str] | None, field: str = "data.target_attr") -> list[str]:
+
+def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr") -> list[str]:
     """One attribute name or a list of them as a list; ``None`` is the empty list.
 
-    Raises ValueError naming ``field`` for a repeated or empty name.
+    Raises :class:`SettingError` for ``field`` (the caller's argument name) for a repeated or
+    empty name.
     """
     if value is None:
         return []
     names = [value] if isinstance(value, str) else list(value)
     if any(not isinstance(n, str) or not n.strip() for n in names):
-        raise ValueError(f"{field} must be attribute names, got {names!r}")
+        raise SettingError(field, f"must be attribute names, got {names!r}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"{field} names {', '.join(repeated)} more than once")
+        raise SettingError(field, f"names {', '.join(repeated)} more than once")
     return names

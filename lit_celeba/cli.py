@@ -9,10 +9,17 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, NoReturn
 
+import pytorch_lightning as pl
 import torch
+import yaml
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
+from pytorch_lightning.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    ReduceLROnPlateau,
+)
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
@@ -21,9 +28,11 @@ from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
+from lit_celeba.checkpoints.fixed_settings import restore_data_settings
 from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
     find_last_checkpoint,
+    find_matching_run,
     free_config_name,
     latest_checkpoint,
 )
@@ -34,6 +43,7 @@ from lit_celeba.cli_messages import (
     setting_message,
     worker_message,
 )
+from lit_celeba.config_files import with_base_config
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.errors import (
     AttributeMismatchError,
@@ -41,10 +51,12 @@ from lit_celeba.errors import (
     CheckpointError,
     PhotoError,
     ReportError,
+    SettingError,
     UsageError,
 )
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
 from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
@@ -78,9 +90,6 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
-    # Per-batch schedules (lit_celeba.models.schedules) are stepped per batch, others per epoch.
-    configure_optimizers = staticmethod(schedules.configure_optimizers)
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
@@ -94,7 +103,15 @@ class CelebACLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
-        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        if has_no_logger(trainer.get("logger")):
+            self._without_logger(trainer)
+
+    def _without_logger(self, trainer: Any) -> None:
+        """A run folder of its own, and no callbacks that need a logger (see no_logger.py)."""
+        trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
+        trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
+        left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
+        rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -102,6 +119,11 @@ class CelebACLI(LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
+        # Here rather than before instantiation: `--ckpt_path last` compares this config with
+        # the saved ones, which hold the precision that ran.
+        trainer = config.trainer
+        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        _check_checkpoint_choice(subcommand, config.get("ckpt_path"))
         if config.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(subcommand, config)
         ckpt_path = config.get("ckpt_path")
@@ -109,7 +131,16 @@ class CelebACLI(LightningCLI):
         # anything is written: a bad checkpoint leaves the log folder as it was.
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             self.checkpoint = load_checkpoint(ckpt_path)
+            self._restore_data_settings(config, ckpt_path, args)
             check_checkpoint(self.checkpoint, ckpt_path, config.get("data", {}).get("target_attr"))
+
+    def _restore_data_settings(self, config: Any, ckpt_path: str, args: ArgsType) -> None:
+        """The image size and targets the checkpoint was trained with, over the config's."""
+        argv = sys.argv[1:] if args is None else args
+        if "data" not in config or not isinstance(argv, list):
+            return
+        for note in restore_data_settings(config.data, self.checkpoint, ckpt_path, argv):
+            print(note, file=sys.stderr)
 
     def _parse_ckpt_path(self) -> None:
         """The model's hyperparameters from the checkpoint that ``parse_arguments`` loaded and
@@ -127,12 +158,14 @@ class CelebACLI(LightningCLI):
         )
 
     def _resolve_last_checkpoint(self, subcommand: str, config: Any) -> None:
-        """``--ckpt_path last``: the newest last.ckpt of any earlier run under the logger's folder.
+        """``--ckpt_path last``: for ``fit``, the newest last.ckpt of an earlier run under the
+        logger's folder that was started with the same settings; for the other subcommands
+        (which write nothing into that run), the newest last.ckpt of any run.
 
         Lightning itself only looks in the new run's own (empty) checkpoint folder. ``fit`` goes
         on in the same run folder, so checkpoints, best-model tracking and TensorBoard curves
         continue where they stopped; its config is saved next to the first as
-        config_resume_N.yaml.
+        config_resume_N.yaml. A run with other settings is never resumed (nor written into).
         """
         logger = config.trainer.get("logger")
         init_args = getattr(logger, "init_args", None)
@@ -140,7 +173,13 @@ class CelebACLI(LightningCLI):
         if save_dir is None or _checkpoint_dirpath_given(config.trainer.get("callbacks")):
             return  # no versioned log folder: Lightning's own resolution applies
         run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
-        last = find_last_checkpoint(run_root)
+        if subcommand == "fit":
+            last = self._matching_last_checkpoint(run_root, config)
+            if last is None:
+                config.ckpt_path = None
+                return
+        else:
+            last = find_last_checkpoint(run_root)
         if last is None:
             if subcommand != "fit":
                 raise CheckpointError(
@@ -158,6 +197,41 @@ class CelebACLI(LightningCLI):
             # Going on in a run folder that has checkpoints is the point of resuming.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
             print(f"Resuming from {last}", file=sys.stderr)
+
+    def _matching_last_checkpoint(self, run_root: Path, config: Any) -> Path | None:
+        """The last.ckpt of the newest run under ``run_root`` with this command's settings; says
+        which runs were passed over, and that training starts afresh when none matches."""
+        current = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        last, skipped = find_matching_run(run_root, current)
+        for reason in skipped:
+            print(f"Not resuming {reason}.", file=sys.stderr)
+        if last is None:
+            where = "with these settings " if skipped else ""
+            print(
+                f"No last.ckpt under {run_root} {where}yet: training from the start.",
+                file=sys.stderr,
+            )
+        return last
+
+    @staticmethod
+    def configure_optimizers(
+        lightning_module: pl.LightningModule,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+    ) -> Any:
+        """LightningCLI's, plus: per-batch schedules (:mod:`lit_celeba.models.schedules`) step
+        every batch, and a ReduceLROnPlateau that watches a validation metric steps only
+        at the epochs that validate. Lightning steps it at every epoch's end and stops with
+        "conditioned on metric val/loss which is not available" at the first epoch that skipped
+        validation (``check_val_every_n_epoch`` > 1)."""
+        configured = schedules.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+        every = getattr(lightning_module.trainer, "check_val_every_n_epoch", None)
+        if isinstance(lr_scheduler, ReduceLROnPlateau) and isinstance(configured, dict):
+            if str(lr_scheduler.monitor).startswith("val/") and every and every > 1:
+                # Epoch e (from 0) validates when (e + 1) % every == 0; Lightning steps the
+                # scheduler when (e + 1) % frequency == 0.
+                configured["lr_scheduler"]["frequency"] = every
+        return configured
 
     def instantiate_classes(self) -> None:
         try:
@@ -198,8 +272,10 @@ class CelebACLI(LightningCLI):
         last = latest_checkpoint(self.trainer)
         if last:
             lines.append(f"Last checkpoint: {last}")
-        if log_dir:
+        if log_dir and self.trainer.loggers:
             lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
+        elif log_dir:
+            lines.append(f"Run folder (no logger): {log_dir}")
         rank_zero_info("\n".join(lines))
 
     def after_predict(self) -> None:
@@ -219,6 +295,23 @@ class CelebACLI(LightningCLI):
         if writer.failures == writer.rows:
             print("error: none of the files could be read as an image", file=sys.stderr)
             raise SystemExit(1)
+
+
+def _check_checkpoint_choice(subcommand: str, ckpt_path: str | None) -> None:
+    """Refuse evaluating an untrained network, and ``best`` outside the ``fit`` that found it."""
+    if ckpt_path is None and subcommand != "fit":
+        raise UsageError(
+            f"`{subcommand}` needs a trained network: without --ckpt_path it would "
+            f"{'write the predictions' if subcommand == 'predict' else 'report the accuracy'} "
+            "of a randomly initialised one. Pass --ckpt_path last (the newest run's last "
+            "checkpoint) or the path of a checkpoint (logs/<name>/version_N/checkpoints/*.ckpt)."
+        )
+    if ckpt_path == "best":
+        raise CheckpointError(
+            "--ckpt_path best only exists inside the `fit` process that tracked the best epoch. "
+            "Give that checkpoint's path (the epochNN-val_acc....ckpt file in "
+            "logs/<name>/version_N/checkpoints/), or --ckpt_path last."
+        )
 
 
 def _checkpoint_dirpath_given(callbacks: Any) -> bool:
@@ -243,6 +336,12 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
     ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed.
     """
+    if args is None:
+        # In sys.argv, not in args: LightningCLI warns when given both, and DDP's re-launched
+        # ranks read sys.argv.
+        sys.argv[1:] = with_base_config(sys.argv[1:])
+    elif isinstance(args, list):
+        args = with_base_config(args)
     argv = sys.argv[1:] if args is None else args
     retain_freed_memory()
     try:
@@ -268,6 +367,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     except CelebAError as err:
         _fail(worker_message(str(err)))
+    except SettingError as err:  # one raised outside instantiate_classes, which converts its own
+        _fail(setting_message(err))
     except (
         CheckpointError,
         UsageError,

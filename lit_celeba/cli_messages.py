@@ -15,23 +15,52 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from lit_celeba.errors import UsageError
+from lit_celeba.errors import SettingError, UsageError
+
+# Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
+# sets. model.subgroups is the source of its link, so it stays as it is.
+LINKED_KEYS = {
+    "model.image_size": "data.image_size",
+    "model.target_attrs": "data.target_attr",
+    "data.subgroups": "model.subgroups",
+}
+
+
+def setting_key(section: str | None, setting: str) -> str:
+    """The command-line key of a class's argument ``setting`` in ``section`` (data/model/...)."""
+    key = f"{section}.{setting}" if section else setting
+    return LINKED_KEYS.get(key, key)
+
+
+def _setting_error(err: BaseException) -> SettingError | None:
+    """The :class:`SettingError` that ``err`` is or was raised from, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, SettingError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def setting_message(err: BaseException) -> str:
     """The message of a setting that the model, data module or trainer refused while built.
 
     jsonargparse wraps the class's own error in a "Does not validate against any of the Union
-    subtypes" message; the class's error, the innermost one, is the useful part.
+    subtypes" message; the class's error, the innermost one, is the useful part. A
+    :class:`SettingError` names the class's own argument; the key is the section of the object
+    being built plus that name.
     """
+    refused = _setting_error(err)
+    if refused is not None:
+        key = setting_key(_section_of(refused), refused.setting)
+        return f"Invalid setting: {key} {refused.problem}"
     inner = err
     while inner.__cause__ is not None or inner.__context__ is not None:
         inner = inner.__cause__ or inner.__context__
     message = str(inner).strip()
-    # The network's input size is not a setting of its own: cli.py links it to data.image_size.
-    message = re.sub(r"^image_size\b", "data.image_size", message)
     section = _section_of(inner)
-    if section is None or message.startswith(("data.", "model.", "trainer.")):
+    if section is None:
         return f"Invalid setting: {message}"
     return f"Invalid {section} setting: {message}"
 
@@ -58,9 +87,16 @@ def _section_of(err: BaseException) -> str | None:
 def argument_message(err: BaseException) -> str:
     """jsonargparse's parse errors, without the union-type noise, plus where to look."""
     text = str(err)
+    # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
+    link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
+    refused = _setting_error(err)
+    if link and refused is not None:
+        return f"Invalid setting: {link.group(1)} {refused.problem}"
     key = re.match(r'Parser key "([^"]+)"', text)
     given = re.search(r"Given value: (.+)$", text, flags=re.MULTILINE)
     if key and key.group(1) in ("optimizer", "lr_scheduler") and given:
+        if key.group(1) == "lr_scheduler" and _plateau_without_monitor(given.group(1)):
+            return PLATEAU_NEEDS_MONITOR
         return _unknown_class_message(key.group(1), given.group(1).strip())
     noise = (
         "Does not validate against any of the Union subtypes",
@@ -74,6 +110,18 @@ def argument_message(err: BaseException) -> str:
     lines = [line for line in lines if line and not any(n.strip(" -") in line for n in noise)]
     message = " ".join(lines)
     return f"{message}\n(Run with --help for the accepted options and their types.)"
+
+
+PLATEAU_NEEDS_MONITOR = (
+    "--lr_scheduler ReduceLROnPlateau needs the metric it watches: add --lr_scheduler.monitor "
+    "val/loss (or --lr_scheduler.monitor val/acc --lr_scheduler.mode max)."
+)
+
+
+def _plateau_without_monitor(given: str) -> bool:
+    # jsonargparse found the class (it shows its resolved class_path) but its required
+    # ``monitor`` argument is missing, and then calls the whole value unknown.
+    return "ReduceLROnPlateau" in given and "monitor=None" in given
 
 
 def _unknown_class_message(key: str, given: str) -> str:

@@ -1,17 +1,23 @@
-"""Export a trained checkpoint for use without Lightning: TorchScript, and ONNX on request.
+"""Export a trained checkpoint for use without Lightning: a torch.export program, TorchScript, and
+ONNX on request.
 
     python -m lit_celeba.export --ckpt_path logs/base/version_0/checkpoints/last.ckpt \\
         --out exported [--onnx]
 
 writes into ``--out``:
 
-- ``model.pt``: TorchScript (``torch.jit.load``), needs only PyTorch;
+- ``model.pt2``: a ``torch.export`` program (``torch.export.load(path).module()``), PyTorch's
+  successor to TorchScript, with a dynamic batch size;
+- ``model.pt``: TorchScript (``torch.jit.load``), which PyTorch marks deprecated; kept while
+  it costs nothing, for code that loads it today;
 - ``model.onnx`` with ``--onnx`` (needs the ``[onnx]`` extra), for ONNX Runtime and others;
-- ``model.json``: the input size, the attribute, the preprocessing and the checks' results.
+- ``model.json``: the input size, the attributes in output order (``target_attrs``), the
+  preprocessing and the checks' results.
 
-Both models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint's image size
-(64 for the recipe), RGB in [0, 1], and return ``probability``, the sigmoid of the logit, of
-shape (N, 1): the probability of the target attribute (threshold at 0.5 for the label). The
+The models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint's image size
+(64 for the recipe), RGB in [0, 1], and return ``probability``, the sigmoid of the logits, of
+shape (N, K): column k is the probability of ``target_attrs[k]`` (threshold at 0.5 for the
+label); K = 1 for the recipe. The
 preprocessing that makes the input from a photo, as ``predict`` does it (see
 :mod:`lit_celeba.data.photos` and :mod:`lit_celeba.data.transforms`): 8-bit RGB, upright;
 resize to width 178 keeping the aspect ratio, then pad with black or crop, equally above and
@@ -20,15 +26,18 @@ bilinearly with
 half-pixel centres and no antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)``, ``tf.image.resize``'s default).
 
-The export then checks that the TorchScript model and the checkpoint's network, and ONNX
-Runtime (when installed) and PyTorch, give the same probabilities on the same inputs to within
-1e-4, and exits with status 1 if they do not.
+The export then checks that the torch.export program, the TorchScript model and ONNX Runtime
+(when installed) give the checkpoint's network's probabilities on the same inputs to within
+1e-4, and exits with status 1 if they do not. The checkpoint is read as the CLI reads it
+(:mod:`lit_celeba.checkpoints.safe_load`: tensors and plain values only, lit_celeba's own model
+classes only, never an import of the class path it names); a checkpoint or ``--out`` it cannot use
+ends with one ``error:`` line and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import inspect
 import json
 import sys
 import warnings
@@ -39,8 +48,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from lit_celeba.errors import ExportError
-from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.checkpoints.safe_load import (
+    check_checkpoint,
+    check_fits_model,
+    load_checkpoint,
+    model_class_of,
+)
+from lit_celeba.errors import ExportError, LitCelebaError
+from lit_celeba.models.module import AttributeClassifier, RecipeClassifier
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
 # warning is about torch's roadmap, nothing a user of this command can act on.
@@ -49,7 +64,8 @@ warnings.filterwarnings(
 )
 
 TOLERANCE = 1e-4
-DEFAULT_CLASS_PATH = "lit_celeba.models.module.RecipeClassifier"
+FILES = {"program": "model.pt2", "torchscript": "model.pt", "onnx": "model.onnx"}
+INFO_FILE = "model.json"
 PREPROCESSING = [
     "decode to 8-bit RGB, upright (EXIF orientation applied)",
     "resize to width 178 keeping the aspect ratio (bilinear, antialiased)",
@@ -74,27 +90,49 @@ class ProbabilityNet(nn.Module):
 
 def load_classifier(ckpt_path: str | Path) -> tuple[AttributeClassifier, dict[str, Any]]:
     """The LightningModule of a checkpoint, in eval mode on the CPU, and the checkpoint's data
-    settings. Only tensors and plain types are unpickled (``weights_only=True``)."""
+    settings. Loaded as the CLI loads one: only tensors and plain types are unpickled, and only
+    lit_celeba's own model classes are built. Raises :class:`LitCelebaError` naming the file."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ExportError(f"--ckpt_path {path} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    hparams = dict(checkpoint.get("hyper_parameters", {}))
+    checkpoint = load_checkpoint(path)
+    check_checkpoint(checkpoint, path, None)
+    cls = model_class_of(checkpoint, path, default=RecipeClassifier)
     # LightningCLI records the model's class as `_class_path`; the rest are its init arguments.
-    class_path = hparams.pop("_class_path", DEFAULT_CLASS_PATH)
-    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
-    module_name, _, class_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, AttributeClassifier)):
-        raise ExportError(f"{path} was saved from {class_path}, not an AttributeClassifier")
-    model = cls(**init_args)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    init_args = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(str(k) for k in init_args if k not in accepted)
+    if unknown:
+        raise ExportError(
+            f"{path} has hyperparameters that {cls.__name__} does not take: {', '.join(unknown)}. "
+            "It was written by another version of lit_celeba; export it with that version."
+        )
+    try:
+        model = cls(**init_args)
+    except (TypeError, ValueError) as err:
+        raise ExportError(
+            f"{path}: its hyperparameters do not build {cls.__name__}: {err}"
+        ) from None
+    check_fits_model(model, checkpoint, path)
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), dict(checkpoint.get("datamodule_hyper_parameters", {}))
+    return model.eval(), dict(checkpoint.get("datamodule_hyper_parameters") or {})
 
 
 def example_inputs(image_size: int, batch: int = 4, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, image_size, image_size, generator=generator)
+
+
+def export_program(net: nn.Module, path: Path, image_size: int) -> None:
+    """A ``torch.export`` program of the network and sigmoid, any batch size from 1 up."""
+    with torch.no_grad():
+        program = torch.export.export(
+            ProbabilityNet(net).eval(),
+            (example_inputs(image_size),),
+            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+        )
+    torch.export.save(program, str(path))
 
 
 def export_torchscript(net: nn.Module, path: Path) -> None:
@@ -126,6 +164,16 @@ def max_difference(expected: torch.Tensor, actual: Any) -> float:
     return float((expected - torch.as_tensor(actual)).abs().max())
 
 
+def check_program(net: nn.Module, path: Path, inputs: torch.Tensor) -> float:
+    """The largest difference between the saved torch.export program and ``net`` (with the
+    sigmoid); ``inputs`` has another batch size than the export's example, so the dynamic batch
+    dimension is checked too."""
+    with torch.no_grad():
+        expected = ProbabilityNet(net).eval()(inputs)
+        actual = torch.export.load(str(path)).module()(inputs)
+    return max_difference(expected, actual)
+
+
 def check_torchscript(net: nn.Module, path: Path, inputs: torch.Tensor) -> float:
     """The largest difference between the TorchScript model and ``net`` (with the sigmoid)."""
     with torch.no_grad():
@@ -148,11 +196,12 @@ def check_onnx(net: nn.Module, path: Path, inputs: torch.Tensor) -> float | None
 
 
 def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite: bool = False):
-    """Writes ``model.pt`` (and ``model.onnx``) and ``model.json`` into ``out`` and checks them;
-    returns the contents of ``model.json``."""
+    """Writes ``model.pt2``, ``model.pt`` (and ``model.onnx``) and ``model.json`` into ``out`` and
+    checks them; returns the contents of ``model.json``."""
     out_dir = Path(out).expanduser()
-    targets = [out_dir / name for name in ("model.pt", "model.json", "model.onnx")]
-    existing = [str(p) for p in targets if p.exists()]
+    paths = {kind: out_dir / name for kind, name in FILES.items()}
+    info_path = out_dir / INFO_FILE
+    existing = [str(p) for p in [*paths.values(), info_path] if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(
             f"{', '.join(existing)} already exist; pass --overwrite or choose another --out"
@@ -160,35 +209,58 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     model, data_hparams = load_classifier(ckpt_path)
     image_size = int(model.hparams.get("image_size", data_hparams.get("image_size", 64)))
     inputs = example_inputs(image_size, batch=5, seed=1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    targets[2].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
-
-    written = [targets[0]]
-    export_torchscript(model.net, targets[0])
-    differences = {"torchscript_vs_checkpoint": check_torchscript(model.net, targets[0], inputs)}
-    if onnx:
-        export_onnx(model.net, targets[2], image_size)
-        written.append(targets[2])
-        differences["onnxruntime_vs_pytorch"] = check_onnx(model.net, targets[2], inputs)
-    info = {
-        "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
-        "model_class": type(model).__module__ + "." + type(model).__qualname__,
-        "target_attr": data_hparams.get("target_attr", "Male"),
-        "input": {"name": "images", "shape": ["N", 3, image_size, image_size], "dtype": "float32"},
-        "output": {"name": "probability", "shape": ["N", 1], "meaning": "sigmoid of the logit"},
-        "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
-        "files": [p.name for p in written],
-        "max_abs_difference": differences,
-        "tolerance": TOLERANCE,
-    }
-    targets[1].write_text(json.dumps(info, indent=2) + "\n")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths["onnx"].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
+        written = [paths["program"], paths["torchscript"]]
+        export_program(model.net, paths["program"], image_size)
+        differences = {
+            "torch_export_vs_checkpoint": check_program(model.net, paths["program"], inputs)
+        }
+        export_torchscript(model.net, paths["torchscript"])
+        differences["torchscript_vs_checkpoint"] = check_torchscript(
+            model.net, paths["torchscript"], inputs
+        )
+        if onnx:
+            export_onnx(model.net, paths["onnx"], image_size)
+            written.append(paths["onnx"])
+            differences["onnxruntime_vs_pytorch"] = check_onnx(model.net, paths["onnx"], inputs)
+        attrs = list(model.target_attrs)
+        info = {
+            "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
+            "model_class": type(model).__module__ + "." + type(model).__qualname__,
+            "target_attr": data_hparams.get("target_attr", attrs[0] if len(attrs) == 1 else attrs),
+            "target_attrs": attrs,
+            "input": {
+                "name": "images",
+                "shape": ["N", 3, image_size, image_size],
+                "dtype": "float32",
+            },
+            "output": {
+                "name": "probability",
+                "shape": ["N", len(attrs)],
+                "meaning": "sigmoid of the logit; column k is the probability of target_attrs[k]",
+            },
+            "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
+            "files": [p.name for p in written],
+            "max_abs_difference": differences,
+            "tolerance": TOLERANCE,
+        }
+        info_path.write_text(json.dumps(info, indent=2) + "\n")
+    except OSError as err:
+        where = Path(err.filename) if err.filename else out_dir
+        raise ExportError(
+            f"Cannot write to --out {out_dir} ({where}: {err.strerror or err}). Choose a folder "
+            "you can write to."
+        ) from None
     return info
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lit_celeba.export",
-        description="Export a checkpoint as TorchScript (model.pt) and ONNX (model.onnx).",
+        description="Export a checkpoint as a torch.export program (model.pt2), TorchScript "
+        "(model.pt) and ONNX (model.onnx).",
     )
     parser.add_argument("--ckpt_path", required=True, help="the checkpoint to export")
     parser.add_argument("--out", required=True, help="the folder to write into")
@@ -197,13 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         info = export(args.ckpt_path, args.out, onnx=args.onnx, overwrite=args.overwrite)
-    except (ExportError, FileExistsError) as err:
+    except (LitCelebaError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out_dir = Path(args.out)
-    print(
-        f"Wrote {', '.join(str(out_dir / f) for f in info['files'])} and {out_dir / 'model.json'}"
-    )
+    print(f"Wrote {', '.join(str(out_dir / f) for f in info['files'])} and {out_dir / INFO_FILE}")
     agree = True
     for name, difference in info["max_abs_difference"].items():
         if difference is None:

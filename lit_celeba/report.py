@@ -13,6 +13,7 @@ Writes into the run's folder (or ``--out``):
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -94,22 +95,36 @@ def curves_figure(events: event_accumulator.EventAccumulator) -> Figure | None:
     return figure
 
 
+def picture_file_name(tag: str) -> str:
+    """The PNG file of an image tag: ``val/confusion_matrix`` -> ``val_confusion_matrix.png``;
+    any character that is not a letter, digit, ``-`` or ``.`` becomes ``_``, so that a tag (with
+    an attribute name in it, say) always makes one valid file name inside the report folder."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", tag).lstrip(".") + ".png"
+
+
 def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Path]:
     """Write ``curves.png`` and one PNG per logged picture; returns the files written."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     events = load_run(run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    figure = curves_figure(events)
-    if figure is not None:
-        figure.savefig(out_dir / CURVES_FILE, dpi=CURVES_DPI)
-        written.append(out_dir / CURVES_FILE)
-    for tag in events.Tags()["images"]:
-        last = events.Images(tag)[-1]
-        path = out_dir / f"{tag.replace('/', '_')}.png"
-        path.write_bytes(last.encoded_image_string)
-        written.append(path)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        figure = curves_figure(events)
+        if figure is not None:
+            figure.savefig(out_dir / CURVES_FILE, dpi=CURVES_DPI)
+            written.append(out_dir / CURVES_FILE)
+        for tag in events.Tags()["images"]:
+            last = events.Images(tag)[-1]
+            path = out_dir / picture_file_name(tag)
+            path.write_bytes(last.encoded_image_string)
+            written.append(path)
+    except OSError as err:
+        where = Path(err.filename) if err.filename else out_dir
+        raise ReportError(
+            f"Cannot write the report into {out_dir} ({where}: {err.strerror or err}). Pass a "
+            "folder you can write to with --out."
+        ) from None
     if not written:
         raise ReportError(
             f"{run_dir} has neither train/val curves nor pictures; was it logged with "

@@ -106,3 +106,32 @@ def dashboard_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "test_stdout": test.stdout,
         "cwd": work,
     }
+
+
+THREE_ATTRIBUTES = ["Male", "Young", "Smiling"]
+
+
+@pytest.fixture(scope="session")
+def three_attribute_run(
+    tiny_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """``fit --config configs/base.yaml --data.target_attr "[Male, Young, Smiling]"
+    --model.subgroups "[Young]"`` (the dashboards on, one epoch, the CLI in a subprocess):
+    its ``run_dir`` and ``checkpoint``, for the dashboards, predict and export tests."""
+    work = tmp_path_factory.mktemp("three_attributes")
+    fit = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tiny_root, work / "logs"),
+        f"--data.target_attr=[{', '.join(THREE_ATTRIBUTES)}]",
+        "--model.subgroups=[Young]",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=2",
+        "--trainer.log_every_n_steps=1",
+        cwd=work,
+    )
+    assert fit.returncode == 0, fit.stderr
+    run_dir = work / "logs" / "base" / "version_0"
+    return {"run_dir": run_dir, "checkpoint": run_dir / "checkpoints" / "last.ckpt", "cwd": work}

@@ -11,7 +11,7 @@ import torch
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.celeba import label_arrays, load_index
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.errors import CelebAError
+from lit_celeba.errors import CelebAError, SettingError
 from tests.conftest import TINY_SIZES
 
 
@@ -19,10 +19,11 @@ def test_attribute_list_normalises_one_name_or_many() -> None:
     assert attribute_list("Male") == ["Male"]
     assert attribute_list(("Male", "Young")) == ["Male", "Young"]
     assert attribute_list(None) == []
-    with pytest.raises(ValueError, match="data.target_attr names Male more than once"):
+    with pytest.raises(SettingError, match="^target_attr names Male more than once$"):
         attribute_list(["Male", "Young", "Male"])
-    with pytest.raises(ValueError, match="model.subgroups must be attribute names"):
-        attribute_list(["Young", ""], "model.subgroups")
+    with pytest.raises(SettingError, match="^subgroups must be attribute names") as refused:
+        attribute_list(["Young", ""], "subgroups")
+    assert refused.value.setting == "subgroups"
 
 
 def test_label_arrays_take_the_named_columns_in_the_given_order(tiny_root: Path) -> None:

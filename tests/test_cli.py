@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main
+from lit_celeba.config_files import with_base_config
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
@@ -23,15 +24,84 @@ def test_there_are_configs() -> None:
     assert {"base.yaml", "demo.yaml"} <= names
 
 
+# What each delta of base.yaml intends, as keys of the resolved config.
+INTENDED = {
+    "base.yaml": {"trainer.max_epochs": 30, "data.root": "data/celeba", "data.train_size": 16000},
+    "demo.yaml": {
+        "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
+        "data.root": "data/demo", "data.synthetic": True, "data.train_size": 3000,
+        "data.val_size": 500, "data.test_size": 500,
+    },
+    "full.yaml": {
+        "trainer.max_epochs": 10, "data.train_size": None, "data.val_size": None,
+        "data.test_size": None, "data.batch_size": 256, "data.num_workers": 4,
+    },
+    "full_resnet18.yaml": {
+        "trainer.max_epochs": 10, "model.class_path": "lit_celeba.models.module.ResNetClassifier",
+        "model.init_args.arch": "resnet18", "model.init_args.channels_last": True,
+        "data.image_size": 128, "data.batch_size": 256, "data.train_size": None,
+    },
+    "all_attributes.yaml": {
+        "trainer.max_epochs": 30, "model.init_args.subgroups": ["Male", "Young"],
+        "data.train_size": 16000, "data.num_workers": 0,
+    },
+}  # fmt: skip
+
+
+def _printed(capsys: pytest.CaptureFixture, *configs: Path) -> dict:
+    flags = [arg for config in configs for arg in ("--config", str(config))]
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", *flags, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def _key(config: dict, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
 @pytest.mark.parametrize("config", CONFIG_FILES, ids=lambda p: p.name)
 def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["fit", "--config", str(config), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+    """Every config resolves to base.yaml's recipe (the two checkpoints, the dashboards, the lr
+    monitor, the HParams tab's own metrics) under its own logger name, plus what it intends."""
+    printed = _printed(capsys, config)
     assert printed["model"]["class_path"].startswith("lit_celeba.")
     assert printed["data"]["target_attr"]
-    assert printed["trainer"]["logger"]["class_path"].endswith("TensorBoardLogger")
+    logger = printed["trainer"]["logger"]
+    assert logger["class_path"] == "pytorch_lightning.loggers.TensorBoardLogger"
+    assert logger["init_args"]["name"] == config.stem and logger["init_args"]["save_dir"] == "logs"
+    assert logger["init_args"]["default_hp_metric"] is False
+    callbacks = printed["trainer"]["callbacks"]
+    checkpoints = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
+    assert [(c["monitor"], c["filename"]) for c in checkpoints] == [
+        ("val/acc", "epoch{epoch:02d}-val_acc{val/acc:.4f}"),
+        (None, "last"),
+    ]
+    # save_last on the monitored one would only rewrite last.ckpt when val/acc improves.
+    assert all(not c["save_last"] for c in checkpoints)
+    assert {c["class_path"] for c in callbacks} >= {
+        "pytorch_lightning.callbacks.LearningRateMonitor",
+        "lit_celeba.callbacks.dashboards.TensorBoardDashboards",
+    }
+    assert printed["trainer"]["precision"] == "bf16-mixed"
+    for key, value in INTENDED[config.name].items():
+        assert _key(printed, key) == value, key
+
+
+@pytest.mark.parametrize(
+    "delta", [p for p in CONFIG_FILES if p.name != "base.yaml"], ids=lambda p: p.name
+)
+def test_a_delta_alone_means_base_then_the_delta(delta: Path, capsys) -> None:
+    assert _printed(capsys, delta) == _printed(capsys, CONFIGS / "base.yaml", delta)
+
+
+def test_deltas_stack_on_one_base(capsys: pytest.CaptureFixture) -> None:
+    printed = _printed(capsys, CONFIGS / "all_attributes.yaml", CONFIGS / "demo.yaml")
+    assert len(printed["data"]["target_attr"]) == 40  # all_attributes' list survives demo
+    assert printed["data"]["root"] == "data/demo" and printed["trainer"]["max_epochs"] == 4
+    assert printed["trainer"]["logger"]["init_args"]["name"] == "demo"
 
 
 def test_base_config_is_the_recipe(capsys: pytest.CaptureFixture) -> None:
@@ -216,3 +286,16 @@ def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> No
         )
     assert exit_info.value.code == 2
     assert "Requested 5000 images of the 'train' split" in capsys.readouterr().err
+
+
+def test_base_config_goes_before_the_first_delta() -> None:
+    base, demo, full = (str(CONFIGS / n) for n in ("base.yaml", "demo.yaml", "full.yaml"))
+    assert with_base_config(["fit", "--config", demo, "--config", full]) == [
+        "fit", "--config", base, "--config", demo, "--config", full
+    ]  # fmt: skip
+    assert with_base_config(["fit", f"--config={demo}"]) == ["fit", "--config", base,
+                                                             f"--config={demo}"]  # fmt: skip
+    given = ["fit", "--config", demo, "-c", base]  # base.yaml given: the user's order stands
+    assert with_base_config(given) == given
+    elsewhere = ["fit", "--config", "my_own.yaml", "--data.root", "x"]
+    assert with_base_config(elsewhere) == elsewhere

@@ -27,7 +27,8 @@ def test_config_lists_the_40_attributes_in_file_order() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     assert config["data"]["target_attr"] == list(ATTRIBUTE_NAMES)
     assert config["model"]["init_args"]["subgroups"] == ["Male", "Young"]
-    assert config["trainer"]["callbacks"][0]["init_args"]["monitor"] == "val/acc"
+    # A delta of base.yaml: its checkpoints and dashboards come from there (test_cli.py checks).
+    assert "callbacks" not in config.get("trainer", {})
 
 
 @pytest.fixture(scope="module")

@@ -20,23 +20,29 @@ from typing import Any
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
+from lit_celeba.callbacks.dashboards import TensorBoardDashboards, _all_ranks
 from lit_celeba.callbacks.pictures import (
     CORRECT_COLOUR,
     WRONG_COLOUR,
     augmentation_preview,
     class_names,
+    confusion_matrices_picture,
     confusion_matrix_picture,
     gallery_picture,
     raw_train_images,
 )
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
-from tests.conftest import CONFIGS, TINY_SIZES
+from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
+from lit_celeba.models.module import RecipeClassifier
+from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES
 
 FIT_SCALARS = {
     "train/loss",
@@ -101,6 +107,113 @@ def test_confusion_matrix_shades_cells_by_their_share_of_the_row() -> None:
     ]
     assert corner[0][0].sum() < corner[0][1].sum() and corner[1][1].sum() < corner[1][0].sum()
     assert tuple(corner[1][0]) == (255, 255, 255)  # a count of 0 is not shaded at all
+
+
+def _frame_colours(picture: np.ndarray, count: int, columns: int = 5) -> list[tuple[int, ...]]:
+    """The top-left frame pixel of each of ``count`` equally sized cards in a gallery."""
+    gap, rows = 6, -(-count // columns)
+    card_w = (picture.shape[1] - (columns + 1) * gap) // columns
+    card_h = (picture.shape[0] - (rows + 1) * gap) // rows
+    return [
+        tuple(
+            picture[
+                gap + (i // columns) * (card_h + gap) + 1, gap + (i % columns) * (card_w + gap) + 1
+            ]
+        )
+        for i in range(count)
+    ]
+
+
+def test_gallery_with_several_attributes_shows_each_face_once() -> None:
+    # Before: the (N, K) probabilities were flattened, 12 captions for 4 faces (a zip() error).
+    images = torch.rand(5, 3, 64, 64)
+    probabilities = torch.tensor([[0.9, 0.2, 0.7]] * 5)
+    targets = torch.tensor([[1.0, 0.0, 1.0]] * 4 + [[1.0, 1.0, 1.0]])  # the last: Young wrong
+    one_line = gallery_picture(images[:, :, :, :], probabilities[:, :1], targets[:, :1], ("a", "b"))
+    picture = gallery_picture(images, probabilities, targets, ["Male", "Young", "Smiling"])
+    assert _frame_colours(picture, 5) == [CORRECT_COLOUR] * 4 + [WRONG_COLOUR]
+    # One row of 5 cards; three caption lines instead of two make each card 19 pixels taller.
+    assert picture.shape[0] == one_line.shape[0] + 19
+    # The caption of the wrong attribute is red, the others green.
+    last_card = picture[:, -(picture.shape[1] // 5) :]
+    assert (np.all(last_card == WRONG_COLOUR, axis=-1)).sum() > (128 + 8) * 4  # frame + caption
+
+
+def test_gallery_of_40_attributes_captions_the_first_three() -> None:
+    # configs/all_attributes.yaml with batch 8 used to fail here (zip() argument 2 is longer).
+    images, probabilities = torch.rand(8, 3, 32, 32), torch.rand(8, 40)
+    targets = (torch.rand(8, 40) > 0.5).float()
+    picture = gallery_picture(images, probabilities, targets, list(ATTRIBUTE_NAMES))
+    three = gallery_picture(images, probabilities[:, :3], targets[:, :3], list(ATTRIBUTE_NAMES[:3]))
+    assert np.array_equal(picture, three)
+
+
+def test_one_small_confusion_matrix_per_attribute() -> None:
+    matrices = torch.tensor([[[9, 1], [0, 10]], [[5, 5], [5, 5]], [[0, 0], [0, 20]]])
+    picture = confusion_matrices_picture(matrices, ["Male", "Young", "Smiling"])
+    tile_w = (picture.shape[1] - 4 * 6) // 3
+    assert picture.ndim == 3 and picture.shape[1] == 3 * tile_w + 4 * 6  # one row of 3 tiles
+    left, top, cell_w, cell_h = 52, 40, 64, 36
+
+    def cell(k: int, i: int, j: int) -> np.ndarray:
+        return picture[6 + top + i * cell_h + 3, 6 + k * (tile_w + 6) + left + j * cell_w + 3]
+
+    assert cell(0, 0, 0).sum() < cell(0, 0, 1).sum()  # 90 % of the row is darker than 10 %
+    assert tuple(cell(0, 1, 0)) == (255, 255, 255) and tuple(cell(2, 0, 0)) == (255, 255, 255)
+    assert np.array_equal(cell(1, 0, 0), cell(1, 1, 1))  # 50 % and 50 %
+    many = confusion_matrices_picture(torch.randint(0, 9, (40, 2, 2)), list(ATTRIBUTE_NAMES))
+    assert many.shape[0] > 7 * many.shape[1] // 5 * (picture.shape[0] - 12) / tile_w  # 8 rows
+
+
+def test_gather_keeps_each_images_attributes_together() -> None:
+    parts = [torch.tensor([[0.1, 0.2, 0.3]]), torch.tensor([[0.4, 0.5, 0.6], [0.7, 0.8, 0.9]])]
+    assert _all_ranks(parts, 3, torch.device("cpu")).shape == (3, 3)
+    assert _all_ranks([], 3, torch.device("cpu")).shape == (0, 3)  # a rank that saw no batch
+
+
+def _fit_with_dashboards(root: Path, log_dir: Path, target_attr: str | list[str], batch: int):
+    """An in-process fit (1 epoch, 2 train and 2 val batches) with the dashboards; the events."""
+    data = CelebADataModule(
+        root=str(root), target_attr=target_attr, train_size=32, val_size=16, image_size=32,
+        batch_size=batch, num_workers=0,
+    )  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+        num_sanity_val_steps=0,
+        logger=pl.loggers.TensorBoardLogger(log_dir, name="run", default_hp_metric=False),
+        callbacks=[TensorBoardDashboards(gallery_size=4, preview_images=0)],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(RecipeClassifier(image_size=32, target_attrs=data.target_attrs), datamodule=data)
+    return _events(log_dir / "run" / "version_0")
+
+
+@pytest.mark.parametrize("target_attr", ["Smiling", ["Smiling"]], ids=["name", "list-of-one"])
+def test_one_attribute_as_a_name_or_a_list_draws_the_same_dashboards(
+    tiny_root: Path, tmp_path: Path, target_attr: str | list[str]
+) -> None:
+    # A list of one used to crash the confusion matrix (class_names(list)).
+    events = _fit_with_dashboards(tiny_root, tmp_path, target_attr, batch=8)
+    assert {"val/predictions", "val/confusion_matrix"} <= set(events.Tags()["images"])
+    assert "val/pr_curve" in {t for t in events.Tags()["tensors"] if "pr_curve" in t}
+    assert [t for t in events.Tags()["tensors"] if "pr_curve" in t] == ["val/pr_curve"]
+
+
+def test_several_attributes_draw_a_pr_curve_each(tiny_root: Path, tmp_path: Path) -> None:
+    attrs = list(ATTRIBUTE_NAMES)  # all 40 with batch 8, as configs/all_attributes.yaml
+    events = _fit_with_dashboards(tiny_root, tmp_path, attrs, batch=8)
+    assert {"val/predictions", "val/confusion_matrix"} <= set(events.Tags()["images"])
+    curves = {t for t in events.Tags()["tensors"] if "pr_curve" in t}
+    assert curves == {f"val/pr_curve/{a}" for a in attrs}
+    # 16 validation images at threshold 0: every one predicted positive, for every attribute.
+    data = CelebADataModule(root=str(tiny_root), target_attr=attrs, val_size=16, num_workers=0)
+    data.setup("validate")
+    for k in (0, 39):
+        curve = tensor_util.make_ndarray(
+            events.Tensors(f"val/pr_curve/{attrs[k]}")[-1].tensor_proto
+        )
+        assert curve[0, 0] == int(data.datasets["val"].targets[:, k].sum())  # true positives
+        assert curve[0, 0] + curve[1, 0] == 16
 
 
 def test_class_names() -> None:
@@ -312,3 +425,17 @@ def test_tensorboard_serves_what_the_runs_logged(
         test_session = by_name[test_run]
         assert test_session["hparams"]["stage"] == "test"
         assert _last_value(test_session["metricValues"], "test/acc") == pytest.approx(printed)
+
+
+@pytest.mark.slow
+def test_a_real_fit_with_three_attributes_and_subgroups_draws_every_dashboard(
+    three_attribute_run: dict[str, Any],
+) -> None:
+    # Before: this fit ended at the first validation with Pillow's AttributeError.
+    events = _events(three_attribute_run["run_dir"])
+    assert FIT_IMAGES <= set(events.Tags()["images"])
+    curves = {t for t in events.Tags()["tensors"] if "pr_curve" in t}
+    assert curves == {f"val/pr_curve/{a}" for a in THREE_ATTRIBUTES}
+    assert {"val/acc/Male", "val/acc/Young", "val/acc/Smiling"} <= set(events.Tags()["scalars"])
+    gallery = Image.open(io.BytesIO(events.Images("val/predictions")[-1].encoded_image_string))
+    assert gallery.width > gallery.height  # 10 faces, 2 rows of 5, each shown once

@@ -1,4 +1,5 @@
-"""`python -m lit_celeba.export`: TorchScript and ONNX files that give the checkpoint's outputs."""
+"""`python -m lit_celeba.export`: torch.export, TorchScript and ONNX files that give the
+checkpoint's outputs, for one and three attributes, and one clear error for each bad input."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.transforms import eval_transform
 from lit_celeba.export import main as export_main
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import REPO
+from tests.conftest import REPO, THREE_ATTRIBUTES
 
 HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
 
@@ -41,6 +42,8 @@ def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     result = run_export(f"--ckpt_path={tiny_checkpoint}", f"--out={out}", *flags, cwd=out.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "torchscript_vs_checkpoint: max |difference|" in result.stdout
+    assert "torch_export_vs_checkpoint: max |difference|" in result.stdout
+    assert f"Wrote {out / 'model.pt2'}, {out / 'model.pt'}" in result.stdout
     if HAVE_ONNX_EXPORT and importlib.util.find_spec("onnxruntime"):
         assert "onnxruntime_vs_pytorch: max |difference|" in result.stdout
         assert "(ok)" in result.stdout.split("onnxruntime_vs_pytorch")[1]
@@ -71,6 +74,16 @@ def test_torchscript_matches_the_checkpoint(exported: Path, checkpoint_outputs) 
 
 
 @pytest.mark.slow
+def test_torch_export_program_matches_the_checkpoint(exported: Path, checkpoint_outputs) -> None:
+    images, expected = checkpoint_outputs
+    program = torch.export.load(str(exported / "model.pt2")).module()
+    with torch.no_grad():
+        actual = program(images)  # 13 images: not the example's 4, the batch axis is dynamic
+    assert actual.shape == (13, 1)
+    assert torch.allclose(actual, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
 def test_onnx_runtime_matches_the_checkpoint(exported: Path, checkpoint_outputs) -> None:
     if not HAVE_ONNX_EXPORT:
         pytest.skip("the [onnx] extra (onnx, onnxscript) is not installed")
@@ -95,7 +108,9 @@ def test_model_json_documents_input_output_and_preprocessing(exported: Path) -> 
     steps = " | ".join(info["preprocessing"])
     assert "width 178" in steps and "height 218" in steps and "rows 20..197" in steps
     assert "resize to 64x64" in steps
-    assert info["files"] == (["model.pt", "model.onnx"] if HAVE_ONNX_EXPORT else ["model.pt"])
+    assert info["output"]["shape"] == ["N", 1] and info["target_attrs"] == ["Male"]
+    onnx = ["model.onnx"] if HAVE_ONNX_EXPORT else []
+    assert info["files"] == ["model.pt2", "model.pt", *onnx]
     assert all(d is None or d <= 1e-4 for d in info["max_abs_difference"].values())
 
 
@@ -109,3 +124,90 @@ def test_bad_arguments_are_one_clear_error(tmp_path: Path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert "already exist" in err and "--overwrite" in err
     assert (tmp_path / "model.pt").read_bytes() == b"an earlier export"
+
+
+@pytest.mark.slow
+def test_three_attributes_export_three_columns_in_order(
+    three_attribute_run: dict, tmp_path: Path
+) -> None:
+    # Before: model.json said output shape [N, 1] for a model that returns (N, 3).
+    ckpt = three_attribute_run["checkpoint"]
+    result = run_export(f"--ckpt_path={ckpt}", f"--out={tmp_path / 'model'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert info["output"]["shape"] == ["N", 3] and info["target_attrs"] == THREE_ATTRIBUTES
+    assert info["target_attr"] == THREE_ATTRIBUTES
+    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    images = torch.rand(7, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = model.predict_step(images, 0)
+        program = torch.export.load(str(tmp_path / "model" / "model.pt2")).module()
+        scripted = torch.jit.load(str(tmp_path / "model" / "model.pt"), map_location="cpu")
+        for actual in (program(images), scripted(images)):
+            assert actual.shape == (7, 3)
+            assert torch.allclose(actual, expected, atol=1e-5, rtol=0)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _bad_checkpoint(case: str, good: Path, folder: Path) -> tuple[Path, str]:
+    """A checkpoint (or --out) for each bad-input case, and the text its error must hold."""
+    path = folder / f"{case}.ckpt"
+    if case == "truncated-file":
+        data = good.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        return path, "it is truncated, damaged or not a PyTorch file"
+    if case == "pickle-that-runs-code":
+        torch.save({"state_dict": {}, "payload": _RunsCode(folder / "ran")}, path)
+        return path, "could run code from the file"
+    checkpoint = torch.load(good, map_location="cpu", weights_only=True)
+    if case == "empty-state-dict":
+        checkpoint["state_dict"] = {}
+        expected = "holds no weights (its state_dict is empty)"
+    elif case == "unknown-hyperparameter":
+        checkpoint["hyper_parameters"]["colour"] = "blue"
+        expected = "hyperparameters that RecipeClassifier does not take: colour"
+    elif case == "class-path-that-would-import":
+        # Before, export imported this module (from the working folder): it ran its code.
+        (folder / "evil_model.py").write_text(f"open({str(folder / 'ran')!r}, 'w')\n")
+        checkpoint["hyper_parameters"]["_class_path"] = "evil_model.Model"
+        expected = "was saved by another model ('evil_model.Model'), not by lit_celeba"
+    else:
+        return good, "Cannot write to --out"
+    torch.save(checkpoint, path)
+    return path, expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case",
+    [
+        "truncated-file",
+        "pickle-that-runs-code",
+        "empty-state-dict",
+        "unknown-hyperparameter",
+        "class-path-that-would-import",
+        "out-under-a-regular-file",
+    ],
+)
+def test_every_bad_input_is_one_clear_error(
+    case: str, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    ckpt, expected = _bad_checkpoint(case, tiny_checkpoint, tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "model" if case == "out-under-a-regular-file" else tmp_path / "out"
+    result = run_export(f"--ckpt_path={ckpt}", f"--out={out}", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0] and "weights_only=False" not in lines[0]
+    assert not (tmp_path / "ran").exists()  # no code from the file ran
+    assert not out.exists()  # nothing written for a checkpoint that cannot be exported

@@ -11,7 +11,7 @@ import yaml
 from lit_celeba.cli import cli_main, supported_precision
 from lit_celeba.models.module import ResNetClassifier
 from lit_celeba.models.nets import count_parameters, resnet
-from tests.conftest import CONFIGS, tiny_overrides
+from tests.conftest import CONFIGS, run_cli, tiny_overrides
 
 
 def _printed_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
@@ -88,3 +88,30 @@ def test_full_configs_run_one_batch(
     assert torch.isfinite(metrics["val/loss"])
     size = cli.datamodule.image_size
     assert cli.model.hparams.image_size == size == (128 if "resnet" in name else 64)
+
+
+@pytest.mark.slow
+def test_full_config_rewrites_last_ckpt_every_epoch_even_when_val_acc_drops(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    """``--ckpt_path last`` must resume from the newest epoch: last.ckpt comes from base.yaml's
+    unmonitored checkpoint, not from ``save_last`` on the val/acc one (which, since Lightning 2.6,
+    rewrites it only when val/acc improves)."""
+    logs = tmp_path / "logs"
+    fit = run_cli(
+        "fit",
+        "--config",
+        str(CONFIGS / "full.yaml"),
+        *tiny_overrides(tiny_root, logs),
+        "--data.batch_size=32",
+        "--trainer.max_epochs=3",
+        "--trainer.limit_train_batches=1",
+        "--trainer.limit_val_batches=1",
+        "--trainer.callbacks+=tests.metric_callbacks.WorseningValAcc",
+        cwd=tmp_path,
+    )
+    assert fit.returncode == 0, fit.stderr
+    checkpoints = logs / "full" / "version_0" / "checkpoints"
+    assert [p.name for p in checkpoints.glob("epoch*.ckpt")] == ["epoch00-val_acc0.9000.ckpt"]
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2  # the third and last epoch, not the best (first) one

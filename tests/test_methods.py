@@ -280,8 +280,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
 @pytest.mark.parametrize(
     "flag, expected",
     [
-        ("--model.ema_decay=1.5", "Invalid model setting: ema_decay must be in (0, 1) or null"),
-        ("--model.label_smoothing=1", "Invalid model setting: label_smoothing must be in [0, 1)"),
+        ("--model.ema_decay=1.5", "Invalid setting: model.ema_decay must be in (0, 1) or null"),
+        ("--model.label_smoothing=1", "Invalid setting: model.label_smoothing must be in [0, 1)"),
         ("--data.brightness=-0.1", "Invalid setting: data.brightness must be from 0 (off) to 1"),
     ],
     ids=["ema-decay", "label-smoothing", "brightness"],

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from lit_celeba.errors import SettingError
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 
@@ -55,12 +56,14 @@ def test_keras_initialisation() -> None:
         ({"pooling": "max"}, "pooling"),
         ({"dropout": 1.0}, "dropout"),
         ({"channels": (8, 16)}, "channels"),
-        ({"image_size": 4}, "too small"),
+        ({"image_size": 4}, "image_size"),
     ],
 )
 def test_invalid_network_settings(kwargs, message) -> None:
-    with pytest.raises(ValueError, match=message):
+    # In the network's own terms: its argument name, no CLI key (the CLI adds that).
+    with pytest.raises(SettingError) as refused:
         RecipeCNN(**kwargs)
+    assert refused.value.setting == message and not str(refused.value).startswith("model.")
 
 
 def test_accuracy_thresholds_probability_not_logit() -> None:

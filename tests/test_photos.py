@@ -8,6 +8,7 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from lit_celeba.data.photos import (
 from lit_celeba.data.transforms import eval_transform
 from lit_celeba.errors import PhotoError
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, THREE_ATTRIBUTES, run_cli, tiny_overrides
 
 READABLE = [
     "a_rgb.jpg",
@@ -299,3 +300,49 @@ def test_predict_exits_non_zero_only_when_nothing_was_read(
     rows = _rows(out)
     assert [r["error"] for r in rows][1] == "file not found"
     assert all(r["prob_Male"] == "" and r["error"] for r in rows)
+
+
+@pytest.mark.slow
+def test_predict_with_three_attributes_writes_one_row_per_photo(
+    photos: Path, three_attribute_run: dict[str, Any], tmp_path: Path
+) -> None:
+    # Before: one column prob_['Male', 'Young', 'Smiling'] and each photo over three rows; and
+    # --data.predict_output results/ (a new folder) wrote a file named `results`.
+    ckpt = three_attribute_run["checkpoint"]
+    out = tmp_path / "results"
+    predict = run_cli(
+        "predict",
+        "--config",
+        str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tmp_path / "no_celeba_here", tmp_path / "logs"),
+        f"--data.target_attr=[{', '.join(THREE_ATTRIBUTES)}]",
+        "--data.batch_size=4",
+        f"--ckpt_path={ckpt}",
+        f"--data.predict_path={photos}",
+        f"--data.predict_output={out}/",
+        cwd=tmp_path,
+    )
+    assert predict.returncode == 0, predict.stdout + predict.stderr
+    assert out.is_dir()
+    rows = _rows(out / "predictions.csv")
+    columns = ["path"] + [f"{k}_{a}" for a in THREE_ATTRIBUTES for k in ("prob", "pred")]
+    assert list(rows[0]) == columns + ["error"]
+    assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]
+
+    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    dataset = PhotoDataset.from_path(photos, eval_transform(64))
+    expected: dict[str, list[float]] = {}
+    with torch.no_grad():
+        for i, batch in enumerate(photo_loader(dataset, batch_size=3, num_workers=0)):
+            readable = [p for p, e in zip(batch.paths, batch.errors, strict=True) if not e]
+            expected.update(zip(readable, model.predict_step(batch, i).tolist(), strict=True))
+    for row in rows:
+        if Path(row["path"]).name in {Path(b).name for b in BROKEN}:
+            assert row["error"] and all(row[c] == "" for c in columns[1:])
+            continue
+        assert row["error"] == ""
+        for k, attr in enumerate(THREE_ATTRIBUTES):
+            probability = expected[row["path"]][k]
+            assert float(row[f"prob_{attr}"]) == pytest.approx(probability, abs=1e-6)
+            assert int(row[f"pred_{attr}"]) == int(probability >= 0.5)
+    assert len(expected) == len(READABLE)

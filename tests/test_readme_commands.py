@@ -76,6 +76,8 @@ def kind(command: list[str]) -> str:
         return "torchrun"
     if command[:3] == ["python", "-m", "lit_celeba.export"]:
         return "export"
+    if command[:3] == ["python", "-m", "lit_celeba.data.synthetic"]:
+        return "synthetic"
     if command[:3] == ["python", "-m", "lit_celeba"] or command[0] == "lit-celeba":
         return "cli"
     if command[0] == "tensorboard":
@@ -159,6 +161,9 @@ class Session:
                 self._in_process(args)
         elif what == "export":
             assert export_main(words[3:]) == 0, command
+        elif what == "synthetic":
+            sizes = ["--num-train", "96", "--num-valid", "48", "--num-test", "48", "--quiet"]
+            self._subprocess([sys.executable, *words[1:], *sizes])
         elif what == "torchrun":
             self._torchrun(words)
         elif what == "tensorboard":

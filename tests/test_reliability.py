@@ -186,11 +186,23 @@ def test_bad_data_set(case: str, tiny_root: Path, logs: Path, tmp_path: Path, ca
 
 SETTING_CASES = {
     "subset-size-zero": (["--data.val_size=0"], ["data.val_size must be a positive number"]),
-    "negative-batch-size": (["--data.batch_size=-1"], ["data.batch_size must be at least 1"]),
+    "negative-batch-size": (
+        ["--data.batch_size=-1"], ["Invalid setting: data.batch_size must be at least 1, got -1"]
+    ),
     "batch-size-not-a-number": (["--data.batch_size=many"], ['"data.batch_size"', "many"]),
     "unknown-optimizer": (["--optimizer=Adamm"], ["Unknown optimizer 'Adamm'", "AdamW", "SGD"]),
-    "image-size-too-small": (["--data.image_size=4"], ["data.image_size 4 is too small", "8"]),
-    "dropout-out-of-range": (["--model.dropout=1.5"], ["model setting", "dropout", "[0, 1)"]),
+    "image-size-too-small": (["--data.image_size=4"], ["data.image_size must be at least 8"]),
+    "dropout-out-of-range": (["--model.dropout=1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
+    # The CLI sets model.target_attrs from data.target_attr and data.subgroups from
+    # model.subgroups: the message names the key the user set.
+    "repeated-target": (
+        ["--data.target_attr=[Male, Male]"],
+        ["Invalid setting: data.target_attr names Male more than once"],
+    ),
+    "repeated-subgroup": (["--model.subgroups=[Young, Young]"], ["model.subgroups names Young"]),
+    "no-target": (
+        ["--data.target_attr=[]"], ["Invalid setting: data.target_attr names no attribute"]
+    ),
     "unknown-pooling": (["--model.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
     "negative-max-epochs": (["--trainer.max_epochs=-5"], ["trainer setting", "max_epochs", "-5"]),
     "missing-config-file": (["--config=nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
@@ -460,7 +472,7 @@ def test_a_save_that_fails_midway_keeps_the_previous_checkpoint(tmp_path: Path, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CheckpointError, match="disk is full. The previous last.ckpt .* intact"):
         io.save_checkpoint(_tiny_checkpoint(2.0), path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary left behind

@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lit_celeba.cli import cli_main
 from lit_celeba.errors import ReportError
-from lit_celeba.report import curves_figure, load_run, write_report
+from lit_celeba.report import curves_figure, load_run, picture_file_name, write_report
 from tests.conftest import run_cli
 
 CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi
@@ -109,3 +109,25 @@ def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) ->
     assert report.returncode == 0, report.stderr
     assert _not_blank(_png(test_dir / "test_predictions.png"))
     assert not (test_dir / "curves.png").exists()  # a test run has no per-epoch curves
+
+
+def test_picture_file_names_stay_one_valid_file() -> None:
+    assert picture_file_name("val/confusion_matrix") == "val_confusion_matrix.png"
+    assert picture_file_name("val/predictions/5_o_Clock_Shadow") == (
+        "val_predictions_5_o_Clock_Shadow.png"
+    )
+    assert picture_file_name("../a b:c") == "_a_b_c.png"  # no hidden file, no folder
+
+
+def test_report_out_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    # Before: a raw NotADirectoryError traceback. A path under a regular file, not a read-only
+    # folder: the tests run as root, who may write anywhere.
+    _fake_run(tmp_path / "run")
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "report"
+    report = run_cli("report", str(tmp_path / "run"), "--out", str(out), cwd=tmp_path)
+    assert report.returncode == 2, report.stdout + report.stderr
+    lines = report.stderr.strip().splitlines()
+    assert len(lines) == 1, report.stderr
+    assert lines[0].startswith(f"error: Cannot write the report into {out}")
+    assert "Not a directory" in lines[0] and "--out" in lines[0]

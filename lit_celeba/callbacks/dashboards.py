@@ -14,6 +14,13 @@ scalars:
   wrong ones framed in red), ``val/confusion_matrix`` and ``test/confusion_matrix`` after each
   validation and test epoch; PR curves ``val/pr_curve`` and ``test/pr_curve`` in the PR Curves tab.
 
+With K > 1 target attributes the same tags hold: each face is shown once with one caption line
+per attribute (the first 3), the confusion-matrix picture holds one small matrix per attribute
+(all K: 40 fit in about 980x1000 pixels), and each attribute gets its PR curve
+``{stage}/pr_curve/<attribute>``. One attribute, given as a name or a list of one, draws exactly
+the pictures and tags above. Probabilities and targets stay (N, K) throughout, also in the DDP
+gather.
+
 The learning rate comes from Lightning's ``LearningRateMonitor`` (``lr-Adam``), next to this
 callback in the configs. The pictures are drawn with Pillow, not matplotlib, because they are drawn
 every validation epoch and must stay cheap (about 20 ms for the gallery and the confusion matrix;
@@ -32,9 +39,13 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
-from torchmetrics.functional.classification import binary_confusion_matrix
+from torchmetrics.functional.classification import (
+    binary_confusion_matrix,
+    multilabel_confusion_matrix,
+)
 from torchmetrics.utilities.distributed import gather_all_tensors
 
+from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.lightning_internals import (
     default_hp_metric,
     file_writer,
@@ -44,6 +55,7 @@ from lit_celeba.callbacks.lightning_internals import (
 from lit_celeba.callbacks.pictures import (
     augmentation_preview,
     class_names,
+    confusion_matrices_picture,
     confusion_matrix_picture,
     gallery_picture,
     raw_train_images,
@@ -287,16 +299,18 @@ class TensorBoardDashboards(Callback):
         logits = self._take_logits(len(targets))
         if logits is None:
             return
-        probabilities = torch.sigmoid(logits.float()).reshape(-1)
+        # (B, K) kept as it is: row i is image i's K probabilities, whatever K is.
+        probabilities = torch.sigmoid(logits.float()).reshape(len(targets), -1)
+        targets = targets.reshape(len(targets), -1)
         self._probabilities.append(probabilities)
-        self._targets.append(targets.reshape(-1))
+        self._targets.append(targets)
         missing = self.gallery_size - sum(len(g[0]) for g in self._gallery)
         if missing > 0 and self._logger is not None:  # rank 0's first images
             self._gallery.append(
                 (
                     images[:missing].detach().float().cpu(),
                     probabilities[:missing].cpu(),
-                    targets.reshape(-1)[:missing].cpu(),
+                    targets[:missing].cpu(),
                 )
             )
 
@@ -305,24 +319,36 @@ class TensorBoardDashboards(Callback):
     ) -> None:
         if not self._collecting:
             return
+        attributes = _target_attrs(trainer, pl_module)
         # Every rank takes part in the gather, also one that saw no batch.
-        probabilities = _all_ranks(self._probabilities, pl_module.device)
-        targets = _all_ranks(self._targets, pl_module.device)
+        probabilities = _all_ranks(self._probabilities, len(attributes), pl_module.device)
+        targets = _all_ranks(self._targets, len(attributes), pl_module.device).long()
         if self._logger is None or not len(probabilities):
             self._reset_predictions()
             return
         writer = self._logger.experiment
         step = logging_step(trainer)
-        names = class_names(getattr(trainer.datamodule, "target_attr", "Male"))
+        single = len(attributes) == 1
         if self._gallery:
             images, gallery_probs, gallery_targets = (
                 torch.cat(p) for p in zip(*self._gallery, strict=True)
             )
+            names = class_names(attributes[0]) if single else attributes
             picture = gallery_picture(images, gallery_probs, gallery_targets, names)
             add_png(writer, f"{stage}/predictions", picture, step)
-        matrix = binary_confusion_matrix(probabilities, targets.long(), threshold=0.5)
-        add_png(writer, f"{stage}/confusion_matrix", confusion_matrix_picture(matrix, names), step)
-        writer.add_pr_curve(f"{stage}/pr_curve", targets.long(), probabilities, step)
+        if single:  # today's picture and tag, unchanged
+            matrix = binary_confusion_matrix(probabilities[:, 0], targets[:, 0], threshold=0.5)
+            picture = confusion_matrix_picture(matrix, class_names(attributes[0]))
+            writer.add_pr_curve(f"{stage}/pr_curve", targets[:, 0], probabilities[:, 0], step)
+        else:
+            matrices = multilabel_confusion_matrix(
+                probabilities, targets, num_labels=len(attributes), threshold=0.5
+            )
+            picture = confusion_matrices_picture(matrices, attributes)
+            for k, name in enumerate(attributes):
+                tag = f"{stage}/pr_curve/{name}"
+                writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
+        add_png(writer, f"{stage}/confusion_matrix", picture, step)
         self._reset_predictions()
 
     # ---- hparams -------------------------------------------------------------------------------
@@ -337,14 +363,22 @@ class TensorBoardDashboards(Callback):
         file_writer(self._logger.experiment).add_summary(session_start)
 
 
-def _all_ranks(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """This rank's 1-D ``parts`` concatenated with every other rank's, in rank order, on the CPU.
-    torchmetrics' gather pads and trims the ranks' shares, which differ in size when the
-    evaluation set does not divide by the number of processes."""
-    local = torch.cat(parts) if parts else torch.empty(0, device=device)
+def _target_attrs(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
+    """The K attributes the network outputs, in output order: the module's own list (it fixes the
+    outputs), else the data module's."""
+    for owner in (pl_module, trainer.datamodule):
+        names = getattr(owner, "target_attrs", None)
+        if names:
+            return list(names)
+    return attribute_list(getattr(trainer.datamodule, "target_attr", "Male"))
+
+
+def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) -> torch.Tensor:
+    """This rank's (n, K) ``parts`` stacked with every other rank's, in rank order, on the CPU.
+    torchmetrics' gather pads and trims the ranks' shares (along every dimension, so the 2-D
+    shape survives), which differ in size when the evaluation set does not divide by the number
+    of processes."""
+    local = torch.cat(parts) if parts else torch.empty(0, columns, device=device)
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return local.cpu()
     return torch.cat(gather_all_tensors(local.float())).cpu()
-
-
-

@@ -1,24 +1,25 @@
 """The dashboards' pictures, drawn with Pillow as HxWx3 uint8 arrays: the augmentation preview,
-the prediction gallery and the confusion matrix (Pillow, not matplotlib: they are drawn every
-validation epoch and must stay cheap, about 20 ms for both; matplotlib needs about 0.25 s)."""
+the prediction gallery and the confusion matrix, or one small matrix per attribute (Pillow, not
+matplotlib: they are drawn every validation epoch and must stay cheap, about 20 ms for both;
+matplotlib needs about 0.25 s)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.data.cache import decode_bytes
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import train_transform
 
 CORRECT_COLOUR = (0, 150, 0)
 WRONG_COLOUR = (210, 0, 0)
 MIN_TILE = 128  # faces are enlarged (nearest neighbour) to at least this side, for legibility
+GALLERY_ATTRIBUTES = 3  # caption lines per face with several target attributes
 
 
 def class_names(target_attr: str) -> tuple[str, str]:
@@ -29,12 +30,15 @@ def class_names(target_attr: str) -> tuple[str, str]:
 def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
     """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
 
-    Reads the files that the train dataset lists (``image_dir`` / ``image_names``); a data module
-    that keeps decoded images in memory only needs to change this function.
+    Reads the images that the train dataset lists (``image_names``) through its ``source`` (a
+    folder, an archive or TFRecords, see :mod:`lit_celeba.data.sources`); a data module that
+    keeps decoded images in memory only needs to change this function.
     """
     dataset = datamodule.datasets["train"]
     names = dataset.image_names[:count]
-    return [decode_image(str(Path(dataset.image_dir) / n), mode=ImageReadMode.RGB) for n in names]
+    source = dataset.source
+    return [decode_bytes(data, source.where(n)) for n, data in zip(names, source.read_many(names),
+                                                                     strict=True)]  # fmt: skip
 
 
 def augmentation_preview(
@@ -56,32 +60,62 @@ def gallery_picture(
     images: torch.Tensor,
     probabilities: torch.Tensor,
     targets: torch.Tensor,
-    names: tuple[str, str],
+    names: tuple[str, str] | Sequence[str],
     columns: int = 5,
 ) -> np.ndarray:
-    """Faces with ``GT: <true label>`` and ``Pr(<attribute>)=NN%`` under each, the original post's
-    gallery; wrong predictions (probability on the wrong side of 50 %) are framed and captioned
-    in red, right ones in green. Returns an HxWx3 uint8 array."""
+    """Each face once, with a caption under it; returns an HxWx3 uint8 array.
+
+    ``probabilities`` and ``targets`` are (N,) or (N, K). ``names`` is the pair of class names of
+    one attribute (:func:`class_names`) or the K attribute names.
+
+    One attribute: ``GT: <true label>`` and ``Pr(<attribute>)=NN%``, the original post's gallery;
+    a wrong prediction (probability on the wrong side of 50 %) is framed and captioned in red, a
+    right one in green. K attributes: one line ``<attribute>: NN%`` per attribute, for the first
+    :data:`GALLERY_ATTRIBUTES` only (40 lines would hide the faces), each green when right and red
+    when wrong, so the colour gives the true label; the frame is red when any shown line is.
+    """
+    probabilities = probabilities.reshape(len(images), -1)
+    targets = targets.reshape(len(images), -1)
+    single = probabilities.shape[1] == 1
+    if single:
+        pair = tuple(names) if len(names) == 2 else class_names(names[0])
+        attributes = [pair[1]]
+    else:
+        attributes = list(names)[:GALLERY_ATTRIBUTES]
     font = _font(15)
     scale = _scale_for(images.shape[-1])
     border, line = 4, 19
+    lines = 2 if single else len(attributes)
     cards = []
-    for image, probability, target in zip(
-        images, probabilities.tolist(), targets.tolist(), strict=True
-    ):
-        truth = int(target > 0.5)
-        wrong = int(probability > 0.5) != truth
-        colour = WRONG_COLOUR if wrong else CORRECT_COLOUR
+    for image, probs, truths in zip(images, probabilities.tolist(), targets.tolist(), strict=True):
+        right = [int(p > 0.5) == int(t > 0.5) for p, t in zip(probs, truths, strict=False)]
+        if single:
+            truth = int(truths[0] > 0.5)
+            colour = CORRECT_COLOUR if right[0] else WRONG_COLOUR
+            captions = [
+                (f"GT: {pair[truth]}", colour),
+                (f"Pr({pair[1]})={probs[0] * 100:.0f}%", colour),
+            ]
+        else:
+            captions = [
+                (f"{name}: {p * 100:.0f}%", CORRECT_COLOUR if ok else WRONG_COLOUR)
+                for name, p, ok in zip(attributes, probs, right, strict=False)
+            ]
+            colour = CORRECT_COLOUR if all(right[: len(attributes)]) else WRONG_COLOUR
         face = _to_pil(image, scale)
-        card = Image.new("RGB", (face.width + 2 * border, face.height + 2 * border + 2 * line + 6))
+        width = face.width + 2 * border
+        if not single:  # long attribute names widen the card rather than run off it
+            measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+            widths = [math.ceil(measure.textlength(text, font=font)) + 8 for text, _ in captions]
+            width = max([width, *widths])
+        card = Image.new("RGB", (width, face.height + 2 * border + lines * line + 6))
         card.paste((255, 255, 255), (0, 0, *card.size))
         card.paste(colour, (0, 0, card.width, face.height + 2 * border))
-        card.paste(face, (border, border))
+        card.paste(face, ((width - face.width) // 2, border))
         draw = ImageDraw.Draw(card)
         centre, top = card.width // 2, face.height + 2 * border + 3
-        draw.text((centre, top), f"GT: {names[truth]}", fill=colour, font=font, anchor="ma")
-        caption = f"Pr({names[1]})={probability * 100:.0f}%"
-        draw.text((centre, top + line), caption, fill=colour, font=font, anchor="ma")
+        for index, (text, ink) in enumerate(captions):
+            draw.text((centre, top + index * line), text, fill=ink, font=font, anchor="ma")
         cards.append(card)
     return np.asarray(_grid(cards, columns=columns))
 
@@ -120,6 +154,43 @@ def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np
     return np.asarray(picture)
 
 
+def confusion_matrices_picture(
+    matrices: torch.Tensor, attributes: Sequence[str], columns: int = 5
+) -> np.ndarray:
+    """One small 2x2 confusion matrix per attribute, ``columns`` to a row: ``matrices`` is
+    (K, 2, 2) as torchmetrics' ``multilabel_confusion_matrix`` returns it. Every attribute is
+    drawn (all 40 fit in about 960x1100 pixels): each tile has the attribute and its accuracy
+    above it, rows the true label (0, 1), columns the predicted one, each cell its count, shaded
+    by its share of the row as in :func:`confusion_matrix_picture`. Returns an HxWx3 uint8 array.
+    """
+    font, bold = _font(13), _font(14)
+    cell_w, cell_h, left, top = 64, 36, 52, 40
+    tiles = []
+    for matrix, name in zip(matrices.cpu().long().tolist(), attributes, strict=True):
+        tile = Image.new("RGB", (left + 2 * cell_w + 8, top + 2 * cell_h + 6), (255, 255, 255))
+        draw = ImageDraw.Draw(tile)
+        total = sum(map(sum, matrix))
+        accuracy = (matrix[0][0] + matrix[1][1]) / total if total else 0.0
+        draw.text((tile.width // 2, 2), f"{name} {accuracy:.1%}", fill=0, font=bold, anchor="ma")
+        for j in range(2):
+            x = left + j * cell_w + cell_w // 2
+            draw.text((x, 22), f"pred {j}", fill=(80, 80, 80), font=font, anchor="ma")
+        for i in range(2):
+            row_total = sum(matrix[i])
+            y = top + i * cell_h
+            draw.text((left - 6, y + cell_h // 2), f"true {i}", fill=0, font=font, anchor="rm")
+            for j in range(2):
+                share = matrix[i][j] / row_total if row_total else 0.0
+                shade = tuple(round(255 + share * (c - 255)) for c in (31, 119, 180))
+                x = left + j * cell_w
+                draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=shade)
+                ink = (255, 255, 255) if share > 0.5 else (0, 0, 0)
+                centre = (x + cell_w // 2, y + cell_h // 2)
+                draw.text(centre, str(matrix[i][j]), fill=ink, font=bold, anchor="mm")
+        tiles.append(tile)
+    return np.asarray(_grid(tiles, columns=min(columns, len(tiles))))
+
+
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
@@ -140,7 +211,8 @@ def _to_pil(image: torch.Tensor, scale: int) -> Image.Image:
 
 
 def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> Image.Image:
-    width, height = tiles[0].size
+    # Tiles of one picture share a size, except gallery cards widened for long attribute names.
+    width, height = max(t.width for t in tiles), max(t.height for t in tiles)
     rows = math.ceil(len(tiles) / columns)
     sheet = Image.new(
         "RGB", (columns * width + (columns + 1) * gap, rows * height + (rows + 1) * gap), "white"

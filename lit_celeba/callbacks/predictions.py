@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
+from lit_celeba.attributes import attribute_list
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 
 
@@ -22,9 +24,11 @@ class CSVPredictionWriter(BasePredictionWriter):
     attribute) into ``output_dir``, or into the run's log folder when that is ``None``; the data
     module's ``predict_output``, when set, names the file (or an existing folder for it) instead.
 
-    On the user's photos (``--data.predict_path``) the columns are path, probability, predicted
-    label and error: a file that could not be read has an error and no probability. ``failures``
-    counts those (``None`` after a CelebA split).
+    On the user's photos (``--data.predict_path``) the columns are path, then a probability and a
+    predicted label per attribute (``prob_<a>``, ``pred_<a>``), then error, one row per photo: a
+    file that could not be read has an error and no probabilities. ``failures`` counts those
+    (``None`` after a CelebA split). A ``predict_output`` that ends with a slash is a folder, also
+    one that does not exist yet.
     """
 
     def __init__(self, output_dir: str | None = None, filename: str = "predictions.csv") -> None:
@@ -35,7 +39,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.path: Path | None = None
         self.rows = 0
         self.failures: int | None = None
-        self._photo_rows: list[tuple[str, float | None, str]] = []
+        self._photo_rows: list[tuple[str, list[float] | None, str]] = []
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._photo_rows = []
@@ -52,7 +56,10 @@ class CSVPredictionWriter(BasePredictionWriter):
     ) -> None:
         if not isinstance(batch, PhotoBatch):
             return
-        probabilities = iter(prediction.float().cpu().reshape(-1).tolist())
+        # One row of K probabilities per readable photo, in the batch's order ((0, K) when none).
+        values = prediction.float().cpu()
+        values = values.unsqueeze(1) if values.dim() == 1 else values.flatten(1)
+        probabilities = iter(values.tolist())
         for path, error in zip(batch.paths, batch.errors, strict=True):
             self._photo_rows.append((path, None if error else next(probabilities), error))
 
@@ -60,7 +67,9 @@ class CSVPredictionWriter(BasePredictionWriter):
         predict_output = getattr(trainer.datamodule, "predict_output", None)
         if predict_output:
             path = Path(predict_output).expanduser()
-            return path / self.filename if path.is_dir() else path
+            # A trailing slash names a folder, also one that does not exist yet.
+            folder = str(predict_output).endswith(("/", os.sep)) or path.is_dir()
+            return path / self.filename if folder else path
         return Path(self.output_dir or trainer.log_dir or ".") / self.filename
 
     def _write_csv(self, trainer: pl.Trainer, header: list[str], rows: Iterable[list]) -> bool:
@@ -78,18 +87,21 @@ class CSVPredictionWriter(BasePredictionWriter):
         return True
 
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
-        attr = getattr(trainer.datamodule, "target_attr", "target")
+        attrs = _target_attrs(trainer)
         rows = self._photo_rows
         if trainer.world_size > 1:
             order = {path: i for i, path in enumerate(dataset.paths)}
             rows = _from_all_ranks(rows, key=lambda row: order[row[0]])
         self.rows = len(rows)
-        self.failures = sum(prob is None for _, prob, _ in rows)
+        self.failures = sum(probs is None for _, probs, _ in rows)
+        header = ["path"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]
         cells = (
-            [photo, "", "", error] if prob is None else [photo, f"{prob:.6f}", int(prob >= 0.5), ""]
-            for photo, prob, error in rows
+            [photo, *[""] * (2 * len(attrs)), error]
+            if probs is None
+            else [photo, *[c for p in probs for c in (f"{p:.6f}", int(p >= 0.5))], ""]
+            for photo, probs, error in rows
         )
-        if self._write_csv(trainer, ["path", f"prob_{attr}", f"pred_{attr}", "error"], cells):
+        if self._write_csv(trainer, header, cells):
             rank_zero_info(
                 f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, "
                 f"{self.failures} unreadable) to {self.path}"
@@ -112,13 +124,21 @@ class CSVPredictionWriter(BasePredictionWriter):
         rows = list(zip(indices, probabilities.tolist(), strict=True))
         if trainer.world_size > 1:
             rows = _from_all_ranks(rows, key=lambda row: row[0])
-        attrs = getattr(trainer.datamodule, "target_attrs", None) or [
-            getattr(trainer.datamodule, "target_attr", "target")
-        ]
+        attrs = _target_attrs(trainer)
         header = ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
         self.rows, self.failures = len(rows), None
         if self._write_csv(trainer, header, (_split_cells(dataset, i, p) for i, p in rows)):
             rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
+
+
+def _target_attrs(trainer: pl.Trainer) -> list[str]:
+    """The data module's list of target attributes, in the network's output order."""
+    names = getattr(trainer.datamodule, "target_attrs", None)
+    return (
+        list(names)
+        if names
+        else attribute_list(getattr(trainer.datamodule, "target_attr", "target"))
+    )
 
 
 def _split_cells(dataset: Any, index: int, probabilities: list[float]) -> list:

@@ -2,6 +2,7 @@
 
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -14,6 +15,13 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lit_celeba.checkpoints.safe_load import load_checkpoint
+from lit_celeba.errors import CheckpointError
+
+# torch.save's own writer reports a failed write (a full disk among others) as a RuntimeError
+# "[enforce fail at inline_container.cc:...] ... PytorchStreamWriter failed writing file ...";
+# through a Python file object it is an OSError. Either way: the disk, not the checkpoint.
+_WRITE_FAILED = ("PytorchStreamWriter failed writing", "file write failed", "unexpected pos")
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 
@@ -37,17 +45,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:
-            # O_EXCL: never write through someone else's file; 0o666 lets the umask decide, as for
-            # any other file the user creates.
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as fh:
+            with os.fdopen(_create_exclusive(temporary), "wb") as fh:
                 torch.save(checkpoint, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(temporary, path)
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
+            if _write_failed(err):
+                raise _cannot_save(path, err) from None
             raise
         _fsync_folder(path.parent)
         _remove_stale_temporaries(path)
@@ -62,6 +69,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location, weights_only)
         # None means "not chosen": choose the safe way whatever torch's default is.
         return load_checkpoint(path, map_location, weights_only=weights_only is not False)
+
+
+def _create_exclusive(path: Path) -> int:
+    # O_EXCL: never write through someone else's file; 0o666 lets the umask decide, as for any
+    # other file the user creates.
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+
+def _write_failed(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return err.errno in _DISK_ERRNOS
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _WRITE_FAILED)
+
+
+def _cannot_save(path: Path, err: BaseException) -> CheckpointError:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "the disk is full"
+    elif isinstance(err, OSError):
+        reason = err.strerror or str(err)
+    else:  # torch does not say why its writer failed; a full disk is by far the likeliest
+        reason = "writing failed, most likely because the disk is full"
+    previous = (
+        f"The previous {path.name} there is intact."
+        if path.exists()
+        else f"No earlier {path.name} was there; nothing else was changed."
+    )
+    return CheckpointError(
+        f"Cannot save the checkpoint {path} in {path.parent}: {reason}. {previous} Free space "
+        "there (or choose another folder for the logs and checkpoints), then resume with "
+        "--ckpt_path last."
+    )
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -1,15 +1,39 @@
-"""Which checkpoint is "last": the newest one a run wrote, and the run folder to go on in."""
+"""Which checkpoint is "last": the newest one a run wrote, and the run folder to go on in.
 
+``fit --ckpt_path last`` goes on in an earlier run only if that run was started with the same
+settings (:func:`find_matching_run`): otherwise a new run killed in its first epoch would resume
+someone else's finished run with other settings and overwrite its checkpoints.
+"""
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+import yaml
 from lightning_fabric.utilities.types import _PATH
 
 # ckpt_path values that name no file: Lightning resolves them itself.
-
-# ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
+
+# Settings a resumed run may change without changing what it computes. The log folder is where
+# the run was found (it may have been moved since); the cache is keyed by its content. Callbacks
+# are left out too: the configs' callbacks only observe and save (checkpoints, dashboards, the
+# learning-rate monitor), and a hook added for one session (a debugging or pausing callback)
+# must not make a run unresumable.
+RESULT_NEUTRAL_SETTINGS = frozenset(
+    {
+        "config",
+        "ckpt_path",
+        "trainer.logger.init_args.version",
+        "trainer.logger.init_args.save_dir",
+        "trainer.callbacks",
+        "trainer.enable_progress_bar",
+        "trainer.enable_model_summary",
+        "data.num_workers",
+        "data.cache_dir",
+    }
+)
 
 
 def latest_checkpoint(trainer: pl.Trainer) -> str:
@@ -24,10 +48,64 @@ def latest_checkpoint(trainer: pl.Trainer) -> str:
     return str(max(existing, key=lambda p: p.stat().st_mtime_ns)) if existing else ""
 
 
-def find_last_checkpoint(run_root: _PATH) -> Path | None:
-    """The newest ``*/checkpoints/last.ckpt`` under a logger's folder (``save_dir/name``)."""
+def last_checkpoints(run_root: _PATH) -> list[Path]:
+    """Every ``*/checkpoints/last.ckpt`` under a logger's folder (``save_dir/name``), newest
+    first."""
     candidates = [p for p in Path(run_root).glob("*/checkpoints/last.ckpt") if p.is_file()]
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
+    return sorted(candidates, key=lambda p: p.stat().st_mtime_ns, reverse=True)
+
+
+def find_last_checkpoint(run_root: _PATH) -> Path | None:
+    """The newest ``*/checkpoints/last.ckpt`` under a logger's folder, of any run."""
+    return next(iter(last_checkpoints(run_root)), None)
+
+
+def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"data.image_size": 64, ...}``: nested mappings as dotted keys; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_settings(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The settings that differ between two configs, as ``key: saved -> current``, leaving out
+    :data:`RESULT_NEUTRAL_SETTINGS` and everything under them."""
+    old, new = flat_settings(saved), flat_settings(current)
+
+    def neutral(key: str) -> bool:
+        return any(key == n or key.startswith(f"{n}.") for n in RESULT_NEUTRAL_SETTINGS)
+
+    keys = sorted(k for k in old.keys() | new.keys() if not neutral(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def find_matching_run(
+    run_root: _PATH, current: Mapping[str, Any]
+) -> tuple[Path | None, list[str]]:
+    """The newest ``last.ckpt`` under ``run_root`` whose run folder's ``config.yaml`` has the
+    settings of ``current`` (a config as LightningCLI saves it), and one line for each newer run
+    that was skipped, saying why."""
+    skipped = []
+    for last in last_checkpoints(run_root):
+        run_dir = last.parent.parent
+        config_file = run_dir / "config.yaml"
+        try:
+            saved = yaml.safe_load(config_file.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            skipped.append(f"{run_dir}: its config.yaml cannot be read ({type(err).__name__})")
+            continue
+        changes = changed_settings(saved if isinstance(saved, Mapping) else {}, current)
+        if not changes:
+            return last, skipped
+        more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
+        shown = "; ".join(changes[:3]) + more
+        skipped.append(f"{run_dir}: other settings ({shown})")
+    return None, skipped
 
 
 def free_config_name(run_dir: _PATH) -> str:
@@ -39,5 +117,3 @@ def free_config_name(run_dir: _PATH) -> str:
     while (run_dir / f"config_resume_{n}.yaml").exists():
         n += 1
     return f"config_resume_{n}.yaml"
-
-

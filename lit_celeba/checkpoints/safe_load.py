@@ -52,11 +52,14 @@ def load_checkpoint(
         # torch's weights-only unpickler stops at the first thing that is not a tensor or a
         # plain value: a global (a class or function to import and call) is what runs code;
         # anything else is a file that is no checkpoint at all.
-        culprit = re.search(r"Unsupported global: (GLOBAL \S+)", str(err))
+        # torch words it "Unsupported global: GLOBAL io.open" for a global it does not know and
+        # "Trying to load unsupported GLOBAL posix.system whose module posix is blocked" for
+        # one from a module it blocks outright (os, subprocess, ...): both are refusals.
+        culprit = re.search(r"unsupported global:? (?:GLOBAL )?(\S+)", str(err), re.IGNORECASE)
         if culprit is None:
             detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(err))
             raise _unreadable(path, detail.group(1) if detail else err) from None
-        detail = f" ({culprit.group(1)})"
+        detail = f" (GLOBAL {culprit.group(1)})"
         raise CheckpointError(
             f"Refused to load {path}: besides tensors and plain values it holds Python "
             f"objects{detail}, and unpickling those could run code from the file. Checkpoints "
@@ -82,8 +85,14 @@ def load_checkpoint(
 
 
 def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
+    # torch's advice to load with weights_only=False would turn off the protection that keeps a
+    # crafted file from running code: never pass it on.
+    lines = [
+        line.strip()
+        for line in str(err).strip().splitlines()
+        if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
+    ]
+    reason = lines[0] if lines else type(err).__name__
     return CheckpointError(
         f"Cannot read checkpoint {path}: it is truncated, damaged or not a PyTorch file "
         f"(torch.load said: {reason}). Use another checkpoint, e.g. the best one next to it in "
@@ -124,7 +133,7 @@ def _cli_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
 
 
-def _check_own_model_class(class_path: str, path: _PATH) -> None:
+def _check_own_model_class(class_path: str, path: _PATH) -> type[AttributeClassifier]:
     # Looked up among modules already imported, never imported: importing runs module code
     # (lit_celeba.__main__, for one, starts the CLI).
     module_name, _, class_name = class_path.rpartition(".")
@@ -134,12 +143,33 @@ def _check_own_model_class(class_path: str, path: _PATH) -> None:
             f"{path} names the model class {class_path!r}, which this version of lit_celeba does "
             "not have. Use a checkpoint written by this version."
         )
+    return model_class
+
+
+def model_class_of(
+    checkpoint: Mapping[str, Any], path: _PATH, default: type[AttributeClassifier]
+) -> type[AttributeClassifier]:
+    """The lit_celeba model class that the checkpoint names (``default`` when it names none),
+    looked up among the classes already imported, never imported; call :func:`check_checkpoint`
+    first."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+    if class_path is None:
+        return default
+    if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
+        raise CheckpointError(f"{path} was saved by another model ({class_path!r}), not lit_celeba")
+    return _check_own_model_class(class_path, path)
 
 
 def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: _PATH) -> None:
     """Refuse a checkpoint whose weights do not fit ``model``, listing what differs."""
     expected = model.state_dict()
     found = checkpoint["state_dict"]
+    if not found:
+        raise CheckpointError(
+            f"{path} holds no weights (its state_dict is empty). Use a checkpoint written by "
+            "`python -m lit_celeba fit`."
+        )
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     reshaped = [

@@ -8,19 +8,32 @@ file is memory-mapped: the operating system keeps it in RAM when there is room (
 17,000 images take 1.42 GB at 64x64) and pages it from disk when there is not (the full train
 split takes 13.6 GB).
 
-The file name is a hash of everything that decides its content (the image folder, each image's
-name, size and modification time, the columns kept, the format version), so a changed subset,
-image size or data set never reuses a stale cache. It is written under a lock to a temporary
-name and renamed into place, so two processes (DDP ranks, two runs) never see a half-written
-cache, and a build that was killed leaves nothing that looks complete.
+The file name is a hash of everything that decides its content (the image source: a folder, an
+archive's path, size and date, or TFRecord files and offsets; each image's name, size and
+modification time or CRC; the columns kept, the format version), so a changed subset, image size or
+data set never reuses a stale cache, and caches of two copies never mix. It is written under a lock
+to a temporary name and renamed into place, so two processes (DDP ranks, two runs) never see a
+half-written cache, and a build that was killed leaves nothing that looks complete.
+
+A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the decoder
+processes close their inherited copy of the lock and die with their parent, temporaries nobody is
+building any more are removed, and a run that waits for another's build says for whom and how
+long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is damaged (truncated, header
+changed) is found by its header and size, named, and rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import os
+import re
+import signal
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -32,11 +45,18 @@ import torch
 from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
-from lit_celeba.errors import CelebAError
+from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
+from lit_celeba.data.sources import FolderSource, ImageSource
+from lit_celeba.errors import CelebAError, UsageError
 
 CACHE_VERSION = 1
-IMAGE_SHAPE = (218, 178, 3)  # CelebA's aligned faces: height, width, RGB
+IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB
 _CHUNK = 256
+# How long a run waits for another process's build of the same cache before giving up. Decoding
+# all 202,599 images takes minutes on a few cores; an hour only ever runs out on a stuck holder.
+LOCK_WAIT_LIMIT_S = 3600.0
+WAIT_REPORT_EVERY_S = 30.0  # how often a waiting run says that it still waits
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def default_cache_dir() -> Path:
@@ -44,43 +64,152 @@ def default_cache_dir() -> Path:
     return Path(base) / "lit_celeba"
 
 
-def cache_key(image_dir: Path, names: Sequence[str], columns: Sequence[int]) -> str:
-    """A hash of the cache's content: folder, columns kept, names, each file's size and mtime."""
-    header = f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {image_dir.resolve()}\n"
+def as_source(images: ImageSource | os.PathLike | str) -> ImageSource:
+    """An image source; a plain path is an unpacked folder."""
+    return images if isinstance(images, ImageSource) else FolderSource(Path(images))
+
+
+def cache_key(
+    images: ImageSource | Path, names: Sequence[str], columns: Sequence[int]
+) -> str:
+    """A hash of the cache's content: source, columns kept, names, each image's size and date
+    (or CRC, or record offset)."""
+    source = as_source(images)
+    header = f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {source.identity()}\n"
     digest = hashlib.sha256(header.encode())
-    for name in names:
-        stat = (image_dir / name).stat()
-        digest.update(f"{name} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    for line in source.key_lines(names):
+        digest.update(f"{line}\n".encode())
     return digest.hexdigest()[:24]
 
 
+def _unwritable(cache_dir: Path, err: OSError) -> UsageError:
+    reason = err.strerror or str(err)
+    return UsageError(
+        f"Cannot write the decoded-image cache in {cache_dir}: {reason}. Choose a writable folder "
+        "with --data.cache_dir, or set --data.cache false to decode the JPEGs on the fly."
+    )
+
+
 @contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process dies
+def _locked(lock_path: Path, wait_limit_s: float) -> Iterator[int]:
+    """Hold ``lock_path``'s flock; yields its descriptor, which forked children must close.
+
+    The lock is released by the kernel when every copy of the descriptor is closed: by this
+    process dying, as long as no child still holds a copy (see :func:`_decoder_init`).
+    """
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise _unwritable(lock_path.parent, err) from None
+    try:
+        _acquire(fd, lock_path, wait_limit_s)
+        # Who holds it, for the message of a run that waits.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         try:
-            yield
+            yield fd
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, lock_path: Path, wait_limit_s: float) -> None:
+    """flock ``fd``; while another process holds it, say so every ``WAIT_REPORT_EVERY_S``."""
+    start = time.monotonic()
+    next_report = 0.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        waited = time.monotonic() - start
+        if waited > wait_limit_s:
+            raise CelebAError(
+                f"Gave up after waiting {waited:.0f} s for the cache lock {lock_path}, held by "
+                f"{_holder(lock_path)}. If no other lit_celeba run is building this cache, end "
+                "that process; or choose another folder with --data.cache_dir, or set "
+                "--data.cache false."
+            )
+        if waited >= next_report:
+            print(
+                f"Waiting for the cache lock {lock_path}, held by {_holder(lock_path)} while it "
+                f"builds the same cache; waited {waited:.0f} s (giving up after "
+                f"{wait_limit_s:.0f} s).",
+                file=sys.stderr,
+                flush=True,
+            )
+            next_report += WAIT_REPORT_EVERY_S
+        time.sleep(0.2)
+
+
+def _holder(lock_path: Path) -> str:
+    try:
+        pid = int(lock_path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "another process"
+    if _process_alive(pid):
+        return f"process {pid}"
+    return f"process {pid}, which has ended (a process it started may still hold the lock)"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists but belongs to someone else
+    return True
+
+
+def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why ``path`` is not a complete cache of ``shape`` (uint8, C order), or None if it is."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            found_shape, fortran, dtype = read_header(fh)
+            offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ValueError) as err:
+        return f"unreadable header: {err}"
+    if tuple(found_shape) != tuple(shape) or dtype != np.uint8 or fortran:
+        return f"holds {tuple(found_shape)} {dtype}, expected {tuple(shape)} uint8"
+    expected = offset + int(np.prod(shape))
+    if size != expected:
+        return f"{size} bytes, expected {expected}"
+    return None
+
+
+def decode_bytes(data: bytes, where: str) -> torch.Tensor:
+    """JPEG (or PNG) bytes as uint8 3xHxW RGB; ``where`` names the image in the error."""
+    try:
+        # bytearray: torch.frombuffer warns about read-only buffers; the copy is 10 KB.
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                            mode=ImageReadMode.RGB)  # fmt: skip
+    except (RuntimeError, OSError, ValueError) as err:
+        raise CelebAError(
+            f"Cannot read image {where}: {err}. Replace the file from a fresh copy of CelebA."
+        ) from None
 
 
 def _decode_chunk(
-    tmp_path: str, image_dir: str, names: list[str], start: int, columns: list[int]
+    tmp_path: str, source: ImageSource, names: list[str], start: int, columns: list[int]
 ) -> int:
     array = np.load(tmp_path, mmap_mode="r+")
-    for offset, name in enumerate(names):
-        path = os.path.join(image_dir, name)
-        try:
-            image = decode_image(path, mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as err:
-            raise CelebAError(
-                f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
-            ) from None
-        if tuple(image.shape) != (3, *IMAGE_SHAPE[:2]):
-            raise CelebAError(
-                f"Image {path} is {image.shape[2]}x{image.shape[1]}, not CelebA's aligned "
-                "178x218; the decoded cache needs the aligned images (or set data.cache false)."
-            )
+    for offset, (name, data) in enumerate(zip(names, source.read_many(names), strict=True)):
+        path = source.where(name)
+        image = decode_bytes(data, path)
+        problem = face_size_problem(path, image.shape[2], image.shape[1])
+        if problem is not None:
+            raise CelebAError(problem)
         array[start + offset] = image.permute(1, 2, 0)[:, columns].numpy()
     array.flush()
     return len(names)
@@ -97,31 +226,48 @@ def _allocate(tmp_path: Path, shape: tuple[int, ...]) -> None:
 
 
 def build_cache(
-    image_dir: Path,
+    images: ImageSource | Path,
     names: Sequence[str],
     cache_dir: Path,
     columns: Sequence[int],
     workers: int | None = None,
     description: str = "images",
+    wait_limit_s: float = LOCK_WAIT_LIMIT_S,
 ) -> Path:
-    """Decode ``names`` from ``image_dir`` into ``cache_dir/<key>.npy`` unless it exists,
-    keeping the source ``columns`` of each image."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    """Decode ``names`` from ``images`` (a source, or an unpacked folder) into
+    ``cache_dir/<key>.npy`` unless it exists, keeping the source ``columns`` of each image. A
+    damaged file is rebuilt."""
     columns = [int(c) for c in columns]
-    key = cache_key(image_dir, names, columns)
+    source = as_source(images)
+    key = cache_key(source, names, columns)
     final = cache_dir / f"celeba-{key}.npy"
-    with _locked(cache_dir / f"celeba-{key}.lock"):
-        if final.exists():
-            return final
+    shape = cache_shape(len(names), columns)
+    if _damage(final, shape) is None:
+        return final  # complete (it is renamed into place whole): no lock, no write needed
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(cache_dir, err) from None
+    with _locked(cache_dir / f"celeba-{key}.lock", wait_limit_s) as lock_fd:
+        damage = _damage(final, shape)
+        if damage is None:
+            return final  # built by the process we waited for
+        if damage != "missing":
+            print(f"The cache file {final} is damaged ({damage}); rebuilding it.",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            final.unlink()
         for stale in cache_dir.glob(f"celeba-{key}.npy.tmp-*"):
             stale.unlink()  # left by a build that was killed; we hold the lock, nobody owns it
+        _remove_abandoned_temporaries(cache_dir)
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
-            _allocate(tmp, cache_shape(len(names), columns))
-            _decode_all(tmp, image_dir, list(names), columns, workers, description)
+            _allocate(tmp, shape)
+            _decode_all(tmp, source, list(names), columns, workers, description, lock_fd)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
+                raise _unwritable(cache_dir, err) from None
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 need = np.prod(cache_shape(len(names), columns)) / 1e9
                 raise CelebAError(
@@ -141,13 +287,35 @@ def cache_shape(count: int, columns: Sequence[int]) -> tuple[int, int, int, int]
     return (count, IMAGE_SHAPE[0], len(columns), IMAGE_SHAPE[2])
 
 
+_TEMPORARY = re.compile(r"^(celeba-[0-9a-f]+)\.npy\.tmp-\d+$")
+
+
+def _remove_abandoned_temporaries(cache_dir: Path) -> None:
+    """Remove the temporaries of other caches that nobody is building (their lock is free): a
+    killed build of another subset would otherwise keep its gigabytes forever."""
+    for tmp in cache_dir.glob("celeba-*.npy.tmp-*"):
+        match = _TEMPORARY.match(tmp.name)
+        lock_path = cache_dir / f"{match.group(1)}.lock" if match else None
+        if lock_path is None or not lock_path.exists():
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
+                tmp.unlink()
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
 def _decode_all(
     tmp: Path,
-    image_dir: Path,
+    source: ImageSource,
     names: list[str],
     columns: list[int],
     workers: int | None,
     description: str,
+    lock_fd: int,
 ) -> None:
     chunks = [(i, names[i : i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
@@ -155,20 +323,42 @@ def _decode_all(
     with bar:
         if workers <= 1:
             for start, chunk in chunks:
-                bar.update(_decode_chunk(str(tmp), str(image_dir), chunk, start, columns))
+                bar.update(_decode_chunk(str(tmp), source, chunk, start, columns))
             return
         # fork: the workers only need this module, and start in milliseconds.
-        with ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                                 initializer=_one_thread) as pool:  # fmt: skip
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
+                                   initializer=_decoder_init,
+                                   initargs=(lock_fd, os.getpid()))  # fmt: skip
+        try:
             futures = [
-                pool.submit(_decode_chunk, str(tmp), str(image_dir), chunk, start, columns)
+                pool.submit(_decode_chunk, str(tmp), source, chunk, start, columns)
                 for start, chunk in chunks
             ]
             for future in futures:
                 bar.update(future.result())
+        except BaseException:
+            # Stopped (a signal, a bad image): do not decode the chunks still queued.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
 
 
-def _one_thread() -> None:
+def _decoder_init(lock_fd: int, parent_pid: int) -> None:
+    """Make a forked decoder process harmless to the builds that come after its parent."""
+    # The fork copied the descriptor of the cache's flock, and the lock lasts until every copy is
+    # closed: a decoder that outlived a killed parent would block every later run.
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)
+    # Die with the parent, even by SIGKILL, instead of decoding into a file nobody will use.
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before prctl took effect
+    # The fork also copied the parent's Python handlers (Lightning's SIGTERM handler only sets a
+    # flag): a decoder ends on SIGTERM, and leaves Ctrl-C to the parent, which stops the pool.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # One decoder per pool process, the pool being the parallelism. Not in the main process (a
     # build without a pool), where it would slow the training that follows.
     torch.set_num_threads(1)
@@ -176,11 +366,12 @@ def _one_thread() -> None:
 
 def open_cache(path: Path, count: int, columns: Sequence[int]) -> np.ndarray:
     """The cache as a read-only memory map; checks that it holds what was asked for."""
-    array = np.load(path, mmap_mode="r")
     expected = cache_shape(count, columns)
-    if array.shape != expected or array.dtype != np.uint8:
-        raise CelebAError(
-            f"The cache file {path} holds {array.shape} {array.dtype}, expected {expected} "
-            "uint8; delete it and it will be rebuilt."
-        )
-    return array
+    damage = _damage(path, expected)
+    if damage is None:
+        with contextlib.suppress(OSError, ValueError):
+            return np.load(path, mmap_mode="r")
+        damage = "cannot be memory-mapped"
+    raise CelebAError(
+        f"The cache file {path} is damaged ({damage}); delete it and it will be rebuilt."
+    )

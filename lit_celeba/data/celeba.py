@@ -17,7 +17,12 @@ kaggle (the "CelebFaces Attributes" data set on Kaggle)::
     root/list_eval_partition.csv
 
 The real text files have quirks that the parsers accept: a count line, a header with a trailing
-space, values padded with double spaces, and sometimes CRLF line endings.
+space, values padded with double spaces, sometimes CRLF line endings, and (after a Windows editor)
+a UTF-8 byte-order mark. A root that holds both layouts is refused rather than one of them picked
+silently: the two copies may differ, and the user should say which one the run is about.
+
+The same files still in their archives, and tfds' TFRecords, are found and read by
+:mod:`lit_celeba.data.sources`, which uses this module for the annotations.
 """
 
 from __future__ import annotations
@@ -33,14 +38,22 @@ import numpy as np
 from lit_celeba.errors import CelebAError
 
 SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
+FACE_SIZE = (178, 218)  # CelebA's aligned faces (img_align_celeba): width, height
 CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
 
 _EXPECTED_TREES = f"""\
-Expected one of these layouts (only the two annotation files are needed to detect it):
+Expected one of these forms (unpacked, only the two annotation files are needed to detect it):
   official / torchvision:                kaggle:
     ROOT/celeba/img_align_celeba/*.jpg       ROOT/img_align_celeba/img_align_celeba/*.jpg
     ROOT/celeba/list_attr_celeba.txt         ROOT/list_attr_celeba.csv
     ROOT/celeba/list_eval_partition.txt      ROOT/list_eval_partition.csv
+  official download, not unpacked:       kaggle download, not unpacked:
+    ROOT/img_align_celeba.zip                ROOT/archive.zip (or ROOT is that file)
+    ROOT/list_attr_celeba.txt
+    ROOT/list_eval_partition.txt           tensorflow datasets (tfds) data dir:
+    (or ROOT/Img/img_align_celeba.zip,       ROOT/celeb_a/<version>/dataset_info.json
+     ROOT/Anno/list_attr_celeba.txt,         ROOT/celeb_a/<version>/celeb_a-train.tfrecord-*
+     ROOT/Eval/list_eval_partition.txt)      (and the validation and test files)
 CelebA can be obtained from {CELEBA_URL} (or Kaggle's "CelebFaces Attributes (CelebA)
 Dataset"). To try the project without it, `configs/demo.yaml` generates its own data."""
 
@@ -80,6 +93,12 @@ class CelebAIndex:
         if split not in SPLITS:
             raise CelebAError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
         rows = np.flatnonzero(self.partition == SPLITS[split])
+        if len(rows) == 0:
+            raise CelebAError(
+                f"The {split!r} split has no images in {self.files.partition_file} (no line gives "
+                f"partition {SPLITS[split]}). Use a copy of CelebA with a {split} partition, or "
+                "run a stage that reads another split."
+            )
         if size is None:
             return rows
         if size < 1 or size > len(rows):
@@ -118,9 +137,15 @@ def find_files(root: str | os.PathLike) -> CelebAFiles:
             root / "list_eval_partition.csv",
         ),
     ]
-    for files in candidates:
-        if files.attr_file.is_file() and files.partition_file.is_file():
-            return files
+    complete = [f for f in candidates if f.attr_file.is_file() and f.partition_file.is_file()]
+    if len(complete) > 1:
+        found = "\n".join(f"  {f.layout}: {f.attr_file}, {f.partition_file}" for f in complete)
+        raise CelebAError(
+            f"The data root {root} holds more than one copy of CelebA's annotation files:\n"
+            f"{found}\nPoint data.root at the folder of the one to use, or move the others away."
+        )
+    if complete:
+        return complete[0]
     # A partial copy: say exactly which annotation file is missing.
     for files in candidates:
         present = [p for p in (files.attr_file, files.partition_file) if p.is_file()]
@@ -134,9 +159,33 @@ def find_files(root: str | os.PathLike) -> CelebAFiles:
 
 
 def _lines(path: Path) -> list[str]:
-    # newline=None folds CRLF and CR into "\n", as the real files come both ways.
-    with open(path, encoding="utf-8", newline=None) as fh:
+    # newline=None folds CRLF and CR into "\n", as the real files come both ways; utf-8-sig drops
+    # the byte-order mark that Windows editors write, which would otherwise stick to line 1.
+    with open(path, encoding="utf-8-sig", newline=None) as fh:
         return fh.read().splitlines()
+
+
+def _refuse_duplicates(path: Path, names: Sequence[str], line_numbers: Sequence[int]) -> None:
+    """One image listed twice would be trained (or scored) twice, with whichever labels."""
+    first_line: dict[str, int] = {}
+    for name, line_no in zip(names, line_numbers, strict=True):
+        if name in first_line:
+            raise CelebAError(
+                f"{path}: the image {name!r} is listed twice, on lines {first_line[name]} and "
+                f"{line_no}; each image must appear once. Fix or re-download the file."
+            )
+        first_line[name] = line_no
+
+
+def face_size_problem(path: str | os.PathLike, width: int, height: int) -> str | None:
+    """The message for an image that is not one of CelebA's aligned faces, or None if it is."""
+    if (width, height) == FACE_SIZE:
+        return None
+    return (
+        f"Image {path} is {width}x{height} pixels, not CelebA's aligned {FACE_SIZE[0]}x"
+        f"{FACE_SIZE[1]} (width x height): the data set must hold the aligned faces of "
+        "img_align_celeba. Replace the file from a fresh copy of CelebA."
+    )
 
 
 def _parse_values(path: Path, line_no: int, values: Sequence[str], n_attrs: int) -> list[bool]:
@@ -159,10 +208,15 @@ def _parse_values(path: Path, line_no: int, values: Sequence[str], n_attrs: int)
     return row
 
 
-def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.ndarray]:
-    """Read ``list_attr_celeba.txt`` or ``.csv``: (image names, attribute names, 0/1 int8 array)."""
+def read_attributes(
+    path: str | os.PathLike, text: str | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Read ``list_attr_celeba.txt`` or ``.csv``: (image names, attribute names, 0/1 int8 array).
+
+    ``text`` is the file's content when it was read from elsewhere (an archive); ``path`` then
+    only names it in messages."""
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path) if text is None else text.splitlines()
     csv = path.suffix.lower() == ".csv"
     if csv:
         header_no, first_row = 1, 2
@@ -183,6 +237,7 @@ def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.n
         raise CelebAError(f"{path}, line {header_no}: the header repeats an attribute name.")
 
     names: list[str] = []
+    line_numbers: list[int] = []
     rows: list[list[bool]] = []
     for line_no, line in enumerate(lines[first_row - 1 :], start=first_row):
         if not line.strip():
@@ -190,6 +245,7 @@ def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.n
         parts = line.split(",") if csv else line.split()
         parts = [p.strip() for p in parts]
         names.append(parts[0])
+        line_numbers.append(line_no)
         rows.append(_parse_values(path, line_no, parts[1:], len(attr_names)))
     if not csv and int(lines[0]) != len(names):
         raise CelebAError(
@@ -198,14 +254,17 @@ def read_attributes(path: str | os.PathLike) -> tuple[list[str], list[str], np.n
         )
     if not names:
         raise CelebAError(f"{path}: lists no images.")
+    _refuse_duplicates(path, names, line_numbers)
     attributes = np.array(rows, dtype=np.int8).reshape(len(names), len(attr_names))
     return names, attr_names, attributes
 
 
-def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+def read_partition(
+    path: str | os.PathLike, text: str | None = None
+) -> tuple[list[str], np.ndarray]:
     """Read ``list_eval_partition.txt`` or ``.csv``: (image names, partition per image)."""
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path) if text is None else text.splitlines()
     csv = path.suffix.lower() == ".csv"
     start = 1
     if csv:
@@ -213,6 +272,7 @@ def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
             raise CelebAError(f"{path}, line 1: expected the header 'image_id,partition'.")
         start = 2
     names: list[str] = []
+    line_numbers: list[int] = []
     parts_of: list[int] = []
     for line_no, line in enumerate(lines[start - 1 :], start=start):
         if not line.strip():
@@ -224,17 +284,25 @@ def read_partition(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
                 "Fix or re-download the file."
             )
         names.append(fields[0])
+        line_numbers.append(line_no)
         parts_of.append(int(fields[1]))
     if not names:
         raise CelebAError(f"{path}: lists no images.")
+    _refuse_duplicates(path, names, line_numbers)
     return names, np.array(parts_of, dtype=np.int8)
 
 
 def load_index(root: str | os.PathLike) -> CelebAIndex:
     """Find and read one CelebA copy; the two annotation files must list the same images."""
-    files = find_files(root)
-    image_names, attr_names, attributes = read_attributes(files.attr_file)
-    partition_names, partition = read_partition(files.partition_file)
+    return read_index(find_files(root))
+
+
+def read_index(
+    files: CelebAFiles, attr_text: str | None = None, partition_text: str | None = None
+) -> CelebAIndex:
+    """Read the annotation files of ``files`` (or their given texts, see read_attributes)."""
+    image_names, attr_names, attributes = read_attributes(files.attr_file, attr_text)
+    partition_names, partition = read_partition(files.partition_file, partition_text)
     if partition_names != image_names:
         mismatch = next(
             (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -12,15 +11,16 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.data.cache import build_cache, default_cache_dir, open_cache
-from lit_celeba.data.celeba import CelebAIndex, find_files, label_arrays, load_index
+from lit_celeba.data.cache import build_cache, decode_bytes, default_cache_dir, open_cache
+from lit_celeba.data.celeba import face_size_problem, label_arrays
+from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import PhotoDataset, photo_loader
+from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
-from lit_celeba.errors import CelebAError
+from lit_celeba.errors import CelebAError, SettingError
 
 Split = Literal["train", "valid", "test"]
 
@@ -41,13 +41,14 @@ class CelebAImages(Dataset):
 
     def __init__(
         self,
-        image_dir: Path,
+        source: ImageSource | Path,
         image_names: list[str],
         targets: np.ndarray,
         transform: Callable[[torch.Tensor], torch.Tensor],
         groups: np.ndarray | None = None,
     ) -> None:
-        self.image_dir = image_dir
+        self.source = source if isinstance(source, ImageSource) else FolderSource(source)
+        self.image_dir = getattr(self.source, "image_dir", None)  # None for archives, TFRecords
         self.image_names = image_names
         self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
         self.transform = transform
@@ -56,13 +57,14 @@ class CelebAImages(Dataset):
         return len(self.image_names)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        path = self.image_dir / self.image_names[index]
-        try:
-            image = decode_image(str(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, OSError) as err:
-            raise CelebAError(
-                f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
-            ) from None
+        name = self.image_names[index]
+        path = self.source.where(name)
+        image = decode_bytes(self.source.read(name), path)
+        # The recipe's crops assume CelebA's framing: another size would be zero-padded (eval)
+        # or fail inside torchvision (train). The same message as the cache build gives.
+        problem = face_size_problem(path, image.shape[2], image.shape[1])
+        if problem is not None:
+            raise CelebAError(problem)
         if self.groups is not None:
             return self.transform(image), self.targets[index], self.groups[index]
         return self.transform(image), self.targets[index]
@@ -82,11 +84,12 @@ class CachedImages(Dataset):
         targets: np.ndarray,
         columns: np.ndarray,
         groups: np.ndarray | None = None,
-        image_dir: Path | None = None,
+        source: ImageSource | None = None,
     ) -> None:
         self.cache_path = cache_path
         # Where the JPEGs came from: the augmentation preview reads them.
-        self.image_dir = image_dir
+        self.source = source
+        self.image_dir = getattr(source, "image_dir", None)
         self.image_names = image_names
         self.columns = columns
         self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
@@ -126,8 +129,12 @@ class CelebADataModule(pl.LightningDataModule):
         subgroups: attributes whose 0/1 value comes with every validation and test image as a
             third batch element ``(images, targets, groups)``, groups of shape (B, G); ``None``
             keeps the batches ``(images, targets)``. The CLI sets it from ``model.subgroups``.
-        train_size, val_size, test_size: the first N images of each split in file order
-            (the recipe: 16,000 / 1,000 / all); ``None`` takes the whole split.
+        train_size, val_size, test_size: the first N images of each split in
+            ``subset_order`` (the recipe: 16,000 / 1,000 / all); ``None`` takes the whole split.
+        subset_order: ``file``, the order of ``list_eval_partition`` (000001.jpg, ...), or
+            ``tfds``, the order TensorFlow Datasets stores each split in, which gives the
+            recipe's very subsets (see :mod:`lit_celeba.data.order`). A tfds copy has only
+            ``tfds``.
         image_size: side of the square network input (the recipe: 64).
         batch_size: images per batch, for every stage.
         num_workers: DataLoader worker processes.
@@ -172,6 +179,7 @@ class CelebADataModule(pl.LightningDataModule):
         brightness: float = 0.0,
         contrast: float = 0.0,
         saturation: float = 0.0,
+        subset_order: SubsetOrder = "file",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -180,7 +188,7 @@ class CelebADataModule(pl.LightningDataModule):
             ("saturation", saturation),
         ):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"data.{name} must be from 0 (off) to 1, got {value}")
+                raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
         self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
         for name, value in (
             ("train_size", train_size),
@@ -188,22 +196,24 @@ class CelebADataModule(pl.LightningDataModule):
             ("test_size", test_size),
         ):
             if value is not None and value < 1:
-                raise ValueError(f"data.{name} must be a positive number or null, got {value}")
+                raise SettingError(name, f"must be a positive number or null, got {value}")
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be at least 1, got {batch_size}")
+            raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be 0 or more, got {num_workers}")
+            raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
         if image_size < 8:
-            raise ValueError(f"data.image_size must be at least 8, got {image_size}")
+            raise SettingError("image_size", f"must be at least 8, got {image_size}")
         if synthetic and (train_size is None or val_size is None):
-            raise ValueError("data.synthetic needs data.train_size and data.val_size as numbers")
+            raise SettingError(
+                "synthetic", "needs train_size and val_size as numbers, not null"
+            )
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
-        self.target_attrs = attribute_list(target_attr, "data.target_attr")
+        self.target_attrs = attribute_list(target_attr, "target_attr")
         if not self.target_attrs:
-            raise ValueError("data.target_attr names no attribute")
-        self.subgroups = attribute_list(subgroups, "data.subgroups")
+            raise SettingError("target_attr", "names no attribute")
+        self.subgroups = attribute_list(subgroups, "subgroups")
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         self.image_size = image_size
         self.batch_size = batch_size
@@ -216,6 +226,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.batch_transform = BatchTransform(image_size, **self.colour)
         self.predict_path = predict_path
         self.predict_output = predict_output
+        self.subset_order = subset_order
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
 
     def prepare_data(self) -> None:
@@ -233,14 +244,15 @@ class CelebADataModule(pl.LightningDataModule):
                 )
             except FileExistsError as err:
                 raise CelebAError(f"data.synthetic is true but {err}") from None
-        find_files(self.root)
+        find_copy(self.root)
 
     def _subset(
-        self, index: CelebAIndex, split: Split, size: int | None, train: bool, groups: bool = False
+        self, copy: CelebACopy, split: Split, size: int | None, train: bool, groups: bool = False
     ):
-        rows = index.split_indices(split, size)
+        index, source = copy.index, copy.source
+        rows = subset_rows(index, split, size, self.subset_order, source.tfds_order_only)
         names = [index.image_names[i] for i in rows]
-        self._check_images_exist(index, names, split)
+        source.check(names, split, index.files.attr_file)
         subgroups = self.subgroups if groups else []
         targets, group_values = label_arrays(index, rows, self.target_attrs, subgroups)
         group_values = group_values if subgroups else None
@@ -248,59 +260,39 @@ class CelebADataModule(pl.LightningDataModule):
             # Built here rather than in prepare_data because only setup knows the stage; the
             # cache's file lock makes the other ranks wait for the one that builds it.
             columns = columns_read(self.image_size)
-            path = build_cache(index.files.image_dir, names, self.cache_dir, columns,
+            path = build_cache(source, names, self.cache_dir, columns,
                                description=f"the {split} subset")  # fmt: skip
-            return CachedImages(
-                path, names, targets, columns, group_values, image_dir=index.files.image_dir
-            )
+            return CachedImages(path, names, targets, columns, group_values, source=source)
         transform = (
             train_transform(self.image_size, **self.colour)
             if train
             else eval_transform(self.image_size)
         )
-        return CelebAImages(index.files.image_dir, names, targets, transform, group_values)
-
-    @staticmethod
-    def _check_images_exist(index: CelebAIndex, names: list[str], split: str) -> None:
-        image_dir = index.files.image_dir
-        if not image_dir.is_dir():
-            raise CelebAError(
-                f"The image folder {image_dir} is missing (the annotation files were found "
-                f"in the {index.files.layout} layout). Unpack img_align_celeba there."
-            )
-        on_disk = set(os.listdir(image_dir))
-        missing = [n for n in names if n not in on_disk]
-        if missing:
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            raise CelebAError(
-                f"{len(missing)} image(s) of the {split!r} subset listed in "
-                f"{index.files.attr_file} are missing from {image_dir}: {shown}. "
-                "Unpack the complete img_align_celeba archive there."
-            )
+        return CelebAImages(source, names, targets, transform, group_values)
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:
             transform = eval_transform(self.image_size)
             self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
             return
-        index = load_index(self.root)
+        copy = load_copy(self.root)
         for name in self.target_attrs + self.subgroups:
-            index.attr_column(name)  # fail early, listing the valid names
+            copy.index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":
-            self.datasets["train"] = self._subset(index, "train", self.train_size, train=True)
+            self.datasets["train"] = self._subset(copy, "train", self.train_size, train=True)
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).
             self.datasets["val"] = self._subset(
-                index, "valid", self.val_size, train=False, groups=True
+                copy, "valid", self.val_size, train=False, groups=True
             )
         if stage == "test":
             self.datasets["test"] = self._subset(
-                index, "test", self.test_size, train=False, groups=True
+                copy, "test", self.test_size, train=False, groups=True
             )
         if stage == "predict":
             size = {"train": self.train_size, "valid": self.val_size, "test": self.test_size}
             split = self.predict_split
-            self.datasets["predict"] = self._subset(index, split, size[split], train=False)
+            self.datasets["predict"] = self._subset(copy, split, size[split], train=False)
 
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
         dataset = self.datasets[stage]

@@ -16,7 +16,7 @@ from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError, MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.errors import AttributeMismatchError
+from lit_celeba.errors import AttributeMismatchError, SettingError
 from lit_celeba.models.attribute_table import (
     attribute_rows,
     format_markdown,
@@ -76,9 +76,9 @@ class AttributeClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise SettingError("label_smoothing", f"must be in [0, 1), got {label_smoothing}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1) or null, got {ema_decay}")
+            raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
         self.label_smoothing = label_smoothing
         self.tta_flip = tta_flip
         self.ema_decay = ema_decay
@@ -87,10 +87,10 @@ class AttributeClassifier(pl.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         self.compile_net = compile
-        self.target_attrs = attribute_list(target_attrs, "model.target_attrs")
-        self.subgroups = attribute_list(subgroups, "model.subgroups")
+        self.target_attrs = attribute_list(target_attrs, "target_attrs")
+        self.subgroups = attribute_list(subgroups, "subgroups")
         if not self.target_attrs:
-            raise ValueError("model.target_attrs names no attribute")
+            raise SettingError("target_attrs", "names no attribute")
         num_targets, num_groups = len(self.target_attrs), len(self.subgroups)
         if num_targets == 1:
             self.train_acc, self.val_acc, self.test_acc = (BinaryAccuracy() for _ in range(3))
@@ -331,7 +331,7 @@ class RecipeClassifier(AttributeClassifier):
         tta_flip: bool = False,
         ema_decay: float | None = None,
     ) -> None:
-        num_outputs = len(attribute_list(target_attrs, "model.target_attrs"))
+        num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         net = RecipeCNN(
             channels,
             dropout=dropout,
@@ -363,7 +363,7 @@ class ResNetClassifier(AttributeClassifier):
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        num_outputs = len(attribute_list(target_attrs, "model.target_attrs"))
+        num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         super().__init__(
             resnet(arch, num_outputs=num_outputs), target_attrs, subgroups,
             channels_last=channels_last, compile=compile,

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
+from lit_celeba.errors import SettingError
+
 Pooling = Literal["gap", "flatten"]
 Init = Literal["keras", "torch"]
 ResNetArch = Literal["resnet18", "resnet34", "resnet50"]
@@ -67,16 +69,16 @@ class RecipeCNN(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) != 4 or any(c < 1 for c in channels):
-            raise ValueError(f"channels must be four positive widths, got {list(channels)}")
+            raise SettingError("channels", f"must be four positive widths, got {list(channels)}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise SettingError("dropout", f"must be in [0, 1), got {dropout}")
         if pooling not in ("gap", "flatten"):
-            raise ValueError(f"pooling must be 'gap' or 'flatten', got {pooling!r}")
+            raise SettingError("pooling", f"must be 'gap' or 'flatten', got {pooling!r}")
         if init not in ("keras", "torch"):
-            raise ValueError(f"init must be 'keras' or 'torch', got {init!r}")
+            raise SettingError("init", f"must be 'keras' or 'torch', got {init!r}")
         if image_size < 8:
-            raise ValueError(
-                f"image_size {image_size} is too small for three 2x2 max-pools; use 8 or more"
+            raise SettingError(
+                "image_size", f"must be at least 8 for three 2x2 max-pools, got {image_size}"
             )
         c1, c2, c3, c4 = channels
 
@@ -115,7 +117,7 @@ def resnet(arch: ResNetArch = "resnet18", num_outputs: int = 1) -> nn.Module:
     builders = {"resnet18": models.resnet18, "resnet34": models.resnet34,
                 "resnet50": models.resnet50}  # fmt: skip
     if arch not in builders:
-        raise ValueError(f"arch must be one of {sorted(builders)}, got {arch!r}")
+        raise SettingError("arch", f"must be one of {sorted(builders)}, got {arch!r}")
     return builders[arch](weights=None, num_classes=num_outputs)
 
 

@@ -6,6 +6,9 @@ the drawn attributes are flipped with probability ``label_noise`` so that accura
 file, atomically, never over a folder it did not generate.
 
     python -m lit_celeba.data.synthetic ROOT --num-train 4000 --num-valid 500 --num-test 500
+
+``--form zip|kaggle-zip|tfds`` writes the same set as CelebA's downloads come instead (see
+:mod:`.forms`).
 """
 
 from __future__ import annotations
@@ -218,10 +221,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-test", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label-noise", type=float, default=0.04)
-    parser.add_argument("--layout", choices=LAYOUTS, default="official")
+    parser.add_argument("--layout", choices=LAYOUTS, default="official",
+                        help="the unpacked layout (--form unpacked)")  # fmt: skip
+    parser.add_argument(
+        "--form",
+        choices=("unpacked", "zip", "kaggle-zip", "tfds"),
+        default="unpacked",
+        help="unpacked folders, the official download (img_align_celeba.zip and the .txt "
+        "files), Kaggle's archive.zip, or a tfds data dir of TFRecords",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
+        if args.form != "unpacked":
+            from lit_celeba.data.synthetic.forms import write_form
+
+            folder = write_form(args.root, args.form, args.num_train, args.num_valid,
+                                args.num_test, seed=args.seed, label_noise=args.label_noise,
+                                progress=not args.quiet)  # fmt: skip
+            print(f"Synthetic CelebA ({args.form} form) in {folder}")
+            return 0
         folder = generate_celeba(
             args.root,
             args.num_train,

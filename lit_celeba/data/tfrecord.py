@@ -1,0 +1,325 @@
+"""TFRecord files and ``tf.train.Example`` protos, read and written without TensorFlow.
+
+A TFRecord file is a sequence of records, each framed as::
+
+    uint64 length | uint32 masked_crc32c(length) | payload | uint32 masked_crc32c(payload)
+
+(little-endian).
+
+Both CRCs are checked on every read; a mismatch or a truncated record raises
+:class:`~lit_celeba.errors.CelebAError` naming the file, the record's number and its byte offset.
+
+CRC32C (Castagnoli) is not in the standard library. It is computed here with numpy, many records
+and many 64-byte chunks of each record at once (CRC is linear over GF(2): chunk CRCs combine by
+"shift by 64 bytes, then xor", and leading zero bytes leave a zero register unchanged, so
+records of any length line up at their ends). Measured on a shared 2-core machine: about 0.1 ms
+per 10 KB record in batches of 256, against 6.4 ms for a table-driven loop in pure Python; a
+CelebA JPEG takes about 0.7 ms to decode.
+
+``tf.train.Example``: an Example is ``features`` (field 1) holding a map ``feature`` (field 1) of
+string keys to a ``Feature``, which is one of ``bytes_list`` (1), ``float_list`` (2) or
+``int64_list`` (3), each a repeated ``value`` (field 1). tensorboard 2.21 no longer ships
+``example_pb2``, so the messages are built with protobuf's descriptor API and parsed by
+protobuf (about 20 us a record; a wire-format parser in Python took 1.1 ms), and written here
+straight in the wire format (the synthetic tfds form).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+from lit_celeba.errors import CelebAError
+
+_POLY = 0x82F63B78  # CRC32C, bit-reflected
+_MASK_DELTA = 0xA282EAD8
+_CHUNK = 64  # bytes per lane; 16 steps of 4 bytes each
+
+
+def _byte_table() -> np.ndarray:
+    table = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
+    return table
+
+
+_T8 = _byte_table()
+_T8_LIST = _T8.tolist()  # Python ints: the byte-by-byte path is 10x faster on a list
+
+
+def _zero_bytes(states: np.ndarray, count: int) -> np.ndarray:
+    """The CRC registers ``states`` after ``count`` zero bytes."""
+    for _ in range(count):
+        states = _T8[states & 0xFF] ^ (states >> 8)
+    return states
+
+
+def _split_tables(shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two 65,536-entry tables for the linear map "run ``shift`` zero bytes": the map of a
+    register is ``low[r & 0xFFFF] ^ high[r >> 16]``."""
+    values = np.arange(1 << 16, dtype=np.uint32)
+    return _zero_bytes(values, shift), _zero_bytes(values << 16, shift)
+
+
+_WORD_LOW, _WORD_HIGH = _split_tables(4)  # one 4-byte step
+_LANE_LOW, _LANE_HIGH = _split_tables(_CHUNK)  # shift a chunk's CRC past the next chunk
+
+
+def crc32c_many(payloads: Sequence[bytes | memoryview]) -> np.ndarray:
+    """CRC32C of each payload, as uint32, computed all at once."""
+    if not payloads:
+        return np.zeros(0, np.uint32)
+    lengths = np.array([len(p) for p in payloads])
+    chunks = max(1, -(-int(lengths.max()) // _CHUNK))
+    padded = np.zeros((len(payloads), chunks * _CHUNK), np.uint8)
+    width = padded.shape[1]
+    for row, payload in enumerate(payloads):
+        if len(payload):
+            padded[row, width - len(payload) :] = np.frombuffer(payload, np.uint8)
+    # The initial register 0xFFFFFFFF equals a zero register with the first 4 bytes inverted;
+    # payloads shorter than 4 bytes take the slow path below.
+    short = lengths < 4
+    for row in np.flatnonzero(~short):
+        start = width - lengths[row]
+        padded[row, start : start + 4] ^= 0xFF
+    # One row per 4-byte step, one column per lane: each step reads contiguous memory.
+    words = np.ascontiguousarray(padded.view("<u4").reshape(-1, _CHUNK // 4).T)
+    lanes = np.zeros(words.shape[1], np.uint32)
+    for step in words:
+        lanes ^= step
+        lanes = _WORD_LOW[lanes & 0xFFFF] ^ _WORD_HIGH[lanes >> 16]
+    lanes = lanes.reshape(len(payloads), chunks)
+    crc = np.zeros(len(payloads), np.uint32)
+    for chunk in range(chunks):
+        crc = _LANE_LOW[crc & 0xFFFF] ^ _LANE_HIGH[crc >> 16] ^ lanes[:, chunk]
+    crc ^= np.uint32(0xFFFFFFFF)
+    for row in np.flatnonzero(short):
+        crc[row] = crc32c_slow(payloads[row])
+    return crc
+
+
+def crc32c_slow(data: bytes | memoryview) -> int:
+    """CRC32C byte by byte: the definition the fast path is tested against."""
+    crc = 0xFFFFFFFF
+    for byte in bytes(data):
+        crc = _T8_LIST[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    # Short data (a record's 8-byte length) is faster byte by byte than through numpy.
+    return crc32c_slow(data) if len(data) < 64 else int(crc32c_many([data])[0])
+
+
+def mask(crc: int | np.ndarray) -> int | np.ndarray:
+    """TFRecord's masked CRC: rotate right by 15 bits and add a constant."""
+    if isinstance(crc, np.ndarray):
+        crc = crc.astype(np.uint64)
+        return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+# --- framing -------------------------------------------------------------------------------------
+
+_HEADER = struct.Struct("<QI")
+
+
+def _bad(path: Path, number: int, offset: int, what: str) -> CelebAError:
+    return CelebAError(
+        f"{path}, record {number} (byte {offset}): {what}. The file is damaged; "
+        "download or prepare the data set again."
+    )
+
+
+def frame(payload: bytes) -> bytes:
+    """One record as a TFRecord file stores it."""
+    length = struct.pack("<Q", len(payload))
+    return b"".join(
+        (
+            length,
+            struct.pack("<I", mask(crc32c(length))),
+            payload,
+            struct.pack("<I", mask(crc32c(payload))),
+        )
+    )
+
+
+def write_records(path: str | os.PathLike, payloads: Iterable[bytes]) -> None:
+    with open(path, "wb") as fh:
+        for payload in payloads:
+            fh.write(frame(payload))
+
+
+def check_payloads(
+    path: Path, payloads: Sequence[memoryview], stored: Sequence[int], numbers: Sequence[int],
+    offsets: Sequence[int],
+) -> None:  # fmt: skip
+    """Raise naming the first record whose payload does not match its stored masked CRC."""
+    wrong = np.flatnonzero(mask(crc32c_many(payloads)) != np.asarray(stored, np.uint64))
+    if len(wrong):
+        first = int(wrong[0])
+        raise _bad(path, numbers[first], offsets[first], "the data does not match its CRC")
+
+
+def scan_records(path: str | os.PathLike, batch: int = 256) -> Iterator[tuple[int, memoryview]]:
+    """Every record of the file as (byte offset of its frame, payload), both CRCs checked."""
+    path = Path(path)
+    data = memoryview(path.read_bytes())
+    position, number = 0, 0
+    pending: list[tuple[int, int, memoryview, int]] = []
+    while position < len(data):
+        if len(data) - position < _HEADER.size:
+            raise _bad(path, number, position, "the file ends inside a record header (truncated)")
+        length, length_crc = _HEADER.unpack_from(data, position)
+        if mask(crc32c(data[position : position + 8])) != length_crc:
+            raise _bad(path, number, position, "the record length does not match its CRC")
+        end = position + _HEADER.size + length + 4
+        if end > len(data):
+            raise _bad(path, number, position, "the file ends inside the record (truncated)")
+        payload = data[position + _HEADER.size : end - 4]
+        pending.append((number, position, payload, struct.unpack_from("<I", data, end - 4)[0]))
+        if len(pending) == batch:
+            yield from _checked(path, pending)
+            pending = []
+        position, number = end, number + 1
+    yield from _checked(path, pending)
+
+
+def _checked(path: Path, pending: list[tuple[int, int, memoryview, int]]):
+    if not pending:
+        return
+    numbers, offsets, payloads, stored = zip(*pending, strict=True)
+    check_payloads(path, payloads, stored, numbers, offsets)
+    for _, offset, payload, _ in pending:
+        yield offset, payload
+
+
+def read_framed(
+    path: Path, fh, locations: Sequence[tuple[int, int]]
+) -> list[memoryview]:  # fmt: skip
+    """The payloads of records at ``locations`` ((record number, byte offset) pairs) of the
+    open file ``fh``, both CRCs checked."""
+    payloads, stored, numbers, offsets = [], [], [], []
+    for number, offset in locations:
+        fh.seek(offset)
+        header = fh.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            raise _bad(path, number, offset, "the file ends inside a record header (truncated)")
+        length, length_crc = _HEADER.unpack(header)
+        if mask(crc32c(header[:8])) != length_crc:
+            raise _bad(path, number, offset, "the record length does not match its CRC")
+        body = fh.read(length + 4)
+        if len(body) < length + 4:
+            raise _bad(path, number, offset, "the file ends inside the record (truncated)")
+        view = memoryview(body)
+        payloads.append(view[:length])
+        stored.append(struct.unpack_from("<I", body, length)[0])
+        numbers.append(number)
+        offsets.append(offset)
+    check_payloads(path, payloads, stored, numbers, offsets)
+    return payloads
+
+
+# --- tf.train.Example ----------------------------------------------------------------------------
+
+Feature = bytes | list[int] | list[float]
+
+
+def _example_class():
+    """``tf.train.Example`` (tensorflow/core/example/{example,feature}.proto) built with
+    protobuf's descriptor API, so that protobuf's compiled parser reads it."""
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="lit_celeba_example.proto", package="lc")
+    rep, opt = F.LABEL_REPEATED, F.LABEL_OPTIONAL
+    for name, kind in (("BytesList", F.TYPE_BYTES), ("FloatList", F.TYPE_FLOAT),
+                       ("Int64List", F.TYPE_INT64)):  # fmt: skip
+        field = file.message_type.add(name=name).field.add(name="value", number=1, type=kind,
+                                                           label=rep)  # fmt: skip
+        if kind != F.TYPE_BYTES:
+            field.options.packed = True
+    feature = file.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, name in enumerate(("bytes_list", "float_list", "int64_list"), start=1):
+        type_name = ".lc." + name.title().replace("_", "")
+        feature.field.add(name=name, number=number, type=F.TYPE_MESSAGE, label=opt,
+                          type_name=type_name, oneof_index=0)  # fmt: skip
+    features = file.message_type.add(name="Features")
+    features.field.add(name="feature", number=1, type=F.TYPE_MESSAGE, label=rep,
+                       type_name=".lc.Features.FeatureEntry")  # fmt: skip
+    entry = features.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=opt)
+    entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=opt,
+                    type_name=".lc.Feature")  # fmt: skip
+    file.message_type.add(name="Example").field.add(
+        name="features", number=1, type=F.TYPE_MESSAGE, label=opt, type_name=".lc.Features"
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("lc.Example"))
+
+
+_Example = _example_class()
+
+
+def parse_example(payload: bytes | memoryview) -> dict[str, Feature]:
+    """A serialized ``tf.train.Example`` as {feature name: bytes | list of ints | list of floats}
+    (a bytes feature gives its first value: one image here).
+
+    Raises ValueError on bytes that are not an Example.
+    """
+    try:
+        example = _Example.FromString(bytes(payload))
+    except DecodeError as err:
+        raise ValueError(f"not a tf.train.Example ({err})") from None
+    features: dict[str, Feature] = {}
+    for key, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind == "bytes_list":
+            values = feature.bytes_list.value
+            features[key] = values[0] if values else b""
+        elif kind == "int64_list":
+            features[key] = list(feature.int64_list.value)
+        elif kind == "float_list":
+            features[key] = list(feature.float_list.value)
+        else:
+            features[key] = []
+    return features
+
+
+def _encode_varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _delimited(number: int, body: bytes) -> bytes:
+    return _encode_varint(number << 3 | 2) + _encode_varint(len(body)) + body
+
+
+def encode_example(features: dict[str, Feature]) -> bytes:
+    """Serialize {name: bytes | list of ints | list of floats} as a ``tf.train.Example``."""
+    entries = []
+    for key, value in features.items():
+        if isinstance(value, bytes):
+            feature = _delimited(1, _delimited(1, value))
+        elif all(isinstance(v, int) for v in value):
+            packed = b"".join(_encode_varint(v) for v in value)
+            feature = _delimited(3, _delimited(1, packed))
+        else:
+            feature = _delimited(2, _delimited(1, np.asarray(value, "<f4").tobytes()))
+        entries.append(_delimited(1, _delimited(1, key.encode()) + _delimited(2, feature)))
+    return _delimited(1, b"".join(entries))

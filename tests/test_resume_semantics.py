@@ -1,0 +1,251 @@
+"""What a checkpoint means to each command: ``--ckpt_path last`` resumes this run and no other,
+the newest epoch is on disk whatever the validation cadence, evaluation needs a trained network,
+and the settings a checkpoint fixes (image size, targets) come from it.
+
+Issue 13, cases 2, 3, 4, 5, 13 and 18; docs/bad_input.md and docs/resume.md point here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lit_celeba.cli import cli_main
+from tests.conftest import CONFIGS, run_cli, tiny_overrides
+
+BASE = str(CONFIGS / "base.yaml")
+# A small network on small images: these runs test bookkeeping, not learning.
+SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
+SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+ONE_EPOCH = [*SMALL, *SHORT, "--trainer.max_epochs=1"]
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def last_ckpt(logs: Path, version: int = 0) -> Path:
+    return logs / "base" / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
+def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """``cli_main(args)`` must end with status 2 and one ``error:`` message; returns it."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1, err
+    return err[err.index("error: ") :]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs of one finished one-epoch ``fit`` (small network at 32 px, flatten pooling, target
+    Young) in logs/base/version_0."""
+    logs = tmp_path_factory.mktemp("finished") / "logs"
+    cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *ONE_EPOCH]
+        + ["--model.pooling=flatten", "--data.target_attr=Young"]
+    )
+    assert last_ckpt(logs).is_file()
+    return logs
+
+
+@pytest.fixture
+def logs(finished_run: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "logs"
+    shutil.copytree(finished_run, copy)
+    return copy
+
+
+FINISHED_RUN_FLAGS = [*ONE_EPOCH, "--model.pooling=flatten", "--data.target_attr=Young"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. `fit --ckpt_path last` resumes this run: the newest run with the same settings.
+
+
+def test_fit_last_never_resumes_a_run_with_other_settings(tiny_root: Path, logs: Path) -> None:
+    before = tree_digest(logs / "base" / "version_0")
+    # Another recipe (another learning rate), started with --ckpt_path last as a job script does.
+    fit = run_cli(
+        "fit",
+        "--config",
+        BASE,
+        *tiny_overrides(tiny_root, logs),
+        *FINISHED_RUN_FLAGS,
+        "--optimizer.init_args.lr=0.01",
+        "--ckpt_path=last",
+        cwd=logs.parent,
+    )
+    assert fit.returncode == 0, fit.stderr
+    assert "Not resuming" in fit.stderr and "version_0: other settings" in fit.stderr
+    assert "optimizer.init_args.lr: 0.001 -> 0.01" in fit.stderr
+    assert "training from the start" in fit.stderr
+    assert tree_digest(logs / "base" / "version_0") == before  # the earlier run untouched
+    fresh = yaml.safe_load((logs / "base" / "version_1" / "config.yaml").read_text())
+    assert fresh["ckpt_path"] is None and fresh["optimizer"]["init_args"]["lr"] == 0.01
+    assert last_ckpt(logs, 1).is_file()
+
+
+def test_fit_last_resumes_the_newest_run_with_the_same_settings(
+    tiny_root: Path, logs: Path, capsys
+) -> None:
+    flags = [*tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
+    # A newer run with another seed: the newest last.ckpt, but not this command's run.
+    cli_main(["fit", "--config", BASE, *flags, "--seed_everything=7"])
+    assert last_ckpt(logs, 1).is_file()
+    capsys.readouterr()
+    cli = cli_main(["fit", "--config", BASE, *flags, "--ckpt_path=last"])
+    err = capsys.readouterr().err
+    assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0)), err
+    assert "version_1: other settings (seed_everything: 7 -> 1)" in err
+    assert f"Resuming from {last_ckpt(logs, 0)}" in err
+    assert (logs / "base" / "version_0" / "config_resume_1.yaml").is_file()
+    assert not (logs / "base" / "version_1" / "config_resume_1.yaml").exists()
+    assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0", "version_1"]
+
+
+def test_settings_that_cannot_change_results_do_not_block_resuming(
+    tiny_root: Path, logs: Path, capsys
+) -> None:
+    cli = cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
+        + ["--trainer.enable_model_summary=false", "--ckpt_path=last"]
+    )
+    assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0))
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. The newest epoch is on disk when fit returns, whatever the validation cadence.
+
+
+def test_last_checkpoint_holds_the_last_epoch_when_validation_skips_it(
+    tiny_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")  # the summary is Lightning's rank_zero_info
+    logs = tmp_path / "logs"
+    cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *SMALL, *SHORT]
+        + ["--trainer.max_epochs=3", "--trainer.check_val_every_n_epoch=2"]
+    )
+    checkpoint = torch.load(last_ckpt(logs), weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["global_step"] == 6  # 3 epochs of 2 batches
+    assert f"Last checkpoint: {last_ckpt(logs)}" in caplog.text
+
+
+@pytest.mark.parametrize("config", ["base.yaml", "demo.yaml"])
+def test_configs_save_last_at_every_epoch_end(config: str) -> None:
+    callbacks = yaml.safe_load((CONFIGS / config).read_text())["trainer"]["callbacks"]
+    unmonitored = [
+        c["init_args"]
+        for c in callbacks
+        if c["class_path"].endswith("ModelCheckpoint") and "monitor" not in c["init_args"]
+    ]
+    assert unmonitored and all(c.get("save_on_train_epoch_end") is True for c in unmonitored)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. No evaluation of an untrained network.
+
+
+@pytest.mark.parametrize("subcommand", ["test", "validate", "predict"])
+def test_evaluating_without_a_checkpoint_is_refused(
+    subcommand: str, tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    logs = tmp_path / "logs"
+    message = run_expecting_error(
+        [subcommand, "--config", BASE, *tiny_overrides(tiny_root, logs), *SMALL], capsys
+    )
+    assert f"`{subcommand}` needs a trained network" in message
+    assert "randomly initialised" in message and "--ckpt_path last" in message
+    assert not logs.exists()  # refused before anything was written
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The image size and targets come from the checkpoint.
+
+
+def test_test_takes_image_size_and_targets_from_the_checkpoint(
+    tiny_root: Path, logs: Path, capsys
+) -> None:
+    # base.yaml says 64 px and Male; the checkpoint was trained at 32 px (flatten) for Young.
+    cli = cli_main(
+        ["test", "--config", BASE, *tiny_overrides(tiny_root, logs)]
+        + [f"--ckpt_path={last_ckpt(logs)}"]
+    )
+    err = capsys.readouterr().err
+    assert "Using data.image_size 32 from" in err and "the config says 64" in err
+    assert "Using data.target_attr Young from" in err
+    assert cli.datamodule.hparams["image_size"] == 32
+    assert cli.datamodule.hparams["target_attr"] == "Young"
+    assert cli.model.hparams["image_size"] == 32
+    assert 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
+
+
+def test_an_image_size_on_the_command_line_that_the_checkpoint_disagrees_with(
+    tiny_root: Path, logs: Path, capsys
+) -> None:
+    message = run_expecting_error(
+        ["test", "--config", BASE, *tiny_overrides(tiny_root, logs), "--data.image_size=64"]
+        + [f"--ckpt_path={last_ckpt(logs)}"],
+        capsys,
+    )
+    assert "was trained with data.image_size 32, but --data.image_size is 64" in message
+    assert "--data.image_size 32" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. `best` outside the fit that found it.
+
+
+@pytest.mark.parametrize("subcommand", ["test", "fit"])
+def test_ckpt_path_best_in_a_new_process(
+    subcommand: str, tiny_root: Path, logs: Path, capsys
+) -> None:
+    message = run_expecting_error(
+        [subcommand, "--config", BASE, *tiny_overrides(tiny_root, logs), *SMALL]
+        + ["--ckpt_path=best"],
+        capsys,
+    )
+    assert "--ckpt_path best only exists inside the `fit` process" in message
+    assert "--ckpt_path last" in message
+    assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 18. ReduceLROnPlateau.
+
+
+def test_reduce_lr_on_plateau_without_a_monitor(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    message = run_expecting_error(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"), *ONE_EPOCH]
+        + ["--lr_scheduler=ReduceLROnPlateau"],
+        capsys,
+    )
+    assert "ReduceLROnPlateau needs the metric it watches" in message
+    assert "--lr_scheduler.monitor val/loss" in message
+    assert "Unknown lr_scheduler" not in message
+
+
+def test_reduce_lr_on_plateau_steps_at_the_epochs_that_validate(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    cli = cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"), *SMALL, *SHORT]
+        + ["--trainer.max_epochs=3", "--trainer.check_val_every_n_epoch=2"]
+        + ["--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/loss"]
+    )
+    (config,) = cli.trainer.lr_scheduler_configs
+    assert config.frequency == 2 and config.monitor == "val/loss"
+    assert cli.trainer.current_epoch == 3  # all three epochs ran
