@@ -54,6 +54,7 @@ from lit_celeba.errors import (
     SettingError,
     UsageError,
 )
+from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
 from lit_celeba.report import main as report_main
@@ -89,7 +90,6 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
-
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
@@ -219,11 +219,12 @@ class CelebACLI(LightningCLI):
         optimizer: torch.optim.Optimizer,
         lr_scheduler: Any = None,
     ) -> Any:
-        """LightningCLI's, plus: a ReduceLROnPlateau that watches a validation metric steps only
+        """LightningCLI's, plus: per-batch schedules (:mod:`lit_celeba.models.schedules`) step
+        every batch, and a ReduceLROnPlateau that watches a validation metric steps only
         at the epochs that validate. Lightning steps it at every epoch's end and stops with
         "conditioned on metric val/loss which is not available" at the first epoch that skipped
         validation (``check_val_every_n_epoch`` > 1)."""
-        configured = LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
+        configured = schedules.configure_optimizers(lightning_module, optimizer, lr_scheduler)
         every = getattr(lightning_module.trainer, "check_val_every_n_epoch", None)
         if isinstance(lr_scheduler, ReduceLROnPlateau) and isinstance(configured, dict):
             if str(lr_scheduler.monitor).startswith("val/") and every and every > 1:
@@ -346,6 +347,11 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     try:
         if isinstance(argv, list) and argv[:1] == ["report"]:
             report_main(argv[1:])
+            return None
+        if isinstance(argv, list) and argv[:1] == ["compare"]:
+            from lit_celeba.compare import main as compare_main  # only this command needs it
+
+            compare_main(argv[1:])
             return None
         return CelebACLI(
             AttributeClassifier,

@@ -153,6 +153,9 @@ class CelebADataModule(pl.LightningDataModule):
             CelebA need not be on disk then.
         predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
             ``predict`` writes (default: ``predictions.csv`` in the run's log folder).
+        brightness, contrast, saturation: colour augmentation of the training images after the
+            flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
+            0, the recipe, leaves the training transform exactly as it is.
     """
 
     def __init__(
@@ -173,9 +176,20 @@ class CelebADataModule(pl.LightningDataModule):
         predict_path: str | None = None,
         predict_output: str | None = None,
         subgroups: list[str] | None = None,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
         subset_order: SubsetOrder = "file",
     ) -> None:
         super().__init__()
+        for name, value in (
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
+        self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
         for name, value in (
             ("train_size", train_size),
             ("val_size", val_size),
@@ -209,7 +223,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.synthetic_seed = synthetic_seed
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.batch_transform = BatchTransform(image_size)
+        self.batch_transform = BatchTransform(image_size, **self.colour)
         self.predict_path = predict_path
         self.predict_output = predict_output
         self.subset_order = subset_order
@@ -249,7 +263,11 @@ class CelebADataModule(pl.LightningDataModule):
             path = build_cache(source, names, self.cache_dir, columns,
                                description=f"the {split} subset")  # fmt: skip
             return CachedImages(path, names, targets, columns, group_values, source=source)
-        transform = train_transform(self.image_size) if train else eval_transform(self.image_size)
+        transform = (
+            train_transform(self.image_size, **self.colour)
+            if train
+            else eval_transform(self.image_size)
+        )
         return CelebAImages(source, names, targets, transform, group_values)
 
     def setup(self, stage: str) -> None:

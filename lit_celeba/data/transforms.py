@@ -2,11 +2,13 @@
 
 train: random 178x178 crop (only the vertical offset 0..40 varies), resize, random horizontal flip.
 eval:  crop rows 20..197, resize.
-Both return float32 in [0, 1]. The resize is ``tf.image.resize``'s default: bilinear with
-half-pixel centres and no antialiasing, which ``torch.nn.functional.interpolate(mode="bilinear",
-align_corners=False, antialias=False)`` reproduces exactly on the same pixels; torchvision's
-``Resize(antialias=False)`` calls that on float input. The image becomes float before the resize so
-that, as in TensorFlow, the resized values are not rounded back to uint8.
+Both return float32 in [0, 1]. Colour changes (brightness, contrast, saturation), which the post
+lists but its recipe does not use, can follow the flip in training; they are off by default.
+The resize is ``tf.image.resize``'s default: bilinear with half-pixel centres and no
+antialiasing, which ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+antialias=False)`` reproduces exactly on the same pixels; torchvision's ``Resize(antialias=False)``
+calls that on float input. The image becomes float before the resize so that, as in TensorFlow,
+the resized values are not rounded back to uint8.
 """
 
 from __future__ import annotations
@@ -25,16 +27,53 @@ def _resize(image_size: int) -> v2.Resize:
     )
 
 
-def train_transform(image_size: int = 64) -> v2.Compose:
-    """Random vertical crop, resize, random horizontal flip (p=0.5); uint8 in, [0, 1] float out."""
-    return v2.Compose(
-        [
-            v2.RandomCrop((CROP_SIZE, CROP_SIZE)),
-            v2.ToDtype(torch.float32, scale=True),
-            _resize(image_size),
-            v2.RandomHorizontalFlip(p=0.5),
-        ]
-    )
+def train_transform(
+    image_size: int = 64, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0
+) -> v2.Compose:
+    """Random vertical crop, resize, random horizontal flip (p=0.5), then torchvision's
+    ``ColorJitter`` where any colour strength is above 0; uint8 in, [0, 1] float out."""
+    steps = [
+        v2.RandomCrop((CROP_SIZE, CROP_SIZE)),
+        v2.ToDtype(torch.float32, scale=True),
+        _resize(image_size),
+        v2.RandomHorizontalFlip(p=0.5),
+    ]
+    if brightness or contrast or saturation:
+        steps.append(v2.ColorJitter(brightness, contrast, saturation))
+    return v2.Compose(steps)
+
+
+# ITU-R 601 luma, torchvision's rgb_to_grayscale weights.
+_GREY = (0.2989, 0.587, 0.114)
+
+
+def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
+    """One factor per image, uniform in [max(0, 1 - strength), 1 + strength] as ColorJitter."""
+    low = max(0.0, 1.0 - strength)
+    return (low + torch.rand(batch, 1, 1, 1, device=device) * (1.0 + strength - low))
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    return (factor * images + (1.0 - factor) * other).clamp_(0.0, 1.0)
+
+
+def batch_color_jitter(
+    images: torch.Tensor, brightness: float, contrast: float, saturation: float
+) -> torch.Tensor:
+    """torchvision's brightness, contrast and saturation adjustments on a float (B, 3, H, W)
+    batch in [0, 1], each image with its own random factors, in that fixed order (ColorJitter
+    draws an order per image; the order matters little at small strengths)."""
+    batch, device = len(images), images.device
+    grey_weights = torch.tensor(_GREY, device=device).view(1, 3, 1, 1)
+    if brightness > 0:
+        images = (images * _strength_factors(brightness, batch, device)).clamp_(0.0, 1.0)
+    if contrast > 0:
+        mean = (images * grey_weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        images = _blend(images, mean, _strength_factors(contrast, batch, device))
+    if saturation > 0:
+        grey = (images * grey_weights).sum(1, keepdim=True)
+        images = _blend(images, grey, _strength_factors(saturation, batch, device))
+    return images
 
 
 class EvalCrop(torch.nn.Module):
@@ -85,8 +124,15 @@ class BatchTransform:
     equals ``interpolate`` on the full crop to float rounding (tests/test_transforms.py).
     """
 
-    def __init__(self, image_size: int = 64) -> None:
+    def __init__(
+        self,
+        image_size: int = 64,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+    ) -> None:
         self.image_size = image_size
+        self.colour = (brightness, contrast, saturation)  # all 0: the recipe, no extra draws
         row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
         col_lo, col_hi, col_w = _bilinear_taps(CROP_SIZE, image_size)
         # Whole columns in the cache (image sizes from 90): the taps are picked per batch.
@@ -128,12 +174,16 @@ class BatchTransform:
 
     def train(self, images: torch.Tensor) -> torch.Tensor:
         """Per sample a random vertical offset 0..H-178 and a random flip (p=0.5), drawn from
-        torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible."""
+        torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible; then
+        the colour changes, if any strength is above 0 (:func:`batch_color_jitter`)."""
         device = images.device
         tops = torch.randint(0, images.shape[1] - CROP_SIZE + 1, (len(images), 1), device=device)
         flips = torch.rand(len(images), device=device) < 0.5
         resized = self._crop_resize(images, tops)
-        return torch.where(flips[:, None, None, None], resized.flip(-1), resized)
+        flipped = torch.where(flips[:, None, None, None], resized.flip(-1), resized)
+        if not any(self.colour):
+            return flipped
+        return batch_color_jitter(flipped, *self.colour)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
         tops = torch.full((len(images), 1), EVAL_CROP_TOP, device=images.device)

@@ -23,6 +23,8 @@ from lit_celeba.models.attribute_table import (
     format_text,
     write_csv,
 )
+from lit_celeba.models.averaging import WarmupEMA
+from lit_celeba.models.methods import flip_averaged_logit, smoothed_targets
 from lit_celeba.models.metrics import SubgroupAccuracy
 from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 
@@ -52,6 +54,13 @@ class AttributeClassifier(pl.LightningModule):
 
     The default optimizer is the recipe's Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7); the CLI's
     ``--optimizer`` replaces it.
+
+    Methods newer than the recipe, each off by default (docs/beyond_the_recipe.md):
+    ``label_smoothing`` smooths the training targets (validation and test losses stay the plain
+    BCE, comparable between runs); ``tta_flip`` evaluates (validation, test, predict) on the mean
+    of the probabilities of each face and its mirror image; ``ema_decay`` validates, checkpoints
+    and so tests and exports an exponential moving average of the weights
+    (:class:`~lit_celeba.models.averaging.WarmupEMA`).
     """
 
     def __init__(
@@ -61,8 +70,18 @@ class AttributeClassifier(pl.LightningModule):
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise SettingError("label_smoothing", f"must be in [0, 1), got {label_smoothing}")
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
+        self.label_smoothing = label_smoothing
+        self.tta_flip = tta_flip
+        self.ema_decay = ema_decay
         # channels-last suits oneDNN (CPU) and tensor-core (GPU) convolutions; it is a layout
         # only and changes no value beyond float rounding.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -93,8 +112,19 @@ class AttributeClassifier(pl.LightningModule):
         if self.compile_net:
             self.net.compile()  # in place, so the checkpoint's keys stay the plain ones
 
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
+
+    def evaluation_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits that validation, test and predict use: with ``tta_flip``, those of the
+        mean probability of each image and its mirror image (the network run twice)."""
+        logits = self(images)
+        if not self.tta_flip:
+            return logits
+        return flip_averaged_logit(logits, self(images.flip(-1)))
 
     def _step(
         self,
@@ -104,10 +134,12 @@ class AttributeClassifier(pl.LightningModule):
         calibration: BinaryCalibrationError | None = None,
     ) -> torch.Tensor:
         images, targets = batch[0], batch[1]
-        logits = self(images)
+        training = stage == "train"
+        logits = self(images) if training else self.evaluation_logits(images)
         # The mean over images and attributes times K: summed over the attributes, averaged over
         # the images; for one attribute (times 1, exact) the recipe's loss.
-        loss = F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
+        loss_targets = smoothed_targets(targets, self.label_smoothing) if training else targets
+        loss = F.binary_cross_entropy_with_logits(logits, loss_targets) * targets.shape[1]
         # Probabilities, not logits: torchmetrics only applies the sigmoid itself when some value
         # falls outside [0, 1], so logits that happen to lie inside would be thresholded at 0.5.
         probs, labels = torch.sigmoid(logits), targets.long()
@@ -252,7 +284,7 @@ class AttributeClassifier(pl.LightningModule):
         """Probability of each target attribute per image, shape (batch, K)."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         with self.full_precision():
-            return torch.sigmoid(self(images))
+            return torch.sigmoid(self.evaluation_logits(images))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
@@ -277,6 +309,10 @@ class RecipeClassifier(AttributeClassifier):
     ``target_attrs`` (one output each) is set by the CLI from ``data.target_attr``. ``subgroups``
     only changes what validation and test report, so it is not saved with the checkpoint: a
     checkpoint can be tested with any subgroups.
+
+    Off by default, so that the defaults are the recipe: ``batch_norm`` (after each convolution,
+    see :class:`~lit_celeba.models.nets.RecipeCNN`), and ``label_smoothing``, ``tta_flip`` and
+    ``ema_decay`` (see :class:`AttributeClassifier`).
     """
 
     def __init__(
@@ -290,6 +326,10 @@ class RecipeClassifier(AttributeClassifier):
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        batch_norm: bool = False,
+        label_smoothing: float = 0.0,
+        tta_flip: bool = False,
+        ema_decay: float | None = None,
     ) -> None:
         num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         net = RecipeCNN(
@@ -299,8 +339,12 @@ class RecipeClassifier(AttributeClassifier):
             image_size=image_size,
             num_outputs=num_outputs,
             init=init,
+            batch_norm=batch_norm,
         )
-        super().__init__(net, target_attrs, subgroups, channels_last=channels_last, compile=compile)
+        super().__init__(
+            net, target_attrs, subgroups, channels_last=channels_last, compile=compile,
+            label_smoothing=label_smoothing, tta_flip=tta_flip, ema_decay=ema_decay,
+        )  # fmt: skip
         self.save_hyperparameters(ignore=["subgroups"])
 
 

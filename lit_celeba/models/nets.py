@@ -48,6 +48,10 @@ class RecipeCNN(nn.Module):
     dropout after the first two, global average pooling (or flatten) and one linear output per
     attribute, returning logits. At its defaults it has 388,673 parameters.
 
+    ``batch_norm=True`` (off in the recipe) puts a ``BatchNorm2d`` between each convolution and
+    its ReLU and drops the convolutions' biases, which the normalisation's shift replaces: 480
+    fewer and 960 more parameters at the recipe's widths, 389,153 in all.
+
     ``init="keras"`` gives Keras' defaults (Glorot-uniform weights, zero biases) so that training
     follows the original; ``"torch"`` keeps PyTorch's own initialisation.
     """
@@ -61,6 +65,7 @@ class RecipeCNN(nn.Module):
         num_outputs: int = 1,
         init: Init = "keras",
         in_channels: int = 3,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if len(channels) != 4 or any(c < 1 for c in channels):
@@ -77,14 +82,18 @@ class RecipeCNN(nn.Module):
             )
         c1, c2, c3, c4 = channels
 
-        def conv(cin: int, cout: int) -> nn.Conv2d:
-            return nn.Conv2d(cin, cout, kernel_size=3, padding=1)
+        def conv(cin: int, cout: int) -> nn.Sequential:
+            if not batch_norm:  # the recipe: the same modules and state-dict keys as before
+                return nn.Sequential(nn.Conv2d(cin, cout, kernel_size=3, padding=1))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(cout)
+            )
 
         self.features = nn.Sequential(
-            conv(in_channels, c1), nn.ReLU(), nn.MaxPool2d(2), FastDropout(dropout),
-            conv(c1, c2), nn.ReLU(), nn.MaxPool2d(2), FastDropout(dropout),
-            conv(c2, c3), nn.ReLU(), nn.MaxPool2d(2),
-            conv(c3, c4), nn.ReLU(),
+            *conv(in_channels, c1), nn.ReLU(), nn.MaxPool2d(2), FastDropout(dropout),
+            *conv(c1, c2), nn.ReLU(), nn.MaxPool2d(2), FastDropout(dropout),
+            *conv(c2, c3), nn.ReLU(), nn.MaxPool2d(2),
+            *conv(c3, c4), nn.ReLU(),
         )  # fmt: skip
         if pooling == "gap":
             self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -115,7 +124,8 @@ def resnet(arch: ResNetArch = "resnet18", num_outputs: int = 1) -> nn.Module:
 def _keras_init(module: nn.Module) -> None:
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         nn.init.xavier_uniform_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:  # convolutions before batch norm have none
+            nn.init.zeros_(module.bias)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -1,0 +1,531 @@
+"""Compare variants of a config over seeds: ``python -m lit_celeba compare``.
+
+    python -m lit_celeba compare --config configs/base.yaml \\
+        --variant recipe= --variant dropout0=configs/variants/dropout0.yaml \\
+        --variant nodrop_bn="--model.dropout 0 --model.batch_norm true" \\
+        --seeds 2 --out comparisons/dropout [--jobs 2] [--devices 0,1] [--data.root PATH ...]
+
+Each variant is ``NAME=`` followed by YAML deltas and/or ``--key value`` overrides (empty: the base
+config as it is). Options this command does not know go to every run. For every variant and seed
+it runs ``python -m lit_celeba fit`` and then ``test`` on the fit's ``last.ckpt`` ("final") and on
+its best-validation checkpoint ("best"; when that is ``last.ckpt``'s epoch, the final test is
+reused), each in its own process, so a failing run cannot take the others down. Runs go one after
+another, or ``--jobs N`` at a time, each job on its own GPU with ``--devices``.
+
+Everything goes into ``--out``: ``runs/NAME/seed_S/`` (the fit and test run folders, their logs and
+``result.json``), ``runs.csv`` (one row per run), ``comparison.csv`` and ``comparison.md`` (one row
+per variant) and ``comparison.png`` (validation curves). A run is finished once its
+``result.json`` records its test results; the same command again skips finished runs and redoes
+the others from the start. The numbers are read from the runs' own TensorBoard event files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import queue
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lit_celeba.errors import LitCelebaError, UsageError
+from lit_celeba.report import epoch_series, load_run
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+RESULT_FILE = "result.json"
+FIT_FILE = "fit.json"
+LAST_FIVE = 5
+REACH_SHARE = 0.9  # "epochs to reach 90 % of the final validation accuracy"
+FIGURE_SIZE_INCHES = (9, 5.5)
+FIGURE_DPI = 100
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    args: tuple[str, ...]  # CLI arguments after the base config
+
+
+@dataclass
+class Run:
+    variant: Variant
+    seed: int
+    folder: Path
+    index: int = 0  # 1-based position among all runs, for progress
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_variant(spec: str) -> Variant:
+    """``NAME=deltas.yaml --key value ...`` as a :class:`Variant`; a token naming a YAML file
+    becomes ``--config FILE``."""
+    name, sep, value = spec.partition("=")
+    if not sep or not NAME_PATTERN.match(name):
+        raise UsageError(
+            f"--variant {spec!r}: expected NAME=VALUE with a NAME of letters, digits, '_', '-', "
+            "'.' or '+' and VALUE a YAML delta and/or --key value overrides, e.g. "
+            "dropout0=configs/variants/dropout0.yaml or nodrop=\"--model.dropout 0\""
+        )
+    try:
+        tokens = shlex.split(value)
+    except ValueError as err:
+        raise UsageError(f"--variant {name}: cannot split {value!r}: {err}") from None
+    args: list[str] = []
+    for i, token in enumerate(tokens):
+        after_flag = i > 0 and tokens[i - 1].startswith("--") and "=" not in tokens[i - 1]
+        if token.endswith((".yaml", ".yml")) and not token.startswith("-"):
+            if not Path(token).expanduser().is_file():
+                raise UsageError(f"--variant {name}: the YAML file {token} does not exist")
+            if not after_flag:
+                args.append("--config")
+        args.append(token)
+    return Variant(name, tuple(args))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``N`` for the seeds 1..N (seed 1 is the configs' own), or a list such as ``1,5,9``."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(1, int(text) + 1))
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(
+            f"--seeds {text!r}: give a count (2 runs seeds 1 and 2) or distinct seeds (1,5,9)"
+        )
+    return seeds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lit_celeba compare",
+        description="Train and test several variants of a config over several seeds and "
+        "compare them in one table and one figure. Unknown options go to every run.",
+        allow_abbrev=False,  # --seed_everything and the like belong to the runs
+    )
+    parser.add_argument(
+        "--config", action="append", required=True, help="the base config (repeatable)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar="NAME=DELTA",
+        help='a named variant: YAML files and/or overrides, e.g. nodrop="--model.dropout 0"; '
+        "NAME= alone is the base config",
+    )
+    parser.add_argument("--seeds", default="1", help="a count N (seeds 1..N) or a list 1,5,9")
+    parser.add_argument("--out", type=Path, required=True, help="the comparison's folder")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default 1)")
+    parser.add_argument(
+        "--devices",
+        default=None,
+        help="GPU ids to spread the jobs over, e.g. 0,1 (each job sees one GPU)",
+    )
+    return parser
+
+
+def plan_runs(variants: Sequence[Variant], seeds: Sequence[int], out: Path) -> list[Run]:
+    runs = [
+        Run(variant, seed, out / "runs" / variant.name / f"seed_{seed}")
+        for variant in variants
+        for seed in seeds
+    ]
+    for i, run in enumerate(runs, 1):
+        run.index = i
+    return runs
+
+
+def cli_command(subcommand: str) -> list[str]:
+    return [sys.executable, "-m", "lit_celeba", subcommand]
+
+
+def run_arguments(base: Sequence[str], run: Run, extra: Sequence[str]) -> list[str]:
+    """The settings of one run, shared by its fit and its tests (the logger folder apart)."""
+    configs = [arg for path in base for arg in ("--config", path)]
+    return [*configs, *run.variant.args, *extra, f"--seed_everything={run.seed}"]
+
+
+def logger_arguments(folder: Path, version: str) -> list[str]:
+    return [
+        f"--trainer.logger.init_args.save_dir={folder}",
+        "--trainer.logger.init_args.name=",
+        f"--trainer.logger.init_args.version={version}",
+    ]
+
+
+def run_process(command: list[str], log: Path, env: dict[str, str]) -> tuple[int, float]:
+    """Runs ``command`` with its output in ``log``; its exit status and wall-clock seconds."""
+    start = time.perf_counter()
+    with log.open("w") as stream:
+        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
+    return done.returncode, time.perf_counter() - start
+
+
+def failure_reason(log: Path, what: str, status: int) -> str:
+    """The run's own ``error:`` line (or its last line) and where the whole log is."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    reason = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return f"{what} exited with status {status}: {reason[:300]} (log: {log})"
+
+
+def best_and_last(fit_dir: Path) -> tuple[Path, Path | None]:
+    """The fit's ``last.ckpt`` and its best-validation checkpoint (from the monitored
+    ModelCheckpoint's state inside ``last.ckpt``; ``None`` without a monitored checkpoint, and
+    ``None`` too when the best is the last epoch, whose weights ``last.ckpt`` holds)."""
+    from lit_celeba.checkpoints.safe_load import load_checkpoint
+
+    last = fit_dir / "checkpoints" / "last.ckpt"
+    checkpoint = load_checkpoint(last)
+    states = checkpoint.get("callbacks") or {}
+    monitored = [
+        s for key, s in states.items()
+        if key.startswith("ModelCheckpoint") and s.get("monitor") and s.get("best_model_path")
+    ]  # fmt: skip
+    monitored.sort(key=lambda s: s.get("monitor") != "val/acc")  # val/acc first
+    if not monitored:
+        return last, None
+    best = Path(monitored[0]["best_model_path"])
+    if not best.is_absolute():
+        best = fit_dir / "checkpoints" / best.name
+    if load_checkpoint(best).get("global_step") == checkpoint.get("global_step"):
+        return last, None
+    return last, best
+
+
+def parameter_count(ckpt: Path) -> int:
+    """Trainable parameters of the checkpoint's network, rebuilt from its hyperparameters
+    (lit_celeba's own model classes only, as the CLI allows them)."""
+    from lit_celeba.checkpoints.safe_load import check_checkpoint, load_checkpoint
+    from lit_celeba.models import module
+    from lit_celeba.models.nets import count_parameters
+
+    checkpoint = load_checkpoint(ckpt)
+    check_checkpoint(checkpoint, ckpt, None)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    class_path = hparams.pop("_class_path", "lit_celeba.models.module.RecipeClassifier")
+    model_class = getattr(module, class_path.rpartition(".")[2])
+    init_args = {k: v for k, v in hparams.items() if not k.startswith("_")}
+    return count_parameters(model_class(**init_args).net)
+
+
+def test_accuracy(test_dir: Path) -> float:
+    events = load_run(test_dir)
+    if "test/acc" not in events.Tags()["scalars"]:
+        raise UsageError(f"{test_dir} logged no test/acc")
+    return float(events.Scalars("test/acc")[-1].value)
+
+
+def validation_curve(fit_dir: Path) -> list[float]:
+    _, values = epoch_series(load_run(fit_dir), "val/acc")
+    return [float(v) for v in values]
+
+
+def epochs_to_reach(curve: Sequence[float], share: float = REACH_SHARE) -> int | None:
+    """The first (1-based) epoch whose validation accuracy is at least ``share`` of the last."""
+    if not curve:
+        return None
+    return next(i for i, v in enumerate(curve, 1) if v >= share * curve[-1])
+
+
+def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, str]) -> None:
+    """Fit (unless a finished fit is recorded) and test one run; records ``result.json``."""
+    args = run_arguments(base, run, extra)
+    fit_dir, fit_record = run.folder / "fit", run.folder / FIT_FILE
+    fit_time = None
+    if fit_record.is_file() and json.loads(fit_record.read_text()).get("args") == args:
+        fit_time = json.loads(fit_record.read_text())["seconds"]
+        for stale in run.folder.glob("test_*"):
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    else:
+        shutil.rmtree(run.folder, ignore_errors=True)  # an unfinished run starts again
+        run.folder.mkdir(parents=True)
+        log = run.folder / "fit.log"
+        status, fit_time = run_process(
+            [*cli_command("fit"), *args, *logger_arguments(run.folder, "fit")], log, env
+        )
+        if status != 0:
+            raise RunFailed(failure_reason(log, "fit", status))
+        fit_record.write_text(json.dumps({"args": args, "seconds": fit_time}) + "\n")
+    last, best = best_and_last(fit_dir)
+    accuracies = {}
+    for kind, ckpt in (("final", last), ("best", best)):
+        if ckpt is None:
+            continue
+        log = run.folder / f"test_{kind}.log"
+        command = [
+            *cli_command("test"), *args, f"--ckpt_path={ckpt}",
+            *logger_arguments(run.folder, f"test_{kind}"),
+        ]  # fmt: skip
+        status, _ = run_process(command, log, env)
+        if status != 0:
+            raise RunFailed(failure_reason(log, f"test of {ckpt.name}", status))
+        accuracies[kind] = test_accuracy(run.folder / f"test_{kind}")
+    curve = validation_curve(fit_dir)
+    run.result = {
+        "variant": run.variant.name,
+        "seed": run.seed,
+        "args": args,
+        "status": "ok",
+        "test_acc_final": accuracies["final"],
+        # The best-validation epoch is the last one: its test is the final one.
+        "test_acc_best": accuracies.get("best", accuracies["final"]),
+        "best_checkpoint": str(best or last),
+        "val_acc": curve,
+        "val_acc_last5": statistics.fmean(curve[-LAST_FIVE:]) if curve else math.nan,
+        "epochs_to_90pct": epochs_to_reach(curve),
+        "parameters": parameter_count(last),
+        "train_seconds": fit_time,
+    }
+    (run.folder / RESULT_FILE).write_text(json.dumps(run.result, indent=2) + "\n")
+
+
+class RunFailed(Exception):
+    """A run's fit or test failed; the message says which and where its log is."""
+
+
+def recorded_result(run: Run, args: list[str]) -> dict[str, Any] | None:
+    """The finished run's result, or ``None``; refuses one recorded with other settings."""
+    path = run.folder / RESULT_FILE
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    if result.get("args") != args:
+        raise UsageError(
+            f"{path} records a run with other settings ({shlex.join(result.get('args', []))}); "
+            "a comparison resumes only with the same command. Choose another --out, or delete "
+            f"{run.folder} to run it again."
+        )
+    return result
+
+
+def run_all(
+    runs: list[Run],
+    base: Sequence[str],
+    extra: Sequence[str],
+    jobs: int,
+    devices: list[str] | None,
+) -> None:
+    total = len(runs)
+    print_lock = threading.Lock()
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+
+    def say(message: str) -> None:
+        with print_lock:
+            print(message, flush=True)
+
+    def one(run: Run) -> None:
+        label = f"[{run.index}/{total}] {run.variant.name}, seed {run.seed}"
+        recorded = recorded_result(run, run_arguments(base, run, extra))
+        if recorded is not None:
+            run.result = recorded
+            say(f"{label}: finished earlier, not run again")
+            return
+        slot = slots.get()
+        env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+        if devices:
+            env["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
+        where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if devices else ""
+        say(f"{label}: running{where} ({run.folder})")
+        start = time.perf_counter()
+        try:
+            execute(run, base, extra, env)
+        except (RunFailed, LitCelebaError, OSError, ValueError, KeyError) as err:
+            run.result = {"variant": run.variant.name, "seed": run.seed, "status": "failed",
+                          "error": str(err)}  # fmt: skip
+            say(f"{label}: FAILED: {err}")
+            return
+        finally:
+            slots.put(slot)
+        seconds = time.perf_counter() - start
+        say(f"{label}: done in {seconds:.0f} s, test acc {run.result['test_acc_final']:.4f}")
+
+    # Checked up front: a comparison resumed with another command stops before it runs anything.
+    for run in runs:
+        recorded_result(run, run_arguments(base, run, extra))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, runs))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+def _spread(values: Sequence[float]) -> float:
+    """The sample standard deviation over the seeds; NaN for fewer than two."""
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+def summarise(variants: Sequence[Variant], runs: Sequence[Run]) -> list[dict[str, Any]]:
+    rows = []
+    for variant in variants:
+        mine = [r.result for r in runs if r.variant == variant]
+        ok = [r for r in mine if r.get("status") == "ok"]
+        errors = [f"seed {r['seed']}: {r['error']}" for r in mine if r.get("status") != "ok"]
+        final = [r["test_acc_final"] for r in ok]
+        best = [r["test_acc_best"] for r in ok]
+        reach = [r["epochs_to_90pct"] for r in ok if r["epochs_to_90pct"] is not None]
+        rows.append({
+            "variant": variant.name,
+            "status": "ok" if not errors else ("failed" if not ok else "partly failed"),
+            "runs_ok": len(ok),
+            "runs": len(mine),
+            "test_acc_final_mean": _mean(final),
+            "test_acc_final_std": _spread(final),
+            "test_acc_best_mean": _mean(best),
+            "test_acc_best_std": _spread(best),
+            "val_acc_last5_mean": _mean([r["val_acc_last5"] for r in ok]),
+            "epochs_to_90pct_mean": _mean(reach),
+            "parameters": ok[0]["parameters"] if ok else None,
+            "train_seconds_mean": _mean([r["train_seconds"] for r in ok]),
+            "settings": shlex.join(variant.args),
+            "error": " | ".join(errors),
+        })  # fmt: skip
+    return rows
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    if not rows:
+        return
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _percent(mean: float, spread: float) -> str:
+    if math.isnan(mean):
+        return "—"
+    text = f"{100 * mean:.2f}"
+    return text if math.isnan(spread) else f"{text} ± {100 * spread:.2f}"
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
+    header = (
+        "| variant | test acc. final (%) | test acc. best (%) | val. acc. last 5 (%) | "
+        "epochs to 90 % | parameters | training time (s) | runs ok | error |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in rows:
+        reach, seconds, count = (
+            row["epochs_to_90pct_mean"], row["train_seconds_mean"], row["parameters"]
+        )
+        cells = [
+            row["variant"],
+            _percent(row["test_acc_final_mean"], row["test_acc_final_std"]),
+            _percent(row["test_acc_best_mean"], row["test_acc_best_std"]),
+            _percent(row["val_acc_last5_mean"], math.nan),
+            "—" if math.isnan(reach) else f"{reach:.1f}",
+            "—" if count is None else f"{count:,}",
+            "—" if math.isnan(seconds) else f"{seconds:.0f}",
+            f"{row['runs_ok']}/{row['runs']}",
+            row["error"].replace("|", "/"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = (
+        f"\nMean ± sample standard deviation over {seeds} seed(s). \"final\": test accuracy of "
+        "last.ckpt; \"best\": of the best-validation checkpoint. Validation: the mean of the last "
+        "five epochs. Epochs to 90 %: the first epoch at 90 % of the run's final validation "
+        "accuracy. Training time: the fit process's wall clock, start-up included.\n"
+    )
+    return header + "\n".join(lines) + "\n" + note
+
+
+def curves_figure(variants: Sequence[Variant], runs: Sequence[Run]) -> Figure:
+    """Validation accuracy per epoch: one colour per variant, each seed thin, their mean thick."""
+    from matplotlib.figure import Figure  # no pyplot: no display needed
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=FIGURE_SIZE_INCHES, dpi=FIGURE_DPI)
+    ax = figure.add_subplot(1, 1, 1)
+    for i, variant in enumerate(variants):
+        colour = f"C{i % 10}"
+        curves = [r.result["val_acc"] for r in runs
+                  if r.variant == variant and r.result.get("status") == "ok"]  # fmt: skip
+        for curve in curves:
+            ax.plot(range(1, len(curve) + 1), curve, color=colour, linewidth=0.8, alpha=0.45)
+        if curves:  # the mean over the seeds that reached each epoch
+            length = max(map(len, curves))
+            mean = [_mean([c[e] for c in curves if len(c) > e]) for e in range(length)]
+            ax.plot(range(1, length + 1), mean, color=colour, linewidth=2.5, label=variant.name)
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel("Validation accuracy")
+    ax.set_title("Validation accuracy: each seed thin, the mean over seeds thick")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def compare(argv: Sequence[str]) -> list[dict[str, Any]]:
+    """Runs the comparison that ``argv`` describes; returns its rows (as in comparison.csv)."""
+    args, extra = build_parser().parse_known_args(argv)
+    for config in args.config:
+        if not Path(config).expanduser().is_file():
+            raise UsageError(f"--config {config} does not exist")
+    variants = [parse_variant(spec) for spec in args.variant]
+    names = [v.name for v in variants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise UsageError(f"--variant names must differ; given twice: {', '.join(duplicates)}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
+    seeds = parse_seeds(args.seeds)
+    out = args.out.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # Absolute: the runs' checkpoint paths are recorded and must not depend on the folder.
+    base = [str(Path(c).expanduser().resolve()) for c in args.config]
+    runs = plan_runs(variants, seeds, out)
+    print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs into {out}")
+    run_all(runs, base, extra, args.jobs, devices)
+
+    rows = summarise(variants, runs)
+    write_csv(rows, out / "comparison.csv")
+    _write_runs_csv(runs, out / "runs.csv")
+    table = markdown_table(rows, len(seeds))
+    (out / "comparison.md").write_text(table)
+    curves_figure(variants, runs).savefig(out / "comparison.png", dpi=FIGURE_DPI)
+    print()
+    print(table)
+    print(f"Wrote {out / 'comparison.csv'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
+    return rows
+
+
+def _write_runs_csv(runs: Sequence[Run], path: Path) -> None:
+    columns = [
+        "variant", "seed", "status", "test_acc_final", "test_acc_best", "val_acc_last5",
+        "epochs_to_90pct", "parameters", "train_seconds", "best_checkpoint", "error",
+    ]  # fmt: skip
+    with path.open("w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r.result for r in runs)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """``compare ...``; raises :class:`UsageError` for arguments it cannot use."""
+    return compare(sys.argv[1:] if argv is None else list(argv))

@@ -1,0 +1,42 @@
+"""Training and evaluation methods newer than the recipe, as plain tensor functions; the
+LightningModule (``module.py``) switches each on by a setting that is off by default."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def smoothed_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Label smoothing for binary targets: 1 becomes ``1 - eps/2`` and 0 becomes ``eps/2`` (the
+    two-class form of ``CrossEntropyLoss(label_smoothing=eps)``). It keeps the logits from
+    growing without bound on easy faces, which mostly improves calibration."""
+    if label_smoothing == 0.0:
+        return targets
+    return targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+
+
+def flip_averaged_logit(logits: torch.Tensor, flipped_logits: torch.Tensor) -> torch.Tensor:
+    """The logit of the mean of two probabilities, ``sigmoid(a)`` and ``sigmoid(b)``.
+
+    Flip test-time augmentation averages the probabilities of a face and of its mirror image;
+    returned as a logit so that the loss, the metrics and the predictions downstream stay those
+    of a plain network. Computed in log space: ``log(mean p) - log(mean (1 - p))``, finite even
+    where a probability rounds to 0 or 1 in float32.
+    """
+    log_p = torch.logaddexp(F.logsigmoid(logits), F.logsigmoid(flipped_logits))
+    log_q = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(-flipped_logits))
+    return log_p - log_q  # the two "- log 2" of the means cancel
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, final: float) -> float:
+    """The multiple of the base learning rate for the optimizer step ``step`` (0-based): a linear
+    rise over ``warmup_steps`` steps to 1 (step 0 at ``1 / warmup_steps``), then half a cosine
+    down to ``final`` at ``total_steps``, and ``final`` after it."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
