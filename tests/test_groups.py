@@ -234,3 +234,69 @@ def test_blond_hair_config_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
         assert int(table[name]["images"]) == size
         if size:
             assert float(table[name]["accuracy"]) == pytest.approx(accuracy, abs=1e-6)
+
+
+def _train_and_test(root: Path, seed: int, objective: str, balanced: bool) -> dict[str, float]:
+    import pytorch_lightning as pl
+
+    pl.seed_everything(seed, verbose=False)
+    data = CelebADataModule(
+        str(root), target_attr="Blond_Hair", subgroups=["Male"], train_size=3000, val_size=10,
+        test_size=1000, image_size=32, batch_size=64, num_workers=0,
+        cache_dir=str(root / "cache"), group_balanced=balanced,
+        train_subgroups=objective != "erm",
+    )  # fmt: skip
+    model = RecipeClassifier(channels=(16, 32, 64, 128), image_size=32,
+                             target_attrs=["Blond_Hair"], subgroups=["Male"],
+                             objective=objective, dro_eta=0.05)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=6, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        default_root_dir=str(root),
+    )  # fmt: skip
+    trainer.fit(model, data)
+    return trainer.test(model, data, verbose=False)[0]
+
+
+@pytest.mark.slow
+def test_objectives_raise_the_worst_group(tmp_path: Path, monkeypatch) -> None:
+    """Blond faces 95 % women in train, Male a fair coin in test (3,000 / 1,000 faces, 28 blond
+    men in train, label noise 0, 32 px, a 16-channel recipe CNN, 6 epochs).
+
+    Measured (test, worst group / mean of groups; seeds 0 and 1): ERM 0.833 / 0.946 and 0.917 /
+    0.963, its worst group the blond men both times; group-balanced sampling 0.895 / 0.948 and
+    0.948 / 0.970; Group DRO (eta 0.05) 0.910 / 0.965 and 0.939 / 0.971; reweight 0.844 and 0.878
+    (not asserted: it gained less than the noise). The assertions sit well inside seed 0's gaps
+    (ERM 11 points below its mean; +6 and +8 points)."""
+    monkeypatch.chdir(tmp_path)  # the test tables go to the working folder without a logger
+    generate_celeba(tmp_path, 3000, 10, 1000, seed=0, label_noise=0.0, progress=False,
+                    correlate=("Blond_Hair", "Male", 0.05))  # fmt: skip
+    erm = _train_and_test(tmp_path, 0, "erm", balanced=False)
+    balanced = _train_and_test(tmp_path, 0, "erm", balanced=True)
+    dro = _train_and_test(tmp_path, 0, "group_dro", balanced=False)
+    print({name: (round(r["test/worst_group_acc"], 3), round(r["test/mean_group_acc"], 3))
+           for name, r in (("erm", erm), ("balanced", balanced), ("dro", dro))})  # fmt: skip
+    assert erm["test/worst_group_acc"] < erm["test/mean_group_acc"] - 0.05
+    assert balanced["test/worst_group_acc"] > erm["test/worst_group_acc"] + 0.03
+    assert dro["test/worst_group_acc"] > erm["test/worst_group_acc"] + 0.03
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--model.objective=group_dro", "error: Invalid setting: data.train_subgroups needs one "
+         "target_attr and at least one subgroup (model.subgroups, e.g. [Male]) (model.objective "
+         "sets it); got target_attr ['Male'] and subgroups none"),
+        ("--data.group_balanced=true", "error: Invalid setting: data.group_balanced needs one "
+         "target_attr and at least one subgroup"),
+    ],
+)  # fmt: skip
+def test_group_training_without_subgroups_is_one_error(
+    tiny_root: Path, tmp_path: Path, flag: str, message: str
+) -> None:
+    from tests.conftest import CONFIGS, run_cli, tiny_overrides
+
+    result = run_cli("fit", "--config", str(CONFIGS / "base.yaml"),
+                     *tiny_overrides(tiny_root, tmp_path / "logs"), flag, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
