@@ -54,6 +54,7 @@ from lit_celeba.errors import (
     SettingError,
     UsageError,
 )
+from lit_celeba.groups import needs_train_groups
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
@@ -100,6 +101,10 @@ class CelebACLI(LightningCLI):
             "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
         )
         parser.link_arguments("model.init_args.subgroups", "data.subgroups")
+        # The objectives that weigh the loss by group need each training image's group.
+        parser.link_arguments(
+            "model.init_args.objective", "data.train_subgroups", compute_fn=needs_train_groups
+        )
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer

@@ -24,8 +24,17 @@ def test_there_are_configs() -> None:
     assert {"base.yaml", "demo.yaml"} <= names
 
 
+# The configs whose best checkpoint is chosen by another monitor than val/acc, and how.
+BEST_CHECKPOINT = {
+    "blond_hair.yaml": ("val/worst_group_acc", "epoch{epoch:02d}-worst{val/worst_group_acc:.4f}")
+}
 # What each delta of base.yaml intends, as keys of the resolved config.
 INTENDED = {
+    "blond_hair.yaml": {
+        "data.target_attr": "Blond_Hair",
+        "model.init_args.subgroups": ["Male"],
+        "model.init_args.objective": "group_dro",
+    },
     "base.yaml": {"trainer.max_epochs": 30, "data.root": "data/celeba", "data.train_size": 16000},
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
@@ -75,10 +84,8 @@ def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
     assert logger["init_args"]["default_hp_metric"] is False
     callbacks = printed["trainer"]["callbacks"]
     checkpoints = [c["init_args"] for c in callbacks if c["class_path"].endswith("ModelCheckpoint")]
-    assert [(c["monitor"], c["filename"]) for c in checkpoints] == [
-        ("val/acc", "epoch{epoch:02d}-val_acc{val/acc:.4f}"),
-        (None, "last"),
-    ]
+    best = BEST_CHECKPOINT.get(config.name, ("val/acc", "epoch{epoch:02d}-val_acc{val/acc:.4f}"))
+    assert [(c["monitor"], c["filename"]) for c in checkpoints] == [best, (None, "last")]
     # save_last on the monitored one would only rewrite last.ckpt when val/acc improves.
     assert all(not c["save_last"] for c in checkpoints)
     assert {c["class_path"] for c in callbacks} >= {

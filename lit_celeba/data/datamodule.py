@@ -10,6 +10,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from lit_celeba.attributes import attribute_list
@@ -17,10 +18,12 @@ from lit_celeba.data.cache import build_cache, decode_bytes, default_cache_dir, 
 from lit_celeba.data.celeba import face_size_problem, label_arrays
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import PhotoDataset, photo_loader
+from lit_celeba.data.sampling import GroupBalancedSampler
 from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
 from lit_celeba.errors import CelebAError, SettingError
+from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
 
 Split = Literal["train", "valid", "test"]
 
@@ -156,6 +159,19 @@ class CelebADataModule(pl.LightningDataModule):
         brightness, contrast, saturation: colour augmentation of the training images after the
             flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
             0, the recipe, leaves the training transform exactly as it is.
+        group_balanced: draw the training images so that every group (target value x subgroup
+            values, :mod:`lit_celeba.groups`) comes equally often
+            (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`); needs one target and
+            ``subgroups``. An epoch keeps its number of images.
+        train_subgroups: training batches carry the subgroup values too, for the objectives that
+            weigh the loss by group; the CLI sets it from ``model.objective``.
+        synthetic_correlate: ``[target, spurious, share]`` for the generated set: in its train
+            split, the share of faces whose ``spurious`` label equals their ``target`` label
+            (``[Blond_Hair, Male, 0.05]``: blond faces are nearly all women); the validation and
+            test splits leave the two independent. See docs/groups.md.
+
+    With one target and ``subgroups``, ``setup("fit")`` prints the number of training images in
+    each group and keeps them as ``train_group_counts`` (the model's objectives read them).
     """
 
     def __init__(
@@ -180,6 +196,9 @@ class CelebADataModule(pl.LightningDataModule):
         contrast: float = 0.0,
         saturation: float = 0.0,
         subset_order: SubsetOrder = "file",
+        group_balanced: bool = False,
+        train_subgroups: bool = False,
+        synthetic_correlate: tuple[str, str, float] | None = None,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -214,6 +233,20 @@ class CelebADataModule(pl.LightningDataModule):
         if not self.target_attrs:
             raise SettingError("target_attr", "names no attribute")
         self.subgroups = attribute_list(subgroups, "subgroups")
+        for name, wanted in (("group_balanced", group_balanced),
+                             ("train_subgroups", train_subgroups)):  # fmt: skip
+            if wanted and (len(self.target_attrs) != 1 or not self.subgroups):
+                why = " (model.objective sets it)" if name == "train_subgroups" else ""
+                raise SettingError(
+                    name,
+                    f"needs one target_attr and at least one subgroup (model.subgroups, e.g. "
+                    f"[Male]){why}; got target_attr {self.target_attrs} and subgroups "
+                    f"{self.subgroups or 'none'}",
+                )
+        self.group_balanced = group_balanced
+        self.train_subgroups = train_subgroups
+        self.synthetic_correlate = synthetic_correlate
+        self.train_group_counts: torch.Tensor | None = None
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         self.image_size = image_size
         self.batch_size = batch_size
@@ -241,7 +274,10 @@ class CelebADataModule(pl.LightningDataModule):
                     num_valid=self.val_size,
                     num_test=self.test_size or self.val_size,
                     seed=self.synthetic_seed,
+                    correlate=self.synthetic_correlate,
                 )
+            except ValueError as err:  # the generator's own check of synthetic_correlate
+                raise SettingError("synthetic_correlate", str(err)) from None
             except FileExistsError as err:
                 raise CelebAError(f"data.synthetic is true but {err}") from None
         find_copy(self.root)
@@ -279,7 +315,11 @@ class CelebADataModule(pl.LightningDataModule):
         for name in self.target_attrs + self.subgroups:
             copy.index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":
-            self.datasets["train"] = self._subset(copy, "train", self.train_size, train=True)
+            self.datasets["train"] = self._subset(
+                copy, "train", self.train_size, train=True, groups=self.train_subgroups
+            )
+            if len(self.target_attrs) == 1 and self.subgroups:
+                self._count_train_groups(copy)
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).
             self.datasets["val"] = self._subset(
@@ -294,13 +334,41 @@ class CelebADataModule(pl.LightningDataModule):
             split = self.predict_split
             self.datasets["predict"] = self._subset(copy, split, size[split], train=False)
 
+    def _count_train_groups(self, copy: CelebACopy) -> None:
+        """The training split's group of each image (for the sampler) and images per group."""
+        index = copy.index
+        rows = subset_rows(index, "train", self.train_size, self.subset_order,
+                           copy.source.tfds_order_only)  # fmt: skip
+        targets, values = label_arrays(index, rows, self.target_attrs, self.subgroups)
+        self.train_groups = group_index(
+            torch.as_tensor(targets).reshape(len(rows), 1), torch.as_tensor(values)
+        )
+        names = group_names(self.target_attrs[0], self.subgroups)
+        self.train_group_counts = group_counts(self.train_groups, len(names))
+        rank_zero_info(
+            f"Training images per group: {describe_counts(names, self.train_group_counts)}"
+        )
+
+    def _train_sampler(self) -> GroupBalancedSampler | None:
+        if not self.group_balanced:
+            return None
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        # One seed for every rank (they all seeded torch alike), so that they shard one draw.
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        num_groups = len(self.train_group_counts)
+        return GroupBalancedSampler(self.train_groups, num_groups, seed, replicas, rank)
+
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
         dataset = self.datasets[stage]
+        sampler = self._eval_sampler(dataset) if stage in ("val", "test") else None
+        if stage == "train" and self.group_balanced:
+            sampler, shuffle = self._train_sampler(), False
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            sampler=self._eval_sampler(dataset) if stage in ("val", "test") else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -40,3 +40,42 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, final: 
     decay_steps = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / decay_steps)
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def group_loss_sums(
+    losses: torch.Tensor, groups: torch.Tensor, num_groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per group, the sum of the images' losses (differentiable) and their number, (num_groups,)
+    each, from per-image losses (B,) and the group index (B,)."""
+    sums = losses.new_zeros(num_groups).scatter_add(0, groups, losses)
+    counts = losses.new_zeros(num_groups).scatter_add(0, groups, torch.ones_like(losses))
+    return sums, counts
+
+
+def inverse_frequency_weights(counts: torch.Tensor) -> torch.Tensor:
+    """Weight of an image of each group: ``N / (groups * n_g)``, so that every non-empty group
+    weighs the same in all and the weights average 1 over the training set (the loss keeps
+    ERM's scale); 0 for an empty group, which has no image to weigh."""
+    counts = counts.double()
+    present = counts > 0
+    weights = counts.sum() / (present.sum() * counts.clamp(min=1))
+    return torch.where(present, weights, 0.0).float()
+
+
+def group_dro_step(
+    q: torch.Tensor,
+    group_loss: torch.Tensor,
+    present: torch.Tensor,
+    eta: float,
+    adjustment: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One exponentiated-gradient step of online Group DRO (Sagawa et al., ICLR 2020, Alg. 1):
+    ``q_g <- q_g * exp(eta * loss_g)``, normalised to sum 1. ``adjustment`` (their ``C /
+    sqrt(n_g)``, "group adjustments") is added to the losses first, favouring small groups whose
+    loss generalises worst. Groups absent from the batch keep their weight before the
+    normalisation: a batch says nothing about them."""
+    adjusted = group_loss if adjustment is None else group_loss + adjustment
+    step = torch.where(present, eta * adjusted, 0.0)
+    # In log space: exp of a large loss times eta could overflow float32 otherwise.
+    logits = torch.log(q) + step
+    return torch.softmax(logits, 0)

@@ -1,8 +1,10 @@
-"""Accuracy per subgroup: how well each target attribute is predicted for Young=1 and Young=0."""
+"""Accuracy per subgroup (how well each target attribute is predicted for Young=1 and Young=0)
+and per group (target value x subgroup values, for worst-group accuracy)."""
 
 from __future__ import annotations
 
 import torch
+from torchmetrics import Metric
 from torchmetrics.classification import MultilabelStatScores
 
 
@@ -48,3 +50,30 @@ class SubgroupAccuracy(MultilabelStatScores):
         # Float division: 0/0 is NaN for an empty subgroup value.
         accuracy = (tp + tn).reshape(shape).double() / total.double()
         return {"accuracy": accuracy.float(), "count": total[..., 0]}
+
+
+class GroupAccuracy(Metric):
+    """Accuracy and size of each group (:mod:`lit_celeba.groups`) of one target attribute.
+
+    ``update(probs, targets, groups)``: probabilities and 0/1 targets of shape (B, 1) and the
+    group index (B,). The counts are summed over processes under DDP. ``compute()`` returns
+    ``{"accuracy": (num_groups,), "count": (num_groups,)}``, NaN accuracy for an empty group.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_groups: int, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.num_groups = num_groups
+        self.threshold = threshold
+        self.add_state("correct", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor, groups: torch.Tensor) -> None:
+        right = ((preds.reshape(-1) >= self.threshold) == target.reshape(-1).bool()).long()
+        # scatter_add_ rather than bincount: no host sync for the output size on a GPU.
+        self.correct.scatter_add_(0, groups, right)
+        self.total.scatter_add_(0, groups, torch.ones_like(groups))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {"accuracy": self.correct.double() / self.total.double(), "count": self.total}

@@ -4,32 +4,45 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError, MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.errors import AttributeMismatchError, SettingError
+from lit_celeba.errors import AttributeMismatchError, SettingError, UsageError
+from lit_celeba.groups import OBJECTIVES, group_index, group_names
 from lit_celeba.models.attribute_table import (
+    GROUP_COLUMNS,
     attribute_rows,
     format_markdown,
     format_text,
+    group_rows,
     write_csv,
 )
 from lit_celeba.models.averaging import WarmupEMA
-from lit_celeba.models.methods import flip_averaged_logit, smoothed_targets
-from lit_celeba.models.metrics import SubgroupAccuracy
+from lit_celeba.models.methods import (
+    flip_averaged_logit,
+    group_dro_step,
+    group_loss_sums,
+    inverse_frequency_weights,
+    smoothed_targets,
+)
+from lit_celeba.models.metrics import GroupAccuracy, SubgroupAccuracy
 from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
+Objective = Literal["erm", "reweight", "group_dro"]
+# The state that only training by group needs: dropped, not refused, when a checkpoint is
+# loaded by a model that has other groups or another objective (testing with other subgroups).
+_GROUP_BUFFERS = ("train_group_counts", "dro_q")
 
 
 class AttributeClassifier(pl.LightningModule):
@@ -61,6 +74,19 @@ class AttributeClassifier(pl.LightningModule):
     of the probabilities of each face and its mirror image; ``ema_decay`` validates, checkpoints
     and so tests and exports an exponential moving average of the weights
     (:class:`~lit_celeba.models.averaging.WarmupEMA`).
+
+    Groups (docs/groups.md): with one target and ``subgroups``, the groups are the target value x
+    subgroup values (:mod:`lit_celeba.groups`); validation and test log
+    ``{stage}/group_acc/<group>`` (e.g. ``val/group_acc/Blond_Hair=1,Male=1``),
+    ``{stage}/group_size/<group>``, ``{stage}/worst_group_acc`` (the lowest accuracy of a
+    non-empty group, a checkpoint monitor) and ``{stage}/mean_group_acc``; the test table adds a
+    group table (``test_groups.csv``). ``objective`` trains for them: ``erm``, the plain mean
+    loss; ``reweight``, each image's loss weighted by the inverse of its group's training size;
+    ``group_dro``, online Group DRO (Sagawa et al. 2020) with step size ``dro_eta`` and group
+    adjustment ``dro_adjust`` (``C`` in ``loss_g + C / sqrt(n_g)``), whose group weights are the
+    ``dro_q`` buffer, so checkpoints hold them and a resumed run continues from them. Both read
+    the training images per group from the data module (``train_group_counts``), which counts
+    them on the training split's labels.
     """
 
     def __init__(
@@ -73,6 +99,9 @@ class AttributeClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
         ema_decay: float | None = None,
+        objective: Objective = "erm",
+        dro_eta: float = 0.01,
+        dro_adjust: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -92,6 +121,7 @@ class AttributeClassifier(pl.LightningModule):
         if not self.target_attrs:
             raise SettingError("target_attrs", "names no attribute")
         num_targets, num_groups = len(self.target_attrs), len(self.subgroups)
+        self._init_groups(objective, dro_eta, dro_adjust)
         if num_targets == 1:
             self.train_acc, self.val_acc, self.test_acc = (BinaryAccuracy() for _ in range(3))
             self.test_ece = BinaryCalibrationError(n_bins=15, norm="l1")
@@ -107,6 +137,86 @@ class AttributeClassifier(pl.LightningModule):
         # when ranks saw different numbers of images, where `self.log(loss, sync_dist=True)`
         # would not (Lightning 2.6 rounds the mean image count down: its issue #21838).
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+
+    def _init_groups(self, objective: str, dro_eta: float, dro_adjust: float) -> None:
+        if objective not in OBJECTIVES:
+            raise SettingError("objective", f"must be one of {', '.join(OBJECTIVES)}; got "
+                               f"{objective!r}")  # fmt: skip
+        if dro_eta <= 0:
+            raise SettingError("dro_eta", f"must be positive, got {dro_eta}")
+        if dro_adjust < 0:
+            raise SettingError("dro_adjust", f"must be 0 (off) or more, got {dro_adjust}")
+        has_groups = len(self.target_attrs) == 1 and bool(self.subgroups)
+        self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
+        self.group_names = group_names(self.target_attrs[0], self.subgroups) if has_groups else []
+        if has_groups:
+            self.val_group_acc = GroupAccuracy(len(self.group_names))
+            self.test_group_acc = GroupAccuracy(len(self.group_names))
+        if objective != "erm" and has_groups:
+            # Filled from the data module at the start of fit; a buffer so a checkpoint shows
+            # the counts it trained with.
+            self.register_buffer("train_group_counts", torch.zeros(len(self.group_names)))
+        if objective == "group_dro" and has_groups:
+            # A buffer: saved in every checkpoint and restored before training resumes, so a
+            # resumed run continues with the weights the interrupted one had reached.
+            self.register_buffer("dro_q", torch.full((len(self.group_names),),
+                                                     1.0 / len(self.group_names)))  # fmt: skip
+
+    def on_fit_start(self) -> None:
+        # Checked here, not in __init__: a checkpoint loaded without subgroups (export, predict)
+        # needs no groups, only training does.
+        if self.objective == "erm":
+            return
+        if not self.group_names:
+            raise SettingError(
+                "objective",
+                f"{self.objective} trains on groups, which need one target attribute and at "
+                f"least one subgroup (model.subgroups, e.g. [Male]); got targets "
+                f"{self.target_attrs} and subgroups {self.subgroups or 'none'}",
+            )
+        counts = getattr(self.trainer.datamodule, "train_group_counts", None)
+        if counts is None:
+            raise UsageError(
+                f"model.objective {self.objective} needs the training images per group, which "
+                "the data module counts in setup('fit') (CelebADataModule does, with one target "
+                "and subgroups)."
+            )
+        self.train_group_counts.copy_(torch.as_tensor(counts, dtype=torch.float32))
+        if self.objective == "group_dro" and self.dro_adjust > 0:
+            empty = [n for n, c in zip(self.group_names, counts, strict=True) if int(c) == 0]
+            if empty:
+                rank_zero_warn(f"Groups without training images: {', '.join(empty)}")
+
+    def _objective_loss(
+        self, logits: torch.Tensor, loss_targets: torch.Tensor, targets: torch.Tensor,
+        batch: Batch,
+    ) -> torch.Tensor:  # fmt: skip
+        """The training loss of ``reweight`` and ``group_dro`` (one target, so K = 1)."""
+        if len(batch) < 3:
+            raise AttributeMismatchError(
+                f"model.objective {self.objective} needs the subgroup values in the training "
+                "batches; give the data module train_subgroups=true (the CLI links it to "
+                "model.objective)."
+            )
+        losses = F.binary_cross_entropy_with_logits(
+            logits.float(), loss_targets.float(), reduction="none"
+        ).reshape(-1)
+        groups = group_index(targets, batch[2])
+        if self.objective == "reweight":
+            return (inverse_frequency_weights(self.train_group_counts)[groups] * losses).mean()
+        sums, counts = group_loss_sums(losses, groups, len(self.group_names))
+        group_loss = sums / counts.clamp(min=1)
+        with torch.no_grad():
+            # Every rank takes the same step from the losses of the whole global batch, so the
+            # weights stay identical across ranks.
+            all_sums = self.trainer.strategy.reduce(sums.detach(), reduce_op="sum")
+            all_counts = self.trainer.strategy.reduce(counts, reduce_op="sum")
+            adjustment = self.dro_adjust / self.train_group_counts.clamp(min=1).sqrt()
+            self.dro_q.copy_(
+                group_dro_step(self.dro_q, all_sums / all_counts.clamp(min=1), all_counts > 0,
+                               self.dro_eta, adjustment if self.dro_adjust > 0 else None)
+            )  # fmt: skip
+        return (self.dro_q * group_loss).sum()
 
     def configure_model(self) -> None:
         if self.compile_net:
@@ -139,7 +249,10 @@ class AttributeClassifier(pl.LightningModule):
         # The mean over images and attributes times K: summed over the attributes, averaged over
         # the images; for one attribute (times 1, exact) the recipe's loss.
         loss_targets = smoothed_targets(targets, self.label_smoothing) if training else targets
-        loss = F.binary_cross_entropy_with_logits(logits, loss_targets) * targets.shape[1]
+        if training and self.objective != "erm":
+            loss = self._objective_loss(logits, loss_targets, targets, batch)
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, loss_targets) * targets.shape[1]
         # Probabilities, not logits: torchmetrics only applies the sigmoid itself when some value
         # falls outside [0, 1], so logits that happen to lie inside would be thresholded at 0.5.
         probs, labels = torch.sigmoid(logits), targets.long()
@@ -153,6 +266,9 @@ class AttributeClassifier(pl.LightningModule):
                     "model.subgroups to data.subgroups)."
                 )
             getattr(self, f"{stage}_subgroup_acc").update(probs, labels, batch[2])
+            if self.group_names:
+                groups = group_index(labels, batch[2])
+                getattr(self, f"{stage}_group_acc").update(probs, labels, groups)
         batch_size = len(images)
         mean_loss = getattr(self, f"{stage}_loss")
         mean_loss.update(loss.detach(), weight=batch_size)
@@ -201,8 +317,32 @@ class AttributeClassifier(pl.LightningModule):
             subgroup_acc.reset()
             computed["subgroups"], computed["subgroup_sizes"] = result["accuracy"], result["count"]
             metrics |= self._subgroup_metrics(stage, result["accuracy"])
+        group_acc: GroupAccuracy | None = getattr(self, f"{stage}_group_acc", None)
+        if group_acc is not None and group_acc.update_called:
+            result = group_acc.compute()
+            group_acc.reset()
+            computed["groups"], computed["group_sizes"] = result["accuracy"], result["count"]
+            metrics |= self._group_metrics(stage, result["accuracy"], result["count"])
+        if stage == "train" and self.objective == "group_dro":
+            metrics |= {f"train/dro_weight/{name}": self.dro_q[g]
+                        for g, name in enumerate(self.group_names)}  # fmt: skip
         self.log_dict(metrics)
         return computed
+
+    def _group_metrics(
+        self, stage: str, accuracy: torch.Tensor, count: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        # An empty group (none in this subset) has no accuracy: left out of the worst and mean.
+        metrics: dict[str, torch.Tensor] = {}
+        for name, acc, size in zip(self.group_names, accuracy, count, strict=True):
+            metrics[f"{stage}/group_size/{name}"] = size.float()
+            if size > 0:
+                metrics[f"{stage}/group_acc/{name}"] = acc.float()
+        present = accuracy[count > 0].float()
+        if len(present):
+            metrics[f"{stage}/worst_group_acc"] = present.min()
+            metrics[f"{stage}/mean_group_acc"] = present.mean()
+        return metrics
 
     def _subgroup_metrics(self, stage: str, accuracy: torch.Tensor) -> dict[str, torch.Tensor]:
         # A subgroup value with no images has no accuracy and no gap: left out, not logged as 0.
@@ -233,6 +373,28 @@ class AttributeClassifier(pl.LightningModule):
             computed["accuracy"] = [self.test_acc.compute().item()]
         if "accuracy" in computed and (len(self.target_attrs) > 1 or self.subgroups):
             self._report_test_table(computed)
+        if "groups" in computed:
+            self._report_group_table(computed["groups"], computed["group_sizes"])
+
+    def _report_group_table(self, accuracy: torch.Tensor, count: torch.Tensor) -> None:
+        """The group table: printed, as TensorBoard text and as ``test_groups.csv``."""
+        if not self.trainer.is_global_zero:
+            return
+        rows = group_rows(self.group_names, accuracy.tolist(), count.tolist())
+        path = Path(self.trainer.log_dir or ".") / "test_groups.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv(rows, path, columns=GROUP_COLUMNS)
+        present = accuracy[count > 0]
+        summary = (f"worst {present.min().item():.4f}, mean {present.mean().item():.4f}"
+                   if len(present) else "no images")  # fmt: skip
+        rank_zero_info(
+            f"Test accuracy per group ({summary}):\n{format_text(rows, columns=GROUP_COLUMNS)}"
+            f"\nWrote {path}"
+        )
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                text = format_markdown(rows, columns=GROUP_COLUMNS)
+                logger.experiment.add_text("test/groups", text, global_step=self.global_step)
 
     def _report_test_table(self, computed: dict[str, Any]) -> None:
         """The per-attribute table: printed, as TensorBoard text, and as ``test_attributes.csv``
@@ -290,6 +452,7 @@ class AttributeClassifier(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._match_group_buffers(checkpoint.get("state_dict", {}))
         # Runs before the weights load: a clear message instead of a tensor size mismatch.
         saved = checkpoint.get("hyper_parameters", {}).get("target_attrs")
         if saved is not None and list(saved) != self.target_attrs:
@@ -301,6 +464,21 @@ class AttributeClassifier(pl.LightningModule):
             )
 
 
+    def _match_group_buffers(self, state: dict[str, torch.Tensor]) -> None:
+        """The group state of a checkpoint only fits a model with the same groups and objective:
+        anything else (testing a Group DRO checkpoint with plain settings, or other subgroups)
+        loads the weights without it, and a model that wants it keeps its own."""
+        own = dict(self.named_buffers())
+        for name in _GROUP_BUFFERS:
+            saved = state.get(name)
+            if saved is not None and (name not in own or own[name].shape != saved.shape):
+                del state[name]
+                if self.objective != "erm" and name in own:
+                    rank_zero_warn(f"The checkpoint's {name} is for other groups: not loaded.")
+            elif saved is None and name in own:
+                state[name] = own[name].detach().clone()
+
+
 class RecipeClassifier(AttributeClassifier):
     """The recipe's CNN (388,673 parameters at the defaults) with the post's suggested variations:
     dropout probability, channel widths, and global-average vs flatten pooling; ``channels_last``
@@ -308,7 +486,8 @@ class RecipeClassifier(AttributeClassifier):
 
     ``target_attrs`` (one output each) is set by the CLI from ``data.target_attr``. ``subgroups``
     only changes what validation and test report, so it is not saved with the checkpoint: a
-    checkpoint can be tested with any subgroups.
+    checkpoint can be tested with any subgroups. ``objective``, ``dro_eta`` and ``dro_adjust``
+    choose how training treats the groups (see :class:`AttributeClassifier`).
 
     Off by default, so that the defaults are the recipe: ``batch_norm`` (after each convolution,
     see :class:`~lit_celeba.models.nets.RecipeCNN`), and ``label_smoothing``, ``tta_flip`` and
@@ -330,6 +509,9 @@ class RecipeClassifier(AttributeClassifier):
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
         ema_decay: float | None = None,
+        objective: Objective = "erm",
+        dro_eta: float = 0.01,
+        dro_adjust: float = 0.0,
     ) -> None:
         num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         net = RecipeCNN(
@@ -344,6 +526,7 @@ class RecipeClassifier(AttributeClassifier):
         super().__init__(
             net, target_attrs, subgroups, channels_last=channels_last, compile=compile,
             label_smoothing=label_smoothing, tta_flip=tta_flip, ema_decay=ema_decay,
+            objective=objective, dro_eta=dro_eta, dro_adjust=dro_adjust,
         )  # fmt: skip
         self.save_hyperparameters(ignore=["subgroups"])
 
@@ -362,10 +545,14 @@ class ResNetClassifier(AttributeClassifier):
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        objective: Objective = "erm",
+        dro_eta: float = 0.01,
+        dro_adjust: float = 0.0,
     ) -> None:
         num_outputs = len(attribute_list(target_attrs, "target_attrs"))
         super().__init__(
             resnet(arch, num_outputs=num_outputs), target_attrs, subgroups,
-            channels_last=channels_last, compile=compile,
+            channels_last=channels_last, compile=compile, objective=objective, dro_eta=dro_eta,
+            dro_adjust=dro_adjust,
         )  # fmt: skip
         self.save_hyperparameters(ignore=["subgroups"])

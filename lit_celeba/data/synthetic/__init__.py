@@ -9,6 +9,11 @@ file, atomically, never over a folder it did not generate.
 
 ``--form zip|kaggle-zip|tfds`` writes the same set as CelebA's downloads come instead (see
 :mod:`.forms`).
+
+``--correlate Blond_Hair Male 0.05`` plants a spurious correlation for the group-robustness
+tests and docs/groups.md: in the train split only 5 % of the faces have ``Male`` equal to
+``Blond_Hair`` (blond faces are nearly all women, the others nearly all men), while in the
+validation and test splits ``Male`` is a fair coin whatever the hair.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
+from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, Correlation, draw_face
 
 __all__ = ["ATTRIBUTE_NAMES", "MARKER_NAME", "generate_celeba", "read_marker"]
 
@@ -39,13 +44,50 @@ _PARALLEL_MIN = 400  # below this, starting worker processes costs more than it 
 _CHUNK = 100
 
 
-def _render_chunk(image_dir: str, seed: int, start: int, stop: int, noise: float) -> np.ndarray:
+def _split_correlation(
+    correlate: Correlation | None, index: int, num_train: int
+) -> Correlation | None:
+    """The train split gets the asked share; the others a share of 0.5: no correlation."""
+    if correlate is None:
+        return None
+    target, spurious, share = correlate
+    return (target, spurious, share if index < num_train else 0.5)
+
+
+def _render_chunk(
+    image_dir: str,
+    seed: int,
+    start: int,
+    stop: int,
+    noise: float,
+    correlate: Correlation | None = None,
+    num_train: int = 0,
+) -> np.ndarray:
     """Draw and save images ``start..stop-1`` (0-based); return their +1/-1 labels."""
     labels = np.empty((stop - start, len(ATTRIBUTE_NAMES)), np.int8)
     for row, index in enumerate(range(start, stop)):
-        picture, labels[row] = draw_face(seed, index, noise)
+        pair = _split_correlation(correlate, index, num_train)
+        picture, labels[row] = draw_face(seed, index, noise, pair)
         picture.save(os.path.join(image_dir, f"{index + 1:06d}.jpg"), quality=90)
     return labels
+
+
+def _validate_correlation(correlate) -> None:
+    if correlate is None:
+        return
+    try:
+        target, spurious, share = correlate
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"correlate must be (target, spurious, share), got {correlate!r}"
+        ) from None
+    for name in (target, spurious):
+        if name not in ATTRIBUTE_NAMES:
+            raise ValueError(f"correlate names {name!r}, which is not one of the 40 attributes")
+    if target == spurious:
+        raise ValueError(f"correlate needs two different attributes, got {target!r} twice")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        raise ValueError(f"correlate's share must be a number from 0 to 1, got {share!r}")
 
 
 def _validate(num_train, num_valid, num_test, seed, label_noise, layout) -> None:
@@ -100,9 +142,20 @@ def _write_annotations(folder: Path, layout: str, labels: np.ndarray, sizes: Seq
             fh.write("\n".join(lines) + "\n")
 
 
-def _render_all(image_dir: Path, seed: int, total: int, noise: float, progress: bool):
+def _render_all(
+    image_dir: Path,
+    seed: int,
+    total: int,
+    noise: float,
+    progress: bool,
+    correlate: Correlation | None = None,
+    num_train: int = 0,
+):
     starts = range(0, total, _CHUNK)
-    jobs = [(str(image_dir), seed, a, min(a + _CHUNK, total), noise) for a in starts]
+    jobs = [
+        (str(image_dir), seed, a, min(a + _CHUNK, total), noise, correlate, num_train)
+        for a in starts
+    ]
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -143,13 +196,20 @@ def generate_celeba(
     label_noise: float = 0.04,
     layout: Literal["official", "kaggle"] = "official",
     progress: bool = True,
+    correlate: Correlation | None = None,
 ) -> Path:
     """Write a synthetic CelebA at ``root`` (skipped if one with these settings is there).
 
     Returns the folder that holds the files: ``root/celeba`` (official) or ``root`` (kaggle).
     Raises FileExistsError rather than touch a non-empty folder without our marker.
+    ``correlate=(target, spurious, share)``: in the train split, the share of faces whose
+    ``spurious`` label equals their ``target`` label (see the module's docstring); None, the
+    default, writes the very same files as before the option existed.
     """
     _validate(num_train, num_valid, num_test, seed, label_noise, layout)
+    _validate_correlation(correlate)
+    if correlate is not None:
+        correlate = (str(correlate[0]), str(correlate[1]), float(correlate[2]))
     root = Path(root).expanduser().absolute()
     target = root / "celeba" if layout == "official" else root
     marker = {
@@ -163,6 +223,8 @@ def generate_celeba(
         "layout": layout,
         "note": "Synthetic drawn faces in CelebA's file formats, not CelebA.",
     }
+    if correlate is not None:  # only then: the default marker stays byte-identical
+        marker["correlate"] = list(correlate)
     marker_file = target / MARKER_NAME
     if target.exists():
         if marker_file.is_file():
@@ -186,7 +248,9 @@ def generate_celeba(
             image_dir = image_dir / "img_align_celeba"
         image_dir.mkdir(parents=True)
         sizes = (num_train, num_valid, num_test)
-        labels = _render_all(image_dir, seed, sum(sizes), label_noise, progress)
+        labels = _render_all(
+            image_dir, seed, sum(sizes), label_noise, progress, correlate, num_train
+        )
         _write_annotations(build, layout, labels, sizes)
         (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         _move_into_place(build, target)
@@ -230,9 +294,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="unpacked folders, the official download (img_align_celeba.zip and the .txt "
         "files), Kaggle's archive.zip, or a tfds data dir of TFRecords",
     )
+    parser.add_argument(
+        "--correlate",
+        nargs=3,
+        metavar=("TARGET", "SPURIOUS", "SHARE"),
+        help="in the train split only, the share of faces whose SPURIOUS label equals their "
+        "TARGET label (e.g. Blond_Hair Male 0.05); the other splits leave them independent",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    correlate = None
+    if args.correlate is not None:
+        try:
+            correlate = (args.correlate[0], args.correlate[1], float(args.correlate[2]))
+        except ValueError:
+            parser.error(f"--correlate's SHARE must be a number, got {args.correlate[2]!r}")
     try:
+        if args.form != "unpacked" and correlate is not None:
+            parser.error("--correlate works with --form unpacked only")
         if args.form != "unpacked":
             from lit_celeba.data.synthetic.forms import write_form
 
@@ -250,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label_noise=args.label_noise,
             layout=args.layout,
             progress=not args.quiet,
+            correlate=correlate,
         )
     except (ValueError, FileExistsError) as err:
         parser.error(str(err))

@@ -363,14 +363,40 @@ def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
     return picture
 
 
-def draw_face(seed: int, index: int, label_noise: float) -> tuple[Image.Image, np.ndarray]:
+# (target, spurious, share): the share of faces whose spurious trait equals their target trait.
+Correlation = tuple[str, str, float]
+# Rejection sampling draws the traits again until they match; the rarest pair of the generator's
+# own rates (e.g. a blond man, about 1 %) takes some hundred cheap draws, never this many.
+_MAX_DRAWS = 100_000
+
+
+def _correlated_traits(rng: np.random.Generator, correlate: Correlation) -> dict[str, bool]:
+    """Traits whose ``spurious`` value equals the ``target`` value with probability ``share``;
+    the target keeps its own rate, and every other trait its rates given the two (rejection
+    sampling, so a blond man drawn this way still looks like the generator's blond men)."""
+    target, spurious, share = correlate
+    traits = _sample_traits(rng)
+    want_target = traits[target]
+    want_spurious = want_target if rng.random() < share else not want_target
+    for _ in range(_MAX_DRAWS):
+        if traits[target] == want_target and traits[spurious] == want_spurious:
+            return traits
+        traits = _sample_traits(rng)
+    raise ValueError(f"the generator never draws {target}={want_target:d} with {spurious}="
+                     f"{want_spurious:d}; choose attributes that can occur together")  # fmt: skip
+
+
+def draw_face(
+    seed: int, index: int, label_noise: float, correlate: Correlation | None = None
+) -> tuple[Image.Image, np.ndarray]:
     """Face ``index`` (0-based) of the set ``seed`` and its +1/-1 labels (int8, CelebA's order).
 
     Each face comes from its own generator seeded with ``(seed, index)``, so a set is the same
-    whatever the order or parallelism of the drawing.
+    whatever the order or parallelism of the drawing. ``correlate`` ties two traits together
+    (:func:`_correlated_traits`); None leaves the face exactly as it always was.
     """
     rng = np.random.default_rng([seed, index])
-    traits = _sample_traits(rng)
+    traits = _sample_traits(rng) if correlate is None else _correlated_traits(rng, correlate)
     picture = _draw(rng, traits)
     truth = np.array([traits[name] for name in ATTRIBUTE_NAMES])
     # A stream of its own, so that the pictures do not depend on label_noise.
