@@ -272,7 +272,7 @@ class CelebACLI(LightningCLI):
             lines.append(f"Validation accuracy (last epoch): {float(val_acc):.4f}")
         if checkpoint.best_model_path:
             best = checkpoint.best_model_score
-            score = f" (val/acc {float(best):.4f})" if best is not None else ""
+            score = f" ({checkpoint.monitor} {float(best):.4f})" if best is not None else ""
             lines.append(f"Best checkpoint: {checkpoint.best_model_path}{score}")
         last = latest_checkpoint(self.trainer)
         if last:

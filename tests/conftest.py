@@ -12,6 +12,15 @@ import pytest
 
 from lit_celeba.data.synthetic import generate_celeba
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes on two cores: one thread each, or their OpenMP threads spin against
+    # each other (five to ten times slower). Set before torch starts its thread pool, and
+    # inherited by the CLI processes the tests start.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 TINY_SIZES = {"train": 96, "valid": 48, "test": 48}

@@ -36,6 +36,11 @@ INTENDED = {
         "model.init_args.objective": "group_dro",
     },
     "base.yaml": {"trainer.max_epochs": 30, "data.root": "data/celeba", "data.train_size": 16000},
+    "tuned.yaml": {
+        "model.init_args.dropout": 0.0, "model.init_args.batch_norm": True,
+        "model.init_args.tta_flip": True,
+        "lr_scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
+    },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
         "data.root": "data/demo", "data.synthetic": True, "data.train_size": 3000,

@@ -31,7 +31,7 @@ def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert model(torch.rand(2, 3, 128, 128)).shape == (2, 1)
     assert dict(model.hparams) == {
         "arch": "resnet18", "image_size": 128, "target_attrs": ("Male",), "channels_last": True,
-        "compile": False,
+        "compile": False, "objective": "erm", "dro_eta": 0.01, "dro_adjust": 0.0,
     }  # fmt: skip
     assert count_parameters(resnet("resnet34")) > count_parameters(resnet("resnet18"))
     with pytest.raises(ValueError, match="resnet18"):
