@@ -16,6 +16,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lit_celeba.checkpoints.safe_load import load_checkpoint
 from lit_celeba.errors import CheckpointError
+from lit_celeba.processes import process_alive
 
 # torch.save's own writer reports a failed write (a full disk among others) as a RuntimeError
 # "[enforce fail at inline_container.cc:...] ... PytorchStreamWriter failed writing file ...";
@@ -116,20 +117,9 @@ def _remove_stale_temporaries(path: Path) -> None:
     pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
     for leftover in path.parent.glob(f".{path.name}.*.tmp"):
         match = pattern.match(leftover.name)
-        if match and not _process_alive(int(match.group(1))):
+        if match and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to someone else
-    return True
 
 

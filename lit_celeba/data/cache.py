@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
 from lit_celeba.data.sources import FolderSource, ImageSource
 from lit_celeba.errors import CelebAError, UsageError
+from lit_celeba.processes import process_alive
 
 CACHE_VERSION = 1
 IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB
@@ -149,19 +150,10 @@ def _holder(lock_path: Path) -> str:
         pid = int(lock_path.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return "another process"
-    if _process_alive(pid):
+    if process_alive(pid):
         return f"process {pid}"
     return f"process {pid}, which has ended (a process it started may still hold the lock)"
 
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to someone else
-    return True
 
 
 def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
