@@ -198,6 +198,8 @@ class RecordPlace:
     file: int  # index into TFRecordSource.files
     number: int  # the record's number in its file
     offset: int  # byte offset of its frame
+    # Where its JPEG bytes lie in the file (offset, length), found when the index was read.
+    image: tuple[int, int] | None = None
 
 
 class TFRecordSource(_PerProcess, ImageSource):
@@ -225,6 +227,8 @@ class TFRecordSource(_PerProcess, ImageSource):
         return self.read_many([name])[0]
 
     def read_many(self, names: Sequence[str]) -> list[bytes]:
+        if all(self.places[name].image is not None for name in names):
+            return [self._read_image(self.places[name]) for name in names]
         out: dict[str, bytes] = {}
         by_file: dict[int, list[str]] = {}
         for name in names:
@@ -236,6 +240,22 @@ class TFRecordSource(_PerProcess, ImageSource):
             for name, payload in zip(group, payloads, strict=True):
                 out[name] = _image_of(path, self.places[name].number, payload)
         return [out[name] for name in names]
+
+    def _read_image(self, place: RecordPlace) -> bytes:
+        # The record's CRCs were checked when the index was read (every setup reads it, and the
+        # cache key holds each file's size and time): reading the JPEG's own bytes, as from a
+        # folder, spares parsing the whole record again (0.18 ms a record, a third of a decode).
+        offset, length = place.image  # type: ignore[misc]
+        fh = self._file(place.file)
+        fh.seek(offset)
+        data = fh.read(length)
+        if len(data) != length:
+            path = self.files[place.file]
+            raise CelebAError(
+                f"{path}, record {place.number}: the file ends inside the record (truncated "
+                "since it was read). Prepare the data set again."
+            )
+        return data
 
     def where(self, name: str) -> str:
         place = self.places[name]
@@ -249,6 +269,16 @@ class TFRecordSource(_PerProcess, ImageSource):
     def key_lines(self, names: Sequence[str]) -> Iterable[str]:
         for name in names:
             yield f"{name} {self.places[name].offset}"
+
+
+def _image_span(offset: int, payload: memoryview, features: dict) -> tuple[int, int] | None:
+    """Where the record's ``image`` bytes lie in its file: the payload starts after the frame's
+    8-byte length and its 4-byte CRC."""
+    image = features.get("image")
+    if not isinstance(image, bytes):
+        return None
+    start = bytes(payload).find(image)
+    return None if start < 0 else (offset + 12 + start, len(image))
 
 
 def _image_of(path: Path, number: int, payload: memoryview) -> bytes:
@@ -482,7 +512,8 @@ def _load_tfds(folder: Path) -> CelebACopy:
             name = f"{path.name}#{number}"
             names.append(name)
             partition.append(TFDS_SPLITS[split])
-            places[name] = RecordPlace(file_index, number, offset)
+            image = _image_span(offset, payload, features)
+            places[name] = RecordPlace(file_index, number, offset, image)
             count += 1
         shard = per_split.get(split, 0)
         per_split[split] = shard + 1
