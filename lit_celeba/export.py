@@ -115,6 +115,7 @@ def load_classifier(ckpt_path: str | Path) -> tuple[AttributeClassifier, dict[st
             f"{path}: its hyperparameters do not build {cls.__name__}: {err}"
         ) from None
     check_fits_model(model, checkpoint, path)
+    model.on_load_checkpoint(checkpoint)  # as Lightning does before loading the weights
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), dict(checkpoint.get("datamodule_hyper_parameters") or {})
 

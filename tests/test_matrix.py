@@ -32,6 +32,8 @@ CASES = {
     "full-three-subgroups": ("full", THREE, ["Eyeglasses"], True),
     "full_resnet18-one-nocache": ("full_resnet18", ["Male"], None, False),
     "all_attributes-subgroups": ("all_attributes", ALL_40, ["Male", "Young"], True),
+    "blond_hair-group_dro": ("blond_hair", None, None, True),  # its own target and subgroup
+    "tuned-three-nocache": ("tuned", THREE, ["Young"], False),
 }
 TINY_RUN = [
     "--trainer.max_epochs=1",
@@ -41,6 +43,10 @@ TINY_RUN = [
     "--trainer.limit_predict_batches=2",  # "1" would read as 1.0: all
     "--data.batch_size=8",
 ]
+
+
+def test_every_config_is_in_the_matrix() -> None:
+    assert {p.stem for p in CONFIGS.glob("*.yaml")} == {config for config, *_ in CASES.values()}
 
 
 def config_args(name: str) -> list[str]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.types import _PATH
 
@@ -165,6 +166,13 @@ def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path
     """Refuse a checkpoint whose weights do not fit ``model``, listing what differs."""
     expected = model.state_dict()
     found = checkpoint["state_dict"]
+    if isinstance(model, pl.LightningModule) and found:
+        # The module's own hook first, on a copy, as Lightning calls it before loading: it
+        # leaves out state that depends on settings outside the weights (the group buffers of
+        # a Group DRO run tested or exported without its subgroups).
+        copy = {**checkpoint, "state_dict": dict(found)}
+        model.on_load_checkpoint(copy)
+        found = copy["state_dict"]
     if not found:
         raise CheckpointError(
             f"{path} holds no weights (its state_dict is empty). Use a checkpoint written by "
