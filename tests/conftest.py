@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -144,3 +145,30 @@ def three_attribute_run(
     assert fit.returncode == 0, fit.stderr
     run_dir = work / "logs" / "base" / "version_0"
     return {"run_dir": run_dir, "checkpoint": run_dir / "checkpoints" / "last.ckpt", "cwd": work}
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, by relative path."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def last_ckpt(logs: Path, version: int = 0) -> Path:
+    return logs / "base" / f"version_{version}" / "checkpoints" / "last.ckpt"
+
+
+def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
+    """``cli_main(args)`` must end with status 2 and one ``error:`` message; returns it."""
+    from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    messages = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(messages) == 1, err
+    return err[err.index("error: ") :]

@@ -7,7 +7,6 @@ The README's "Bad input and what you see" table points at the tests here by name
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import shutil
 import signal
@@ -29,7 +28,14 @@ from lit_celeba.checkpoints.safe_load import load_checkpoint
 from lit_celeba.cli import cli_main
 from lit_celeba.errors import CheckpointError
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, REPO, tiny_overrides
+from tests.conftest import (
+    CONFIGS,
+    REPO,
+    last_ckpt,
+    run_expecting_error,
+    tiny_overrides,
+    tree_digest,
+)
 
 BASE = str(CONFIGS / "base.yaml")
 # A small network on small images: the runs here test bookkeeping, not learning.
@@ -37,13 +43,6 @@ SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.bat
 SHORT = ["--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2"]
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder``, by relative path."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def assert_untouched(before: dict[str, str], folder: Path) -> None:
@@ -76,20 +75,8 @@ def logs(trained_run: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def last_ckpt(logs: Path, version: int = 0) -> Path:
-    return logs / "base" / f"version_{version}" / "checkpoints" / "last.ckpt"
 
 
-def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
-    """``cli_main(args)`` must end with status 2 and one ``error:`` message; returns it."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    messages = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(messages) == 1, err
-    return err[err.index("error: ") :]
 
 
 # ---------------------------------------------------------------------------------------------

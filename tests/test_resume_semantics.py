@@ -7,7 +7,6 @@ Issue 13, cases 2, 3, 4, 5, 13 and 18; docs/bad_input.md and docs/resume.md poin
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -16,7 +15,14 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main
-from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.conftest import (
+    CONFIGS,
+    last_ckpt,
+    run_cli,
+    run_expecting_error,
+    tiny_overrides,
+    tree_digest,
+)
 
 BASE = str(CONFIGS / "base.yaml")
 # A small network on small images: these runs test bookkeeping, not learning.
@@ -25,27 +31,10 @@ SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
 ONE_EPOCH = [*SMALL, *SHORT, "--trainer.max_epochs=1"]
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
-def last_ckpt(logs: Path, version: int = 0) -> Path:
-    return logs / "base" / f"version_{version}" / "checkpoints" / "last.ckpt"
 
 
-def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
-    """``cli_main(args)`` must end with status 2 and one ``error:`` message; returns it."""
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(args)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err
-    assert len([line for line in err.splitlines() if line.startswith("error: ")]) == 1, err
-    return err[err.index("error: ") :]
 
 
 @pytest.fixture(scope="module")
