@@ -323,7 +323,7 @@ def _decode_all(
                                    initargs=(lock_fd, os.getpid()))  # fmt: skip
         try:
             futures = [
-                pool.submit(_decode_chunk, str(tmp), source, chunk, start, columns)
+                pool.submit(_decode_chunk, str(tmp), source.for_names(chunk), chunk, start, columns)
                 for start, chunk in chunks
             ]
             for future in futures:
