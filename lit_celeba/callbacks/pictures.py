@@ -144,10 +144,8 @@ def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np
         draw.text((left - 8, y + cell_h // 2), f"true {name}", fill=0, font=font, anchor="rm")
         for j in range(2):
             share = counts[i][j] / row_total if row_total else 0.0
-            shade = tuple(round(255 + share * (c - 255)) for c in (31, 119, 180))
             x = left + j * cell_w
-            draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=shade)
-            ink = (255, 255, 255) if share > 0.5 else (0, 0, 0)
+            ink = _shaded_cell(draw, (x, y, x + cell_w - 2, y + cell_h - 2), share)
             text = f"{counts[i][j]}\n{share:.0%}"
             centre = (x + cell_w // 2, y + cell_h // 2)
             draw.multiline_text(centre, text, fill=ink, font=bold, anchor="mm", align="center")
@@ -181,14 +179,19 @@ def confusion_matrices_picture(
             draw.text((left - 6, y + cell_h // 2), f"true {i}", fill=0, font=font, anchor="rm")
             for j in range(2):
                 share = matrix[i][j] / row_total if row_total else 0.0
-                shade = tuple(round(255 + share * (c - 255)) for c in (31, 119, 180))
                 x = left + j * cell_w
-                draw.rectangle((x, y, x + cell_w - 2, y + cell_h - 2), fill=shade)
-                ink = (255, 255, 255) if share > 0.5 else (0, 0, 0)
+                ink = _shaded_cell(draw, (x, y, x + cell_w - 2, y + cell_h - 2), share)
                 centre = (x + cell_w // 2, y + cell_h // 2)
                 draw.text(centre, str(matrix[i][j]), fill=ink, font=bold, anchor="mm")
         tiles.append(tile)
     return np.asarray(_grid(tiles, columns=min(columns, len(tiles))))
+
+
+def _shaded_cell(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], share: float):
+    """Fills a confusion-matrix cell from white to blue by its share of the row; returns the
+    ink (white or black) that reads on it."""
+    draw.rectangle(box, fill=tuple(round(255 + share * (c - 255)) for c in (31, 119, 180)))
+    return (255, 255, 255) if share > 0.5 else (0, 0, 0)
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
