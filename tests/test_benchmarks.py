@@ -36,3 +36,34 @@ def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None
     )
     assert figures["precision"] in ("32-true", "bf16-mixed") and figures["batch_size"] == 32
     assert f"b/a = {figures['fit_vs_model_only']:.3f}" in done.stdout
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu.py, as small as it goes, on the CPU: every figure it promises is there."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--train", "64", "--val", "32",
+         "--epochs", "1", "--fit-epochs", "2", "--steps", "2", "--compile-modes", "none",
+         "--accelerator", "cpu", "--out", str(tmp_path / "gpu.json")],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                           "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures == json.loads((tmp_path / "gpu.json").read_text())
+    for batch in (32, 512):
+        key = f"b{batch}_none"
+        assert figures[f"{key}_model_img_s"] > 0 and figures[f"{key}_fit_img_s"] > 0
+        assert figures[f"{key}_fit_vs_model"] == pytest.approx(
+            figures[f"{key}_fit_img_s"] / figures[f"{key}_model_img_s"], rel=1e-3
+        )
+    for run in ("recipe", "fast"):
+        assert figures[f"{run}_wall_s"] > 0 and 0.0 <= figures[f"{run}_val_acc"] <= 1.0
+    assert figures["device"].startswith("CPU") and figures["torch"] == torch_version()
+
+
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__

@@ -34,7 +34,10 @@ CASES = {
     "all_attributes-subgroups": ("all_attributes", ALL_40, ["Male", "Young"], True),
     "blond_hair-group_dro": ("blond_hair", None, None, True),  # its own target and subgroup
     "tuned-three-nocache": ("tuned", THREE, ["Young"], False),
+    "fast-three-subgroups-resident": ("fast", THREE, ["Young"], True),
 }
+# Settings beyond the config for some cases: the device-resident batches on the CPU.
+EXTRA = {"fast-three-subgroups-resident": ["--data.device_resident=true"]}
 TINY_RUN = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
@@ -91,6 +94,7 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
     logs = tmp_path / "logs"
     common = [*config_args(config), *tiny_overrides(tiny_root, logs), *TINY_RUN]
     common.append(f"--data.cache={str(cache).lower()}")
+    common += EXTRA.get(case, [])
     if targets is not None:
         common.append(f"--data.target_attr=[{', '.join(targets)}]")
     if subgroups is not None:

@@ -115,6 +115,9 @@ class TensorBoardDashboards(Callback):
         self._curve_writers: dict[str, SummaryWriter] = {}
         self._hook: torch.utils.hooks.RemovableHandle | None = None
         self._logits: torch.Tensor | None = None
+        # The per-step curves' values, kept on the device until the epoch ends: reading them at
+        # the step would make the host wait for the GPU every log_every_n_steps.
+        self._step_values: list[tuple[int, dict[str, torch.Tensor]]] = []
         self._probabilities: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
         self._gallery: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -156,6 +159,7 @@ class TensorBoardDashboards(Callback):
         self._end_session("STATUS_UNKNOWN" if aborted else "STATUS_FAILURE")
 
     def _end_session(self, status: str) -> None:
+        self._write_step_values()  # an epoch cut short keeps the steps it logged
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
@@ -228,11 +232,22 @@ class TensorBoardDashboards(Callback):
         logits = self._take_logits(len(targets))
         if logits is not None:
             step_metrics["train/acc_step"] = ((logits > 0) == (targets > 0.5)).float().mean()
-        self._logger.log_metrics(
-            {name: value.item() for name, value in step_metrics.items()}, logging_step(trainer)
-        )
+        self._step_values.append((logging_step(trainer), step_metrics))
+
+    def _write_step_values(self) -> None:
+        """The per-step curves held since the epoch began, read back in one transfer."""
+        if not self._step_values or self._logger is None:
+            self._step_values = []
+            return
+        names = [list(values) for _, values in self._step_values]
+        flat = torch.stack([v.float() for _, values in self._step_values for v in values.values()])
+        numbers = iter(flat.tolist())
+        for (step, _), keys in zip(self._step_values, names, strict=True):
+            self._logger.log_metrics({name: next(numbers) for name in keys}, step)
+        self._step_values = []
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_step_values()
         # Lightning writes the epoch's train/* at the step of the epoch's last batch, one back.
         self._write_epoch_curves(trainer, "train", logging_step(trainer) - 1)
 

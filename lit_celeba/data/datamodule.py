@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -11,11 +12,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.cache import build_cache, decode_bytes, default_cache_dir, open_cache
 from lit_celeba.data.celeba import face_size_problem, label_arrays
+from lit_celeba.data.device_batches import DeviceBatches, fits_on_device, images_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.sampling import GroupBalancedSampler
@@ -151,6 +153,12 @@ class CelebADataModule(pl.LightningDataModule):
             ``False`` decodes and transforms every image on access in the loader workers.
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs.
+        device_resident: keep each cached subset on the training device and take its batches
+            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`):
+            the same batches and augmentations for the same seed. ``None`` (the default): on
+            when training on a CUDA GPU with ``cache`` true; a subset that does not fit in the
+            GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
+            the memory map directly (no copy). Needs ``cache``.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then.
@@ -199,8 +207,13 @@ class CelebADataModule(pl.LightningDataModule):
         group_balanced: bool = False,
         train_subgroups: bool = False,
         synthetic_correlate: tuple[str, str, float] | None = None,
+        device_resident: bool | None = None,
     ) -> None:
         super().__init__()
+        if device_resident and not cache:
+            raise SettingError(
+                "device_resident", "keeps the decoded cache on the device: it needs cache true"
+            )
         for name, value in (
             ("brightness", brightness),
             ("contrast", contrast),
@@ -260,7 +273,10 @@ class CelebADataModule(pl.LightningDataModule):
         self.predict_path = predict_path
         self.predict_output = predict_output
         self.subset_order = subset_order
+        self.device_resident = device_resident
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
+        # Per stage, the cached subset's tensors on the device: copied once per setup.
+        self._on_device: dict[str, tuple[torch.Tensor, ...]] = {}
 
     def prepare_data(self) -> None:
         """Only touches files: generates the demo set if asked, then checks the layout."""
@@ -359,8 +375,57 @@ class CelebADataModule(pl.LightningDataModule):
         num_groups = len(self.train_group_counts)
         return GroupBalancedSampler(self.train_groups, num_groups, seed, replicas, rank)
 
-    def _loader(self, stage: str, shuffle: bool = False) -> DataLoader:
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+
+    def _resident_tensors(self, stage: str) -> tuple[torch.Tensor, ...] | None:
+        """The cached subset of ``stage`` on the training device, or None where batches take the
+        memory-mapped path (not asked for, or too large, which it says)."""
+        device = self._device()
+        wanted = self.device_resident
+        if wanted is None:
+            wanted = device.type == "cuda"
         dataset = self.datasets[stage]
+        # predict runs once over its images: nothing to gain from the copy.
+        if not wanted or stage == "predict" or not isinstance(dataset, CachedImages):
+            return None
+        if stage not in self._on_device:
+            images = dataset.images()
+            fits, numbers = fits_on_device(images.nbytes, device)
+            if not fits:
+                rank_zero_info(f"The {stage} subset stays in the memory-mapped cache and comes "
+                               f"through a DataLoader: it does not fit ({numbers}).")  # fmt: skip
+                return None
+            on_device = images_on_device(images, device, f"The {stage} subset to {device}")
+            labels = [dataset.targets] + ([] if dataset.groups is None else [dataset.groups])
+            self._on_device[stage] = (on_device, *(t.to(device) for t in labels))
+            if device.type == "cuda":
+                rank_zero_info(f"The {stage} subset is on {device}: batches are taken there "
+                               f"({numbers}).")  # fmt: skip
+        return self._on_device[stage]
+
+    def _sampler(self, stage: str, dataset: Dataset, shuffle: bool) -> Sampler[int] | None:
+        """The order of a device-resident subset: what the DataLoader path uses for the same
+        stage, including what Lightning gives it under DDP (a shuffling DistributedSampler seeded
+        by ``seed_everything``)."""
+        if stage in ("val", "test"):
+            return self._eval_sampler(dataset)
+        if self.group_balanced:
+            return self._train_sampler()
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            return DistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                shuffle=shuffle, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+            )  # fmt: skip
+        return RandomSampler(dataset) if shuffle else None
+
+    def _loader(self, stage: str, shuffle: bool = False) -> DataLoader | DeviceBatches:
+        dataset = self.datasets[stage]
+        resident = self._resident_tensors(stage)
+        if resident is not None:
+            sampler = self._sampler(stage, dataset, shuffle)
+            return DeviceBatches(dataset, resident, self.batch_size, sampler)
         sampler = self._eval_sampler(dataset) if stage in ("val", "test") else None
         if stage == "train" and self.group_balanced:
             sampler, shuffle = self._train_sampler(), False
@@ -396,13 +461,16 @@ class CelebADataModule(pl.LightningDataModule):
         transform = self.batch_transform.train if training else self.batch_transform.eval
         return (transform(images), *rest)
 
-    def train_dataloader(self) -> DataLoader:
+    def teardown(self, stage: str) -> None:
+        self._on_device.clear()  # gives the device memory back once a stage is over
+
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:

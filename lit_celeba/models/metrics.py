@@ -4,8 +4,26 @@ and per group (target value x subgroup values, for worst-group accuracy)."""
 from __future__ import annotations
 
 import torch
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.classification import MultilabelStatScores
+
+# A probability above it predicts 1: torchmetrics' own rule (``preds > threshold``).
+PROBABILITY_THRESHOLD = 0.5
+
+
+class DeviceMean(MeanMetric):
+    """``MeanMetric`` whose ``update`` reads nothing back to the host.
+
+    torchmetrics checks every value for NaN with ``if nans.any()``, which waits for the GPU at
+    every step; with ``nan_strategy="disable"`` it skips the check but also drops the weights (as of
+    torchmetrics 1.9). Here a NaN loss makes the epoch's mean NaN, which is what should show.
+    ``update(value, weight)``: a tensor (its elements each weigh ``weight``), detached.
+    """
+
+    def update(self, value: torch.Tensor, weight: float = 1.0) -> None:  # type: ignore[override]
+        value = value.detach()
+        self.mean_value += value.sum().to(self.mean_value.dtype) * weight
+        self.weight += weight * value.numel()
 
 
 class SubgroupAccuracy(MultilabelStatScores):
@@ -29,6 +47,7 @@ class SubgroupAccuracy(MultilabelStatScores):
             threshold=threshold,
             average=None,
             ignore_index=-1,
+            validate_args=False,  # 0/1 predictions and labels from RecipeClassifier: no checks
         )
         self.num_targets = num_labels
         self.num_groups = num_groups

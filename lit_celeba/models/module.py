@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torchmetrics import MeanMetric, Metric
+from torchmetrics import Metric
 from torchmetrics.classification import BinaryAccuracy, BinaryCalibrationError, MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list
@@ -34,12 +35,20 @@ from lit_celeba.models.methods import (
     inverse_frequency_weights,
     smoothed_targets,
 )
-from lit_celeba.models.metrics import GroupAccuracy, SubgroupAccuracy
+from lit_celeba.models.metrics import (
+    PROBABILITY_THRESHOLD,
+    DeviceMean,
+    GroupAccuracy,
+    SubgroupAccuracy,
+)
 from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
 Objective = Literal["erm", "reweight", "group_dro"]
+# torch.compile's modes; true is its default mode.
+CompileMode = Literal[False, True, "default", "reduce-overhead", "max-autotune"]
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune")
 # The state that only training by group needs: dropped, not refused, when a checkpoint is
 # loaded by a model that has other groups or another objective (testing with other subgroups).
 _GROUP_BUFFERS = ("train_group_counts", "dro_q")
@@ -68,6 +77,12 @@ class AttributeClassifier(pl.LightningModule):
     The default optimizer is the recipe's Adam (lr 1e-3, betas 0.9/0.999, eps 1e-7); the CLI's
     ``--optimizer`` replaces it.
 
+    ``compile``: ``torch.compile`` the network, ``true`` (its default mode) or a mode name
+    (``reduce-overhead`` replays each step as CUDA graphs, ``max-autotune``); the first training
+    step, where it compiles, is timed and printed apart. Nothing in a training step reads a
+    value back to the host (no ``.item()``, no data-dependent shapes; tests/test_host_sync.py),
+    so a GPU never waits for Python inside an epoch.
+
     Methods newer than the recipe, each off by default (docs/beyond_the_recipe.md):
     ``label_smoothing`` smooths the training targets (validation and test losses stay the plain
     BCE, comparable between runs); ``tta_flip`` evaluates (validation, test, predict) on the mean
@@ -95,7 +110,7 @@ class AttributeClassifier(pl.LightningModule):
         target_attrs: Sequence[str] = ("Male",),
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: CompileMode = False,
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
         ema_decay: float | None = None,
@@ -115,19 +130,30 @@ class AttributeClassifier(pl.LightningModule):
         # only and changes no value beyond float rounding.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
+        if compile not in COMPILE_MODES:
+            raise SettingError("compile", f"must be one of {', '.join(map(str, COMPILE_MODES))}; "
+                               f"got {compile!r}")  # fmt: skip
         self.compile_net = compile
+        self._compile_started: float | None = None
+        self._compile_reported = False
+        self.first_step_seconds: float | None = None
         self.target_attrs = attribute_list(target_attrs, "target_attrs")
         self.subgroups = attribute_list(subgroups, "subgroups")
         if not self.target_attrs:
             raise SettingError("target_attrs", "names no attribute")
         num_targets, num_groups = len(self.target_attrs), len(self.subgroups)
         self._init_groups(objective, dro_eta, dro_adjust)
+        # validate_args=False: the inputs are this module's own 0/1 predictions and labels, and
+        # torchmetrics' checks of them read values back to the host at every step.
         if num_targets == 1:
-            self.train_acc, self.val_acc, self.test_acc = (BinaryAccuracy() for _ in range(3))
-            self.test_ece = BinaryCalibrationError(n_bins=15, norm="l1")
+            self.train_acc, self.val_acc, self.test_acc = (
+                BinaryAccuracy(validate_args=False) for _ in range(3)
+            )
+            self.test_ece = BinaryCalibrationError(n_bins=15, norm="l1", validate_args=False)
         else:
             self.train_acc, self.val_acc, self.test_acc = (
-                MultilabelAccuracy(num_labels=num_targets, average=None) for _ in range(3)
+                MultilabelAccuracy(num_labels=num_targets, average=None, validate_args=False)
+                for _ in range(3)
             )
             self.test_ece = None
         if self.subgroups:
@@ -136,7 +162,7 @@ class AttributeClassifier(pl.LightningModule):
         # The epoch's mean loss as a metric too: under DDP it syncs the sums over all ranks, also
         # when ranks saw different numbers of images, where `self.log(loss, sync_dist=True)`
         # would not (Lightning 2.6 rounds the mean image count down: its issue #21838).
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_loss, self.val_loss, self.test_loss = DeviceMean(), DeviceMean(), DeviceMean()
 
     def _init_groups(self, objective: str, dro_eta: float, dro_adjust: float) -> None:
         if objective not in OBJECTIVES:
@@ -220,13 +246,42 @@ class AttributeClassifier(pl.LightningModule):
 
     def configure_model(self) -> None:
         if self.compile_net:
-            self.net.compile()  # in place, so the checkpoint's keys stay the plain ones
+            # In place, so the checkpoint's keys stay the plain ones. "reduce-overhead" captures
+            # the steps in CUDA graphs: one launch per step instead of one per kernel.
+            mode = None if self.compile_net is True else self.compile_net
+            self.net.compile(mode=mode)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.compile_net == "reduce-overhead":
+            # A new iteration for the CUDA graphs: the last step's outputs may be reused.
+            torch.compiler.cudagraph_mark_step_begin()
+        if self.compile_net and self._compile_started is None:
+            self._compile_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """With ``compile``, says how long the first training step took: compilation happens
+        there, so that an epoch's time is not mistaken for the network's speed."""
+        if self._compile_started is None or self._compile_reported:
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # once, at the first step
+        seconds = time.perf_counter() - self._compile_started
+        self._compile_reported = True
+        self.first_step_seconds = seconds
+        mode = "default" if self.compile_net is True else self.compile_net
+        rank_zero_info(f"torch.compile (mode {mode}): the first training step took "
+                       f"{seconds:.1f} s, compilation included.")  # fmt: skip
 
     def configure_callbacks(self) -> list[pl.Callback]:
         return [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.contiguous(memory_format=self.memory_format))
+        logits = self.net(images.contiguous(memory_format=self.memory_format))
+        if self.compile_net == "reduce-overhead":
+            # A CUDA graph's next replay overwrites its outputs; the dashboards keep logits
+            # across steps, so they get a copy (B x K numbers).
+            logits = logits.clone()
+        return logits
 
     def evaluation_logits(self, images: torch.Tensor) -> torch.Tensor:
         """The logits that validation, test and predict use: with ``tta_flip``, those of the
@@ -253,11 +308,12 @@ class AttributeClassifier(pl.LightningModule):
             loss = self._objective_loss(logits, loss_targets, targets, batch)
         else:
             loss = F.binary_cross_entropy_with_logits(logits, loss_targets) * targets.shape[1]
-        # Probabilities, not logits: torchmetrics only applies the sigmoid itself when some value
-        # falls outside [0, 1], so logits that happen to lie inside would be thresholded at 0.5.
         probs, labels = torch.sigmoid(logits), targets.long()
+        # 0/1 predictions, thresholded as torchmetrics does (above 0.5): given probabilities, it
+        # would first check on the host whether they lie in [0, 1], at every step.
+        predicted = (probs > PROBABILITY_THRESHOLD).long()
         # update, not forward: only the epoch value is logged, so a per-batch value is wasted work.
-        accuracy.update(probs, labels)
+        accuracy.update(predicted, labels)
         if self.subgroups and stage != "train":
             if len(batch) < 3:
                 raise AttributeMismatchError(
@@ -265,13 +321,13 @@ class AttributeClassifier(pl.LightningModule):
                     "subgroup values; give the data module the same subgroups (the CLI links "
                     "model.subgroups to data.subgroups)."
                 )
-            getattr(self, f"{stage}_subgroup_acc").update(probs, labels, batch[2])
+            getattr(self, f"{stage}_subgroup_acc").update(predicted, labels, batch[2])
             if self.group_names:
                 groups = group_index(labels, batch[2])
                 getattr(self, f"{stage}_group_acc").update(probs, labels, groups)
         batch_size = len(images)
         mean_loss = getattr(self, f"{stage}_loss")
-        mean_loss.update(loss.detach(), weight=batch_size)
+        mean_loss.update(loss, weight=batch_size)
         self.log(
             f"{stage}/loss",
             mean_loss,
@@ -504,7 +560,7 @@ class RecipeClassifier(AttributeClassifier):
         target_attrs: Sequence[str] = ("Male",),
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: CompileMode = False,
         batch_norm: bool = False,
         label_smoothing: float = 0.0,
         tta_flip: bool = False,
@@ -544,7 +600,7 @@ class ResNetClassifier(AttributeClassifier):
         target_attrs: Sequence[str] = ("Male",),
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
-        compile: bool = False,
+        compile: CompileMode = False,
         objective: Objective = "erm",
         dro_eta: float = 0.01,
         dro_adjust: float = 0.0,

@@ -1,0 +1,94 @@
+"""The device-resident data path against the memory-mapped DataLoader path, on the CPU (where
+the "device" is the CPU): the same batches, the same augmentations, the same trained weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.device_batches import DeviceBatches, fits_on_device
+from lit_celeba.errors import SettingError
+from lit_celeba.models.module import RecipeClassifier
+from tests.conftest import TINY_SIZES
+
+
+class BatchRecorder(pl.Callback):
+    """Keeps every batch that reaches training_step (after the device-side transforms)."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[torch.Tensor, ...]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append(tuple(part.clone() for part in batch))
+
+
+def _fit(root: Path, tmp_path: Path, resident: bool, **data) -> tuple[BatchRecorder, dict]:
+    pl.seed_everything(7, verbose=False)
+    dm = CelebADataModule(
+        root=str(root), train_size=TINY_SIZES["train"], val_size=16, batch_size=16,
+        num_workers=0, cache=True, cache_dir=str(tmp_path / "cache"),
+        device_resident=resident, **data,
+    )  # fmt: skip
+    target = data.get("target_attr", "Male")
+    model = RecipeClassifier(channels=(4, 8, 8, 8), target_attrs=[target],
+                             subgroups=data.get("subgroups"))  # fmt: skip
+    recorder = BatchRecorder()
+    trainer = pl.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
+        default_root_dir=tmp_path, deterministic=True,
+    )  # fmt: skip
+    trainer.fit(model, dm)
+    return recorder, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("data", [{}, {"subgroups": ["Male"], "target_attr": "Young",
+                                       "group_balanced": True}], ids=["shuffled", "balanced"])
+def test_same_batches_augmentations_and_weights_as_the_dataloader(
+    tiny_root: Path, tmp_path: Path, data: dict
+) -> None:
+    mapped, mapped_weights = _fit(tiny_root, tmp_path, resident=False, **data)
+    resident, resident_weights = _fit(tiny_root, tmp_path, resident=True, **data)
+    assert len(mapped.batches) == len(resident.batches) == 2 * TINY_SIZES["train"] // 16
+    for ours, theirs in zip(resident.batches, mapped.batches, strict=True):
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+    # Two epochs draw two different orders (the sampler is read anew every epoch).
+    first, second = resident.batches[0][0], resident.batches[len(resident.batches) // 2][0]
+    assert not torch.equal(first, second)
+    for name, value in mapped_weights.items():
+        assert torch.equal(value, resident_weights[name]), name
+
+
+def test_loaders_are_device_batches_only_when_asked(tiny_root: Path, tmp_path: Path) -> None:
+    common = dict(root=str(tiny_root), train_size=32, val_size=16, batch_size=10, num_workers=0,
+                  cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    dm = CelebADataModule(**common, device_resident=True)
+    dm.setup("fit")
+    train = dm.train_dataloader()
+    assert isinstance(train, DeviceBatches) and len(train) == 4  # 32 images, batches of 10
+    sizes = [len(batch[0]) for batch in train]
+    assert sizes == [10, 10, 10, 2]
+    assert isinstance(dm.val_dataloader(), DeviceBatches)
+    # On the CPU the resident images are a view of the memory map, not a copy.
+    assert train.tensors[0].data_ptr() == dm._on_device["train"][0].data_ptr()
+    dm.teardown("fit")
+    assert dm._on_device == {}
+    # The default (None) keeps the DataLoader on the CPU, as does cache false.
+    auto = CelebADataModule(**common)
+    auto.setup("fit")
+    assert isinstance(auto.train_dataloader(), torch.utils.data.DataLoader)
+    with pytest.raises(SettingError, match="device_resident.*needs cache true"):
+        CelebADataModule(**common, cache=False, device_resident=True)
+
+
+def test_the_cpu_always_fits_and_a_gpu_says_its_numbers() -> None:
+    assert fits_on_device(10**12, torch.device("cpu")) == (True, "on the CPU")
+    if torch.cuda.is_available():
+        fits, numbers = fits_on_device(10**15, torch.device("cuda", 0))
+        assert not fits and "GiB free of" in numbers
