@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from lit_celeba.data import tfrecord
+from lit_celeba.data import tfds_index, tfrecord
 from lit_celeba.data.celeba import (
     CelebAFiles,
     CelebAIndex,
@@ -299,16 +299,6 @@ class TFRecordSource(_PerProcess, ImageSource):
             yield f"{name} {self.places[name].offset}"
 
 
-def _image_span(offset: int, payload: memoryview, features: dict) -> tuple[int, int] | None:
-    """Where the record's ``image`` bytes lie in its file: the payload starts after the frame's
-    8-byte length and its 4-byte CRC."""
-    image = features.get("image")
-    if not isinstance(image, bytes):
-        return None
-    start = bytes(payload).find(image)
-    return None if start < 0 else (offset + 12 + start, len(image))
-
-
 def _image_of(path: Path, number: int, payload: memoryview) -> bytes:
     try:
         image = tfrecord.parse_example(payload).get("image")
@@ -407,12 +397,17 @@ def _zip_beside(files: CelebAFiles) -> Path | None:
     return None
 
 
-def load_copy(root: str | os.PathLike) -> CelebACopy:
-    """Find and read the CelebA copy at ``root``, in any form :func:`find_copy` accepts."""
+def load_copy(root: str | os.PathLike, index_dir: Path | None = None) -> CelebACopy:
+    """Find and read the CelebA copy at ``root``, in any form :func:`find_copy` accepts.
+
+    ``index_dir``: where a tfds copy's index of its records is kept between calls (the cache
+    folder; see :mod:`lit_celeba.data.tfds_index`); without it every record is read each time.
+    The other forms need no index.
+    """
     root = Path(root).expanduser()
     tfds = _tfds_dir(root)
     if tfds is not None:
-        return _load_tfds(tfds)
+        return _load_tfds(tfds, index_dir)
     archive = _kaggle_archive(root)
     if archive is not None:
         return _load_kaggle_zip(archive)
@@ -508,41 +503,45 @@ def _shard_lengths(folder: Path) -> dict[str, list[int]]:
     return lengths
 
 
-def _load_tfds(folder: Path) -> CelebACopy:
+def _load_tfds(
+    folder: Path, index_dir: Path | None = None, workers: int | None = None
+) -> CelebACopy:
     shards = _shards(folder)
-    expected = _shard_lengths(folder)
-    names: list[str] = []
-    partition: list[int] = []
-    rows: list[list[int]] = []
-    attr_names: list[str] | None = None
+    paths = [path for _, path in shards]
+    records = tfds_index.read_index(paths, index_dir, workers)
+    _check_counts(folder, shards, records.counts.tolist())
+    places = _record_places(paths, records)
+    names = list(places)
+    partition = np.repeat([TFDS_SPLITS[split] for split, _ in shards], records.counts)
+    files = CelebAFiles("tfds", folder, folder / "features.json", folder / "dataset_info.json")
+    index = CelebAIndex(files, names, records.attr_names, records.attributes,
+                        partition.astype(np.int8))  # fmt: skip
+    return CelebACopy(f"tfds {folder.name}", index, TFRecordSource(paths, places))
+
+
+def _record_places(
+    paths: Sequence[Path], records: tfds_index.TfdsIndex
+) -> dict[str, RecordPlace]:
+    """Each record's place by its name, ``<file>#<number>``, in the index's order."""
     places: dict[str, RecordPlace] = {}
+    end = 0
+    for file_index, (path, count) in enumerate(zip(paths, records.counts.tolist(), strict=True)):
+        start, end = end, end + count
+        frames = records.offsets[start:end].tolist()
+        images = records.image_offsets[start:end].tolist()
+        lengths = records.image_lengths[start:end].tolist()
+        for number, frame in enumerate(frames):
+            image = None if images[number] < 0 else (images[number], lengths[number])
+            places[f"{path.name}#{number}"] = RecordPlace(file_index, number, frame, image)
+    return places
+
+
+def _check_counts(folder: Path, shards: Sequence[tuple[str, Path]], counts: list[int]) -> None:
+    """Raise if a shard's record count is not the one ``dataset_info.json`` states (a file cut at
+    a record's end passes every CRC)."""
+    expected = _shard_lengths(folder)
     per_split: dict[str, int] = {}
-    for file_index, (split, path) in enumerate(shards):
-        count = 0
-        for number, (offset, payload) in enumerate(tfrecord.scan_records(path)):
-            try:
-                features = tfrecord.parse_example(payload)
-            except ValueError as err:
-                raise CelebAError(f"{path}, record {number}: {err}.") from None
-            if attr_names is None:
-                attr_names = [k.removeprefix("attributes/") for k in features
-                              if k.startswith("attributes/")]  # fmt: skip
-                if not attr_names:
-                    raise CelebAError(
-                        f"{path}, record 0: no attributes/... features; is this tfds celeb_a?"
-                    )
-            try:
-                rows.append([int(features[f"attributes/{a}"][0]) for a in attr_names])
-            except (KeyError, IndexError, TypeError):
-                raise CelebAError(
-                    f"{path}, record {number}: lacks one of the attributes of record 0."
-                ) from None
-            name = f"{path.name}#{number}"
-            names.append(name)
-            partition.append(TFDS_SPLITS[split])
-            image = _image_span(offset, payload, features)
-            places[name] = RecordPlace(file_index, number, offset, image)
-            count += 1
+    for (split, path), count in zip(shards, counts, strict=True):
         shard = per_split.get(split, 0)
         per_split[split] = shard + 1
         stated = expected.get(split)
@@ -551,9 +550,3 @@ def _load_tfds(folder: Path) -> CelebACopy:
                 f"{path} holds {count} records, but {folder / 'dataset_info.json'} says "
                 f"{stated[shard]}: the file is truncated. Prepare the data set again."
             )
-    files = CelebAFiles("tfds", folder, folder / "features.json", folder / "dataset_info.json")
-    attributes = np.array(rows, dtype=np.int8).reshape(len(names), len(attr_names or []))
-    index = CelebAIndex(files, names, attr_names or [], attributes,
-                        np.array(partition, dtype=np.int8))  # fmt: skip
-    source = TFRecordSource([p for _, p in shards], places)
-    return CelebACopy(f"tfds {folder.name}", index, source)
