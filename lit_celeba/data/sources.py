@@ -270,9 +270,11 @@ class TFRecordSource(_PerProcess, ImageSource):
         return reduced
 
     def _read_image(self, place: RecordPlace) -> bytes:
-        # The record's CRCs were checked when the index was read (every setup reads it, and the
-        # cache key holds each file's size and time): reading the JPEG's own bytes, as from a
-        # folder, spares parsing the whole record again (0.18 ms a record, a third of a decode).
+        # The record's CRCs were checked when the index was read: at this setup, or at an
+        # earlier one whose kept index is used only while every shard keeps its size and time
+        # (see tfds_index; the decoded cache's key holds them too). Reading the JPEG's own
+        # bytes, as from a folder, spares parsing the whole record again (0.18 ms a record, a
+        # third of a decode).
         offset, length = place.image  # type: ignore[misc]
         fh = self._file(place.file)
         fh.seek(offset)
