@@ -109,6 +109,11 @@ def test_the_index_is_what_a_full_parse_of_every_record_gives(root) -> None:
                         strict=True)) == attributes  # fmt: skip
         # The JPEG's place: its bytes read straight from the file are the record's image.
         assert copy.source.read(name) == image
+    # Places are made on request, for the names the copy has and no other.
+    name = copy.index.image_names[-1]
+    for other in ("000001.jpg", f"{name}0", name.replace("#", "#0"), f"{name[:-2]}#-1"):
+        assert other not in copy.source.places
+    assert len(copy.source.places) == len(copy.index.image_names)
     # The attributes in the order the records store them (the generator's: CelebA's order).
     assert copy.index.attr_names[:3] == ["5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive"]
 
