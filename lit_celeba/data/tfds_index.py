@@ -239,7 +239,7 @@ def _image_place(
 
 def _find(payload: bytes, part: bytes) -> int:
     """Where ``part``, a bytes field of ``payload`` (protobuf copies them verbatim), starts."""
-    # Searching for the whole 10 KB image took 16 us; its first bytes, then a comparison, 1 us.
+    # Searching for the whole 14 KB image took 21 us; for its first bytes, then comparing, 2 us.
     head = part[:64]
     start = payload.find(head)
     while start >= 0 and not payload.startswith(part, start):
