@@ -6,7 +6,9 @@ on disk, in one run: the unpacked folder, the official zip, and tfds TFRecords.
 
 Each form is the same generated set (``python -m lit_celeba.data.synthetic --form ...``). A build
 is timed from the data root to the finished cache files: finding and reading the copy
-(annotations, or scanning every TFRecord with both CRCs), then decoding the subsets in parallel.
+(annotations, or reading every TFRecord with both CRCs into the index kept beside the cache, as
+the data module does; each round starts from an empty cache folder, so no round reuses an index),
+then decoding the subsets in parallel.
 The forms are built in turn, ``--rounds`` times over, each keeping its best round (a shared
 machine's noise lowers single rounds, not the ratios). Prints the times, the ratios
 zip/unpacked and tfds/unpacked (target: within 1.2), and the disk used beyond the cache files and
@@ -38,7 +40,7 @@ def _disk_bytes(folder: Path) -> int:
 
 def build(root: Path, cache_dir: Path, sizes: tuple[int, int], workers: int | None) -> float:
     start = time.perf_counter()
-    copy = load_copy(root)
+    copy = load_copy(root, cache_dir)
     for split, size in zip(("train", "valid"), sizes, strict=True):
         rows = subset_rows(copy.index, split, size, "tfds", copy.source.tfds_order_only)
         names = [copy.index.image_names[r] for r in rows]

@@ -169,3 +169,38 @@ def test_crc_is_fast_enough_to_check_every_record() -> None:
     per_record = (time.perf_counter() - start) / len(payloads)
     # A CelebA JPEG takes about 0.7 ms to decode; the check must stay a small part of that.
     assert per_record < 0.5e-3, f"{per_record * 1e3:.2f} ms per 10 KB record"
+
+
+def test_feature_entries_read_each_feature_as_protobuf_does(records) -> None:
+    _, payloads, values = records
+    for payload, (image, male, nose_x, _) in zip(payloads, values, strict=True):
+        entries = tfrecord.feature_entries(memoryview(payload))
+        assert set(entries) == set(tfrecord.parse_example(payload))
+        assert tfrecord.first_bytes(entries["image"]) == image
+        ints = tfrecord.first_ints([entries["attributes/Male"], entries["landmarks/nose_x"]])
+        assert ints == [male, nose_x]  # negative int64s too
+        # Another kind of list: no int, no bytes.
+        assert tfrecord.first_ints([entries["score"]]) == [None]
+        assert tfrecord.first_bytes(entries["attributes/Male"]) is None
+    # Twice in a row: the second answer comes from the remembered features.
+    assert tfrecord.first_ints([entries["attributes/Male"]]) == [values[-1][1]]
+
+
+def test_feature_entries_follow_the_maps_rules() -> None:
+    entry = tfrecord._delimited  # (field number, body) -> one length-delimited field
+    male = entry(3, entry(1, b"\x01"))  # Feature{int64_list{value: 1}}
+    female = entry(3, entry(1, b"\x00"))
+    twice = entry(1, entry(1, entry(1, b"attributes/Male") + entry(2, male))
+                     + entry(1, entry(1, b"attributes/Male") + entry(2, female)))  # fmt: skip
+    assert tfrecord.first_ints([tfrecord.feature_entries(twice)["attributes/Male"]]) == [0]
+    assert tfrecord.parse_example(twice)["attributes/Male"] == [0]  # the last one wins
+    # An entry that has no value (protobuf's writer always writes one): an empty Feature.
+    no_value = entry(1, entry(1, entry(1, b"attributes/Male")) + entry(1, entry(2, male)))
+    entries = tfrecord.feature_entries(no_value)
+    assert set(entries) == {"attributes/Male", ""}
+    assert tfrecord.first_ints([entries["attributes/Male"]]) == [None]
+    assert tfrecord.first_ints([entries[""]]) == [1]
+    with pytest.raises(ValueError, match="not a tf.train.Example"):
+        tfrecord.feature_entries(b"\x0a\x05ab")
+    with pytest.raises(ValueError, match="not a tf.train.Feature"):
+        tfrecord.first_ints([b"\x1a\x05\x0a"])

@@ -152,7 +152,8 @@ class CelebADataModule(pl.LightningDataModule):
             recipe's transforms per batch on the training device (exactly the same values);
             ``False`` decodes and transforms every image on access in the loader workers.
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
-            ``~/.cache/lit_celeba``); a node-local disk for multi-node runs.
+            ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
+            tfds copy's index of its records is kept there too.
         device_resident: keep each cached subset on the training device and take its batches
             there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`):
             the same batches and augmentations for the same seed. ``None`` (the default): on
@@ -327,7 +328,9 @@ class CelebADataModule(pl.LightningDataModule):
             transform = eval_transform(self.image_size)
             self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
             return
-        copy = load_copy(self.root)
+        # The tfds index is kept only where the user lets the cache be written; with cache off,
+        # nothing is written and the TFRecords are read at every setup.
+        copy = load_copy(self.root, self.cache_dir if self.cache else None)
         for name in self.target_attrs + self.subgroups:
             copy.index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":

@@ -18,14 +18,14 @@ import os
 import re
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lit_celeba.data import tfrecord
+from lit_celeba.data import tfds_index, tfrecord
 from lit_celeba.data.celeba import (
     CelebAFiles,
     CelebAIndex,
@@ -219,13 +219,46 @@ class RecordPlace:
     image: tuple[int, int] | None = None
 
 
+class RecordPlaces(Mapping[str, RecordPlace]):
+    """The places of a tfds copy's records by name, ``<file>#<number>``, each made when asked
+    for: making all 200,000 of CelebA when the index is read took 0.5 s of every setup."""
+
+    def __init__(self, paths: Sequence[Path], records: tfds_index.TfdsIndex) -> None:
+        self._file = {path.name: i for i, path in enumerate(paths)}
+        self._counts = records.counts.tolist()
+        self._starts = np.cumsum([0, *self._counts[:-1]]).tolist()
+        self._offsets = records.offsets
+        self._image_offsets = records.image_offsets
+        self._image_lengths = records.image_lengths
+        self.names: list[str] = []
+        for path, count in zip(paths, self._counts, strict=True):
+            self.names.extend(f"{path.name}#{number}" for number in range(count))
+
+    def __getitem__(self, name: str) -> RecordPlace:
+        file, _, digits = name.rpartition("#")
+        index = self._file.get(file)
+        number = int(digits) if digits.isdigit() and digits == str(int(digits)) else -1
+        if index is None or not 0 <= number < self._counts[index]:
+            raise KeyError(name)
+        row = self._starts[index] + number
+        image = int(self._image_offsets[row])
+        span = None if image < 0 else (image, int(self._image_lengths[row]))
+        return RecordPlace(index, number, int(self._offsets[row]), span)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
 class TFRecordSource(_PerProcess, ImageSource):
     """The ``image`` feature of tfds TFRecords; names are ``<file>#<record number>``, since
     tfds stores no file name."""
 
     tfds_order_only = True
 
-    def __init__(self, files: Sequence[Path], places: dict[str, RecordPlace]) -> None:
+    def __init__(self, files: Sequence[Path], places: Mapping[str, RecordPlace]) -> None:
         super().__init__()
         self.files = [Path(f) for f in files]
         self.places = places
@@ -248,8 +281,9 @@ class TFRecordSource(_PerProcess, ImageSource):
         return self.read_many([name])[0]
 
     def read_many(self, names: Sequence[str]) -> list[bytes]:
-        if all(self.places[name].image is not None for name in names):
-            return [self._read_image(self.places[name]) for name in names]
+        places = [self.places[name] for name in names]
+        if all(place.image is not None for place in places):
+            return [self._read_image(place) for place in places]
         out: dict[str, bytes] = {}
         by_file: dict[int, list[str]] = {}
         for name in names:
@@ -270,9 +304,11 @@ class TFRecordSource(_PerProcess, ImageSource):
         return reduced
 
     def _read_image(self, place: RecordPlace) -> bytes:
-        # The record's CRCs were checked when the index was read (every setup reads it, and the
-        # cache key holds each file's size and time): reading the JPEG's own bytes, as from a
-        # folder, spares parsing the whole record again (0.18 ms a record, a third of a decode).
+        # The record's CRCs were checked when the index was read: at this setup, or at an
+        # earlier one whose kept index is used only while every shard keeps its size and time
+        # (see tfds_index; the decoded cache's key holds them too). Reading the JPEG's own
+        # bytes, as from a folder, spares parsing the whole record again (0.18 ms a record, a
+        # third of a decode).
         offset, length = place.image  # type: ignore[misc]
         fh = self._file(place.file)
         fh.seek(offset)
@@ -297,16 +333,6 @@ class TFRecordSource(_PerProcess, ImageSource):
     def key_lines(self, names: Sequence[str]) -> Iterable[str]:
         for name in names:
             yield f"{name} {self.places[name].offset}"
-
-
-def _image_span(offset: int, payload: memoryview, features: dict) -> tuple[int, int] | None:
-    """Where the record's ``image`` bytes lie in its file: the payload starts after the frame's
-    8-byte length and its 4-byte CRC."""
-    image = features.get("image")
-    if not isinstance(image, bytes):
-        return None
-    start = bytes(payload).find(image)
-    return None if start < 0 else (offset + 12 + start, len(image))
 
 
 def _image_of(path: Path, number: int, payload: memoryview) -> bytes:
@@ -407,12 +433,17 @@ def _zip_beside(files: CelebAFiles) -> Path | None:
     return None
 
 
-def load_copy(root: str | os.PathLike) -> CelebACopy:
-    """Find and read the CelebA copy at ``root``, in any form :func:`find_copy` accepts."""
+def load_copy(root: str | os.PathLike, index_dir: Path | None = None) -> CelebACopy:
+    """Find and read the CelebA copy at ``root``, in any form :func:`find_copy` accepts.
+
+    ``index_dir``: where a tfds copy's index of its records is kept between calls (the cache
+    folder; see :mod:`lit_celeba.data.tfds_index`); without it every record is read each time.
+    The other forms need no index.
+    """
     root = Path(root).expanduser()
     tfds = _tfds_dir(root)
     if tfds is not None:
-        return _load_tfds(tfds)
+        return _load_tfds(tfds, index_dir)
     archive = _kaggle_archive(root)
     if archive is not None:
         return _load_kaggle_zip(archive)
@@ -508,41 +539,28 @@ def _shard_lengths(folder: Path) -> dict[str, list[int]]:
     return lengths
 
 
-def _load_tfds(folder: Path) -> CelebACopy:
+def _load_tfds(
+    folder: Path, index_dir: Path | None = None, workers: int | None = None
+) -> CelebACopy:
     shards = _shards(folder)
+    paths = [path for _, path in shards]
+    records = tfds_index.read_index(paths, index_dir, workers)
+    _check_counts(folder, shards, records.counts.tolist())
+    places = RecordPlaces(paths, records)
+    names = places.names
+    partition = np.repeat([TFDS_SPLITS[split] for split, _ in shards], records.counts)
+    files = CelebAFiles("tfds", folder, folder / "features.json", folder / "dataset_info.json")
+    index = CelebAIndex(files, names, records.attr_names, records.attributes,
+                        partition.astype(np.int8))  # fmt: skip
+    return CelebACopy(f"tfds {folder.name}", index, TFRecordSource(paths, places))
+
+
+def _check_counts(folder: Path, shards: Sequence[tuple[str, Path]], counts: list[int]) -> None:
+    """Raise if a shard's record count is not the one ``dataset_info.json`` states (a file cut at
+    a record's end passes every CRC)."""
     expected = _shard_lengths(folder)
-    names: list[str] = []
-    partition: list[int] = []
-    rows: list[list[int]] = []
-    attr_names: list[str] | None = None
-    places: dict[str, RecordPlace] = {}
     per_split: dict[str, int] = {}
-    for file_index, (split, path) in enumerate(shards):
-        count = 0
-        for number, (offset, payload) in enumerate(tfrecord.scan_records(path)):
-            try:
-                features = tfrecord.parse_example(payload)
-            except ValueError as err:
-                raise CelebAError(f"{path}, record {number}: {err}.") from None
-            if attr_names is None:
-                attr_names = [k.removeprefix("attributes/") for k in features
-                              if k.startswith("attributes/")]  # fmt: skip
-                if not attr_names:
-                    raise CelebAError(
-                        f"{path}, record 0: no attributes/... features; is this tfds celeb_a?"
-                    )
-            try:
-                rows.append([int(features[f"attributes/{a}"][0]) for a in attr_names])
-            except (KeyError, IndexError, TypeError):
-                raise CelebAError(
-                    f"{path}, record {number}: lacks one of the attributes of record 0."
-                ) from None
-            name = f"{path.name}#{number}"
-            names.append(name)
-            partition.append(TFDS_SPLITS[split])
-            image = _image_span(offset, payload, features)
-            places[name] = RecordPlace(file_index, number, offset, image)
-            count += 1
+    for (split, path), count in zip(shards, counts, strict=True):
         shard = per_split.get(split, 0)
         per_split[split] = shard + 1
         stated = expected.get(split)
@@ -551,9 +569,3 @@ def _load_tfds(folder: Path) -> CelebACopy:
                 f"{path} holds {count} records, but {folder / 'dataset_info.json'} says "
                 f"{stated[shard]}: the file is truncated. Prepare the data set again."
             )
-    files = CelebAFiles("tfds", folder, folder / "features.json", folder / "dataset_info.json")
-    attributes = np.array(rows, dtype=np.int8).reshape(len(names), len(attr_names or []))
-    index = CelebAIndex(files, names, attr_names or [], attributes,
-                        np.array(partition, dtype=np.int8))  # fmt: skip
-    source = TFRecordSource([p for _, p in shards], places)
-    return CelebACopy(f"tfds {folder.name}", index, source)
