@@ -159,7 +159,8 @@ class CelebADataModule(pl.LightningDataModule):
             the same batches and augmentations for the same seed. ``None`` (the default): on
             when training on a CUDA GPU with ``cache`` true; a subset that does not fit in the
             GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
-            the memory map directly (no copy). Needs ``cache``.
+            the memory map directly (no copy). Needs ``cache``; ``num_workers`` then only
+            applies to ``predict``, which always takes the DataLoader.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then.
