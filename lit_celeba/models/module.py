@@ -46,8 +46,9 @@ from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
 Objective = Literal["erm", "reweight", "group_dro"]
-# torch.compile's modes; true is its default mode.
-CompileMode = Literal[False, True, "default", "reduce-overhead", "max-autotune"]
+# ``compile``: false, true (torch.compile's default mode) or one of its modes by name. A plain
+# ``bool | str`` rather than a Literal, so that a misspelt mode gets the list of valid ones.
+CompileMode = bool | str
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune")
 # The state that only training by group needs: dropped, not refused, when a checkpoint is
 # loaded by a model that has other groups or another objective (testing with other subgroups).
@@ -131,8 +132,8 @@ class AttributeClassifier(pl.LightningModule):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
         if compile not in COMPILE_MODES:
-            raise SettingError("compile", f"must be one of {', '.join(map(str, COMPILE_MODES))}; "
-                               f"got {compile!r}")  # fmt: skip
+            shown = ", ".join(str(mode).lower() for mode in COMPILE_MODES)
+            raise SettingError("compile", f"must be one of {shown}; got {compile!r}")
         self.compile_net = compile
         self._compile_started: float | None = None
         self._compile_reported = False
