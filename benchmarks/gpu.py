@@ -69,6 +69,8 @@ def model_alone(batch: int, mode: str, device: torch.device, precision: str,
             _sync(device)
             start = time.perf_counter()
         images, targets = data[step % len(data)]
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # as RecipeClassifier does in fit
         with torch.autocast(device.type, dtype=dtype, enabled=precision == "bf16-mixed"):
             loss = F.binary_cross_entropy_with_logits(model(images).float(), targets)
         optimizer.zero_grad(set_to_none=True)
