@@ -92,3 +92,42 @@ def test_the_cpu_always_fits_and_a_gpu_says_its_numbers() -> None:
     if torch.cuda.is_available():
         fits, numbers = fits_on_device(10**15, torch.device("cuda", 0))
         assert not fits and "GiB free of" in numbers
+
+
+@pytest.mark.slow
+def test_device_resident_resume_equals_an_uninterrupted_run(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    """``--ckpt_path last`` after a SIGTERM mid-epoch, with device_resident: the same weights and
+    curves as a run that never stopped, as tests/test_reliability.py checks for the DataLoader."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_reliability import _assert_same_training, _cli_env, _fit_args, _run_fit
+
+    resident = "--data.device_resident=true"
+    reference = tmp_path / "reference" / "logs"
+    reference.parent.mkdir()
+    _run_fit(tiny_root, reference, resident)
+    logs = tmp_path / "stopped" / "logs"
+    logs.parent.mkdir()
+    ready = logs.parent / "mid_epoch"
+    pause = (
+        "--trainer.callbacks+={class_path: tests.interrupt_callbacks.PauseMidEpoch, "
+        f"init_args: {{ready_file: '{ready}', epoch: 1, batch: 1}}}}"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lit_celeba", *_fit_args(tiny_root, logs, resident, pause)],
+        cwd=logs.parent, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not ready.exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    _run_fit(tiny_root, logs, resident, "--ckpt_path=last")
+    _assert_same_training(logs / "base" / "version_0", reference / "base" / "version_0")

@@ -109,3 +109,28 @@ def test_hyperparameters_are_plain_types() -> None:
     hparams = dict(RecipeClassifier(channels=[8, 8, 8, 8]).hparams)
     plain = (int, float, str, bool, list, tuple, type(None))
     assert all(isinstance(v, plain) for v in hparams.values()), hparams
+
+
+def test_fit_again_after_test_in_the_same_process(tmp_path) -> None:
+    """A notebook's fit, test, fit: test leaves the metrics' reset states as inference tensors
+    (it runs under torch.inference_mode), which the next fit's validation (under no_grad only)
+    must not update in place."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 2, (8, 1)).float())
+    loader = DataLoader(data, batch_size=4)
+    model = RecipeClassifier(channels=(4, 8, 8, 8))
+
+    def trainer() -> pl.Trainer:
+        return pl.Trainer(max_epochs=1, accelerator="cpu", logger=False,
+                          enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+
+    trainer().fit(model, loader, loader)
+    trainer().validate(model, loader, verbose=False)
+    trainer().test(model, loader, verbose=False)
+    again = trainer()
+    again.fit(model, loader, loader)
+    assert {"train/loss", "val/loss", "val/acc"} <= again.callback_metrics.keys()

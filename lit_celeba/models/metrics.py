@@ -81,7 +81,7 @@ class GroupAccuracy(Metric):
 
     full_state_update = False
 
-    def __init__(self, num_groups: int, threshold: float = 0.5) -> None:
+    def __init__(self, num_groups: int, threshold: float = PROBABILITY_THRESHOLD) -> None:
         super().__init__()
         self.num_groups = num_groups
         self.threshold = threshold
@@ -89,7 +89,9 @@ class GroupAccuracy(Metric):
         self.add_state("total", torch.zeros(num_groups, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, groups: torch.Tensor) -> None:
-        right = ((preds.reshape(-1) >= self.threshold) == target.reshape(-1).bool()).long()
+        # Above the threshold predicts 1, as for the overall accuracy: a probability of exactly
+        # 0.5 (a zero logit, or any logit near 0 under bf16) is the same prediction for both.
+        right = ((preds.reshape(-1) > self.threshold) == target.reshape(-1).bool()).long()
         # scatter_add_ rather than bincount: no host sync for the output size on a GPU.
         self.correct.scatter_add_(0, groups, right)
         self.total.scatter_add_(0, groups, torch.ones_like(groups))

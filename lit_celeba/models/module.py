@@ -190,6 +190,12 @@ class AttributeClassifier(pl.LightningModule):
                                                      1.0 / len(self.group_names)))  # fmt: skip
 
     def on_fit_start(self) -> None:
+        # A validate or test before this fit (same process, same module) ran under
+        # torch.inference_mode, so the metrics' reset states are inference tensors, which the
+        # fit's validation (under no_grad only) may not update in place: fresh states here.
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
         # Checked here, not in __init__: a checkpoint loaded without subgroups (export, predict)
         # needs no groups, only training does.
         if self.objective == "erm":
