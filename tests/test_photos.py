@@ -273,7 +273,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
         else:
             assert row["error"] == ""
             assert float(row["prob_Male"]) == pytest.approx(expected[row["path"]], abs=1e-6)
-            assert int(row["pred_Male"]) == int(expected[row["path"]] >= 0.5)
+            assert int(row["pred_Male"]) == int(expected[row["path"]] > 0.5)
     assert len(expected) == len(READABLE)
 
 
@@ -344,5 +344,5 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
         for k, attr in enumerate(THREE_ATTRIBUTES):
             probability = expected[row["path"]][k]
             assert float(row[f"prob_{attr}"]) == pytest.approx(probability, abs=1e-6)
-            assert int(row[f"pred_{attr}"]) == int(probability >= 0.5)
+            assert int(row[f"pred_{attr}"]) == int(probability > 0.5)
     assert len(expected) == len(READABLE)

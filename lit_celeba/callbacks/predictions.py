@@ -16,6 +16,12 @@ from torch import distributed
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
+from lit_celeba.models.metrics import PROBABILITY_THRESHOLD
+
+
+def predicted(probability: float) -> int:
+    """The 0/1 prediction of a probability, by the metrics' own rule (above 0.5 is 1)."""
+    return int(probability > PROBABILITY_THRESHOLD)
 
 
 class CSVPredictionWriter(BasePredictionWriter):
@@ -98,7 +104,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         cells = (
             [photo, *[""] * (2 * len(attrs)), error]
             if probs is None
-            else [photo, *[c for p in probs for c in (f"{p:.6f}", int(p >= 0.5))], ""]
+            else [photo, *[c for p in probs for c in (f"{p:.6f}", predicted(p))], ""]
             for photo, probs, error in rows
         )
         if self._write_csv(trainer, header, cells):
@@ -145,7 +151,7 @@ def _split_cells(dataset: Any, index: int, probabilities: list[float]) -> list:
     cells = [dataset.image_names[index]]
     truths = dataset.targets[index].long().tolist()
     for prob, truth in zip(probabilities, truths, strict=True):
-        cells += [f"{prob:.6f}", int(prob >= 0.5), truth]
+        cells += [f"{prob:.6f}", predicted(prob), truth]
     return cells
 
 
