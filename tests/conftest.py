@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,38 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root, TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"], seed=3, progress=False
     )
     return root
+
+
+# Tool caches that may appear in the checkout's root during a session; nothing a test writes.
+_TOOL_FILES = {".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", ".coverage"}
+
+
+def _checkout_files() -> set[str]:
+    """The repository root's entries (ignored ones too: run folders such as lightning_logs/
+    are) and every untracked, non-ignored file below it."""
+    names = {p.name for p in REPO.iterdir() if p.name not in _TOOL_FILES}
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if status.returncode == 0:  # not a git checkout (an unpacked sdist): the root's listing only
+        names |= {line[3:] for line in status.stdout.splitlines() if line.startswith("?? ")}
+    return names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkout_stays_clean() -> Iterator[None]:
+    """Fails the session when a test leaves files in the checkout: a run without a logger
+    writes its tables, predictions and checkpoints to the working folder, and a run of the
+    suite from the repository root once committed test_groups.csv. Under pytest-xdist each
+    worker compares its own start with its end, so the worker whose test wrote a file sees it."""
+    before = _checkout_files()
+    yield
+    new = sorted(_checkout_files() - before)
+    if new:
+        pytest.fail(f"tests wrote into the checkout at {REPO}: {', '.join(new)}; give their runs "
+                    "a folder under tmp_path (default_root_dir, a logger's save_dir, cwd=)",
+                    pytrace=False)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -67,3 +67,26 @@ def torch_version() -> str:
     import torch
 
     return torch.__version__
+
+
+@pytest.mark.slow
+def test_groups_over_seeds_prints_the_table_and_the_gains(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "groups_over_seeds.py"), "--seeds", "3",
+         "--objectives", "erm", "balanced", "--train-size", "96", "--test-size", "48",
+         "--epochs", "1"],
+        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+                           "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("seed 3 ") for line in lines) == 2  # a row per objective
+    figures = json.loads(lines[-1])
+    assert figures["setting"]["train_size"] == 96 and set(figures["results"]) == {"erm", "balanced"}
+    runs = figures["results"]
+    gain = runs["balanced"]["3"]["worst"] - runs["erm"]["3"]["worst"]
+    assert figures["aggregates"]["balanced"]["min_gain"] == pytest.approx(gain)
+    assert sum(runs["erm"]["3"]["test_sizes"].values()) == 48
+    assert sum(runs["erm"]["3"]["train_sizes"].values()) == 96
+    assert f"{'balanced gain':17s}" in done.stdout

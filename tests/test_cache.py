@@ -166,9 +166,10 @@ def test_cached_training_is_reproducible_under_seed(tiny_root: Path, tmp_path: P
         data = CelebADataModule(root=str(tiny_root), train_size=64, val_size=16, batch_size=16,
                                 num_workers=0, cache_dir=str(tmp_path))  # fmt: skip
         model = RecipeClassifier()
+        # Without a logger a run's files go to default_root_dir, the working folder by default.
         trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, deterministic=True,
                           enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False)  # fmt: skip
+                          enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
         trainer.fit(model, data)
         return model.net.classifier.weight.detach().clone()
 

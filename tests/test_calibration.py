@@ -27,7 +27,7 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
     return total
 
 
-def test_test_split_reports_the_expected_calibration_error(tiny_root: Path) -> None:
+def test_test_split_reports_the_expected_calibration_error(tiny_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     # PyTorch's own initialisation spreads the untrained probabilities over several bins.
     model = RecipeClassifier(channels=(8, 8, 16, 16), init="torch", dropout=0.0).eval()
@@ -38,9 +38,9 @@ def test_test_split_reports_the_expected_calibration_error(tiny_root: Path) -> N
         batch_size=16,
         cache=False,  # the per-sample path, so the loop below sees transformed images
     )
-    trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    # Without a logger a run's files go to default_root_dir, the working folder by default.
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
     (metrics,) = trainer.test(model, datamodule=data, verbose=False)
     assert {"test/acc", "test/loss", "test/ece"} <= set(metrics)
 
