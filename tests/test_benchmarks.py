@@ -12,16 +12,28 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
-def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None:
+def run_benchmark(
+    script: str, *args: str, tmp_path: Path, timeout: int
+) -> subprocess.CompletedProcess:
+    """``python benchmarks/SCRIPT ARGS`` from a clean folder with a bare environment, one thread;
+    fails the test on a non-zero exit."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "throughput.py"),
-         "--images", "128", "--rounds", "2", "--warmup", "1", "--accelerator", "cpu"],
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
         cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
                            "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.slow
+def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None:
+    done = run_benchmark(
+        "throughput.py",
+        "--images", "128", "--rounds", "2", "--warmup", "1", "--accelerator", "cpu",
+        tmp_path=tmp_path, timeout=300,
+    )  # fmt: skip
     lines = done.stdout.splitlines()
     assert sum(line.startswith("round ") for line in lines) == 2
     figures = json.loads(lines[-1])
@@ -41,15 +53,12 @@ def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     """benchmarks/gpu.py, as small as it goes, on the CPU: every figure it promises is there."""
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--train", "64", "--val", "32",
-         "--epochs", "1", "--fit-epochs", "2", "--steps", "2", "--compile-modes", "none",
-         "--accelerator", "cpu", "--out", str(tmp_path / "gpu.json")],
-        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                           "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=600,
+    done = run_benchmark(
+        "gpu.py", "--train", "64", "--val", "32",
+        "--epochs", "1", "--fit-epochs", "2", "--steps", "2", "--compile-modes", "none",
+        "--accelerator", "cpu", "--out", str(tmp_path / "gpu.json"),
+        tmp_path=tmp_path, timeout=600,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.splitlines()[-1])
     assert figures == json.loads((tmp_path / "gpu.json").read_text())
     for batch in (32, 512):
@@ -71,15 +80,12 @@ def torch_version() -> str:
 
 @pytest.mark.slow
 def test_groups_over_seeds_prints_the_table_and_the_gains(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "groups_over_seeds.py"), "--seeds", "3",
-         "--objectives", "erm", "balanced", "--train-size", "96", "--test-size", "48",
-         "--epochs", "1"],
-        cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
-                           "HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300,
+    done = run_benchmark(
+        "groups_over_seeds.py", "--seeds", "3",
+        "--objectives", "erm", "balanced", "--train-size", "96", "--test-size", "48",
+        "--epochs", "1",
+        tmp_path=tmp_path, timeout=300,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert sum(line.startswith("seed 3 ") for line in lines) == 2  # a row per objective
     figures = json.loads(lines[-1])

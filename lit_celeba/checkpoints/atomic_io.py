@@ -4,8 +4,6 @@
 import contextlib
 import errno
 import os
-import re
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from lit_celeba.checkpoints.safe_load import load_checkpoint
 from lit_celeba.errors import CheckpointError
-from lit_celeba.processes import process_alive
+from lit_celeba.processes import remove_stale_temporaries, temporary_path
 
 # torch.save's own writer reports a failed write (a full disk among others) as a RuntimeError
 # "[enforce fail at inline_container.cc:...] ... PytorchStreamWriter failed writing file ...";
@@ -44,7 +42,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        temporary = temporary_path(path)
         try:
             with os.fdopen(_create_exclusive(temporary), "wb") as fh:
                 torch.save(checkpoint, fh)
@@ -58,7 +56,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise _cannot_save(path, err) from None
             raise
         _fsync_folder(path.parent)
-        _remove_stale_temporaries(path)
+        remove_stale_temporaries(path)
 
     def load_checkpoint(
         self,
@@ -111,15 +109,6 @@ def _fsync_folder(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        match = pattern.match(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
 
 
 

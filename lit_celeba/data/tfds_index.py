@@ -26,8 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import secrets
 import signal
 import sys
 import zipfile
@@ -42,7 +40,7 @@ from tqdm.auto import tqdm
 
 from lit_celeba.data import tfrecord
 from lit_celeba.errors import CelebAError, UsageError
-from lit_celeba.processes import process_alive
+from lit_celeba.processes import remove_stale_temporaries, temporary_path
 
 INDEX_VERSION = 1
 # Below this many bytes of shards, reading takes a moment (about 0.2 s): no progress bar, and no
@@ -266,10 +264,10 @@ def _keep(path: Path, key: list[list], index: TfdsIndex) -> None:
     meta = {"version": INDEX_VERSION, "shards": key, "attr_names": index.attr_names}
     arrays["meta"] = np.array(json.dumps(meta))
     arrays["digest"] = np.array(_digest(arrays))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path)
+        remove_stale_temporaries(path)
         # No fsync: a file the system lost part of in a crash fails its digest and is rebuilt.
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
@@ -286,16 +284,6 @@ def _keep(path: Path, key: list[list], index: TfdsIndex) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporaries of processes killed while writing an index."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        match = pattern.match(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
 
 
 def _load_kept(path: Path, key: list[list]) -> TfdsIndex | None:
