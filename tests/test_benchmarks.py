@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,25 @@ def test_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
     for run in ("recipe", "fast"):
         assert figures[f"{run}_wall_s"] > 0 and 0.0 <= figures[f"{run}_val_acc"] <= 1.0
     assert figures["device"].startswith("CPU") and figures["torch"] == torch_version()
+
+
+def test_the_gpu_machine_gets_every_dependency() -> None:
+    """gpu_wheels.sh carries, as wheels, each dependency the GPU image lacks: the image's list and
+    the wheels together cover pyproject.toml's dependencies, so the one device call cannot die on
+    an import (as it would have when google-crc32c joined them)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+    script = (REPO / "benchmarks" / "gpu_wheels.sh").read_text()
+    image_has = re.search(r"#\s+image_has:(.*)", script).group(1).split()
+    wheels = re.search(r"wheels=\((.*)\)", script).group(1).split()
+    carried = [wheel.split("==")[0] for wheel in wheels]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    needed = {name(r) for r in project["dependencies"]}
+    assert needed - set(image_has) - set(carried) == set()
+    assert all("==" in wheel for wheel in wheels)  # pinned: the device has no index to resolve
 
 
 def torch_version() -> str:
