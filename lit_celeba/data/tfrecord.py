@@ -83,14 +83,10 @@ def write_records(path: str | os.PathLike, payloads: Iterable[bytes]) -> None:
             fh.write(frame(payload))
 
 
-def check_payloads(
-    path: Path, payloads: Sequence[memoryview], stored: Sequence[int], numbers: Sequence[int],
-    offsets: Sequence[int],
-) -> None:  # fmt: skip
-    """Raise naming the first record whose payload does not match its stored masked CRC."""
-    for payload, crc, number, offset in zip(payloads, stored, numbers, offsets, strict=True):
-        if mask(crc32c(payload)) != crc:
-            raise _bad(path, number, offset, "the data does not match its CRC")
+def _check(path: Path, number: int, offset: int, data: bytes | memoryview, stored: int,
+           what: str) -> None:  # fmt: skip
+    if mask(crc32c(data)) != stored:
+        raise _bad(path, number, offset, f"the {what} does not match its CRC")
 
 
 def scan_records(path: str | os.PathLike) -> Iterator[tuple[int, memoryview]]:
@@ -102,14 +98,12 @@ def scan_records(path: str | os.PathLike) -> Iterator[tuple[int, memoryview]]:
         if len(data) - position < _HEADER.size:
             raise _bad(path, number, position, "the file ends inside a record header (truncated)")
         length, length_crc = _HEADER.unpack_from(data, position)
-        if mask(crc32c(data[position : position + 8])) != length_crc:
-            raise _bad(path, number, position, "the record length does not match its CRC")
+        _check(path, number, position, data[position : position + 8], length_crc, "record length")
         end = position + _HEADER.size + length + 4
         if end > len(data):
             raise _bad(path, number, position, "the file ends inside the record (truncated)")
         payload = data[position + _HEADER.size : end - 4]
-        if mask(crc32c(payload)) != struct.unpack_from("<I", data, end - 4)[0]:
-            raise _bad(path, number, position, "the data does not match its CRC")
+        _check(path, number, position, payload, struct.unpack_from("<I", data, end - 4)[0], "data")
         yield position, payload
         position, number = end, number + 1
 
@@ -119,24 +113,21 @@ def read_framed(
 ) -> list[memoryview]:  # fmt: skip
     """The payloads of records at ``locations`` ((record number, byte offset) pairs) of the
     open file ``fh``, both CRCs checked."""
-    payloads, stored, numbers, offsets = [], [], [], []
+    payloads = []
     for number, offset in locations:
         fh.seek(offset)
         header = fh.read(_HEADER.size)
         if len(header) < _HEADER.size:
             raise _bad(path, number, offset, "the file ends inside a record header (truncated)")
         length, length_crc = _HEADER.unpack(header)
-        if mask(crc32c(header[:8])) != length_crc:
-            raise _bad(path, number, offset, "the record length does not match its CRC")
+        # Checked before reading on: a damaged length could ask for any number of bytes.
+        _check(path, number, offset, header[:8], length_crc, "record length")
         body = fh.read(length + 4)
         if len(body) < length + 4:
             raise _bad(path, number, offset, "the file ends inside the record (truncated)")
-        view = memoryview(body)
-        payloads.append(view[:length])
-        stored.append(struct.unpack_from("<I", body, length)[0])
-        numbers.append(number)
-        offsets.append(offset)
-    check_payloads(path, payloads, stored, numbers, offsets)
+        payload = memoryview(body)[:length]
+        _check(path, number, offset, payload, struct.unpack_from("<I", body, length)[0], "data")
+        payloads.append(payload)
     return payloads
 
 
