@@ -17,6 +17,8 @@ Generates a CelebA-format set (16,000 + 1,000 faces, the recipe's subsets), then
   and the final validation accuracy.
 
 Prints the GPU, torch and Lightning versions, a table, and last one JSON line with every figure.
+The targets' stages run first and compilation last; ``--out`` holds every figure measured so far
+after each stage, so a run cut short by a device call's time limit still has them.
 The CLI runs in subprocesses, as a user runs it; ``benchmarks/epoch_times.py`` times their epochs.
 """
 
@@ -25,11 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -112,6 +116,24 @@ def cli_fit(config: Path, root: Path, work: Path, name: str, extra: list[str],
             "first_step_s": times["first_step_seconds"], "val_acc": times["val_acc"]}  # fmt: skip
 
 
+class Stopped(BaseException):
+    """SIGTERM (``timeout``'s signal): unlike a failed stage, it ends the run."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(f"stopped by signal {signum}")
+
+
+def write_figures(figures: dict, out: str | None, complete: bool) -> str:
+    """The JSON line of every figure so far (``complete`` false until the last stage has run,
+    ``failed`` the stages that did not finish), also written to ``out`` when given."""
+    line = json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                       for k, v in {**figures, "complete": complete}.items()})  # fmt: skip
+    if out:
+        Path(out).write_text(line + "\n")
+    return line
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=16000, help="training faces to generate")
@@ -126,6 +148,9 @@ def main() -> None:
     parser.add_argument("--root", help="a CelebA copy to use instead of generated faces")
     parser.add_argument("--out", help="also write the JSON line to this file")
     args = parser.parse_args()
+    # As an exception, SIGTERM still removes the temporary folder and kills a running `fit`
+    # (subprocess.run does on any exception), so a time limit leaves no process on the GPU.
+    signal.signal(signal.SIGTERM, _stop)
     gpu = torch.cuda.is_available() and args.accelerator != "cpu"
     device = torch.device("cuda" if gpu else "cpu")
     accelerator = "gpu" if gpu else "cpu"
@@ -134,8 +159,8 @@ def main() -> None:
     modes = ["none"] + [m for m in args.compile_modes.split(",") if m and m != "none"]
     print(f"device: {name}; torch {torch.__version__}, Lightning {pl.__version__}; "
           f"precision {precision}", flush=True)  # fmt: skip
-    figures: dict[str, float | None | str] = {"device": name, "torch": torch.__version__,
-                                              "lightning": pl.__version__}  # fmt: skip
+    figures: dict[str, object] = {"device": name, "torch": torch.__version__,
+                                  "lightning": pl.__version__}  # fmt: skip
     sizes = [f"--data.train_size={args.train}", f"--data.val_size={args.val}"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -144,44 +169,67 @@ def main() -> None:
             work / "data", args.train, args.val, args.val, seed=0)  # fmt: skip
         figures["generate_s"] = time.perf_counter() - start
         rows = []
-        for batch in (32, 512):
-            for mode in modes:
-                alone = model_alone(batch, mode, device, precision, args.steps, warmup=20)
-                extra = [*sizes, f"--trainer.max_epochs={args.fit_epochs}"]
-                if mode != "none":
-                    extra.append(f"--model.compile={mode}")
-                # A warm cache: the throughput runs share one (the recipe runs below build theirs).
-                fit = cli_fit(CONFIGS[batch], root, work, f"fit{batch}_{mode}", extra,
-                              accelerator, work / "cache")  # fmt: skip
-                key = f"b{batch}_{mode}"
-                figures |= {f"{key}_model_img_s": alone["img_s"], f"{key}_fit_img_s": fit["img_s"],
+
+        def throughput(batch: int, mode: str) -> None:
+            alone = model_alone(batch, mode, device, precision, args.steps, warmup=20)
+            extra = [*sizes, f"--trainer.max_epochs={args.fit_epochs}"]
+            if mode != "none":
+                extra.append(f"--model.compile={mode}")
+            # A warm cache: the throughput runs share one (the recipe runs below build theirs).
+            fit = cli_fit(CONFIGS[batch], root, work, f"fit{batch}_{mode}", extra,
+                          accelerator, work / "cache")  # fmt: skip
+            key = f"b{batch}_{mode}"
+            figures.update({f"{key}_model_img_s": alone["img_s"], f"{key}_fit_img_s": fit["img_s"],
                             f"{key}_fit_vs_model": fit["img_s"] / alone["img_s"],
                             f"{key}_epoch_s": fit["epoch_s"],
                             f"{key}_model_first_step_s": alone["first_step_s"],
-                            f"{key}_fit_first_step_s": fit["first_step_s"]}  # fmt: skip
-                rows.append((f"batch {batch}, compile {mode}", alone, fit))
-                print(f"batch {batch}, compile {mode}: model {alone['img_s']:.0f} img/s, fit "
-                      f"{fit['img_s']:.0f} img/s (b/a {fit['img_s'] / alone['img_s']:.2f}), "
-                      f"{fit['epoch_s']:.2f} s per {EPOCH_IMAGES} images", flush=True)  # fmt: skip
-        for batch, label in ((32, "recipe"), (512, "fast")):
+                            f"{key}_fit_first_step_s": fit["first_step_s"]})  # fmt: skip
+            rows.append((f"batch {batch}, compile {mode}", alone, fit))
+            print(f"batch {batch}, compile {mode}: model {alone['img_s']:.0f} img/s, fit "
+                  f"{fit['img_s']:.0f} img/s (b/a {fit['img_s'] / alone['img_s']:.2f}), "
+                  f"{fit['epoch_s']:.2f} s per {EPOCH_IMAGES} images", flush=True)  # fmt: skip
+
+        def whole_recipe(batch: int, label: str) -> None:
             extra = [*sizes, f"--trainer.max_epochs={args.epochs}"]
             whole = cli_fit(CONFIGS[batch], root, work, label, extra, accelerator,
                             work / f"cold_cache_{label}")  # fmt: skip
-            figures |= {f"{label}_wall_s": whole["wall_s"], f"{label}_val_acc": whole["val_acc"],
-                        f"{label}_epoch_s": whole["epoch_s"]}  # fmt: skip
+            figures.update({f"{label}_{k}": whole[k] for k in ("wall_s", "val_acc", "epoch_s")})
             print(f"{label} ({CONFIGS[batch].name}), {args.epochs} epochs from a cold cache: "
-                  f"{whole['wall_s']:.1f} s wall, val acc {whole['val_acc']:.4f}", flush=True)
+                  f"{whole['wall_s']:.1f} s wall, val acc {whole['val_acc']:.4f}",
+                  flush=True)  # fmt: skip
+
+        # The issue's targets first, compilation last; a stage that fails is reported and the
+        # rest still run, and the JSON file is rewritten after each stage, so that one device
+        # call that fails or runs out of time still brings back every figure measured.
+        stages = {
+            "b32_none": partial(throughput, 32, "none"),
+            "recipe": partial(whole_recipe, 32, "recipe"),
+            "b512_none": partial(throughput, 512, "none"),
+            "fast": partial(whole_recipe, 512, "fast"),
+        }
+        stages |= {f"b{b}_{m}": partial(throughput, b, m) for m in modes[1:] for b in (32, 512)}
+        failed = []
+        for label, stage in stages.items():
+            try:
+                stage()
+            except (Exception, SystemExit) as error:  # cli_fit exits with the command's stderr
+                print(f"stage {label} failed: {error!r}", file=sys.stderr, flush=True)
+                failed.append(label)
+            write_figures({**figures, "failed": failed}, args.out, complete=False)
+        figures["failed"] = failed
     print(f"\n{'':32s} {'model img/s':>12s} {'fit img/s':>10s} {'b/a':>6s} {'s/epoch':>8s} "
           f"{'1st step s (model, fit)':>24s}")  # fmt: skip
     for label, alone, fit in rows:
         print(f"{label:32s} {alone['img_s']:12.0f} {fit['img_s']:10.0f} "
               f"{fit['img_s'] / alone['img_s']:6.2f} {fit['epoch_s']:8.2f} "
               f"{alone['first_step_s']:11.1f} {fit['first_step_s'] or 0:11.1f}")  # fmt: skip
-    line = json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
-    if args.out:
-        Path(args.out).write_text(line + "\n")
-    print(line)
+    print(write_figures(figures, args.out, complete=True))
+    if failed:
+        raise SystemExit(f"stages that failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except Stopped as stopped:
+        raise SystemExit(f"{stopped}: --out has the figures of the stages that finished") from None

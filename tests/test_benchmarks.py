@@ -14,17 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_benchmark(
-    script: str, *args: str, tmp_path: Path, timeout: int
+    script: str, *args: str, tmp_path: Path, timeout: int, returncode: int = 0
 ) -> subprocess.CompletedProcess:
     """``python benchmarks/SCRIPT ARGS`` from a clean folder with a bare environment, one thread;
-    fails the test on a non-zero exit."""
+    fails the test on an exit status other than ``returncode``."""
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), *args],
         cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",
                            "HOME": str(tmp_path)},
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == returncode, done.stderr[-3000:]
     return done
 
 
@@ -53,15 +53,19 @@ def test_throughput_prints_the_three_ways_and_the_ratios(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_gpu_benchmark_runs_end_to_end_on_a_cpu(tmp_path: Path) -> None:
-    """benchmarks/gpu.py, as small as it goes, on the CPU: every figure it promises is there."""
+    """benchmarks/gpu.py, as small as it goes, on the CPU: every figure it promises is there, and
+    a stage that fails (a compile mode that does not exist) is named while the others still run."""
     done = run_benchmark(
         "gpu.py", "--train", "64", "--val", "32",
-        "--epochs", "1", "--fit-epochs", "2", "--steps", "2", "--compile-modes", "none",
+        "--epochs", "1", "--fit-epochs", "2", "--steps", "2", "--compile-modes", "none,bogus",
         "--accelerator", "cpu", "--out", str(tmp_path / "gpu.json"),
-        tmp_path=tmp_path, timeout=600,
+        tmp_path=tmp_path, timeout=600, returncode=1,
     )  # fmt: skip
     figures = json.loads(done.stdout.splitlines()[-1])
     assert figures == json.loads((tmp_path / "gpu.json").read_text())
+    assert figures["complete"] is True and figures["failed"] == ["b32_bogus", "b512_bogus"]
+    assert "stage b32_bogus failed" in done.stderr and "'bogus'" in done.stderr
+    assert "stages that failed: b32_bogus, b512_bogus" in done.stderr
     for batch in (32, 512):
         key = f"b{batch}_none"
         assert figures[f"{key}_model_img_s"] > 0 and figures[f"{key}_fit_img_s"] > 0
