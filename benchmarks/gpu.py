@@ -1,7 +1,7 @@
 """The recipe on one GPU, in one run: how close ``fit`` comes to the network's own speed there.
 
     python benchmarks/gpu.py                  # on a GPU machine: about 6 minutes
-    python benchmarks/gpu.py --train 512 --val 64 --epochs 2 --fit-epochs 2 \\
+    python benchmarks/gpu.py --train 512 --val 64 --epochs 2 --fit-epochs 2 --warmup 1 \\
         --compile-modes none --accelerator cpu          # a smoke test anywhere
 
 Generates a CelebA-format set (16,000 + 1,000 faces, the recipe's subsets), then measures:
@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--compile-modes", default="default,reduce-overhead",
                         help="comma-separated torch.compile modes to try, or 'none'")  # fmt: skip
     parser.add_argument("--steps", type=int, default=300, help="timed steps of the model alone")
+    parser.add_argument("--warmup", type=int, default=20,
+                        help="untimed steps of the model alone before those")  # fmt: skip
     parser.add_argument("--accelerator", default="auto", choices=["auto", "cpu", "gpu"])
     parser.add_argument("--root", help="a CelebA copy to use instead of generated faces")
     parser.add_argument("--out", help="also write the JSON line to this file")
@@ -171,7 +173,7 @@ def main() -> None:
         rows = []
 
         def throughput(batch: int, mode: str) -> None:
-            alone = model_alone(batch, mode, device, precision, args.steps, warmup=20)
+            alone = model_alone(batch, mode, device, precision, args.steps, args.warmup)
             extra = [*sizes, f"--trainer.max_epochs={args.fit_epochs}"]
             if mode != "none":
                 extra.append(f"--model.compile={mode}")
