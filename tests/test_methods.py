@@ -12,13 +12,14 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 from torchvision.transforms import v2
 
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import BatchTransform, batch_color_jitter, train_transform
 from lit_celeba.export import export
-from lit_celeba.models.averaging import warmup_ema_avg_fn
+from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
@@ -215,6 +216,45 @@ def test_ema_warmup_decay() -> None:
     assert avg_fn(zero, one, 1).item() == pytest.approx(1 - 2 / 11)
     assert avg_fn(zero, one, 90).item() == pytest.approx(1 - 91 / 100)
     assert avg_fn(zero, one, 10_000).item() == pytest.approx(0.01)
+
+
+def test_host_counted_average_is_torchs_average_without_reading_the_count() -> None:
+    """The same averages as torch's AveragedModel, update by update, also after its state is
+    loaded into a new one (a resume), and no read of the count on the device in an update."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 1))
+    kwargs = {"use_buffers": True, "avg_fn": warmup_ema_avg_fn(0.9)}
+    theirs, ours = AveragedModel(model, **kwargs), HostCountedAverage(model, **kwargs)
+
+    def train_a_little() -> None:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter))
+        model.train()(torch.randn(5, 3, 6, 6))  # new batch-norm statistics too
+
+    def assert_same(a: nn.Module, b: nn.Module) -> None:
+        for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.equal(x, y), name
+
+    reads = []
+    original_bool = torch.Tensor.__bool__
+    for _ in range(4):
+        train_a_little()
+        theirs.update_parameters(model)
+        torch.Tensor.__bool__ = lambda t: reads.append(t) or original_bool(t)
+        try:
+            ours.update_parameters(model)
+        finally:
+            torch.Tensor.__bool__ = original_bool
+        assert_same(theirs, ours)
+    assert reads == [] and int(ours.n_averaged) == 4
+    resumed = HostCountedAverage(model, **kwargs)
+    resumed.load_state_dict(ours.state_dict())  # as WeightAveraging.on_load_checkpoint does
+    for _ in range(3):
+        train_a_little()
+        theirs.update_parameters(model)
+        resumed.update_parameters(model)
+        assert_same(theirs, resumed)
 
 
 def _scalars(run_dir: Path, tag: str) -> list[float]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
+import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EMAWeightAveraging
+from torch.optim.swa_utils import AveragedModel
 
 
 def warmup_ema_avg_fn(decay: float) -> Callable[..., torch.Tensor]:
@@ -33,10 +34,56 @@ def warmup_ema_avg_fn(decay: float) -> Callable[..., torch.Tensor]:
     return avg_fn
 
 
+class HostCountedAverage(AveragedModel):
+    """torch's ``AveragedModel`` with an ``update_parameters`` that reads nothing back from the
+    device.
+
+    torch's asks ``bool(n_averaged == 0)`` and ``n_averaged > 0`` of its count, a tensor on the
+    model's device, in every update: two host synchronisations per training step on a GPU,
+    which ``set_sync_debug_mode("error")`` rejects. Here the host also knows whether any update
+    happened yet (set again whenever a state dict is loaded, which is outside the steps); the
+    count itself stays on the device and goes to ``avg_fn`` as before, so the averages are the
+    very same. Only the per-tensor ``avg_fn`` form, which :class:`WarmupEMA` uses, is written
+    here; any other goes to torch's.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._updated_before = False
+        self.register_load_state_dict_post_hook(HostCountedAverage._read_count)
+
+    @staticmethod
+    def _read_count(module: HostCountedAverage, incompatible_keys: Any) -> None:
+        module._updated_before = bool(module.n_averaged > 0)  # at load time: one read, no step
+
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        if self.avg_fn is None or self.multi_avg_fn is not None:
+            super().update_parameters(model)
+            self._updated_before = True
+            return
+        if self.use_buffers:
+            averaged = itertools.chain(self.module.parameters(), self.module.buffers())
+            current = itertools.chain(model.parameters(), model.buffers())
+        else:
+            averaged, current = self.parameters(), model.parameters()
+        for p_averaged, p_model in zip(averaged, current, strict=False):  # as torch's
+            p_averaged, p_model = p_averaged.detach(), p_model.detach().to(p_averaged.device)
+            if self._updated_before:
+                p_averaged.copy_(self.avg_fn(p_averaged, p_model, self.n_averaged))
+            else:
+                p_averaged.copy_(p_model)
+        if not self.use_buffers:
+            for b_averaged, b_model in zip(self.module.buffers(), model.buffers(), strict=True):
+                b_averaged.detach().copy_(b_model.detach().to(b_averaged.device))
+        self.n_averaged += 1
+        self._updated_before = True
+
+
 class WarmupEMA(EMAWeightAveraging):
     """``EMAWeightAveraging`` (validation on the averaged weights, the averaged weights in the
     checkpoint's ``state_dict`` and the raw ones in ``current_model_state``, both restored on
-    resume) with :func:`warmup_ema_avg_fn`. ``RecipeClassifier(ema_decay=...)`` adds it.
+    resume) with :func:`warmup_ema_avg_fn`, kept in a :class:`HostCountedAverage`.
+    ``RecipeClassifier(ema_decay=...)`` adds it.
 
     Averaged after every optimizer step, buffers too (batch-norm statistics).
     """
@@ -49,11 +96,15 @@ class WarmupEMA(EMAWeightAveraging):
         self._kwargs["avg_fn"] = warmup_ema_avg_fn(decay)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # The module's configure_model only compiles the network (no sharding), which Lightning's
-        # warning about configure_model is about.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*overrides the configure_model")
-            super().setup(trainer, pl_module, stage)
+        # WeightAveraging.setup, with HostCountedAverage for AveragedModel. Its warning about a
+        # configure_model hook (that layers are not sharded) does not apply: this module's only
+        # compiles the network.
+        if stage == "fit":
+            pl_module.configure_model()
+            self._average_model = HostCountedAverage(
+                model=pl_module, device=self._device or pl_module.device,
+                use_buffers=self._use_buffers, **self._kwargs,
+            )  # fmt: skip
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
