@@ -22,6 +22,7 @@ DEFAULT_ROOT = "runs"
 LOGGER_ONLY_CALLBACKS = (
     "pytorch_lightning.callbacks.LearningRateMonitor",
     "lightning.pytorch.callbacks.LearningRateMonitor",
+    "lit_celeba.callbacks.lr_monitor.LearningRateMonitor",
     "lit_celeba.callbacks.dashboards.TensorBoardDashboards",
 )
 

@@ -1,7 +1,8 @@
 """A callback for the no-host-sync tests: records, while training (see ``HostReadProbe``), each
-operation that makes
-a GPU wait for the host to read a value: a tensor read as a Python number, bool or list, or an op
-whose output size depends on the data (``nonzero``, ``masked_select``, ``unique``...).
+operation that makes a GPU wait for the host: a tensor read as a Python number, bool or list, an
+op whose output size depends on the data (``nonzero``, ``masked_select``, ``unique``...), or
+Python data made into a tensor on the model's device (``torch.tensor(values, device=...)``: a
+blocking copy to the GPU, which ``set_sync_debug_mode`` rejects as well).
 
 On the CPU nothing waits, but the same calls happen, so recording them there finds what
 ``torch.cuda.set_sync_debug_mode("error")`` would stop on a GPU. Tensors on the CPU while the
@@ -17,10 +18,12 @@ import traceback
 from collections import Counter
 
 import pytorch_lightning as pl
+import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 READS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy", "cpu"}
+FROM_HOST = {"tensor", "as_tensor"}  # a sync where the data is Python's and the device a GPU
 DATA_DEPENDENT = {"nonzero", "masked_select", "unique", "_unique2", "unique_dim", "bincount",
                   "repeat_interleave"}
 
@@ -50,9 +53,15 @@ class _Reads(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
+        kwargs = kwargs or {}
         if name in READS:
             self.seen[f"{name} at {_where()}"] += 1
-        return func(*args, **(kwargs or {}))
+        elif name in FROM_HOST and kwargs.get("device") not in (None, "cpu"):
+            # A device taken from a tensor or the model (the CPU in this run, a GPU in another);
+            # the literal "cpu" keeps a tensor on the host on purpose (Adam's step counts).
+            if not (args and isinstance(args[0], torch.Tensor)):
+                self.seen[f"{name} from host data at {_where()}"] += 1
+        return func(*args, **kwargs)
 
 
 class _Ops(TorchDispatchMode):

@@ -99,7 +99,7 @@ def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
     # save_last on the monitored one would only rewrite last.ckpt when val/acc improves.
     assert all(not c["save_last"] for c in checkpoints)
     assert {c["class_path"] for c in callbacks} >= {
-        "pytorch_lightning.callbacks.LearningRateMonitor",
+        "lit_celeba.callbacks.lr_monitor.LearningRateMonitor",
         "lit_celeba.callbacks.dashboards.TensorBoardDashboards",
     }
     assert printed["trainer"]["precision"] == "bf16-mixed"

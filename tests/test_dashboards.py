@@ -65,7 +65,7 @@ def test_configs_switch_the_dashboards_on(config: str, capsys: pytest.CaptureFix
     trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
     callbacks = [c["class_path"] for c in trainer["callbacks"]]
     assert "lit_celeba.callbacks.dashboards.TensorBoardDashboards" in callbacks
-    assert "pytorch_lightning.callbacks.LearningRateMonitor" in callbacks
+    assert "lit_celeba.callbacks.lr_monitor.LearningRateMonitor" in callbacks
     assert trainer["logger"]["init_args"]["default_hp_metric"] is False
 
 

@@ -32,6 +32,7 @@ SETTINGS = {
     "40_attributes": ["--config", str(CONFIGS / "base.yaml"), "--config",
                       str(CONFIGS / "all_attributes.yaml")],
     "fast": ["--config", str(CONFIGS / "fast.yaml")],
+    "tuned": ["--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "tuned.yaml")],
 }  # fmt: skip
 
 

@@ -43,10 +43,6 @@ def train_transform(
     return v2.Compose(steps)
 
 
-# ITU-R 601 luma, torchvision's rgb_to_grayscale weights.
-_GREY = (0.2989, 0.587, 0.114)
-
-
 def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
     """One factor per image, uniform in [max(0, 1 - strength), 1 + strength] as ColorJitter."""
     low = max(0.0, 1.0 - strength)
@@ -64,15 +60,15 @@ def batch_color_jitter(
     batch in [0, 1], each image with its own random factors, in that fixed order (ColorJitter
     draws an order per image; the order matters little at small strengths)."""
     batch, device = len(images), images.device
-    grey_weights = torch.tensor(_GREY, device=device).view(1, 3, 1, 1)
+    # torchvision's own luma (Python scalars: no table copied to the device in each step).
+    grey_of = v2.functional.rgb_to_grayscale
     if brightness > 0:
         images = (images * _strength_factors(brightness, batch, device)).clamp_(0.0, 1.0)
     if contrast > 0:
-        mean = (images * grey_weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        mean = grey_of(images).mean((2, 3), keepdim=True)
         images = _blend(images, mean, _strength_factors(contrast, batch, device))
     if saturation > 0:
-        grey = (images * grey_weights).sum(1, keepdim=True)
-        images = _blend(images, grey, _strength_factors(saturation, batch, device))
+        images = _blend(images, grey_of(images), _strength_factors(saturation, batch, device))
     return images
 
 
