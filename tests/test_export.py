@@ -199,14 +199,22 @@ def _bad_checkpoint(case: str, good: Path, folder: Path) -> tuple[Path, str]:
     ],
 )
 def test_every_bad_input_is_one_clear_error(
-    case: str, tiny_checkpoint: Path, tmp_path: Path
+    case: str, tiny_checkpoint: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     ckpt, expected = _bad_checkpoint(case, tiny_checkpoint, tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
     out = tmp_path / "a_file" / "model" if case == "out-under-a-regular-file" else tmp_path / "out"
-    result = run_export(f"--ckpt_path={ckpt}", f"--out={out}", cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
+    args = (f"--ckpt_path={ckpt}", f"--out={out}")
+    if case == "class-path-that-would-import":
+        # In a process of its own, started in the folder that holds evil_model.py, as a user's
+        # `python -m` puts that folder first on sys.path.
+        result = run_export(*args, cwd=tmp_path)
+        returncode, stderr = result.returncode, result.stderr
+    else:  # in this process: the same main(), without a second start of torch (6 s each)
+        monkeypatch.chdir(tmp_path)
+        returncode, stderr = export_main(list(args)), capsys.readouterr().err
+    assert returncode == 2, stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert expected in lines[0] and "weights_only=False" not in lines[0]
     assert not (tmp_path / "ran").exists()  # no code from the file ran
