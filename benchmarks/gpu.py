@@ -210,15 +210,15 @@ def main() -> None:
             "fast": partial(whole_recipe, 512, "fast"),
         }
         stages |= {f"b{b}_{m}": partial(throughput, b, m) for m in modes[1:] for b in (32, 512)}
-        failed = []
+        failed: list[str] = []
+        figures["failed"] = failed
         for label, stage in stages.items():
             try:
                 stage()
             except (Exception, SystemExit) as error:  # cli_fit exits with the command's stderr
                 print(f"stage {label} failed: {error!r}", file=sys.stderr, flush=True)
                 failed.append(label)
-            write_figures({**figures, "failed": failed}, args.out, complete=False)
-        figures["failed"] = failed
+            write_figures(figures, args.out, complete=False)
     print(f"\n{'':32s} {'model img/s':>12s} {'fit img/s':>10s} {'b/a':>6s} {'s/epoch':>8s} "
           f"{'1st step s (model, fit)':>24s}")  # fmt: skip
     for label, alone, fit in rows:

@@ -19,7 +19,7 @@ timeout 240 python3 -m pytest -p no:cacheprovider -n 0 -q -rs tests/test_host_sy
   tests/test_device_batches.py 2>&1 | tee "$out/gpu_tests.log" | tail -15
 # gpu.py gets what is left of 570 s (a device call may run 600), so that it, not the call's
 # hard limit, ends the run: on SIGTERM it stops its fit and keeps the finished stages' figures.
-left=$(( ${GPU_RUN_BUDGET_S:-570} - SECONDS ))
+left=$(( ${GPU_RUN_BUDGET_S:-570} - SECONDS )); (( left > 0 )) || left=1  # timeout 0: no limit
 echo "gpu.py has ${left} s" | tee "$out/gpu_budget.txt"
 timeout "$left" python3 benchmarks/gpu.py --out "$out/gpu.json" "${@:2}" 2>&1 | tee "$out/gpu.log" \
   | grep -v -e "it/s\]" -e "img/s\]" -e "B/s\]"

@@ -11,6 +11,7 @@ the host, where a rate read from the optimizer already is; what it logs, and und
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytorch_lightning as pl
@@ -22,24 +23,15 @@ _HOST = "cpu"
 
 
 class _RootDeviceOnTheHost:
-    """The trainer as Lightning's ``_extract_stats`` reads it; its strategy's root device: CPU."""
+    """The trainer as Lightning's ``_extract_stats`` reads it, but for ``strategy.root_device``,
+    the one strategy attribute it asks for."""
 
     def __init__(self, trainer: pl.Trainer) -> None:
         self._trainer = trainer
-        self.strategy = _StrategyOnTheHost(trainer.strategy)
+        self.strategy = SimpleNamespace(root_device=_HOST)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._trainer, name)
-
-
-class _StrategyOnTheHost:
-    root_device = _HOST
-
-    def __init__(self, strategy: Any) -> None:
-        self._strategy = strategy
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._strategy, name)
 
 
 class LearningRateMonitor(LightningLearningRateMonitor):

@@ -60,7 +60,7 @@ def batch_color_jitter(
     batch in [0, 1], each image with its own random factors, in that fixed order (ColorJitter
     draws an order per image; the order matters little at small strengths)."""
     batch, device = len(images), images.device
-    # torchvision's own luma (Python scalars: no table copied to the device in each step).
+    # torchvision's own luma: Python scalars, no table copied to the device in each step.
     grey_of = v2.functional.rgb_to_grayscale
     if brightness > 0:
         images = (images * _strength_factors(brightness, batch, device)).clamp_(0.0, 1.0)

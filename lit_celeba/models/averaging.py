@@ -43,8 +43,8 @@ class HostCountedAverage(AveragedModel):
     which ``set_sync_debug_mode("error")`` rejects. Here the host also knows whether any update
     happened yet (set again whenever a state dict is loaded, which is outside the steps); the
     count itself stays on the device and goes to ``avg_fn`` as before, so the averages are the
-    very same. Only the per-tensor ``avg_fn`` form, which :class:`WarmupEMA` uses, is written
-    here; any other goes to torch's.
+    very same. Only the form :class:`WarmupEMA` uses (a per-tensor ``avg_fn``, buffers averaged
+    too) is written here; any other goes to torch's.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,24 +57,18 @@ class HostCountedAverage(AveragedModel):
         module._updated_before = bool(module.n_averaged > 0)  # at load time: one read, no step
 
     def update_parameters(self, model: torch.nn.Module) -> None:
-        if self.avg_fn is None or self.multi_avg_fn is not None:
+        if self.avg_fn is None or self.multi_avg_fn is not None or not self.use_buffers:
             super().update_parameters(model)
             self._updated_before = True
             return
-        if self.use_buffers:
-            averaged = itertools.chain(self.module.parameters(), self.module.buffers())
-            current = itertools.chain(model.parameters(), model.buffers())
-        else:
-            averaged, current = self.parameters(), model.parameters()
+        averaged = itertools.chain(self.module.parameters(), self.module.buffers())
+        current = itertools.chain(model.parameters(), model.buffers())
         for p_averaged, p_model in zip(averaged, current, strict=False):  # as torch's
             p_averaged, p_model = p_averaged.detach(), p_model.detach().to(p_averaged.device)
             if self._updated_before:
                 p_averaged.copy_(self.avg_fn(p_averaged, p_model, self.n_averaged))
             else:
                 p_averaged.copy_(p_model)
-        if not self.use_buffers:
-            for b_averaged, b_model in zip(self.module.buffers(), model.buffers(), strict=True):
-                b_averaged.detach().copy_(b_model.detach().to(b_averaged.device))
         self.n_averaged += 1
         self._updated_before = True
 
