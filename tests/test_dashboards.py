@@ -27,7 +27,8 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from lit_celeba.callbacks.dashboards import TensorBoardDashboards, _all_ranks
+from lit_celeba.callbacks.dashboards import TensorBoardDashboards
+from lit_celeba.callbacks.evaluation_pictures import _all_ranks
 from lit_celeba.callbacks.pictures import (
     CORRECT_COLOUR,
     WRONG_COLOUR,

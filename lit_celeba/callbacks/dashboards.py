@@ -39,13 +39,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
-from torchmetrics.functional.classification import (
-    binary_confusion_matrix,
-    multilabel_confusion_matrix,
-)
-from torchmetrics.utilities.distributed import gather_all_tensors
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.callbacks.evaluation_pictures import EvaluationPictures
 from lit_celeba.callbacks.lightning_internals import (
     default_hp_metric,
     file_writer,
@@ -54,10 +49,6 @@ from lit_celeba.callbacks.lightning_internals import (
 )
 from lit_celeba.callbacks.pictures import (
     augmentation_preview,
-    class_names,
-    confusion_matrices_picture,
-    confusion_matrix_picture,
-    gallery_picture,
     raw_train_images,
 )
 from lit_celeba.callbacks.summaries import add_png, run_hyperparameters, session_end_summary
@@ -116,10 +107,7 @@ class TensorBoardDashboards(Callback):
         # The per-step curves' values, kept on the device until the epoch ends: reading them at
         # the step would make the host wait for the GPU every log_every_n_steps.
         self._step_values: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._probabilities: list[torch.Tensor] = []
-        self._predictions: list[torch.Tensor] = []
-        self._targets: list[torch.Tensor] = []
-        self._gallery: list[tuple[torch.Tensor, ...]] = []
+        self._evaluation = EvaluationPictures(gallery_size)
         self._collecting = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -238,10 +226,10 @@ class TensorBoardDashboards(Callback):
     # ---- validation and test: gallery, confusion matrix, PR curve ------------------------------
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._reset_predictions()
+        self._evaluation.reset()
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._reset_predictions()
+        self._evaluation.reset()
 
     def on_validation_batch_end(
         self,
@@ -252,8 +240,8 @@ class TensorBoardDashboards(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not trainer.sanity_checking:
-            self._collect(batch, outputs)
+        if self._collecting and not trainer.sanity_checking:
+            self._evaluation.collect(batch, outputs, gallery=self._logger is not None)
 
     def on_test_batch_end(
         self,
@@ -264,67 +252,19 @@ class TensorBoardDashboards(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._collect(batch, outputs)
+        if self._collecting:
+            self._evaluation.collect(batch, outputs, gallery=self._logger is not None)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._log_predictions(trainer, pl_module, "val")
+        if self._collecting and not trainer.sanity_checking:
+            self._evaluation.publish(trainer, pl_module, self._writer(), "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log_predictions(trainer, pl_module, "test")
+        if self._collecting:
+            self._evaluation.publish(trainer, pl_module, self._writer(), "test")
 
-    def _reset_predictions(self) -> None:
-        self._probabilities, self._predictions, self._targets, self._gallery = [], [], [], []
-
-    def _collect(self, batch: Any, outputs: Any) -> None:
-        # The step's outputs: the very probabilities and decisions that its metrics count (flip
-        # TTA, EMA weights and calibration included). ``batch`` is what the model was given,
-        # after on_after_batch_transfer: the gallery shows the network's own input.
-        if not self._collecting or not isinstance(outputs, dict) or "predictions" not in outputs:
-            return
-        probabilities, predictions = outputs["probabilities"], outputs["predictions"]
-        targets = batch[1].reshape(predictions.shape).long()
-        self._probabilities.append(probabilities)
-        self._predictions.append(predictions)
-        self._targets.append(targets)
-        missing = self.gallery_size - sum(len(g[0]) for g in self._gallery)
-        if missing > 0 and self._logger is not None:  # rank 0's first images
-            shown = (batch[0], probabilities, predictions, targets)
-            self._gallery.append(tuple(t[:missing].detach().float().cpu() for t in shown))
-
-    def _log_predictions(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
-    ) -> None:
-        if not self._collecting:
-            return
-        attributes = _target_attrs(trainer, pl_module)
-        # Every rank takes part in the gather, also one that saw no batch.
-        probabilities = _all_ranks(self._probabilities, len(attributes), pl_module.device)
-        predictions = _all_ranks(self._predictions, len(attributes), pl_module.device).long()
-        targets = _all_ranks(self._targets, len(attributes), pl_module.device).long()
-        if self._logger is None or not len(probabilities):
-            self._reset_predictions()
-            return
-        writer = self._logger.experiment
-        step = logging_step(trainer)
-        single = len(attributes) == 1
-        if self._gallery:
-            images, *gallery = (torch.cat(p) for p in zip(*self._gallery, strict=True))
-            names = class_names(attributes[0]) if single else attributes
-            picture = gallery_picture(images, *gallery, names)
-            add_png(writer, f"{stage}/predictions", picture, step)
-        if single:  # today's picture and tag, unchanged
-            matrix = binary_confusion_matrix(predictions[:, 0], targets[:, 0])
-            picture = confusion_matrix_picture(matrix, class_names(attributes[0]))
-            writer.add_pr_curve(f"{stage}/pr_curve", targets[:, 0], probabilities[:, 0], step)
-        else:
-            matrices = multilabel_confusion_matrix(predictions, targets, num_labels=len(attributes))
-            picture = confusion_matrices_picture(matrices, attributes)
-            for k, name in enumerate(attributes):
-                tag = f"{stage}/pr_curve/{name}"
-                writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
-        add_png(writer, f"{stage}/confusion_matrix", picture, step)
-        self._reset_predictions()
+    def _writer(self) -> SummaryWriter | None:
+        return self._logger.experiment if self._logger is not None else None
 
     # ---- hparams -------------------------------------------------------------------------------
 
@@ -336,24 +276,3 @@ class TensorBoardDashboards(Callback):
         # every metric that the first run found did not name.
         _, session_start, _ = hparams_summaries(run_hyperparameters(trainer, pl_module, stage), {})
         file_writer(self._logger.experiment).add_summary(session_start)
-
-
-def _target_attrs(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
-    """The K attributes the network outputs, in output order: the module's own list (it fixes the
-    outputs), else the data module's."""
-    for owner in (pl_module, trainer.datamodule):
-        names = getattr(owner, "target_attrs", None)
-        if names:
-            return list(names)
-    return attribute_list(getattr(trainer.datamodule, "target_attr", "Male"))
-
-
-def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) -> torch.Tensor:
-    """This rank's (n, K) ``parts`` stacked with every other rank's, in rank order, on the CPU.
-    torchmetrics' gather pads and trims the ranks' shares (along every dimension, so the 2-D
-    shape survives), which differ in size when the evaluation set does not divide by the number
-    of processes."""
-    local = torch.cat(parts) if parts else torch.empty(0, columns, device=device)
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return local.cpu()
-    return torch.cat(gather_all_tensors(local.float())).cpu()

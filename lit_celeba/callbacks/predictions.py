@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import output_attributes
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 
 # A predicted row: each attribute's probability and 0/1 decision, as predict_step returned them.
@@ -97,7 +97,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         return True
 
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
-        attrs = _target_attrs(trainer)
+        attrs = output_attributes(trainer.lightning_module, trainer.datamodule)
         rows = self._photo_rows
         if trainer.world_size > 1:
             order = {path: i for i, path in enumerate(dataset.paths)}
@@ -133,21 +133,11 @@ class CSVPredictionWriter(BasePredictionWriter):
         rows = list(zip(indices, [row for p in predictions for row in _rows(p)], strict=True))
         if trainer.world_size > 1:
             rows = _from_all_ranks(rows, key=lambda row: row[0])
-        attrs = _target_attrs(trainer)
+        attrs = output_attributes(trainer.lightning_module, trainer.datamodule)
         header = ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
         self.rows, self.failures = len(rows), None
         if self._write_csv(trainer, header, (_split_cells(dataset, i, p) for i, p in rows)):
             rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
-
-
-def _target_attrs(trainer: pl.Trainer) -> list[str]:
-    """The data module's list of target attributes, in the network's output order."""
-    names = getattr(trainer.datamodule, "target_attrs", None)
-    return (
-        list(names)
-        if names
-        else attribute_list(getattr(trainer.datamodule, "target_attr", "target"))
-    )
 
 
 def _split_cells(dataset: Any, index: int, row: Row) -> list:

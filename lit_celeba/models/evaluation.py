@@ -169,7 +169,15 @@ def epoch_results(
     subgroup_values: torch.Tensor | None,
     calibration: Calibration,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The scalars an evaluation epoch logs, by name, and the results the test tables show."""
+    """The scalars an evaluation epoch logs, by name, and the results the test tables show.
+
+    Logged: ``{stage}/acc``, ``{stage}/balanced_acc``, ``{stage}/auroc`` and ``{stage}/ece``
+    (means over the attributes), ``test/ece_uncalibrated`` (before the temperatures), and for
+    K > 1 ``{stage}/acc/<attribute>``. With subgroups ``{stage}/acc/<target>|<subgroup>=<0|1>``,
+    ``{stage}/gap/<target>|<subgroup>`` and ``{stage}/gap_max``; with one target the groups
+    (target value x subgroup values, docs/groups.md) add ``{stage}/group_acc/<group>``,
+    ``{stage}/group_size/<group>``, ``{stage}/worst_group_acc`` and ``{stage}/mean_group_acc``.
+    """
     probabilities, predictions = calibration.apply(logits)
     per_attribute = attribute_metrics(probabilities, predictions, targets)
     scalars = {
