@@ -16,27 +16,15 @@ from torchmetrics.classification import MultilabelAccuracy
 from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.lightning_internals import attached_trainer
 from lit_celeba.errors import AttributeMismatchError, SettingError
+from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
+from lit_celeba.models.calibration import fit_calibration
 from lit_celeba.models.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
 from lit_celeba.models.evaluation import EpochRows, epoch_results
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
-from lit_celeba.models.objectives import (
-    Objective,
-    attribute_bce,
-    check_objective,
-    group_buffers,
-    match_group_buffers,
-    training_group_counts,
-    training_groups,
-    training_loss,
-)
-from lit_celeba.models.outputs import (
-    CHECKPOINT_KEY,
-    Calibration,
-    evaluation_outputs,
-    final_logits,
-)
+from lit_celeba.models.objectives import Objective
+from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
@@ -76,15 +64,19 @@ class AttributeClassifier(pl.LightningModule):
         objective: Objective = "erm",
         dro_eta: float = 0.01,
         dro_adjust: float = 0.0,
+        temperature_scaling: bool = True,
+        thresholds: ThresholdRule = "fixed",
     ) -> None:
         super().__init__()
-        check_objective(objective, dro_eta, dro_adjust, label_smoothing)
+        objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
+        Calibration.check_rule(thresholds)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
         if compile not in COMPILE_MODES:
             shown = ", ".join(str(mode).lower() for mode in COMPILE_MODES)
             raise SettingError("compile", f"must be one of {shown}; got {compile!r}")
         self.label_smoothing, self.tta_flip, self.ema_decay = label_smoothing, tta_flip, ema_decay
+        self.temperature_scaling, self.thresholds = temperature_scaling, thresholds
         # channels-last suits oneDNN (CPU) and tensor-core (GPU) convolutions; a layout only.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(memory_format=self.memory_format)
@@ -95,8 +87,8 @@ class AttributeClassifier(pl.LightningModule):
             raise SettingError("target_attrs", "names no attribute")
         num_targets = len(self.target_attrs)
         self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
-        self.group_names = training_groups(self.target_attrs, self.subgroups)
-        for name, value in group_buffers(objective, len(self.group_names)).items():
+        self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
+        for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
             self.register_buffer(name, value)
         # train/acc as a metric object: callbacks reading callback_metrics at on_train_epoch_end
         # see this epoch's value. validate_args=False: the checks read values back to the host.
@@ -124,7 +116,7 @@ class AttributeClassifier(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         images, targets = batch[0], batch[1]
         logits = self(images)
-        loss = training_loss(
+        loss = objectives.training_loss(
             logits, targets, self.label_smoothing, self.objective,
             subgroup_values=batch[2] if len(batch) > 2 else None,
             train_group_counts=getattr(self, "train_group_counts", None),
@@ -155,7 +147,7 @@ class AttributeClassifier(pl.LightningModule):
         """Uncalibrated ``logits``, ``probabilities`` and ``predictions`` (B, K), in float32."""
         with torch.autocast(self.device.type, enabled=False):
             logits = final_logits(self, images, self.tta_flip)
-        return evaluation_outputs(logits, self.applied_calibration())
+        return self.applied_calibration().outputs(logits)
 
     def applied_calibration(self) -> Calibration:
         """The checkpoint's calibration, but the plain sigmoid and 0.5 while fitting."""
@@ -172,7 +164,7 @@ class AttributeClassifier(pl.LightningModule):
             )
         outputs = self.evaluate(images)
         calibration = self.applied_calibration()
-        loss = attribute_bce(calibration.scaled(outputs["logits"]), targets.float())
+        loss = objectives.attribute_bce(calibration.scaled(outputs["logits"]), targets.float())
         getattr(self, f"{stage}_rows").update(outputs["logits"], targets,
                                                batch[2] if len(batch) > 2 else None)  # fmt: skip
         self._log_loss(stage, loss, len(images))
@@ -206,6 +198,10 @@ class AttributeClassifier(pl.LightningModule):
         if rows.empty:
             return {}
         logits, targets, values = rows.collect()
+        if stage == "val" and self._identity is self.applied_calibration():
+            # Each validation of a fit fits the calibration that its checkpoints then carry.
+            self.calibration = fit_calibration(logits, targets, self.temperature_scaling,
+                                               self.thresholds)  # fmt: skip
         scalars, results = epoch_results(
             stage, self.target_attrs, self.subgroups, self.group_names, logits, targets, values,
             self.applied_calibration(),
@@ -231,8 +227,10 @@ class AttributeClassifier(pl.LightningModule):
         for metric in self.modules():
             if isinstance(metric, Metric):
                 metric.reset()
-        counts = training_group_counts(self.objective, self.group_names, self.target_attrs,
-                                       self.subgroups, self.trainer.datamodule)  # fmt: skip
+        counts = objectives.training_group_counts(
+            self.objective, self.group_names, self.target_attrs, self.subgroups,
+            self.trainer.datamodule,
+        )  # fmt: skip
         if counts is not None:
             self.train_group_counts.copy_(counts)
 
@@ -241,7 +239,7 @@ class AttributeClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
-        match_group_buffers(state, dict(self.named_buffers()), self.objective)
+        objectives.match_group_buffers(state, dict(self.named_buffers()), self.objective)
         # Runs before the weights load: a clear message instead of a tensor size mismatch.
         saved = checkpoint.get("hyper_parameters", {}).get("target_attrs")
         if saved is not None and list(saved) != self.target_attrs:

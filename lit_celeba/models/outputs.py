@@ -16,18 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
+from lit_celeba.errors import SettingError
 from lit_celeba.models.methods import flip_averaged_logit
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
 DEFAULT_THRESHOLD = 0.5
 # How the thresholds were chosen: the fixed 0.5, or on the validation set for the best balanced
 # accuracy or F1 of each attribute (lit_celeba.models.calibration).
-THRESHOLD_RULES = ("fixed", "balanced_accuracy", "f1")
+ThresholdRule = Literal["fixed", "balanced_accuracy", "f1"]
+THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
 CHECKPOINT_KEY = "calibration"
 
 
@@ -51,6 +53,13 @@ class Calibration:
     threshold: torch.Tensor
     rule: str = "fixed"
 
+    @staticmethod
+    def check_rule(rule: str) -> None:
+        """Refuses a threshold rule that is not one of :data:`THRESHOLD_RULES`."""
+        if rule not in THRESHOLD_RULES:
+            raise SettingError("thresholds", f"must be one of {', '.join(THRESHOLD_RULES)}; "
+                               f"got {rule!r}")  # fmt: skip
+
     @classmethod
     def identity(cls, num_attributes: int) -> Calibration:
         """Temperature 1 and threshold 0.5: the plain sigmoid and the 0.5 rule."""
@@ -68,6 +77,12 @@ class Calibration:
         """Calibrated probabilities and 0/1 decisions (B, K) of uncalibrated logits."""
         device = logits.device
         return decide(logits.float(), self.temperature.to(device), self.threshold.to(device))
+
+    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What an evaluation step hands to every consumer, from uncalibrated final logits."""
+        probabilities, predictions = self.apply(logits.detach())
+        return {"logits": logits.detach(), "probabilities": probabilities,
+                "predictions": predictions}  # fmt: skip
 
     def with_fixed_thresholds(self) -> Calibration:
         """The same temperatures with every threshold at 0.5."""
@@ -102,12 +117,6 @@ def decide(
     return probability, (probability > threshold).long()
 
 
-def evaluation_outputs(
-    logits: torch.Tensor, calibration: Calibration
-) -> dict[str, torch.Tensor]:
-    """What an evaluation step hands to every consumer, from its uncalibrated final logits."""
-    probabilities, predictions = calibration.apply(logits.detach())
-    return {"logits": logits.detach(), "probabilities": probabilities, "predictions": predictions}
 
 
 class Predictor(nn.Module):
