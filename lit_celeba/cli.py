@@ -1,7 +1,14 @@
-"""The command line: ``python -m lit_celeba {fit,validate,test,predict} --config FILE``."""
+"""The command line: ``python -m lit_celeba {fit,validate,test,predict} --config FILE``, and
+``compare``, ``report`` and ``export`` (:mod:`lit_celeba.commands`) under the same program.
+
+``configs/base.yaml`` is every Trainer command's default config (jsonargparse's
+``default_config_files``): ``--config configs/demo.yaml`` is base.yaml and then the delta, several
+``--config`` deltas stack on it in order, and a complete config of one's own overrides all of it.
+"""
 
 from __future__ import annotations
 
+import glob
 import signal
 import sys
 import warnings
@@ -12,6 +19,7 @@ from typing import Any, NoReturn
 import pytorch_lightning as pl
 import torch
 import yaml
+from jsonargparse import ArgumentParser
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import (
@@ -29,42 +37,36 @@ from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
-from lit_celeba.checkpoints.fixed_settings import restore_data_settings
+from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
 from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
-    find_last_checkpoint,
-    find_matching_run,
+    check_checkpoint_choice,
     free_config_name,
     latest_checkpoint,
+    resolve_last,
 )
-from lit_celeba.checkpoints.safe_load import check_checkpoint, check_fits_model, load_checkpoint
 from lit_celeba.cli_messages import (
     argument_message,
     check_writable,
     setting_message,
     worker_message,
 )
-from lit_celeba.config_files import with_base_config
+from lit_celeba.commands import COMMANDS, PROG
+from lit_celeba.commands import run as run_command
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.errors import (
-    AttributeMismatchError,
-    CelebAError,
-    CheckpointError,
-    PhotoError,
-    ReportError,
-    SettingError,
-    UsageError,
-)
+from lit_celeba.errors import CelebAError, LitCelebaError, SettingError, UsageError
 from lit_celeba.groups import needs_train_groups
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
-from lit_celeba.report import main as report_main
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 
 
 def native_cpu_bf16() -> bool:
@@ -92,6 +94,7 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
@@ -106,6 +109,14 @@ class CelebACLI(LightningCLI):
         parser.link_arguments(
             "model.init_args.objective", "data.train_subgroups", compute_fn=needs_train_groups
         )
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
+        lists every command. Those have parsers of their own: cli_main runs them before this."""
+        super()._add_subcommands(parser, **kwargs)
+        for name, line in COMMANDS.items():
+            command = ArgumentParser(prog=f"{PROG} {name}", description=line)
+            parser._subcommands_action.add_subcommand(name, command, help=line)  # jsonargparse's
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
@@ -129,95 +140,38 @@ class CelebACLI(LightningCLI):
         # the saved ones, which hold the precision that ran.
         trainer = config.trainer
         trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
-        _check_checkpoint_choice(subcommand, config.get("ckpt_path"))
+        check_checkpoint_choice(subcommand, config.get("ckpt_path"))
         if config.get("ckpt_path") == "last":
-            self._resolve_last_checkpoint(subcommand, config)
+            run_dir = resolve_last(subcommand, config, lambda: self._as_saved(config))
+            if run_dir is not None:  # fit goes on there: its config is saved beside the first
+                self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
         ckpt_path = config.get("ckpt_path")
         # Checked before LightningCLI reads the model's class path from it (next step) and before
-        # anything is written: a bad checkpoint leaves the log folder as it was.
+        # anything is written: a bad checkpoint leaves the log folder as it was. The data
+        # settings the checkpoint fixes replace the config's, unless typed otherwise.
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
-            self.checkpoint = load_checkpoint(ckpt_path)
-            self._restore_data_settings(config, ckpt_path, args)
-            check_checkpoint(self.checkpoint, ckpt_path, config.get("data", {}).get("target_attr"))
+            argv = sys.argv[1:] if args is None else args
+            typed = argv if isinstance(argv, list) else []
+            self.checkpoint = load(ckpt_path, config.get("data"), typed)
 
-    def _restore_data_settings(self, config: Any, ckpt_path: str, args: ArgsType) -> None:
-        """The image size and targets the checkpoint was trained with, over the config's."""
-        argv = sys.argv[1:] if args is None else args
-        if "data" not in config or not isinstance(argv, list):
-            return
-        for note in restore_data_settings(config.data, self.checkpoint, ckpt_path, argv):
-            print(note, file=sys.stderr)
+    def _as_saved(self, config: Any) -> dict[str, Any]:
+        """A command's config as LightningCLI saves it into the run folder (config.yaml)."""
+        return yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
 
     def _parse_ckpt_path(self) -> None:
-        """The model's hyperparameters from the checkpoint that ``parse_arguments`` loaded and
-        checked. Lightning's own version would ``torch.load`` the file a second time."""
+        """The model's class and arguments from the checkpoint that ``parse_arguments`` loaded
+        and checked. Lightning's own version would ``torch.load`` the file a second time."""
         if self.checkpoint is None:
             return  # no file (a keyword such as "best"): nothing to read
-        hparams = dict(self.checkpoint.get("hyper_parameters") or {})
-        hparams.pop("_instantiator", None)
-        if not hparams:
-            return
-        if "_class_path" in hparams:
-            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
-        self.config = self.parser.parse_object(
-            {self.config.subcommand: {"model": hparams}}, self.config
+        config = self.config[self.config.subcommand]
+        model_class, init_args = model_settings(
+            self.checkpoint, config.ckpt_path, default=config.model.class_path
         )
-
-    def _resolve_last_checkpoint(self, subcommand: str, config: Any) -> None:
-        """``--ckpt_path last``: for ``fit``, the newest last.ckpt of an earlier run under the
-        logger's folder that was started with the same settings; for the other subcommands
-        (which write nothing into that run), the newest last.ckpt of any run.
-
-        Lightning itself only looks in the new run's own (empty) checkpoint folder. ``fit`` goes
-        on in the same run folder, so checkpoints, best-model tracking and TensorBoard curves
-        continue where they stopped; its config is saved next to the first as
-        config_resume_N.yaml. A run with other settings is never resumed (nor written into).
-        """
-        logger = config.trainer.get("logger")
-        init_args = getattr(logger, "init_args", None)
-        save_dir = getattr(init_args, "save_dir", None)
-        if save_dir is None or _checkpoint_dirpath_given(config.trainer.get("callbacks")):
-            return  # no versioned log folder: Lightning's own resolution applies
-        run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
-        if subcommand == "fit":
-            last = self._matching_last_checkpoint(run_root, config)
-            if last is None:
-                config.ckpt_path = None
-                return
-        else:
-            last = find_last_checkpoint(run_root)
-        if last is None:
-            if subcommand != "fit":
-                raise CheckpointError(
-                    f"--ckpt_path last: no last.ckpt under {run_root}. Train with `fit` first, "
-                    "or give the path of a checkpoint."
-                )
-            print(f"No last.ckpt under {run_root} yet: training from the start.", file=sys.stderr)
-            config.ckpt_path = None
-            return
-        config.ckpt_path = str(last)
-        if subcommand == "fit":
-            run_dir = last.parent.parent
-            init_args.version = run_dir.name
-            self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
-            # Going on in a run folder that has checkpoints is the point of resuming.
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
-            print(f"Resuming from {last}", file=sys.stderr)
-
-    def _matching_last_checkpoint(self, run_root: Path, config: Any) -> Path | None:
-        """The last.ckpt of the newest run under ``run_root`` with this command's settings; says
-        which runs were passed over, and that training starts afresh when none matches."""
-        current = yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
-        last, skipped = find_matching_run(run_root, current)
-        for reason in skipped:
-            print(f"Not resuming {reason}.", file=sys.stderr)
-        if last is None:
-            where = "with these settings " if skipped else ""
-            print(
-                f"No last.ckpt under {run_root} {where}yet: training from the start.",
-                file=sys.stderr,
-            )
-        return last
+        class_path = f"{model_class.__module__}.{model_class.__qualname__}"
+        model = {"class_path": class_path, "dict_kwargs": init_args}
+        self.config = self.parser.parse_object(
+            {self.config.subcommand: {"model": model}}, self.config
+        )
 
     @staticmethod
     def configure_optimizers(
@@ -254,8 +208,7 @@ class CelebACLI(LightningCLI):
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint is not None:
-            ckpt_path = self.config[self.subcommand].ckpt_path
-            check_fits_model(self.model, self.checkpoint, ckpt_path)
+            check_fits_model(self.model, self.checkpoint, self.config[self.subcommand].ckpt_path)
             self.checkpoint = None  # Lightning loads it again; do not hold two copies
         for logger in self.trainer.loggers:
             if logger.save_dir is not None:
@@ -303,35 +256,15 @@ class CelebACLI(LightningCLI):
             raise SystemExit(1)
 
 
-def _check_checkpoint_choice(subcommand: str, ckpt_path: str | None) -> None:
-    """Refuse evaluating an untrained network, and ``best`` outside the ``fit`` that found it."""
-    if ckpt_path is None and subcommand != "fit":
-        raise UsageError(
-            f"`{subcommand}` needs a trained network: without --ckpt_path it would "
-            f"{'write the predictions' if subcommand == 'predict' else 'report the accuracy'} "
-            "of a randomly initialised one. Pass --ckpt_path last (the newest run's last "
-            "checkpoint) or the path of a checkpoint (logs/<name>/version_N/checkpoints/*.ckpt)."
-        )
-    if ckpt_path == "best":
-        raise CheckpointError(
-            "--ckpt_path best only exists inside the `fit` process that tracked the best epoch. "
-            "Give that checkpoint's path (the epochNN-val_acc....ckpt file in "
-            "logs/<name>/version_N/checkpoints/), or --ckpt_path last."
-        )
-
-
-def _checkpoint_dirpath_given(callbacks: Any) -> bool:
-    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-    return any(
-        str(getattr(c, "class_path", "")).endswith("ModelCheckpoint")
-        and getattr(c.init_args, "dirpath", None) is not None
-        for c in callbacks
-    )
-
-
-# Parse errors raise instead of printing the whole usage: cli_main prints one message.
-_PARSER_KWARGS: dict[str, Any] = {"exit_on_error": False} | {
-    subcommand: {"exit_on_error": False} for subcommand in ("fit", "validate", "test", "predict")
+# Parse errors raise instead of printing the whole usage: cli_main prints one message. The
+# default config is a glob pattern to jsonargparse: escaped, for a checkout under a path with [.
+_PARSER_KWARGS: dict[str, Any] = {
+    "prog": PROG,
+    "description": "Train, test and serve a CelebA face-attribute CNN with PyTorch Lightning.",
+    "exit_on_error": False,
+} | {
+    subcommand: {"exit_on_error": False, "default_config_files": [glob.escape(str(BASE_CONFIG))]}
+    for subcommand in TRAINER_COMMANDS
 }
 
 
@@ -340,24 +273,16 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
 
     SIGTERM stops training at the next batch and exits with 143 (128 + SIGTERM), Ctrl-C with 1;
     either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
-    ``report RUN_DIR`` is handled here, before LightningCLI, whose subcommands are fixed.
+    ``compare``, ``report`` and ``export`` run here, before LightningCLI, whose subcommands run
+    the Trainer.
     """
-    if args is None:
-        # In sys.argv, not in args: LightningCLI warns when given both, and DDP's re-launched
-        # ranks read sys.argv.
-        sys.argv[1:] = with_base_config(sys.argv[1:])
-    elif isinstance(args, list):
-        args = with_base_config(args)
     argv = sys.argv[1:] if args is None else args
     retain_freed_memory()
     try:
-        if isinstance(argv, list) and argv[:1] == ["report"]:
-            report_main(argv[1:])
-            return None
-        if isinstance(argv, list) and argv[:1] == ["compare"]:
-            from lit_celeba.compare import main as compare_main  # only this command needs it
-
-            compare_main(argv[1:])
+        if isinstance(argv, list) and argv[:1] and argv[0] in COMMANDS:
+            status = run_command(argv[0], argv[1:])
+            if status:
+                raise SystemExit(status)
             return None
         return CelebACLI(
             AttributeClassifier,
@@ -377,14 +302,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         _fail(worker_message(str(err)))
     except SettingError as err:  # one raised outside instantiate_classes, which converts its own
         _fail(setting_message(err))
-    except (
-        CheckpointError,
-        UsageError,
-        FileExistsError,
-        PhotoError,
-        ReportError,
-        AttributeMismatchError,
-    ) as err:
+    except (LitCelebaError, FileExistsError) as err:
         _fail(str(err))
     except ArgumentError as err:
         _fail(argument_message(err))

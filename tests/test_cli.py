@@ -11,7 +11,6 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main
-from lit_celeba.config_files import with_base_config
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
@@ -306,14 +305,29 @@ def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> No
     assert "Requested 5000 images of the 'train' split" in capsys.readouterr().err
 
 
-def test_base_config_goes_before_the_first_delta() -> None:
-    base, demo, full = (str(CONFIGS / n) for n in ("base.yaml", "demo.yaml", "full.yaml"))
-    assert with_base_config(["fit", "--config", demo, "--config", full]) == [
-        "fit", "--config", base, "--config", demo, "--config", full
-    ]  # fmt: skip
-    assert with_base_config(["fit", f"--config={demo}"]) == ["fit", "--config", base,
-                                                             f"--config={demo}"]  # fmt: skip
-    given = ["fit", "--config", demo, "-c", base]  # base.yaml given: the user's order stands
-    assert with_base_config(given) == given
-    elsewhere = ["fit", "--config", "my_own.yaml", "--data.root", "x"]
-    assert with_base_config(elsewhere) == elsewhere
+def test_base_yaml_is_the_default_under_any_config(tmp_path: Path, capsys) -> None:
+    """base.yaml is every command's default config: a copy of a delta kept elsewhere works
+    alone, no --config at all is base.yaml, and a complete config of one's own overrides it."""
+    copy = tmp_path / "my_demo.yaml"
+    copy.write_text((CONFIGS / "demo.yaml").read_text())
+    assert _printed(capsys, copy) == _printed(capsys, CONFIGS / "demo.yaml")
+    assert _printed(capsys) == _printed(capsys, CONFIGS / "base.yaml")
+    complete = yaml.safe_load((CONFIGS / "base.yaml").read_text())
+    complete["trainer"]["callbacks"] = complete["trainer"]["callbacks"][1:2]  # last.ckpt only
+    complete["trainer"]["logger"]["init_args"]["name"] = "mine"
+    complete["data"]["image_size"] = 96
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(complete))
+    printed = _printed(capsys, tmp_path / "mine.yaml")
+    assert [c["init_args"]["filename"] for c in printed["trainer"]["callbacks"]] == ["last"]
+    assert printed["trainer"]["logger"]["init_args"]["name"] == "mine"
+    assert printed["data"]["image_size"] == 96
+
+
+def test_help_lists_every_command_under_the_program_name(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m lit_celeba ")
+    listed = re.findall(r"^    (\w+)\s", out, flags=re.M)
+    assert listed == ["fit", "validate", "test", "predict", "compare", "report", "export"]

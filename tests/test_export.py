@@ -1,4 +1,4 @@
-"""`python -m lit_celeba.export`: torch.export, TorchScript and ONNX files that give the
+"""`python -m lit_celeba export`: torch.export, TorchScript and ONNX files that give the
 checkpoint's outputs, for one and three attributes, and one clear error for each bad input."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,8 @@ import torch
 from lit_celeba.data.celeba import find_files
 from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.transforms import eval_transform
-from lit_celeba.export import main as export_main
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import REPO, THREE_ATTRIBUTES
+from tests.conftest import REPO, THREE_ATTRIBUTES, run_expecting_error
 
 HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
 
@@ -26,7 +26,7 @@ HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript
 def run_export(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
-        [sys.executable, "-m", "lit_celeba.export", *args],
+        [sys.executable, "-m", "lit_celeba", "export", *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": pythonpath},
         capture_output=True,
@@ -115,15 +115,32 @@ def test_model_json_documents_input_output_and_preprocessing(exported: Path) -> 
 
 
 def test_bad_arguments_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert export_main(["--ckpt_path", str(tmp_path / "none.ckpt"), "--out", str(tmp_path)]) == 2
-    assert "error: --ckpt_path" in capsys.readouterr().err
+    missing = ["export", "--ckpt_path", str(tmp_path / "none.ckpt"), "--out", str(tmp_path)]
+    assert "none.ckpt does not exist" in run_expecting_error(missing, capsys)
     (tmp_path / "model.pt").write_bytes(b"an earlier export")
     ckpt = tmp_path / "some.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {}}, ckpt)
-    assert export_main(["--ckpt_path", str(ckpt), "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
+    err = run_expecting_error(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path)], capsys)
     assert "already exist" in err and "--overwrite" in err
     assert (tmp_path / "model.pt").read_bytes() == b"an earlier export"
+
+
+@pytest.mark.parametrize(
+    ("module", "args", "expected"),
+    [
+        ("export", ["--ckpt_path", "none.ckpt", "--out", "out"], "none.ckpt does not exist"),
+        ("report", ["nowhere"], "nowhere is not a folder"),
+    ],
+)
+def test_the_module_form_documented_before_runs_the_same_command(
+    module: str, args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """``python -m lit_celeba.export ...`` is ``python -m lit_celeba export ...`` (and report)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module(f"lit_celeba.{module}", run_name="__main__")
+    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -209,13 +226,13 @@ def test_every_bad_input_is_one_clear_error(
         # In a process of its own, started in the folder that holds evil_model.py, as a user's
         # `python -m` puts that folder first on sys.path.
         result = run_export(*args, cwd=tmp_path)
-        returncode, stderr = result.returncode, result.stderr
-    else:  # in this process: the same main(), without a second start of torch (6 s each)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        message = lines[0]
+    else:  # in this process: the same cli_main(), without a second start of torch (6 s each)
         monkeypatch.chdir(tmp_path)
-        returncode, stderr = export_main(list(args)), capsys.readouterr().err
-    assert returncode == 2, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0] and "weights_only=False" not in lines[0]
+        message = run_expecting_error(["export", *args], capsys)
+    assert expected in message and "weights_only=False" not in message
     assert not (tmp_path / "ran").exists()  # no code from the file ran
     assert not out.exists()  # nothing written for a checkpoint that cannot be exported

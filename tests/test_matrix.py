@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from lit_celeba.cli import cli_main
-from lit_celeba.export import main as export_main
 from tests.conftest import CONFIGS, TINY_SIZES, tiny_overrides
 
 THREE = ["Male", "Young", "Smiling"]
@@ -137,7 +136,7 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
     run("report", str(test_dir), "--out", str(tmp_path / "test_report"))
     assert list((tmp_path / "test_report").glob("test_*.png"))
 
-    assert export_main(["--ckpt_path", str(last), "--out", str(tmp_path / "exported")]) == 0
+    run("export", "--ckpt_path", str(last), "--out", str(tmp_path / "exported"))
     info = json.loads((tmp_path / "exported" / "model.json").read_text())
     assert info["output"]["shape"] == ["N", len(names)]
 

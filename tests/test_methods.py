@@ -16,9 +16,9 @@ from torch.optim.swa_utils import AveragedModel
 from torchvision.transforms import v2
 
 from lit_celeba.cli import cli_main
+from lit_celeba.commands.export import export
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import BatchTransform, batch_color_jitter, train_transform
-from lit_celeba.export import export
 from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.module import RecipeClassifier

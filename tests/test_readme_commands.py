@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from lit_celeba.cli import cli_main
-from lit_celeba.compare import build_parser, parse_variant
-from lit_celeba.export import main as export_main
+from lit_celeba.commands.compare import build_parser, parse_variant
 from tests.conftest import REPO, TINY_SIZES
 from tests.test_dashboards import tensorboard_server
 
@@ -80,8 +79,6 @@ def kind(command: list[str]) -> str:
         return "torchrun"
     if command[:4] == ["python", "-m", "lit_celeba", "compare"]:
         return "compare"
-    if command[:3] == ["python", "-m", "lit_celeba.export"]:
-        return "export"
     if command[:3] == ["python", "-m", "lit_celeba.data.synthetic"]:
         return "synthetic"
     if command[:3] == ["python", "-m", "lit_celeba"] or command[0] == "lit-celeba":
@@ -169,9 +166,6 @@ class Session:
                 self._subprocess([sys.executable, "-m", "lit_celeba", *args, *self.cli_flags(args)])
             else:
                 self._in_process(args)
-        elif what == "export":
-            with self.inside():
-                assert export_main(words[3:]) == 0, command
         elif what == "compare":
             self._compare(words[4:])
         elif what == "synthetic":

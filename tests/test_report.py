@@ -13,8 +13,9 @@ from tensorboard.backend.event_processing import event_accumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from lit_celeba.cli import cli_main
+from lit_celeba.commands.events import load_run
+from lit_celeba.commands.report import curves_figure, picture_file_name, write_report
 from lit_celeba.errors import ReportError
-from lit_celeba.report import curves_figure, load_run, picture_file_name, write_report
 from tests.conftest import run_cli
 
 CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi

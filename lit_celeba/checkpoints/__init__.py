@@ -1,2 +1,2 @@
-"""Checkpoint files: atomic saves (:mod:`.atomic_io`), safe loading (:mod:`.safe_load`) and
-which one is the newest (:mod:`.runs`)."""
+"""Checkpoint files: the one load every command uses (:mod:`.load`, with :mod:`.fixed_settings`),
+atomic saves (:mod:`.atomic_io`) and which one ``--ckpt_path last`` means (:mod:`.runs`)."""

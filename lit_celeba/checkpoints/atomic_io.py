@@ -12,7 +12,7 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from lit_celeba.checkpoints.safe_load import load_checkpoint
+from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.errors import CheckpointError
 from lit_celeba.processes import remove_stale_temporaries, temporary_path
 

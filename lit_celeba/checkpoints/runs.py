@@ -1,17 +1,23 @@
-"""Which checkpoint is "last": the newest one a run wrote, and the run folder to go on in.
+"""Which checkpoint ``--ckpt_path`` means: the newest one a run wrote, and the run folder to go
+on in (:func:`resolve_last`); ``best`` and no checkpoint at all refused where they cannot work
+(:func:`check_checkpoint_choice`).
 
 ``fit --ckpt_path last`` goes on in an earlier run only if that run was started with the same
 settings (:func:`find_matching_run`): otherwise a new run killed in its first epoch would resume
 someone else's finished run with other settings and overwrite its checkpoints.
 """
 
-from collections.abc import Mapping
+import sys
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import yaml
 from lightning_fabric.utilities.types import _PATH
+
+from lit_celeba.errors import CheckpointError, UsageError
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
@@ -117,3 +123,74 @@ def free_config_name(run_dir: _PATH) -> str:
     while (run_dir / f"config_resume_{n}.yaml").exists():
         n += 1
     return f"config_resume_{n}.yaml"
+
+
+def check_checkpoint_choice(subcommand: str, ckpt_path: str | None) -> None:
+    """Refuse evaluating an untrained network, and ``best`` outside the ``fit`` that found it."""
+    if ckpt_path is None and subcommand != "fit":
+        raise UsageError(
+            f"`{subcommand}` needs a trained network: without --ckpt_path it would "
+            f"{'write the predictions' if subcommand == 'predict' else 'report the accuracy'} "
+            "of a randomly initialised one. Pass --ckpt_path last (the newest run's last "
+            "checkpoint) or the path of a checkpoint (logs/<name>/version_N/checkpoints/*.ckpt)."
+        )
+    if ckpt_path == "best":
+        raise CheckpointError(
+            "--ckpt_path best only exists inside the `fit` process that tracked the best epoch. "
+            "Give that checkpoint's path (the epochNN-val_acc....ckpt file in "
+            "logs/<name>/version_N/checkpoints/), or --ckpt_path last."
+        )
+
+
+def resolve_last(
+    subcommand: str, config: Any, settings: Callable[[], Mapping[str, Any]]
+) -> Path | None:
+    """``--ckpt_path last`` in ``config`` (a command's parsed config) made a path: for ``fit``,
+    the newest last.ckpt of an earlier run under the logger's folder that was started with the
+    same settings (``settings()``: this command's config as LightningCLI saves it); for the other
+    subcommands (which write nothing into that run), the newest last.ckpt of any run. Returns the
+    run folder that ``fit`` goes on in, whose logger version it sets; ``None`` otherwise.
+
+    Lightning itself only looks in the new run's own (empty) checkpoint folder. ``fit`` goes
+    on in the same run folder, so checkpoints, best-model tracking and TensorBoard curves
+    continue where they stopped. A run with other settings is never resumed (nor written into).
+    """
+    init_args = getattr(config.trainer.get("logger"), "init_args", None)
+    save_dir = getattr(init_args, "save_dir", None)
+    if save_dir is None or _checkpoint_dirpath_given(config.trainer.get("callbacks")):
+        return None  # no versioned log folder: Lightning's own resolution applies
+    run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
+    if subcommand != "fit":
+        last = find_last_checkpoint(run_root)
+        if last is None:
+            raise CheckpointError(
+                f"--ckpt_path last: no last.ckpt under {run_root}. Train with `fit` first, "
+                "or give the path of a checkpoint."
+            )
+        config.ckpt_path = str(last)
+        return None
+    last, skipped = find_matching_run(run_root, settings())
+    for reason in skipped:
+        print(f"Not resuming {reason}.", file=sys.stderr)
+    if last is None:
+        where = "with these settings " if skipped else ""
+        print(
+            f"No last.ckpt under {run_root} {where}yet: training from the start.", file=sys.stderr
+        )
+        config.ckpt_path = None
+        return None
+    config.ckpt_path = str(last)
+    init_args.version = last.parent.parent.name
+    # Going on in a run folder that has checkpoints is the point of resuming.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* is not empty")
+    print(f"Resuming from {last}", file=sys.stderr)
+    return last.parent.parent
+
+
+def _checkpoint_dirpath_given(callbacks: Any) -> bool:
+    callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+    return any(
+        str(getattr(c, "class_path", "")).endswith("ModelCheckpoint")
+        and getattr(c.init_args, "dirpath", None) is not None
+        for c in callbacks
+    )

@@ -1,16 +1,20 @@
-"""Checkpoints that cannot run code: loaded with ``weights_only=True``, checked before use.
+"""The one way every command reads a checkpoint: :func:`load`, and :func:`rebuild` for the network.
 
-:func:`load_checkpoint` and :func:`check_checkpoint` refuse, with one clear message, a file that
-would run code when unpickled, a truncated or foreign file, a model class outside lit_celeba, and
-a checkpoint trained for other target attributes; :func:`check_fits_model` refuses one whose
-weights do not fit the network.
+- :func:`load_checkpoint` unpickles tensors and plain values only (``weights_only``), with one
+  clear message for a missing, truncated, foreign or code-running file; Lightning's own second
+  read (``AtomicCheckpointIO.load_checkpoint``) goes through it too.
+- :func:`load` adds the checks: a model class of lit_celeba's own, the data settings the
+  checkpoint fixes (:mod:`.fixed_settings`: image size, targets) and the target attributes.
+- :func:`model_settings` reads the model's class and arguments from the hyperparameters, for the
+  CLI (which puts them into its config) and :func:`rebuild` (which builds the LightningModule, for
+  ``export`` and ``compare``); :func:`check_fits_model` refuses weights that do not fit it.
 """
 
-
+import inspect
 import pickle
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +23,34 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.attributes import attribute_list
+from lit_celeba.checkpoints.fixed_settings import restore_data_settings
 from lit_celeba.errors import CheckpointError
 from lit_celeba.models.module import AttributeClassifier
 
-# ckpt_path values that name no file: Lightning resolves them itself.
-
 OWN_PACKAGE = "lit_celeba."
+RECIPE_CLASS_PATH = "lit_celeba.models.module.RecipeClassifier"
 # Where the model classes lived before the package had subpackages: checkpoints written then
 # name these, and load as today's classes.
 LEGACY_CLASS_PATHS = {
     "lit_celeba.module.RecipeClassifier": "lit_celeba.models.module.RecipeClassifier",
     "lit_celeba.module.ResNetClassifier": "lit_celeba.models.module.ResNetClassifier",
 }
+
+
+def load(
+    path: _PATH, data: MutableMapping[str, Any] | None = None, typed: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Read ``path`` safely (:func:`load_checkpoint`) and refuse a model class outside
+    lit_celeba. With ``data`` (a command's parsed ``data`` section): set the data settings the
+    checkpoint fixes, saying so on stderr for each one the config had otherwise, and refuse one
+    typed on the command line (``typed``, the arguments) that disagrees, and other targets."""
+    checkpoint = load_checkpoint(path)
+    _check_model_class(checkpoint, path)
+    if data is not None:
+        for note in restore_data_settings(data, checkpoint, path, typed):
+            print(note, file=sys.stderr)
+        _check_targets(checkpoint, path, data.get("target_attr"))
+    return checkpoint
 
 
 def load_checkpoint(
@@ -101,21 +121,16 @@ def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
     )
 
 
-def check_checkpoint(checkpoint: Mapping[str, Any], path: _PATH, target_attr: str | None) -> None:
-    """Refuse a checkpoint of a model outside lit_celeba or of another target attribute.
-
-    The CLI rebuilds the model from the class path saved in the checkpoint, which imports it:
-    only lit_celeba's own classes are allowed, so a crafted file cannot import other modules.
-    """
-    hparams = checkpoint.get("hyper_parameters") or {}
-    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+def _check_model_class(checkpoint: Mapping[str, Any], path: _PATH) -> None:
+    """Refuse a checkpoint of a model outside lit_celeba: the CLI rebuilds the model from the
+    class path saved in the checkpoint, so a crafted file must not name other modules."""
+    class_path = _class_path(checkpoint)
     if class_path is not None:
-        if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
-            raise CheckpointError(
-                f"{path} was saved by another model ({class_path!r}), not by lit_celeba. Use a "
-                "checkpoint written by `python -m lit_celeba fit`."
-            )
-        _check_own_model_class(class_path, path)
+        _own_model_class(class_path, path)
+
+
+def _check_targets(checkpoint: Mapping[str, Any], path: _PATH, target_attr: Any) -> None:
+    """Refuse a checkpoint trained for other target attributes than ``target_attr``."""
     datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
     trained_for = datamodule.get("target_attr") if isinstance(datamodule, Mapping) else None
     if target_attr is None or trained_for is None:
@@ -134,7 +149,18 @@ def _cli_list(names: list[str]) -> str:
     return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
 
 
-def _check_own_model_class(class_path: str, path: _PATH) -> type[AttributeClassifier]:
+def _class_path(checkpoint: Mapping[str, Any]) -> Any:
+    """The model class LightningCLI recorded (``_class_path``), ``None`` when there is none."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    return hparams.get("_class_path") if isinstance(hparams, Mapping) else None
+
+
+def _own_model_class(class_path: Any, path: _PATH) -> type[AttributeClassifier]:
+    if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
+        raise CheckpointError(
+            f"{path} was saved by another model ({class_path!r}), not by lit_celeba. Use a "
+            "checkpoint written by `python -m lit_celeba fit`."
+        )
     # Looked up among modules already imported, never imported: importing runs module code
     # (lit_celeba.__main__, for one, starts the CLI).
     module_name, _, class_name = class_path.rpartition(".")
@@ -147,19 +173,42 @@ def _check_own_model_class(class_path: str, path: _PATH) -> type[AttributeClassi
     return model_class
 
 
-def model_class_of(
-    checkpoint: Mapping[str, Any], path: _PATH, default: type[AttributeClassifier]
-) -> type[AttributeClassifier]:
-    """The lit_celeba model class that the checkpoint names (``default`` when it names none),
-    looked up among the classes already imported, never imported; call :func:`check_checkpoint`
-    first."""
+def model_settings(
+    checkpoint: Mapping[str, Any], path: _PATH, default: str = RECIPE_CLASS_PATH
+) -> tuple[type[AttributeClassifier], dict[str, Any]]:
+    """The model class the checkpoint names (``default``, a class path, when it names none) and
+    the arguments it was built with. lit_celeba's own classes only, looked up among those
+    already imported, never imported; an argument the class does not take is refused."""
+    model_class = _own_model_class(_class_path(checkpoint) or default, path)
     hparams = checkpoint.get("hyper_parameters") or {}
-    class_path = hparams.get("_class_path") if isinstance(hparams, Mapping) else None
-    if class_path is None:
-        return default
-    if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
-        raise CheckpointError(f"{path} was saved by another model ({class_path!r}), not lit_celeba")
-    return _check_own_model_class(class_path, path)
+    # LightningCLI records the class as `_class_path` (and `_instantiator`); the rest are its
+    # init arguments.
+    init_args = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
+    accepted = inspect.signature(model_class).parameters
+    unknown = sorted(str(k) for k in init_args if k not in accepted)
+    if unknown:
+        raise CheckpointError(
+            f"{path} has hyperparameters that {model_class.__name__} does not take: "
+            f"{', '.join(unknown)}. It was written by another version of lit_celeba; use it "
+            "with that version."
+        )
+    return model_class, init_args
+
+
+def rebuild(checkpoint: Mapping[str, Any], path: _PATH) -> AttributeClassifier:
+    """The checkpoint's LightningModule with its weights, in eval mode on the CPU: built from
+    its hyperparameters (:func:`model_settings`), checked to fit (:func:`check_fits_model`)."""
+    model_class, init_args = model_settings(checkpoint, path)
+    try:
+        model = model_class(**init_args)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: its hyperparameters do not build {model_class.__name__}: {err}"
+        ) from None
+    check_fits_model(model, checkpoint, path)
+    model.on_load_checkpoint(checkpoint)  # as Lightning does before loading the weights
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
 
 
 def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path: _PATH) -> None:
@@ -197,5 +246,3 @@ def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path
         "saved by a different network. Use a checkpoint of this network, or the --model settings "
         "it was trained with."
     )
-
-

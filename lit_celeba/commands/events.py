@@ -1,0 +1,47 @@
+"""A run's TensorBoard event files, read for ``report`` and ``compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing import event_accumulator
+
+from lit_celeba.errors import ReportError
+
+EVENT_GLOB = "events.out.tfevents.*"
+
+
+def load_run(run_dir: Path) -> event_accumulator.EventAccumulator:
+    """All scalars and pictures of the event files directly inside ``run_dir``."""
+    if not run_dir.is_dir():
+        raise ReportError(
+            f"{run_dir} is not a folder; pass a run folder such as logs/demo/version_0"
+        )
+    if not any(run_dir.glob(EVENT_GLOB)):
+        runs = sorted({str(p.parent) for p in run_dir.rglob(EVENT_GLOB)})
+        hint = f"; runs below it: {', '.join(runs)}" if runs else ""
+        raise ReportError(
+            f"No TensorBoard event files ({EVENT_GLOB}) in {run_dir}{hint}. "
+            "Pass one run folder, such as logs/demo/version_0."
+        )
+    events = event_accumulator.EventAccumulator(
+        str(run_dir),
+        size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0},
+    )
+    events.Reload()
+    return events
+
+
+def epoch_series(
+    events: event_accumulator.EventAccumulator, tag: str
+) -> tuple[list[int], list[float]]:
+    """``tag``'s values against the 1-based epoch they were logged in (Lightning logs ``epoch``
+    at every step where it logs metrics); the last value wins where a step repeats."""
+    scalars = events.Tags()["scalars"]
+    if tag not in scalars:
+        return [], []
+    epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")} if "epoch" in scalars else {}
+    by_step = {e.step: e.value for e in events.Scalars(tag)}
+    steps = sorted(by_step)
+    epochs = [epoch_at[s] + 1 if s in epoch_at else i + 1 for i, s in enumerate(steps)]
+    return epochs, [by_step[s] for s in steps]
