@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.calibration import choose_thresholds, fit_temperature
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.outputs import Calibration
@@ -90,28 +91,33 @@ def test_thresholds_maximise_balanced_accuracy_and_f1_among_all_cuts() -> None:
     assert one_class.tolist() == [0.5]  # nothing to choose from
 
 
+@pytest.mark.slow
 def test_an_overtrained_network_is_calibrated_by_fit_and_keeps_its_decisions(
-    tiny_root: Path, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    """A network trained far past its 96 faces on labels it cannot see (the generator does not
-    draw Attractive: coin flips) learns them by heart and is overconfident on other faces; the
-    temperature fitted on the validation faces lowers the test ECE, and decisions at 0.5 stay
-    what they were."""
+    """A network trained for 300 epochs on 96 generated faces learns them by heart and is
+    overconfident on other faces; the temperature fitted on 400 validation faces lowers the ECE
+    on 400 test faces, and the decisions at 0.5 stay what they were. Measured (seeds 0, 1, 2):
+    temperature 4.1 / 4.3 / 6.4, test ECE 0.063 / 0.051 / 0.058 before and 0.039 / 0.039 /
+    0.034 after. Without label noise: noisy labels make the validation NLL, which the
+    temperature minimises, ask for more than the test's ECE wants."""
+    root = tmp_path / "celeba"
+    generate_celeba(root, 96, 400, 400, seed=3, progress=False, label_noise=0.0)
     pl.seed_everything(0)
-    model = RecipeClassifier(channels=(8, 16, 32, 32), dropout=0.0, image_size=32,
-                             target_attrs=["Attractive"])  # fmt: skip
-    data = CelebADataModule(root=str(tiny_root), target_attr="Attractive",
-                            train_size=TINY_SIZES["train"],
-                            val_size=TINY_SIZES["valid"], test_size=TINY_SIZES["test"],
-                            image_size=32, batch_size=16, num_workers=0)  # fmt: skip
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=25, logger=False, default_root_dir=tmp_path,
+    model = RecipeClassifier(channels=(16, 32, 64, 64), dropout=0.0, image_size=32)
+    model.configure_optimizers = lambda: torch.optim.Adam(model.parameters(), lr=3e-3)
+    data = CelebADataModule(root=str(root), train_size=96, val_size=400, test_size=400,
+                            image_size=32, batch_size=16, num_workers=0,
+                            cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=300, check_val_every_n_epoch=300,
+                         num_sanity_val_steps=0, logger=False, default_root_dir=tmp_path,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)  # fmt: skip
     trainer.fit(model, datamodule=data)
     (temperature,) = model.calibration.temperature.tolist()
-    assert temperature > 1.5  # overconfident: the logits are divided down
+    assert temperature > 2  # overconfident: the logits are divided down
     (metrics,) = trainer.test(model, datamodule=data, verbose=False)
-    assert metrics["test/ece"] < metrics["test/ece_uncalibrated"] - 0.02
+    assert metrics["test/ece"] < 0.75 * metrics["test/ece_uncalibrated"]
     data.setup("test")
     batch = data.on_after_batch_transfer(next(iter(data.test_dataloader())), 0)
     calibrated = model.predict_step(batch, 0)

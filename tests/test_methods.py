@@ -23,6 +23,7 @@ from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
+from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR, configure_optimizers
 from tests.conftest import CONFIGS, run_cli, tiny_overrides
 
@@ -274,6 +275,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
         "--model.ema_decay=0.5", "--model.batch_norm=true",
         "--lr_scheduler=lit_celeba.models.schedules.WarmupCosineLR",
         "--lr_scheduler.warmup_steps=2",
+        # No temperature: validate then computes the very loss the fit's validation did.
+        "--model.temperature_scaling=false",
     ]  # fmt: skip
     fit = run_cli("fit", "--config", BASE, *flags, "--trainer.max_epochs=1", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
@@ -300,7 +303,10 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     net.load_state_dict({k[4:]: v for k, v in averaged.items() if k.startswith("net.")})
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(scripted(images), torch.sigmoid(net(images)))
+        probabilities, _ = scripted(images)
+        calibration = Calibration.from_state(checkpoint["calibration"], 1)
+        expected = torch.sigmoid(net(images) / calibration.temperature)
+        torch.testing.assert_close(probabilities, expected)
 
     # Resume: the average and the schedule go on from where they were (3 more steps).
     resume = run_cli(
