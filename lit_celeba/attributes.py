@@ -26,3 +26,14 @@ def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr"
     if repeated:
         raise SettingError(field, f"names {', '.join(repeated)} more than once")
     return names
+
+
+def output_attributes(*owners: object) -> list[str]:
+    """The attributes a network outputs, in output order: the ``target_attrs`` (or
+    ``target_attr`` setting) of the first of ``owners`` that has them (the model first, as it
+    fixes the outputs; then the data module)."""
+    for owner in owners:
+        names = getattr(owner, "target_attrs", None) or getattr(owner, "target_attr", None)
+        if names:
+            return attribute_list(names)
+    raise ValueError("neither the model nor the data module names its target attributes")

@@ -35,6 +35,7 @@ from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
+from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
 from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
 from lit_celeba.checkpoints.runs import (
@@ -288,7 +289,9 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             CelebADataModule,
             subclass_mode_model=True,
             trainer_defaults={
-                "callbacks": [CSVPredictionWriter(), ExactResume(), InterruptNotice()]
+                "callbacks": [
+                    CSVPredictionWriter(), TestTables(), ExactResume(), InterruptNotice()
+                ]
             },
             parser_kwargs=_PARSER_KWARGS,
             args=args,

@@ -27,7 +27,8 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from lit_celeba.callbacks.dashboards import TensorBoardDashboards, _all_ranks
+from lit_celeba.callbacks.dashboards import TensorBoardDashboards
+from lit_celeba.callbacks.evaluation_pictures import _all_ranks
 from lit_celeba.callbacks.pictures import (
     CORRECT_COLOUR,
     WRONG_COLOUR,
@@ -77,7 +78,8 @@ def test_gallery_frames_wrong_predictions_in_red() -> None:
     probabilities = torch.tensor([0.9, 0.2, 0.7, 0.1, 0.6, 0.4, 0.95, 0.05, 0.51, 0.49])
     targets = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
     wrong = (probabilities > 0.5).float() != targets
-    picture = gallery_picture(images, probabilities, targets, class_names("Male"))
+    predictions = (probabilities > 0.5).long()
+    picture = gallery_picture(images, probabilities, predictions, targets, class_names("Male"))
     # 2 rows of 5 cards, each a 128-pixel face (64 enlarged twice) in a 4-pixel frame.
     gap, card_w = 6, 128 + 2 * 4
     card_h = (picture.shape[0] - 3 * gap) // 2
@@ -92,7 +94,9 @@ def test_gallery_frames_wrong_predictions_in_red() -> None:
 def test_gallery_shows_the_network_input_pixels() -> None:
     images = torch.zeros(1, 3, 64, 64)
     images[0, 0] = 1.0  # pure red face
-    picture = gallery_picture(images, torch.tensor([0.3]), torch.tensor([0.0]), ("a", "b"))
+    picture = gallery_picture(
+        images, torch.tensor([0.3]), torch.tensor([0]), torch.tensor([0.0]), ("a", "b")
+    )
     centre = picture[6 + 4 + 64, 6 + 4 + 64]
     assert tuple(centre) == (255, 0, 0)
 
@@ -129,8 +133,13 @@ def test_gallery_with_several_attributes_shows_each_face_once() -> None:
     images = torch.rand(5, 3, 64, 64)
     probabilities = torch.tensor([[0.9, 0.2, 0.7]] * 5)
     targets = torch.tensor([[1.0, 0.0, 1.0]] * 4 + [[1.0, 1.0, 1.0]])  # the last: Young wrong
-    one_line = gallery_picture(images[:, :, :, :], probabilities[:, :1], targets[:, :1], ("a", "b"))
-    picture = gallery_picture(images, probabilities, targets, ["Male", "Young", "Smiling"])
+    predictions = (probabilities > 0.5).long()
+    one_line = gallery_picture(
+        images, probabilities[:, :1], predictions[:, :1], targets[:, :1], ("a", "b")
+    )
+    picture = gallery_picture(
+        images, probabilities, predictions, targets, ["Male", "Young", "Smiling"]
+    )
     assert _frame_colours(picture, 5) == [CORRECT_COLOUR] * 4 + [WRONG_COLOUR]
     # One row of 5 cards; three caption lines instead of two make each card 19 pixels taller.
     assert picture.shape[0] == one_line.shape[0] + 19
@@ -143,8 +152,10 @@ def test_gallery_of_40_attributes_captions_the_first_three() -> None:
     # configs/all_attributes.yaml with batch 8 used to fail here (zip() argument 2 is longer).
     images, probabilities = torch.rand(8, 3, 32, 32), torch.rand(8, 40)
     targets = (torch.rand(8, 40) > 0.5).float()
-    picture = gallery_picture(images, probabilities, targets, list(ATTRIBUTE_NAMES))
-    three = gallery_picture(images, probabilities[:, :3], targets[:, :3], list(ATTRIBUTE_NAMES[:3]))
+    predictions = (probabilities > 0.5).long()
+    picture = gallery_picture(images, probabilities, predictions, targets, list(ATTRIBUTE_NAMES))
+    three = gallery_picture(images, probabilities[:, :3], predictions[:, :3], targets[:, :3],
+                            list(ATTRIBUTE_NAMES[:3]))  # fmt: skip
     assert np.array_equal(picture, three)
 
 
@@ -439,3 +450,52 @@ def test_a_real_fit_with_three_attributes_and_subgroups_draws_every_dashboard(
     assert {"val/acc/Male", "val/acc/Young", "val/acc/Smiling"} <= set(events.Tags()["scalars"])
     gallery = Image.open(io.BytesIO(events.Images("val/predictions")[-1].encoded_image_string))
     assert gallery.width > gallery.height  # 10 faces, 2 rows of 5, each shown once
+
+
+class _LeftMinusRight(torch.nn.Module):
+    """A logit that mostly changes sign with the mirror image, so that mirrored faces get other
+    decisions than the two views' mean, whose probabilities stay clear of 0.5 (within 3 of 0.5:
+    the mean of the two views' probabilities is above 0.53 for every face)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        half = images.shape[-1] // 2
+        difference = images[..., :half].mean((1, 2, 3)) - images[..., half:].mean((1, 2, 3))
+        return (3 * torch.tanh(50 * difference) + 0.5).unsqueeze(1)
+
+
+def test_dashboards_show_the_numbers_val_acc_counts_under_flip_tta(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flip TTA runs the network twice per batch; the confusion matrix and the PR curve are the
+    step's own decisions and probabilities (the mean of both views), not the last forward's."""
+    import lit_celeba.callbacks.dashboards as dashboards
+
+    matrices: list[torch.Tensor] = []
+    draw = dashboards.confusion_matrix_picture
+    monkeypatch.setattr(dashboards, "confusion_matrix_picture",
+                        lambda matrix, names: (matrices.append(matrix), draw(matrix, names))[1])
+    model = RecipeClassifier(image_size=32, tta_flip=True)
+    model.net = _LeftMinusRight()
+    data = CelebADataModule(root=str(tiny_root), val_size=TINY_SIZES["valid"], image_size=32,
+                            batch_size=16, num_workers=0)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=pl.loggers.TensorBoardLogger(tmp_path, name="run"),
+        callbacks=[TensorBoardDashboards(preview_images=0)], enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    (metrics,) = trainer.validate(model, datamodule=data, verbose=False)
+    images = TINY_SIZES["valid"]
+    (matrix,) = matrices
+    assert matrix.sum() == images
+    assert (matrix[0, 0] + matrix[1, 1]).item() / images == pytest.approx(metrics["val/acc"])
+    events = _events(tmp_path / "run" / "version_0")
+    curve = tensor_util.make_ndarray(events.Tensors("val/pr_curve")[-1].tensor_proto)
+    # 127 thresholds from 0 to 1: index 63 is 0.5; rows TP, FP, TN, FN.
+    assert (curve[0, 63] + curve[2, 63]) / images == pytest.approx(metrics["val/acc"])
+    # The premise: the mirror image alone decides otherwise, so a hook on forward() would have
+    # drawn other counts.
+    data.setup("validate")
+    batch = data.on_after_batch_transfer(next(iter(data.val_dataloader())), 0)
+    mirrored = (model.net(batch[0].flip(-1)) > 0).long()
+    averaged = model.predict_step(batch, 0)["predictions"]
+    assert not torch.equal(mirrored, averaged)

@@ -41,46 +41,50 @@ def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     flags = ["--onnx"] if HAVE_ONNX_EXPORT else []
     result = run_export(f"--ckpt_path={tiny_checkpoint}", f"--out={out}", *flags, cwd=out.parent)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "torchscript_vs_checkpoint: max |difference|" in result.stdout
-    assert "torch_export_vs_checkpoint: max |difference|" in result.stdout
-    assert f"Wrote {out / 'model.pt2'}, {out / 'model.pt'}" in result.stdout
+    kinds = ["program", "torchscript"]
     if HAVE_ONNX_EXPORT and importlib.util.find_spec("onnxruntime"):
-        assert "onnxruntime_vs_pytorch: max |difference|" in result.stdout
-        assert "(ok)" in result.stdout.split("onnxruntime_vs_pytorch")[1]
+        kinds.append("onnx")
+    for kind in kinds:
+        line = next(x for x in result.stdout.splitlines() if x.startswith(f"{kind} vs predict:"))
+        assert "0 decision(s) differ (ok)" in line, line
+    assert f"Wrote {out / 'model.pt2'}, {out / 'model.pt'}" in result.stdout
     return out
 
 
 @pytest.fixture(scope="module")
-def checkpoint_outputs(tiny_checkpoint: Path, tiny_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def checkpoint_outputs(tiny_checkpoint: Path, tiny_root: Path) -> tuple[torch.Tensor, ...]:
     """Real framed photos (a CelebA folder read as the user's photos), and what the checkpoint's
-    ``predict_step`` says about them."""
+    ``predict_step`` says about them (probabilities and decisions)."""
     model = RecipeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
     image_dir = find_files(tiny_root).image_dir
     dataset = PhotoDataset(sorted(image_dir.glob("*.jpg"))[:13], eval_transform(64))
     batch = next(iter(photo_loader(dataset, batch_size=13, num_workers=0)))
     with torch.no_grad():
-        return batch.images, model.predict_step(batch, 0)
+        outputs = model.predict_step(batch, 0)
+    return batch.images, outputs["probabilities"], outputs["predictions"]
 
 
 @pytest.mark.slow
 def test_torchscript_matches_the_checkpoint(exported: Path, checkpoint_outputs) -> None:
-    images, expected = checkpoint_outputs
+    images, expected, decisions = checkpoint_outputs
     scripted = torch.jit.load(str(exported / "model.pt"), map_location="cpu")
     with torch.no_grad():
-        actual = scripted(images)
+        actual, predicted = scripted(images)
     assert actual.shape == (13, 1)
     assert torch.allclose(actual, expected, atol=1e-6, rtol=0)
+    assert torch.equal(predicted, decisions)
     assert 0.0 < float(expected.std())  # distinct photos, distinct probabilities
 
 
 @pytest.mark.slow
 def test_torch_export_program_matches_the_checkpoint(exported: Path, checkpoint_outputs) -> None:
-    images, expected = checkpoint_outputs
+    images, expected, decisions = checkpoint_outputs
     program = torch.export.load(str(exported / "model.pt2")).module()
     with torch.no_grad():
-        actual = program(images)  # 13 images: not the example's 4, the batch axis is dynamic
+        actual, predicted = program(images)  # 13 images: not the example's 4, a dynamic batch
     assert actual.shape == (13, 1)
     assert torch.allclose(actual, expected, atol=1e-5, rtol=0)
+    assert torch.equal(predicted, decisions)
 
 
 @pytest.mark.slow
@@ -88,30 +92,34 @@ def test_onnx_runtime_matches_the_checkpoint(exported: Path, checkpoint_outputs)
     if not HAVE_ONNX_EXPORT:
         pytest.skip("the [onnx] extra (onnx, onnxscript) is not installed")
     onnxruntime = pytest.importorskip("onnxruntime")
-    images, expected = checkpoint_outputs
+    images, expected, decisions = checkpoint_outputs
     session = onnxruntime.InferenceSession(
         str(exported / "model.onnx"), providers=["CPUExecutionProvider"]
     )
     assert [i.name for i in session.get_inputs()] == ["images"]
     # 13 images: not the batch size the model was exported with, so the batch axis is dynamic.
-    (actual,) = session.run(["probability"], {"images": images.numpy()})
+    actual, predicted = session.run(["probability", "prediction"], {"images": images.numpy()})
     assert actual.shape == (13, 1)
-    assert torch.allclose(torch.from_numpy(actual), expected, atol=1e-4, rtol=0)
+    assert torch.allclose(torch.from_numpy(actual), expected, atol=1e-5, rtol=0)
+    assert torch.equal(torch.from_numpy(predicted), decisions)
 
 
 @pytest.mark.slow
 def test_model_json_documents_input_output_and_preprocessing(exported: Path) -> None:
     info = json.loads((exported / "model.json").read_text())
     assert info["input"] == {"name": "images", "shape": ["N", 3, 64, 64], "dtype": "float32"}
-    assert info["output"]["name"] == "probability" and info["target_attr"] == "Male"
+    assert set(info["outputs"]) == {"probability", "prediction"} and info["target_attr"] == "Male"
     assert info["model_class"] == "lit_celeba.models.module.RecipeClassifier"
     steps = " | ".join(info["preprocessing"])
     assert "width 178" in steps and "height 218" in steps and "rows 20..197" in steps
     assert "resize to 64x64" in steps
-    assert info["output"]["shape"] == ["N", 1] and info["target_attrs"] == ["Male"]
+    assert info["outputs"]["probability"]["shape"] == ["N", 1] and info["target_attrs"] == ["Male"]
     onnx = ["model.onnx"] if HAVE_ONNX_EXPORT else []
     assert info["files"] == ["model.pt2", "model.pt", *onnx]
-    assert all(d is None or d <= 1e-4 for d in info["max_abs_difference"].values())
+    checks = [c for c in info["checks_against_predict"].values() if c is not None]
+    assert checks and all(c["max_abs_difference"] <= 1e-5 for c in checks)
+    assert all(c["decisions_differing"] == 0 for c in checks)
+    assert len(info["temperature"]) == len(info["threshold"]) == 1
 
 
 def test_bad_arguments_are_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -152,7 +160,8 @@ def test_three_attributes_export_three_columns_in_order(
     result = run_export(f"--ckpt_path={ckpt}", f"--out={tmp_path / 'model'}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     info = json.loads((tmp_path / "model" / "model.json").read_text())
-    assert info["output"]["shape"] == ["N", 3] and info["target_attrs"] == THREE_ATTRIBUTES
+    assert info["outputs"]["probability"]["shape"] == ["N", 3]
+    assert info["target_attrs"] == THREE_ATTRIBUTES
     assert info["target_attr"] == THREE_ATTRIBUTES
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     images = torch.rand(7, 3, 64, 64, generator=torch.Generator().manual_seed(2))
@@ -160,9 +169,10 @@ def test_three_attributes_export_three_columns_in_order(
         expected = model.predict_step(images, 0)
         program = torch.export.load(str(tmp_path / "model" / "model.pt2")).module()
         scripted = torch.jit.load(str(tmp_path / "model" / "model.pt"), map_location="cpu")
-        for actual in (program(images), scripted(images)):
+        for actual, predicted in (program(images), scripted(images)):
             assert actual.shape == (7, 3)
-            assert torch.allclose(actual, expected, atol=1e-5, rtol=0)
+            assert torch.allclose(actual, expected["probabilities"], atol=1e-5, rtol=0)
+            assert torch.equal(predicted, expected["predictions"])
 
 
 class _RunsCode:

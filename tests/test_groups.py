@@ -17,7 +17,6 @@ from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
 from lit_celeba.errors import SettingError
 from lit_celeba.groups import group_counts, group_index, group_names
 from lit_celeba.models.methods import group_dro_step, group_loss_sums, inverse_frequency_weights
-from lit_celeba.models.metrics import PROBABILITY_THRESHOLD, GroupAccuracy
 from lit_celeba.models.module import RecipeClassifier
 
 
@@ -30,38 +29,6 @@ def test_group_names_and_index_agree() -> None:
     assert group_index(targets, males).tolist() == [0, 1, 2, 3]
     assert group_names("A", ["B", "C"])[5] == "A=1,B=0,C=1"
     assert group_index(torch.tensor([[1.0]]), torch.tensor([[0, 1]])).tolist() == [5]
-
-
-def test_group_accuracy_equals_a_count() -> None:
-    torch.manual_seed(0)
-    probs, targets = torch.rand(200, 1), torch.randint(0, 2, (200, 1))
-    groups = torch.randint(0, 3, (200,))  # group 3 stays empty
-    metric = GroupAccuracy(4)
-    metric.update(probs[:120], targets[:120], groups[:120])
-    metric.update(probs[120:], targets[120:], groups[120:])
-    result = metric.compute()
-    right = (probs > 0.5).long() == targets
-    for g in range(3):
-        member = groups == g
-        assert result["count"][g] == member.sum()
-        assert result["accuracy"][g].item() == pytest.approx(right[member].float().mean().item())
-    assert result["count"][3] == 0 and result["accuracy"][3].isnan()
-
-
-def test_group_accuracy_thresholds_as_the_overall_accuracy() -> None:
-    """A probability of exactly 0.5 (sigmoid of a zero logit; under bf16 autocast, of any logit
-    within about 0.004 of 0) is one prediction for every metric: the groups' accuracies, weighted
-    by their sizes, make up the overall accuracy that the module logs."""
-    model = RecipeClassifier(channels=(4, 8, 8, 8), target_attrs=["Blond_Hair"], subgroups=["Male"])
-    probs = torch.tensor([[0.5], [0.5], [0.25], [0.75]])
-    targets = torch.tensor([[1], [1], [0], [1]])
-    groups = torch.tensor([0, 1, 2, 3])
-    model.val_acc.update((probs > PROBABILITY_THRESHOLD).long(), targets)  # as the step does
-    metric = GroupAccuracy(4)
-    metric.update(probs, targets, groups)
-    result = metric.compute()
-    overall = (result["accuracy"] * result["count"]).sum() / result["count"].sum()
-    assert overall.item() == pytest.approx(model.val_acc.compute().item())
 
 
 def test_balanced_sampler_draws_every_group_equally_and_shards_one_draw() -> None:

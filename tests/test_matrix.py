@@ -138,7 +138,7 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
 
     run("export", "--ckpt_path", str(last), "--out", str(tmp_path / "exported"))
     info = json.loads((tmp_path / "exported" / "model.json").read_text())
-    assert info["output"]["shape"] == ["N", len(names)]
+    assert info["outputs"]["probability"]["shape"] == ["N", len(names)]
 
 
 def _trained_attributes(run_dir: Path) -> list[str]:

@@ -23,6 +23,7 @@ from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
+from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR, configure_optimizers
 from tests.conftest import CONFIGS, run_cli, tiny_overrides
 
@@ -47,7 +48,7 @@ def test_recipe_loss_is_plain_bce() -> None:
     torch.manual_seed(0)
     model = RecipeClassifier().eval()  # eval: no dropout, so the logits are repeatable
     images, targets = torch.rand(6, 3, 64, 64), torch.tensor([[1.0], [0], [1], [0], [1], [1]])
-    loss = model.training_step((images, targets), 0)
+    loss = model.training_step((images, targets), 0)["loss"]
     torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(model(images), targets))
 
 
@@ -76,7 +77,7 @@ def test_label_smoothing_loss_by_hand() -> None:
     torch.manual_seed(1)
     model = RecipeClassifier(label_smoothing=0.2).eval()
     images, targets = torch.rand(4, 3, 64, 64), torch.tensor([[1.0], [0.0], [1.0], [0.0]])
-    loss = model.training_step((images, targets), 0)
+    loss = model.training_step((images, targets), 0)["loss"]
     z = model(images).detach().flatten().tolist()
     expected = 0.0
     for logit, y in zip(z, [1, 0, 1, 0], strict=True):
@@ -86,7 +87,7 @@ def test_label_smoothing_loss_by_hand() -> None:
     assert loss.item() == pytest.approx(expected / 4, rel=1e-5)
     # Validation keeps the plain BCE, so its loss compares between runs with and without.
     with torch.no_grad():
-        val = model._step((images, targets), "val", model.val_acc)
+        val = model.validation_step((images, targets), 0)["loss"]
         plain = F.binary_cross_entropy_with_logits(model(images), targets)
     assert val.item() == pytest.approx(plain.item())
 
@@ -101,12 +102,12 @@ def test_flip_tta_is_the_mean_of_the_two_passes() -> None:
     with torch.no_grad():
         plain = torch.sigmoid(model(images))
         mirrored = torch.sigmoid(model(images.flip(-1)))
-        tta = model.predict_step((images,), 0)
+        tta = model.predict_step((images,), 0)["probabilities"]
     torch.testing.assert_close(tta, (plain + mirrored) / 2)
     assert not torch.allclose(plain, mirrored)  # the two passes differ, so the mean is news
     model.tta_flip = False
     with torch.no_grad():
-        torch.testing.assert_close(model.predict_step((images,), 0), plain)
+        torch.testing.assert_close(model.predict_step((images,), 0)["probabilities"], plain)
 
 
 def test_flip_averaged_logit_stays_finite_at_saturation() -> None:
@@ -274,6 +275,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
         "--model.ema_decay=0.5", "--model.batch_norm=true",
         "--lr_scheduler=lit_celeba.models.schedules.WarmupCosineLR",
         "--lr_scheduler.warmup_steps=2",
+        # No temperature: validate then computes the very loss the fit's validation did.
+        "--model.temperature_scaling=false",
     ]  # fmt: skip
     fit = run_cli("fit", "--config", BASE, *flags, "--trainer.max_epochs=1", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
@@ -300,7 +303,10 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     net.load_state_dict({k[4:]: v for k, v in averaged.items() if k.startswith("net.")})
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(scripted(images), torch.sigmoid(net(images)))
+        probabilities, _ = scripted(images)
+        calibration = Calibration.from_state(checkpoint["calibration"], 1)
+        expected = torch.sigmoid(net(images) / calibration.temperature)
+        torch.testing.assert_close(probabilities, expected)
 
     # Resume: the average and the schedule go on from where they were (3 more steps).
     resume = run_cli(

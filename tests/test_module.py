@@ -72,8 +72,8 @@ def test_accuracy_thresholds_probability_not_logit() -> None:
     logits = torch.tensor([[0.2], [0.4], [-0.3], [0.9]])
     targets = torch.tensor([[1.0], [1.0], [0.0], [1.0]])
     model.net = nn.Identity()
-    model.validation_step((logits, targets), 0)
-    assert model.val_acc.compute().item() == 1.0
+    outputs = model.validation_step((logits, targets), 0)
+    assert outputs["predictions"].tolist() == [[1], [1], [0], [1]]
 
 
 def test_default_optimizer_is_the_recipe_adam() -> None:
@@ -101,8 +101,10 @@ def test_training_reduces_loss_on_a_fixed_batch() -> None:
 
 def test_predict_step_returns_probabilities() -> None:
     model = RecipeClassifier().eval()
-    probs = model.predict_step((torch.rand(4, 3, 64, 64), torch.zeros(4, 1)), 0)
+    outputs = model.predict_step((torch.rand(4, 3, 64, 64), torch.zeros(4, 1)), 0)
+    probs, predictions = outputs["probabilities"], outputs["predictions"]
     assert probs.shape == (4, 1) and ((probs >= 0) & (probs <= 1)).all()
+    assert torch.equal(predictions, (probs > 0.5).long())  # no calibration: the 0.5 rule
 
 
 def test_hyperparameters_are_plain_types() -> None:

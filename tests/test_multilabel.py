@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
+from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.errors import AttributeMismatchError
@@ -32,7 +33,7 @@ def test_one_attribute_loss_is_exactly_the_recipes() -> None:
     torch.manual_seed(0)
     model = RecipeClassifier().eval()
     images, targets = torch.rand(6, 3, 64, 64), torch.tensor([[1.0], [0.0]] * 3)
-    loss = model.training_step((images, targets), 0)
+    loss = model.training_step((images, targets), 0)["loss"]
     assert torch.equal(loss, F.binary_cross_entropy_with_logits(model(images), targets))
 
 
@@ -43,7 +44,8 @@ def test_several_attributes_sum_their_losses() -> None:
     per_attribute = [
         F.binary_cross_entropy_with_logits(logits[:, k], targets[:, k]) for k in range(3)
     ]
-    assert model.training_step((logits, targets), 0) == pytest.approx(sum(per_attribute).item())
+    loss = model.training_step((logits, targets), 0)["loss"]
+    assert loss == pytest.approx(sum(per_attribute).item())
 
 
 def _trainer(log_dir: Path) -> pl.Trainer:
@@ -55,6 +57,7 @@ def _trainer(log_dir: Path) -> pl.Trainer:
         limit_test_batches=3,
         num_sanity_val_steps=0,
         logger=TensorBoardLogger(log_dir, name="run"),
+        callbacks=[TestTables()],  # as the CLI adds it
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -72,9 +75,15 @@ def test_one_attribute_logs_the_same_names_as_before(tiny_root: Path, tmp_path: 
     trainer = _trainer(tmp_path)
     model = RecipeClassifier(image_size=32)
     trainer.fit(model, datamodule=_data(tiny_root))
-    assert set(trainer.callback_metrics) == {"train/loss", "train/acc", "val/loss", "val/acc"}
+    # The recipe's names, and the means that the evaluation adds for every K.
+    ranking = {"balanced_acc", "auroc", "ece"}
+    assert set(trainer.callback_metrics) == {"train/loss", "train/acc", "val/loss", "val/acc"} | {
+        f"val/{name}" for name in ranking
+    }
     trainer.test(model, datamodule=_data(tiny_root))
-    assert set(trainer.callback_metrics) == {"test/loss", "test/acc", "test/ece"}
+    assert set(trainer.callback_metrics) == {"test/loss", "test/acc", "test/ece_uncalibrated"} | {
+        f"test/{name}" for name in ranking
+    }
     assert not list(tmp_path.rglob("test_attributes.csv"))  # no table for the recipe
 
 

@@ -222,8 +222,8 @@ def test_bad_files_get_an_error_and_leave_the_batch_intact(photos: Path, tmp_pat
     nothing = PhotoDataset([photos / "broken.jpg"], eval_transform(64))
     empty = nothing.collate([nothing[0]])
     assert empty.images.shape == (0, 3, 64, 64) and empty.errors[0]
-    probabilities = RecipeClassifier().predict_step(empty, 0)
-    assert probabilities.shape == (0, 1)
+    outputs = RecipeClassifier().predict_step(empty, 0)
+    assert outputs["probabilities"].shape == (0, 1) and outputs["predictions"].shape == (0, 1)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -264,7 +264,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
     with torch.no_grad():
         for i, batch in enumerate(photo_loader(dataset, batch_size=5, num_workers=0)):
             readable = [p for p, e in zip(batch.paths, batch.errors, strict=True) if not e]
-            probs = model.predict_step(batch, i).reshape(-1).tolist()
+            probs = model.predict_step(batch, i)["probabilities"].reshape(-1).tolist()
             expected.update(zip(readable, probs, strict=True))
     for row in rows:
         name = Path(row["path"]).relative_to(photos).as_posix()
@@ -335,7 +335,8 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     with torch.no_grad():
         for i, batch in enumerate(photo_loader(dataset, batch_size=3, num_workers=0)):
             readable = [p for p, e in zip(batch.paths, batch.errors, strict=True) if not e]
-            expected.update(zip(readable, model.predict_step(batch, i).tolist(), strict=True))
+            probs = model.predict_step(batch, i)["probabilities"].tolist()
+            expected.update(zip(readable, probs, strict=True))
     for row in rows:
         if Path(row["path"]).name in {Path(b).name for b in BROKEN}:
             assert row["error"] and all(row[c] == "" for c in columns[1:])

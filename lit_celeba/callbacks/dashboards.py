@@ -39,13 +39,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
-from torchmetrics.functional.classification import (
-    binary_confusion_matrix,
-    multilabel_confusion_matrix,
-)
-from torchmetrics.utilities.distributed import gather_all_tensors
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.callbacks.evaluation_pictures import EvaluationPictures
 from lit_celeba.callbacks.lightning_internals import (
     default_hp_metric,
     file_writer,
@@ -54,10 +49,6 @@ from lit_celeba.callbacks.lightning_internals import (
 )
 from lit_celeba.callbacks.pictures import (
     augmentation_preview,
-    class_names,
-    confusion_matrices_picture,
-    confusion_matrix_picture,
-    gallery_picture,
     raw_train_images,
 )
 from lit_celeba.callbacks.summaries import add_png, run_hyperparameters, session_end_summary
@@ -113,15 +104,10 @@ class TensorBoardDashboards(Callback):
         self.preview_seed = preview_seed
         self._logger: TensorBoardLogger | None = None
         self._curve_writers: dict[str, SummaryWriter] = {}
-        self._hook: torch.utils.hooks.RemovableHandle | None = None
-        self._logits: torch.Tensor | None = None
         # The per-step curves' values, kept on the device until the epoch ends: reading them at
         # the step would make the host wait for the GPU every log_every_n_steps.
         self._step_values: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._probabilities: list[torch.Tensor] = []
-        self._targets: list[torch.Tensor] = []
-        self._gallery: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self._warned_no_forward = False
+        self._evaluation = EvaluationPictures(gallery_size)
         self._collecting = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -133,8 +119,6 @@ class TensorBoardDashboards(Callback):
         # Every rank collects its share of the validation and test predictions (the pictures
         # and curves cover all images); only rank 0 writes: the other ranks' experiment is a dummy.
         self._collecting = self._logger is not None and stage != "predict"
-        if self._collecting:
-            self._hook = pl_module.register_forward_hook(self._remember_logits)
         if self._logger is None or stage == "predict" or not trainer.is_global_zero:
             self._logger = None
             return
@@ -160,9 +144,6 @@ class TensorBoardDashboards(Callback):
 
     def _end_session(self, status: str) -> None:
         self._write_step_values()  # an epoch cut short keeps the steps it logged
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
         for writer in self._curve_writers.values():
             writer.close()
         self._curve_writers = {}
@@ -171,26 +152,6 @@ class TensorBoardDashboards(Callback):
             self._logger.experiment.flush()
         self._logger = None
         self._collecting = False
-
-    def _remember_logits(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        # The steps return only the loss; the logits they compute anyway are caught on their way
-        # out of forward(), so the pictures cost no second forward pass.
-        # Under DDP, Lightning redirects the module's forward to the step itself for a moment, so
-        # the hook also sees the step's scalar loss: keep only per-image outputs.
-        if isinstance(output, torch.Tensor) and output.dim() >= 1:
-            self._logits = output.detach()
-
-    def _take_logits(self, batch_size: int) -> torch.Tensor | None:
-        logits, self._logits = self._logits, None
-        if logits is None or len(logits) != batch_size:
-            if not self._warned_no_forward:
-                rank_zero_warn(
-                    "TensorBoardDashboards saw no forward() of the LightningModule for a batch; "
-                    "per-step accuracy and prediction pictures need the step to call self(images)."
-                )
-                self._warned_no_forward = True
-            return None
-        return logits
 
     # ---- fit: shared charts, hparams, augmentation preview, per-step curves --------------------
 
@@ -224,14 +185,12 @@ class TensorBoardDashboards(Callback):
         # logger as LearningRateMonitor does: self.log() on every step costs milliseconds, as much
         # as a whole training step on a GPU.
         if not should_log_this_step(trainer):
-            self._logits = None
             return
-        targets = batch[1]
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        step_metrics = {"train/loss_step": loss.detach()}
-        logits = self._take_logits(len(targets))
-        if logits is not None:
-            step_metrics["train/acc_step"] = ((logits > 0) == (targets > 0.5)).float().mean()
+        # The step's own outputs (AttributeClassifier.training_step), not a second computation.
+        step_metrics = {"train/loss_step": outputs["loss"].detach()}
+        if "predictions" in outputs:
+            right = outputs["predictions"] == batch[1].reshape(outputs["predictions"].shape)
+            step_metrics["train/acc_step"] = right.float().mean()
         self._step_values.append((logging_step(trainer), step_metrics))
 
     def _write_step_values(self) -> None:
@@ -267,10 +226,10 @@ class TensorBoardDashboards(Callback):
     # ---- validation and test: gallery, confusion matrix, PR curve ------------------------------
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._reset_predictions()
+        self._evaluation.reset()
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._reset_predictions()
+        self._evaluation.reset()
 
     def on_validation_batch_end(
         self,
@@ -281,8 +240,8 @@ class TensorBoardDashboards(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        if not trainer.sanity_checking:
-            self._collect(batch)
+        if self._collecting and not trainer.sanity_checking:
+            self._evaluation.collect(batch, outputs, gallery=self._logger is not None)
 
     def on_test_batch_end(
         self,
@@ -293,78 +252,19 @@ class TensorBoardDashboards(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        self._collect(batch)
+        if self._collecting:
+            self._evaluation.collect(batch, outputs, gallery=self._logger is not None)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._log_predictions(trainer, pl_module, "val")
+        if self._collecting and not trainer.sanity_checking:
+            self._evaluation.publish(trainer, pl_module, self._writer(), "val")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._log_predictions(trainer, pl_module, "test")
+        if self._collecting:
+            self._evaluation.publish(trainer, pl_module, self._writer(), "test")
 
-    def _reset_predictions(self) -> None:
-        self._probabilities, self._targets, self._gallery = [], [], []
-
-    def _collect(self, batch: Any) -> None:
-        # ``batch`` is what the model was given, after on_after_batch_transfer: whatever the data
-        # pipeline does, the gallery shows the network's own input.
-        if not self._collecting:
-            return
-        images, targets = batch[0], batch[1]
-        logits = self._take_logits(len(targets))
-        if logits is None:
-            return
-        # (B, K) kept as it is: row i is image i's K probabilities, whatever K is.
-        probabilities = torch.sigmoid(logits.float()).reshape(len(targets), -1)
-        targets = targets.reshape(len(targets), -1)
-        self._probabilities.append(probabilities)
-        self._targets.append(targets)
-        missing = self.gallery_size - sum(len(g[0]) for g in self._gallery)
-        if missing > 0 and self._logger is not None:  # rank 0's first images
-            self._gallery.append(
-                (
-                    images[:missing].detach().float().cpu(),
-                    probabilities[:missing].cpu(),
-                    targets[:missing].cpu(),
-                )
-            )
-
-    def _log_predictions(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
-    ) -> None:
-        if not self._collecting:
-            return
-        attributes = _target_attrs(trainer, pl_module)
-        # Every rank takes part in the gather, also one that saw no batch.
-        probabilities = _all_ranks(self._probabilities, len(attributes), pl_module.device)
-        targets = _all_ranks(self._targets, len(attributes), pl_module.device).long()
-        if self._logger is None or not len(probabilities):
-            self._reset_predictions()
-            return
-        writer = self._logger.experiment
-        step = logging_step(trainer)
-        single = len(attributes) == 1
-        if self._gallery:
-            images, gallery_probs, gallery_targets = (
-                torch.cat(p) for p in zip(*self._gallery, strict=True)
-            )
-            names = class_names(attributes[0]) if single else attributes
-            picture = gallery_picture(images, gallery_probs, gallery_targets, names)
-            add_png(writer, f"{stage}/predictions", picture, step)
-        if single:  # today's picture and tag, unchanged
-            matrix = binary_confusion_matrix(probabilities[:, 0], targets[:, 0], threshold=0.5)
-            picture = confusion_matrix_picture(matrix, class_names(attributes[0]))
-            writer.add_pr_curve(f"{stage}/pr_curve", targets[:, 0], probabilities[:, 0], step)
-        else:
-            matrices = multilabel_confusion_matrix(
-                probabilities, targets, num_labels=len(attributes), threshold=0.5
-            )
-            picture = confusion_matrices_picture(matrices, attributes)
-            for k, name in enumerate(attributes):
-                tag = f"{stage}/pr_curve/{name}"
-                writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
-        add_png(writer, f"{stage}/confusion_matrix", picture, step)
-        self._reset_predictions()
+    def _writer(self) -> SummaryWriter | None:
+        return self._logger.experiment if self._logger is not None else None
 
     # ---- hparams -------------------------------------------------------------------------------
 
@@ -376,24 +276,3 @@ class TensorBoardDashboards(Callback):
         # every metric that the first run found did not name.
         _, session_start, _ = hparams_summaries(run_hyperparameters(trainer, pl_module, stage), {})
         file_writer(self._logger.experiment).add_summary(session_start)
-
-
-def _target_attrs(trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[str]:
-    """The K attributes the network outputs, in output order: the module's own list (it fixes the
-    outputs), else the data module's."""
-    for owner in (pl_module, trainer.datamodule):
-        names = getattr(owner, "target_attrs", None)
-        if names:
-            return list(names)
-    return attribute_list(getattr(trainer.datamodule, "target_attr", "Male"))
-
-
-def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) -> torch.Tensor:
-    """This rank's (n, K) ``parts`` stacked with every other rank's, in rank order, on the CPU.
-    torchmetrics' gather pads and trims the ranks' shares (along every dimension, so the 2-D
-    shape survives), which differ in size when the evaluation set does not divide by the number
-    of processes."""
-    local = torch.cat(parts) if parts else torch.empty(0, columns, device=device)
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return local.cpu()
-    return torch.cat(gather_all_tensors(local.float())).cpu()

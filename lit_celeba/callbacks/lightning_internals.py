@@ -30,3 +30,8 @@ def file_writer(writer: SummaryWriter) -> Any:
 def default_hp_metric(logger: Any) -> bool:
     """Whether a ``TensorBoardLogger`` writes Lightning's placeholder ``hp_metric``."""
     return bool(getattr(logger, "_default_hp_metric", False))
+
+
+def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
+    """The module's trainer, or ``None`` outside one (``module.trainer`` raises there)."""
+    return module._trainer

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from torchvision.transforms.functional import pil_to_tensor
+from torchvision.utils import make_grid
 
 from lit_celeba.data.cache import decode_bytes
 from lit_celeba.data.datamodule import CelebADataModule
@@ -53,28 +56,31 @@ def augmentation_preview(
         rows = [[transform(image) for _ in range(augmentations)] for image in images]
     scale = _scale_for(image_size)
     tiles = [_to_pil(tile, scale) for row in rows for tile in row]
-    return np.asarray(_grid(tiles, columns=augmentations))
+    return (_grid(tiles, columns=augmentations))
 
 
 def gallery_picture(
     images: torch.Tensor,
     probabilities: torch.Tensor,
+    predictions: torch.Tensor,
     targets: torch.Tensor,
     names: tuple[str, str] | Sequence[str],
     columns: int = 5,
 ) -> np.ndarray:
     """Each face once, with a caption under it; returns an HxWx3 uint8 array.
 
-    ``probabilities`` and ``targets`` are (N,) or (N, K). ``names`` is the pair of class names of
-    one attribute (:func:`class_names`) or the K attribute names.
+    ``probabilities``, the 0/1 ``predictions`` (the model's decisions, at its thresholds) and
+    ``targets`` are (N,) or (N, K). ``names`` is the pair of class names of one attribute
+    (:func:`class_names`) or the K attribute names.
 
     One attribute: ``GT: <true label>`` and ``Pr(<attribute>)=NN%``, the original post's gallery;
-    a wrong prediction (probability on the wrong side of 50 %) is framed and captioned in red, a
-    right one in green. K attributes: one line ``<attribute>: NN%`` per attribute, for the first
+    a wrong prediction is framed and captioned in red, a right one in green. K attributes: one
+    line ``<attribute>: NN%`` per attribute, for the first
     :data:`GALLERY_ATTRIBUTES` only (40 lines would hide the faces), each green when right and red
     when wrong, so the colour gives the true label; the frame is red when any shown line is.
     """
     probabilities = probabilities.reshape(len(images), -1)
+    predictions = predictions.reshape(len(images), -1)
     targets = targets.reshape(len(images), -1)
     single = probabilities.shape[1] == 1
     if single:
@@ -87,8 +93,9 @@ def gallery_picture(
     border, line = 4, 19
     lines = 2 if single else len(attributes)
     cards = []
-    for image, probs, truths in zip(images, probabilities.tolist(), targets.tolist(), strict=True):
-        right = [int(p > 0.5) == int(t > 0.5) for p, t in zip(probs, truths, strict=False)]
+    rows = zip(images, probabilities.tolist(), predictions.tolist(), targets.tolist(), strict=True)
+    for image, probs, decisions, truths in rows:
+        right = [int(d) == int(t > 0.5) for d, t in zip(decisions, truths, strict=True)]
         if single:
             truth = int(truths[0] > 0.5)
             colour = CORRECT_COLOUR if right[0] else WRONG_COLOUR
@@ -117,7 +124,7 @@ def gallery_picture(
         for index, (text, ink) in enumerate(captions):
             draw.text((centre, top + index * line), text, fill=ink, font=font, anchor="ma")
         cards.append(card)
-    return np.asarray(_grid(cards, columns=columns))
+    return (_grid(cards, columns=columns))
 
 
 def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np.ndarray:
@@ -184,7 +191,7 @@ def confusion_matrices_picture(
                 centre = (x + cell_w // 2, y + cell_h // 2)
                 draw.text(centre, str(matrix[i][j]), fill=ink, font=bold, anchor="mm")
         tiles.append(tile)
-    return np.asarray(_grid(tiles, columns=min(columns, len(tiles))))
+    return (_grid(tiles, columns=min(columns, len(tiles))))
 
 
 def _shaded_cell(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], share: float):
@@ -213,14 +220,14 @@ def _to_pil(image: torch.Tensor, scale: int) -> Image.Image:
     return picture
 
 
-def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> Image.Image:
-    # Tiles of one picture share a size, except gallery cards widened for long attribute names.
+def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> np.ndarray:
+    """The tiles in rows of ``columns`` on white, ``gap`` pixels around each, as HxWx3 uint8
+    (torchvision's ``make_grid``). Tiles of one picture share a size, except gallery cards widened
+    for long attribute names: the narrower ones are padded with white on the right first."""
     width, height = max(t.width for t in tiles), max(t.height for t in tiles)
-    rows = math.ceil(len(tiles) / columns)
-    sheet = Image.new(
-        "RGB", (columns * width + (columns + 1) * gap, rows * height + (rows + 1) * gap), "white"
-    )
-    for index, tile in enumerate(tiles):
-        row, column = divmod(index, columns)
-        sheet.paste(tile, (gap + column * (width + gap), gap + row * (height + gap)))
-    return sheet
+    padded = [
+        F.pad(pil_to_tensor(tile), (0, width - tile.width, 0, height - tile.height), value=255)
+        for tile in tiles
+    ]  # fmt: skip
+    grid = make_grid(padded, nrow=columns, padding=gap, pad_value=255)
+    return grid.permute(1, 2, 0).contiguous().numpy()

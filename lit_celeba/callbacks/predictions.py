@@ -14,21 +14,27 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import output_attributes
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
-from lit_celeba.models.metrics import PROBABILITY_THRESHOLD
+
+# A predicted row: each attribute's probability and 0/1 decision, as predict_step returned them.
+Row = list[tuple[float, int]]
 
 
-def predicted(probability: float) -> int:
-    """The 0/1 prediction of a probability, by the metrics' own rule (above 0.5 is 1)."""
-    return int(probability > PROBABILITY_THRESHOLD)
+def _rows(prediction: dict[str, torch.Tensor]) -> list[Row]:
+    """One row per image of a ``predict_step`` output (its ``probabilities`` and
+    ``predictions``, (B, K) each): the model's own decisions, at its own thresholds."""
+    probabilities = prediction["probabilities"].float().cpu().tolist()
+    decisions = prediction["predictions"].long().cpu().tolist()
+    return [list(zip(p, d, strict=True)) for p, d in zip(probabilities, decisions, strict=True)]
 
 
 class CSVPredictionWriter(BasePredictionWriter):
-    """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label,
-    true label; with several target attributes a probability, prediction and truth column per
-    attribute) into ``output_dir``, or into the run's log folder when that is ``None``; the data
-    module's ``predict_output``, when set, names the file (or an existing folder for it) instead.
+    """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label
+    (the model's decision at its threshold), true label; with several target attributes a
+    probability, prediction and truth column per attribute) into ``output_dir``, or into the
+    run's log folder when that is ``None``; the data module's ``predict_output``, when set, names
+    the file (or an existing folder for it) instead.
 
     On the user's photos (``--data.predict_path``) the columns are path, then a probability and a
     predicted label per attribute (``prob_<a>``, ``pred_<a>``), then error, one row per photo: a
@@ -45,7 +51,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.path: Path | None = None
         self.rows = 0
         self.failures: int | None = None
-        self._photo_rows: list[tuple[str, list[float] | None, str]] = []
+        self._photo_rows: list[tuple[str, Row | None, str]] = []
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._photo_rows = []
@@ -62,12 +68,10 @@ class CSVPredictionWriter(BasePredictionWriter):
     ) -> None:
         if not isinstance(batch, PhotoBatch):
             return
-        # One row of K probabilities per readable photo, in the batch's order ((0, K) when none).
-        values = prediction.float().cpu()
-        values = values.unsqueeze(1) if values.dim() == 1 else values.flatten(1)
-        probabilities = iter(values.tolist())
+        # One row per readable photo, in the batch's order (none when no photo was readable).
+        rows = iter(_rows(prediction))
         for path, error in zip(batch.paths, batch.errors, strict=True):
-            self._photo_rows.append((path, None if error else next(probabilities), error))
+            self._photo_rows.append((path, None if error else next(rows), error))
 
     def _output_path(self, trainer: pl.Trainer) -> Path:
         predict_output = getattr(trainer.datamodule, "predict_output", None)
@@ -93,19 +97,19 @@ class CSVPredictionWriter(BasePredictionWriter):
         return True
 
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
-        attrs = _target_attrs(trainer)
+        attrs = output_attributes(trainer.lightning_module, trainer.datamodule)
         rows = self._photo_rows
         if trainer.world_size > 1:
             order = {path: i for i, path in enumerate(dataset.paths)}
             rows = _from_all_ranks(rows, key=lambda row: order[row[0]])
         self.rows = len(rows)
-        self.failures = sum(probs is None for _, probs, _ in rows)
+        self.failures = sum(row is None for _, row, _ in rows)
         header = ["path"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]
         cells = (
             [photo, *[""] * (2 * len(attrs)), error]
-            if probs is None
-            else [photo, *[c for p in probs for c in (f"{p:.6f}", predicted(p))], ""]
-            for photo, probs, error in rows
+            if row is None
+            else [photo, *[c for p, d in row for c in (f"{p:.6f}", d)], ""]
+            for photo, row, error in rows
         )
         if self._write_csv(trainer, header, cells):
             rank_zero_info(
@@ -126,32 +130,21 @@ class CSVPredictionWriter(BasePredictionWriter):
             return
         # One list of batches per dataloader; predict uses one dataloader.
         indices = [i for batch in batch_indices[0] for i in batch]
-        probabilities = torch.cat([p.float().cpu() for p in predictions]).reshape(len(indices), -1)
-        rows = list(zip(indices, probabilities.tolist(), strict=True))
+        rows = list(zip(indices, [row for p in predictions for row in _rows(p)], strict=True))
         if trainer.world_size > 1:
             rows = _from_all_ranks(rows, key=lambda row: row[0])
-        attrs = _target_attrs(trainer)
+        attrs = output_attributes(trainer.lightning_module, trainer.datamodule)
         header = ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
         self.rows, self.failures = len(rows), None
         if self._write_csv(trainer, header, (_split_cells(dataset, i, p) for i, p in rows)):
             rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
 
 
-def _target_attrs(trainer: pl.Trainer) -> list[str]:
-    """The data module's list of target attributes, in the network's output order."""
-    names = getattr(trainer.datamodule, "target_attrs", None)
-    return (
-        list(names)
-        if names
-        else attribute_list(getattr(trainer.datamodule, "target_attr", "target"))
-    )
-
-
-def _split_cells(dataset: Any, index: int, probabilities: list[float]) -> list:
+def _split_cells(dataset: Any, index: int, row: Row) -> list:
     cells = [dataset.image_names[index]]
     truths = dataset.targets[index].long().tolist()
-    for prob, truth in zip(probabilities, truths, strict=True):
-        cells += [f"{prob:.6f}", predicted(prob), truth]
+    for (probability, decision), truth in zip(row, truths, strict=True):
+        cells += [f"{probability:.6f}", decision, truth]
     return cells
 
 

@@ -173,6 +173,18 @@ def _own_model_class(class_path: Any, path: _PATH) -> type[AttributeClassifier]:
     return model_class
 
 
+def accepted_arguments(model_class: type[AttributeClassifier]) -> set[str]:
+    """The arguments ``model_class`` takes, following its ``**kwargs`` to the classes above it
+    (``RecipeClassifier`` passes them to ``AttributeClassifier``), as jsonargparse does."""
+    names: set[str] = set()
+    for cls in model_class.__mro__:
+        parameters = inspect.signature(cls.__init__).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if cls is AttributeClassifier or not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return names - {"self"}
+
+
 def model_settings(
     checkpoint: Mapping[str, Any], path: _PATH, default: str = RECIPE_CLASS_PATH
 ) -> tuple[type[AttributeClassifier], dict[str, Any]]:
@@ -184,7 +196,7 @@ def model_settings(
     # LightningCLI records the class as `_class_path` (and `_instantiator`); the rest are its
     # init arguments.
     init_args = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
-    accepted = inspect.signature(model_class).parameters
+    accepted = accepted_arguments(model_class)
     unknown = sorted(str(k) for k in init_args if k not in accepted)
     if unknown:
         raise CheckpointError(

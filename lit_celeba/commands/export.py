@@ -17,9 +17,10 @@ writes into ``--out``:
   preprocessing and the checks' results.
 
 The models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint's image size
-(64 for the recipe), RGB in [0, 1], and return ``probability``, the sigmoid of the logits, of
-shape (N, K): column k is the probability of ``target_attrs[k]`` (threshold at 0.5 for the
-label); K = 1 for the recipe. The
+(64 for the recipe), RGB in [0, 1], and return ``(probability, prediction)``, each (N, K):
+column k is ``target_attrs[k]``'s calibrated probability and its 0/1 decision at the
+attribute's threshold, exactly as ``predict`` gives them (flip TTA, the temperatures and the
+thresholds included: :class:`~lit_celeba.models.outputs.Predictor`); K = 1 for the recipe. The
 preprocessing that makes the input from a photo, as ``predict`` does it (see
 :mod:`lit_celeba.data.photos` and :mod:`lit_celeba.data.transforms`): 8-bit RGB, upright;
 resize to width 178 keeping the aspect ratio, then pad with black or crop, equally above and
@@ -29,8 +30,8 @@ half-pixel centres and no antialiasing (``torch.nn.functional.interpolate(mode="
 align_corners=False, antialias=False)``, ``tf.image.resize``'s default).
 
 The export then checks that the torch.export program, the TorchScript model and ONNX Runtime
-(when installed) give the checkpoint's network's probabilities on the same inputs to within
-1e-4, and exits with status 1 if they do not. The checkpoint is read as every command reads it
+(when installed) give ``predict``'s probabilities on the same inputs to within 1e-5 and the same
+decisions, and exits with status 1 if they do not. The checkpoint is read as every command reads it
 (:mod:`lit_celeba.checkpoints.load`: tensors and plain values only, lit_celeba's own model
 classes only, never an import of the class path it names); a checkpoint or ``--out`` it cannot use
 raises, and the CLI ends with one ``error:`` line and exit status 2.
@@ -39,6 +40,7 @@ raises, and the CLI ends with one ``error:`` line and exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import warnings
 from collections.abc import Sequence
@@ -46,11 +48,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from lit_celeba.checkpoints.load import load, rebuild
 from lit_celeba.commands import PROG
 from lit_celeba.errors import ExportError
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.outputs import Predictor
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
 # warning is about torch's roadmap, nothing a user of this command can act on.
@@ -58,7 +61,11 @@ warnings.filterwarnings(
     "ignore", message=r".*torch\.jit\.\w+` is deprecated", category=FutureWarning
 )
 
-TOLERANCE = 1e-4
+TOLERANCE = 1e-5
+OUTPUTS = {
+    "probability": "calibrated probability: column k is target_attrs[k]'s, flip TTA included",
+    "prediction": "0/1 decision: probability above the attribute's threshold",
+}
 FILES = {"program": "model.pt2", "torchscript": "model.pt", "onnx": "model.onnx"}
 INFO_FILE = "model.json"
 PREPROCESSING = [
@@ -72,39 +79,29 @@ PREPROCESSING = [
 ]
 
 
-class ProbabilityNet(nn.Module):
-    """The trained network followed by the sigmoid: probabilities, not logits."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(images))
-
-
 def example_inputs(image_size: int, batch: int = 4, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.rand(batch, 3, image_size, image_size, generator=generator)
 
 
-def export_program(net: nn.Module, path: Path, image_size: int) -> None:
-    """A ``torch.export`` program of the network and sigmoid, any batch size from 1 up."""
+def _batch_dimension() -> dict[str, dict[int, Any]]:
+    return {"images": {0: torch.export.Dim("batch", min=1)}}
+
+
+def export_program(predictor: Predictor, path: Path, image_size: int) -> None:
+    """A ``torch.export`` program of the predictor, any batch size from 1 up."""
     with torch.no_grad():
         program = torch.export.export(
-            ProbabilityNet(net).eval(),
-            (example_inputs(image_size),),
-            dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
+            predictor, (example_inputs(image_size),), dynamic_shapes=_batch_dimension()
         )
     torch.export.save(program, str(path))
 
 
-def export_torchscript(net: nn.Module, path: Path) -> None:
-    scripted = torch.jit.script(ProbabilityNet(net).eval())
-    scripted.save(str(path))
+def export_torchscript(predictor: Predictor, path: Path) -> None:
+    torch.jit.script(predictor).save(str(path))
 
 
-def export_onnx(net: nn.Module, path: Path, image_size: int) -> None:
+def export_onnx(predictor: Predictor, path: Path, image_size: int) -> None:
     try:
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
@@ -113,50 +110,38 @@ def export_onnx(net: nn.Module, path: Path, image_size: int) -> None:
             f"--onnx needs the {err.name} package: pip install 'lit_celeba[onnx]'"
         ) from None
     program = torch.onnx.export(
-        ProbabilityNet(net).eval(),
-        (example_inputs(image_size),),
-        input_names=["images"],
-        output_names=["probability"],
-        dynamic_shapes={"images": {0: torch.export.Dim("batch", min=1)}},
-        dynamo=True,
+        predictor, (example_inputs(image_size),), input_names=["images"],
+        output_names=list(OUTPUTS), dynamic_shapes=_batch_dimension(), dynamo=True,
         verbose=False,
-    )
+    )  # fmt: skip
     program.save(str(path), external_data=False)  # one self-contained file
 
 
-def max_difference(expected: torch.Tensor, actual: Any) -> float:
-    return float((expected - torch.as_tensor(actual)).abs().max())
-
-
-def check_program(net: nn.Module, path: Path, inputs: torch.Tensor) -> float:
-    """The largest difference between the saved torch.export program and ``net`` (with the
-    sigmoid); ``inputs`` has another batch size than the export's example, so the dynamic batch
-    dimension is checked too."""
+def run_export(kind: str, path: Path, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probabilities and decisions of a saved export (``kind``: program, torchscript or
+    onnx, which needs onnxruntime) on ``inputs``."""
     with torch.no_grad():
-        expected = ProbabilityNet(net).eval()(inputs)
-        actual = torch.export.load(str(path)).module()(inputs)
-    return max_difference(expected, actual)
+        if kind == "program":
+            outputs = torch.export.load(str(path)).module()(inputs)
+        elif kind == "torchscript":
+            outputs = torch.jit.load(str(path), map_location="cpu")(inputs)
+        else:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            outputs = session.run(list(OUTPUTS), {"images": inputs.numpy()})
+    return tuple(torch.as_tensor(o) for o in outputs)  # type: ignore[return-value]
 
 
-def check_torchscript(net: nn.Module, path: Path, inputs: torch.Tensor) -> float:
-    """The largest difference between the TorchScript model and ``net`` (with the sigmoid)."""
+def disagreement(model: AttributeClassifier, kind: str, path: Path, inputs: torch.Tensor):
+    """How far an export is from ``predict``'s own outputs (the checkpoint's module, flip TTA and
+    calibration included) on ``inputs``: the largest probability difference and the number of
+    decisions that differ."""
     with torch.no_grad():
-        expected = ProbabilityNet(net).eval()(inputs)
-        actual = torch.jit.load(str(path), map_location="cpu")(inputs)
-    return max_difference(expected, actual)
-
-
-def check_onnx(net: nn.Module, path: Path, inputs: torch.Tensor) -> float | None:
-    """The largest difference between ONNX Runtime and PyTorch; ``None`` without onnxruntime."""
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (actual,) = session.run(["probability"], {"images": inputs.numpy()})
-    with torch.no_grad():
-        expected = ProbabilityNet(net).eval()(inputs)
-    return max_difference(expected, actual)
+        expected = model.predict_step(inputs, 0)
+    probability, prediction = run_export(kind, path, inputs)
+    difference = float((expected["probabilities"] - probability).abs().max())
+    return difference, int((expected["predictions"] != prediction).sum())
 
 
 def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite: bool = False):
@@ -172,44 +157,45 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
         )
     checkpoint = load(ckpt_path)
     model = rebuild(checkpoint, ckpt_path)
+    predictor = Predictor(model.net, model.calibration, model.tta_flip).eval()
     data_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     image_size = int(model.hparams.get("image_size", data_hparams.get("image_size", 64)))
     inputs = example_inputs(image_size, batch=5, seed=1)
+    kinds = ["program", "torchscript"] + (["onnx"] if onnx else [])
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         paths["onnx"].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
-        written = [paths["program"], paths["torchscript"]]
-        export_program(model.net, paths["program"], image_size)
-        differences = {
-            "torch_export_vs_checkpoint": check_program(model.net, paths["program"], inputs)
-        }
-        export_torchscript(model.net, paths["torchscript"])
-        differences["torchscript_vs_checkpoint"] = check_torchscript(
-            model.net, paths["torchscript"], inputs
-        )
+        export_program(predictor, paths["program"], image_size)
+        export_torchscript(predictor, paths["torchscript"])
         if onnx:
-            export_onnx(model.net, paths["onnx"], image_size)
-            written.append(paths["onnx"])
-            differences["onnxruntime_vs_pytorch"] = check_onnx(model.net, paths["onnx"], inputs)
+            export_onnx(predictor, paths["onnx"], image_size)
+        checks: dict[str, Any] = {}
+        for kind in kinds:
+            if kind == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+                checks[kind] = None
+                continue
+            difference, decisions = disagreement(model, kind, paths[kind], inputs)
+            checks[kind] = {"max_abs_difference": difference, "decisions_differing": decisions}
         attrs = list(model.target_attrs)
+        calibration = model.calibration
         info = {
             "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
             "model_class": type(model).__module__ + "." + type(model).__qualname__,
             "target_attr": data_hparams.get("target_attr", attrs[0] if len(attrs) == 1 else attrs),
             "target_attrs": attrs,
-            "input": {
-                "name": "images",
-                "shape": ["N", 3, image_size, image_size],
-                "dtype": "float32",
+            "input": {"name": "images", "shape": ["N", 3, image_size, image_size],
+                      "dtype": "float32"},  # fmt: skip
+            "outputs": {
+                "probability": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["probability"]},
+                "prediction": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["prediction"]},
             },
-            "output": {
-                "name": "probability",
-                "shape": ["N", len(attrs)],
-                "meaning": "sigmoid of the logit; column k is the probability of target_attrs[k]",
-            },
+            "tta_flip": model.tta_flip,
+            "temperature": calibration.temperature.tolist(),
+            "threshold": calibration.threshold.tolist(),
+            "threshold_rule": calibration.rule,
             "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
-            "files": [p.name for p in written],
-            "max_abs_difference": differences,
+            "files": [paths[kind].name for kind in kinds],
+            "checks_against_predict": checks,
             "tolerance": TOLERANCE,
         }
         info_path.write_text(json.dumps(info, indent=2) + "\n")
@@ -239,11 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_dir = Path(args.out)
     print(f"Wrote {', '.join(str(out_dir / f) for f in info['files'])} and {out_dir / INFO_FILE}")
     agree = True
-    for name, difference in info["max_abs_difference"].items():
-        if difference is None:
-            print(f"{name}: skipped, onnxruntime is not installed (pip install onnxruntime)")
+    for kind, check in info["checks_against_predict"].items():
+        if check is None:
+            print(f"{kind} vs predict: skipped, onnxruntime is not installed (pip install "
+                  "onnxruntime)")  # fmt: skip
             continue
-        ok = difference <= TOLERANCE
+        difference, decisions = check["max_abs_difference"], check["decisions_differing"]
+        ok = difference <= TOLERANCE and decisions == 0
         agree = agree and ok
-        print(f"{name}: max |difference| {difference:.2e} ({'ok' if ok else 'TOO LARGE'})")
+        print(f"{kind} vs predict: max |probability difference| {difference:.2e}, "
+              f"{decisions} decision(s) differ ({'ok' if ok else 'TOO LARGE'})")  # fmt: skip
     return 0 if agree else 1

@@ -1,0 +1,101 @@
+"""The evaluation pictures of :class:`~lit_celeba.callbacks.dashboards.TensorBoardDashboards`,
+from the validation and test steps' own outputs: the gallery (``{stage}/predictions``), the
+confusion matrix (``{stage}/confusion_matrix``) and the PR curves (``{stage}/pr_curve``, one per
+attribute for K > 1 as ``{stage}/pr_curve/<attribute>``). Under DDP every rank keeps its share
+and all are gathered (N, K) before rank 0 draws."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.functional.classification import (
+    binary_confusion_matrix,
+    multilabel_confusion_matrix,
+)
+from torchmetrics.utilities.distributed import gather_all_tensors
+
+from lit_celeba.attributes import output_attributes
+from lit_celeba.callbacks.lightning_internals import logging_step
+from lit_celeba.callbacks.pictures import (
+    class_names,
+    confusion_matrices_picture,
+    confusion_matrix_picture,
+    gallery_picture,
+)
+from lit_celeba.callbacks.summaries import add_png
+
+
+class EvaluationPictures:
+    """Collects an evaluation epoch's step outputs and draws them (see the module docstring)."""
+
+    def __init__(self, gallery_size: int) -> None:
+        self.gallery_size = gallery_size
+        self.reset()
+
+    def reset(self) -> None:
+        self._probabilities, self._predictions, self._targets, self._gallery = [], [], [], []
+
+    def collect(self, batch: Any, outputs: Any, gallery: bool) -> None:
+        """Keeps a batch's step outputs: the very probabilities and decisions that its metrics
+        count (flip TTA, EMA weights and calibration included). ``batch`` is what the model was
+        given, after on_after_batch_transfer: the gallery shows the network's own input, on the
+        rank that draws it (``gallery``)."""
+        if not isinstance(outputs, dict) or "predictions" not in outputs:
+            return
+        probabilities, predictions = outputs["probabilities"], outputs["predictions"]
+        targets = batch[1].reshape(predictions.shape).long()
+        self._probabilities.append(probabilities)
+        self._predictions.append(predictions)
+        self._targets.append(targets)
+        missing = self.gallery_size - sum(len(g[0]) for g in self._gallery)
+        if missing > 0 and gallery:  # rank 0's first images
+            shown = (batch[0], probabilities, predictions, targets)
+            self._gallery.append(tuple(t[:missing].detach().float().cpu() for t in shown))
+
+    def publish(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter | None,
+        stage: str,
+    ) -> None:  # fmt: skip
+        """Gathers the epoch's outputs from every rank (each must call it) and, where
+        ``writer`` is given, draws them."""
+        attributes = output_attributes(pl_module, trainer.datamodule)
+        # Every rank takes part in the gather, also one that saw no batch.
+        probabilities = _all_ranks(self._probabilities, len(attributes), pl_module.device)
+        predictions = _all_ranks(self._predictions, len(attributes), pl_module.device).long()
+        targets = _all_ranks(self._targets, len(attributes), pl_module.device).long()
+        if writer is None or not len(probabilities):
+            self.reset()
+            return
+        step = logging_step(trainer)
+        single = len(attributes) == 1
+        if self._gallery:
+            images, *gallery = (torch.cat(p) for p in zip(*self._gallery, strict=True))
+            names = class_names(attributes[0]) if single else attributes
+            picture = gallery_picture(images, *gallery, names)
+            add_png(writer, f"{stage}/predictions", picture, step)
+        if single:  # today's picture and tag, unchanged
+            matrix = binary_confusion_matrix(predictions[:, 0], targets[:, 0])
+            picture = confusion_matrix_picture(matrix, class_names(attributes[0]))
+            writer.add_pr_curve(f"{stage}/pr_curve", targets[:, 0], probabilities[:, 0], step)
+        else:
+            matrices = multilabel_confusion_matrix(predictions, targets, num_labels=len(attributes))
+            picture = confusion_matrices_picture(matrices, attributes)
+            for k, name in enumerate(attributes):
+                tag = f"{stage}/pr_curve/{name}"
+                writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
+        add_png(writer, f"{stage}/confusion_matrix", picture, step)
+        self.reset()
+
+
+def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) -> torch.Tensor:
+    """This rank's (n, K) ``parts`` stacked with every other rank's, in rank order, on the CPU.
+    torchmetrics' gather pads and trims the ranks' shares (along every dimension, so the 2-D
+    shape survives), which differ in size when the evaluation set does not divide by the number
+    of processes."""
+    local = torch.cat(parts) if parts else torch.empty(0, columns, device=device)
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return local.cpu()
+    return torch.cat(gather_all_tensors(local.float())).cpu()

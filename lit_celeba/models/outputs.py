@@ -1,0 +1,138 @@
+"""The one place where logits become what a user sees: probabilities and 0/1 decisions.
+
+An image's *final logit* per attribute is the network's, averaged with its mirror image's under
+``tta_flip`` (:func:`final_logits`), then divided by the attribute's temperature; its probability
+is the sigmoid of that, and its decision is 1 where the probability is above the attribute's
+threshold (:class:`Calibration`). The LightningModule's evaluation steps return these, and every
+consumer reads them there: the metrics, the dashboards, the prediction writer, the test tables.
+The exports wrap the same computation in :class:`Predictor`.
+
+A checkpoint without a calibration (one written before calibration existed, or trained with it
+off) has temperature 1 and threshold 0.5 for every attribute: the plain sigmoid and the rule
+"above 0.5 is 1" of torchmetrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import torch
+from torch import nn
+
+from lit_celeba.errors import SettingError
+from lit_celeba.models.methods import flip_averaged_logit
+
+# Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
+DEFAULT_THRESHOLD = 0.5
+# How the thresholds were chosen: the fixed 0.5, or on the validation set for the best balanced
+# accuracy or F1 of each attribute (lit_celeba.models.calibration).
+ThresholdRule = Literal["fixed", "balanced_accuracy", "f1"]
+THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
+CHECKPOINT_KEY = "calibration"
+
+
+def final_logits(
+    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta_flip: bool
+) -> torch.Tensor:
+    """The uncalibrated logits (B, K) of ``images``; with ``tta_flip`` those of the mean
+    probability of each image and its mirror image (the network run twice)."""
+    logits = forward(images)
+    if not tta_flip:
+        return logits
+    return flip_averaged_logit(logits, forward(images.flip(-1)))
+
+
+@dataclass
+class Calibration:
+    """Per attribute a temperature (the logit is divided by it) and a decision threshold on the
+    probability, as (K,) float tensors; ``rule`` says how the thresholds were chosen."""
+
+    temperature: torch.Tensor
+    threshold: torch.Tensor
+    rule: str = "fixed"
+
+    @staticmethod
+    def check_rule(rule: str) -> None:
+        """Refuses a threshold rule that is not one of :data:`THRESHOLD_RULES`."""
+        if rule not in THRESHOLD_RULES:
+            raise SettingError("thresholds", f"must be one of {', '.join(THRESHOLD_RULES)}; "
+                               f"got {rule!r}")  # fmt: skip
+
+    @classmethod
+    def identity(cls, num_attributes: int) -> Calibration:
+        """Temperature 1 and threshold 0.5: the plain sigmoid and the 0.5 rule."""
+        return cls(torch.ones(num_attributes), torch.full((num_attributes,), DEFAULT_THRESHOLD))
+
+    @property
+    def is_identity(self) -> bool:
+        return bool((self.temperature == 1).all() and (self.threshold == DEFAULT_THRESHOLD).all())
+
+    def scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (B, K) of uncalibrated ones, for the loss."""
+        return logits / self.temperature.to(logits.device, logits.dtype)
+
+    def apply(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities and 0/1 decisions (B, K) of uncalibrated logits."""
+        device = logits.device
+        return decide(logits.float(), self.temperature.to(device), self.threshold.to(device))
+
+    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What an evaluation step hands to every consumer, from uncalibrated final logits."""
+        probabilities, predictions = self.apply(logits.detach())
+        return {"logits": logits.detach(), "probabilities": probabilities,
+                "predictions": predictions}  # fmt: skip
+
+    def with_fixed_thresholds(self) -> Calibration:
+        """The same temperatures with every threshold at 0.5."""
+        return Calibration(self.temperature, torch.full_like(self.threshold, DEFAULT_THRESHOLD))
+
+    def state(self) -> dict[str, Any]:
+        """Plain tensors and strings, for a checkpoint that loads with ``weights_only``."""
+        return {"temperature": self.temperature.detach().cpu().float(),
+                "threshold": self.threshold.detach().cpu().float(), "rule": self.rule}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any] | None, num_attributes: int) -> Calibration:
+        """A checkpoint's calibration; the identity when it has none."""
+        if not state:
+            return cls.identity(num_attributes)
+        temperature = torch.as_tensor(state["temperature"], dtype=torch.float32).reshape(-1)
+        threshold = torch.as_tensor(state["threshold"], dtype=torch.float32).reshape(-1)
+        if len(temperature) != num_attributes or len(threshold) != num_attributes:
+            raise ValueError(
+                f"the checkpoint's calibration is for {len(temperature)} attribute(s), the "
+                f"network has {num_attributes}"
+            )
+        return cls(temperature, threshold, str(state.get("rule", "fixed")))
+
+
+def decide(
+    logits: torch.Tensor, temperature: torch.Tensor, threshold: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``sigmoid(logit / temperature)`` and decisions ``probability > threshold``
+    (long 0/1) of uncalibrated logits (B, K), per attribute (K,) temperatures and thresholds."""
+    probability = torch.sigmoid(logits / temperature)
+    return probability, (probability > threshold).long()
+
+
+
+
+class Predictor(nn.Module):
+    """A trained network as a user gets it from ``predict``: images (N, 3, S, S) in [0, 1] to
+    ``(probability, prediction)``, each (N, K), flip TTA and calibration included. What the
+    exports save; TorchScript, ``torch.export`` and ONNX take it as it is."""
+
+    def __init__(self, net: nn.Module, calibration: Calibration, tta_flip: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.tta_flip = tta_flip
+        self.register_buffer("temperature", calibration.temperature.detach().clone().float())
+        self.register_buffer("threshold", calibration.threshold.detach().clone().float())
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(images)
+        if self.tta_flip:
+            logits = flip_averaged_logit(logits, self.net(images.flip(-1)))
+        return decide(logits, self.temperature, self.threshold)
