@@ -49,6 +49,19 @@ def test_group_accuracy_equals_a_count() -> None:
     assert result["count"][3] == 0 and result["accuracy"][3].isnan()
 
 
+def test_group_accuracy_of_a_batch_without_some_groups() -> None:
+    # Group 1 is missing from the batch: group 2's images stay group 2's (torchmetrics 1.9's
+    # BinaryGroupStatRates would count them as group 1's).
+    metric = GroupAccuracy(4)
+    probs, targets = torch.tensor([[0.9], [0.8], [0.2], [0.7]]), torch.tensor([[1], [0], [0], [0]])
+    metric.update(probs, targets, torch.tensor([0, 0, 2, 2]))
+    result = metric.compute()
+    assert result["count"].tolist() == [2, 0, 2, 0]
+    assert result["accuracy"][[0, 2]].tolist() == [0.5, 0.5]
+    assert result["accuracy"][[1, 3]].isnan().all()
+    assert result["accuracy"].dtype == torch.float64 and result["count"].dtype == torch.long
+
+
 def test_group_accuracy_thresholds_as_the_overall_accuracy() -> None:
     """A probability of exactly 0.5 (sigmoid of a zero logit; under bf16 autocast, of any logit
     within about 0.004 of 0) is one prediction for every metric: the groups' accuracies, weighted
