@@ -201,6 +201,28 @@ def test_waiting_for_another_build_says_for_whom_and_gives_up(
     assert cache.build_cache(image_dir, names, tmp_path, COLUMNS, wait_limit_s=5).is_file()
 
 
+def _descriptors_of(path: str) -> list[str]:
+    """This process's open descriptors of ``path``."""
+    fds = Path("/proc/self/fd")
+    return [fd.name for fd in fds.iterdir() if os.path.realpath(fd) == os.path.realpath(path)]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="lists descriptors in /proc")
+def test_a_process_forked_under_the_cache_lock_holds_no_copy_of_it(tmp_path: Path) -> None:
+    # The decoders are forked while the lock is held; a copy of its descriptor in one that
+    # outlived a killed builder would keep the flock, and block every later run. filelock closes
+    # it in the child (an os.register_at_fork hook); the builder's own copy stays.
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    lock_path = tmp_path / "celeba-0123456789abcdef01234567.lock"
+    with cache._locked(lock_path, wait_limit_s=1.0):
+        assert lock_path.read_text() == f"{os.getpid()}\n"  # who holds it, for a waiting run
+        assert len(_descriptors_of(str(lock_path))) == 1
+        with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:
+            assert pool.submit(_descriptors_of, str(lock_path)).result() == []
+
+
 def test_abandoned_temporaries_of_other_caches_are_removed(tiny_root: Path, tmp_path: Path) -> None:
     image_dir = _official(tiny_root) / "img_align_celeba"
     abandoned = tmp_path / "celeba-0123456789abcdef01234567.npy.tmp-999999"

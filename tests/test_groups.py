@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DistributedSampler
 
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.sampling import GroupBalancedSampler
+from lit_celeba.data.sampling import GroupBalancedSampler, balanced_sampler
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
 from lit_celeba.errors import SettingError
@@ -42,9 +43,20 @@ def test_balanced_sampler_draws_every_group_equally_and_shards_one_draw() -> Non
     assert list(again) == whole
     again.set_epoch(1)
     assert list(again) != whole
-    ranks = [GroupBalancedSampler(groups, 4, seed=5, num_replicas=2, rank=r) for r in (0, 1)]
+    ranks = [balanced_sampler(groups, 4, seed=5, num_replicas=2, rank=r) for r in (0, 1)]
+    assert all(isinstance(r, DistributedSampler) for r in ranks)  # Lightning leaves it as it is
     assert [len(r) for r in ranks] == [500, 500]
     assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(whole)
+    # Each rank one slice of the same draw, epoch after epoch (Lightning calls set_epoch on the
+    # wrapper, which passes it on).
+    for r in ranks:
+        r.set_epoch(1)
+    assert [list(r) for r in ranks] == [list(again)[0::2], list(again)[1::2]]
+    # Three ranks: 1000 rounded up to 1002 draws, 334 each, none repeated from another shard.
+    thirds = [balanced_sampler(groups, 4, seed=5, num_replicas=3, rank=r) for r in range(3)]
+    assert [len(r) for r in thirds] == [334] * 3
+    draw = list(GroupBalancedSampler(groups, 4, seed=5, num_samples=1002))
+    assert [list(r) for r in thirds] == [draw[r::3] for r in range(3)]
 
 
 def test_inverse_frequency_weights_give_each_group_the_same_total() -> None:

@@ -135,12 +135,68 @@ def test_warmup_cosine_learning_rate_at_chosen_steps() -> None:
     assert lrs[8] == pytest.approx(0.05)  # half way down the cosine
     assert lrs[6] == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
     assert lrs[12] == pytest.approx(0.0, abs=1e-12)
-    # A resumed schedule goes on at the same rate.
-    state = schedule.state_dict()
-    optimizer2 = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    resumed = WarmupCosineLR(optimizer2, warmup_steps=4)
-    resumed.load_state_dict(state)
-    assert resumed.total_steps == 12 and resumed.factor(8) == pytest.approx(0.5)
+
+
+def _warmup_cosine(step: int, warmup: int, total: int, final: float) -> float:
+    """The schedule in closed form: ``(step + 1) / warmup`` during the warm-up, then half a cosine
+    from 1 down to ``final`` at ``total`` (over at least one step), and ``final`` after it."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _rates(optimizer: torch.optim.Optimizer, schedule: WarmupCosineLR, steps: int) -> list[float]:
+    """The learning rate of each of the next ``steps`` optimizer steps."""
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+@pytest.mark.parametrize(
+    "warmup, total, final",
+    [(0, 10, 0.0), (1, 10, 0.0), (4, 12, 0.1), (4, 3, 0.2), (4, 5, 0.5), (250, 2000, 0.05)],
+    ids=["no-warmup", "one-step-warmup", "floor", "run-shorter-than-warmup", "one-step-cosine",
+         "tuned-like"],
+)  # fmt: skip
+def test_warmup_cosine_is_the_closed_form_at_every_step(warmup: int, total: int, final: float):
+    # torch's LinearLR, CosineAnnealingLR and ConstantLR in a SequentialLR step multiplicatively;
+    # every step's rate is still the closed form's, past the last step too.
+    optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.004)
+    schedule = WarmupCosineLR(optimizer, warmup_steps=warmup, total_steps=total, final_ratio=final)
+    expected = [0.004 * _warmup_cosine(step, warmup, total, final) for step in range(total + 20)]
+    assert _rates(optimizer, schedule, total + 20) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("stop", [2, 6, 11], ids=["mid-warmup", "mid-cosine", "last-step"])
+def test_warmup_cosine_resumes_exactly_from_its_state(stop: int) -> None:
+    def fresh() -> tuple[torch.optim.Optimizer, WarmupCosineLR]:
+        optimizer = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=0.1)
+        return optimizer, WarmupCosineLR(optimizer, warmup_steps=4, final_ratio=0.1)
+
+    optimizer, schedule = fresh()
+    schedule.set_total_steps(12)
+    whole = _rates(optimizer, schedule, 16)
+    optimizer, schedule = fresh()
+    schedule.set_total_steps(12)
+    _rates(optimizer, schedule, stop)
+    saved_optimizer, saved_schedule = optimizer.state_dict(), schedule.state_dict()
+    # As Lightning resumes: the optimizers and schedulers built again (this run would be 20 steps
+    # long), then the optimizer's state loaded, then the scheduler's, whose total wins.
+    optimizer, schedule = fresh()
+    schedule.set_total_steps(20)
+    optimizer.load_state_dict(saved_optimizer)
+    schedule.load_state_dict(saved_schedule)
+    assert schedule.total_steps == 12 and schedule.last_epoch == stop
+    assert _rates(optimizer, schedule, 16 - stop) == whole[stop:]
+    # A schedule that never learnt the run's length takes it from the state.
+    optimizer, schedule = fresh()
+    optimizer.load_state_dict(saved_optimizer)
+    schedule.load_state_dict(saved_schedule)
+    assert _rates(optimizer, schedule, 16 - stop) == whole[stop:]
 
 
 def test_per_step_schedule_gets_the_runs_step_count() -> None:

@@ -1,4 +1,4 @@
-"""The private Lightning and TensorBoard attributes the dashboards need, one function each, so that
+"""The private Lightning and TensorBoard attributes this package needs, one function each, so that
 an upgrade that renames one breaks here and nowhere else."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import WeightAveraging
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.tensorboard import SummaryWriter
 
 
@@ -35,3 +37,16 @@ def default_hp_metric(logger: Any) -> bool:
 def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
     """The module's trainer, or ``None`` outside one (``module.trainer`` raises there)."""
     return module._trainer
+
+
+def use_averaged_model(callback: WeightAveraging, model: AveragedModel) -> None:
+    """Give a ``WeightAveraging`` callback the ``AveragedModel`` that its hooks update, swap in for
+    validation and save: its ``setup`` builds torch's own class, and no argument or hook chooses
+    another (``lit_celeba.models.averaging.HostCountedAverage``)."""
+    callback._average_model = model
+
+
+def averaged_model(callback: WeightAveraging) -> AveragedModel | None:
+    """A ``WeightAveraging`` callback's ``AveragedModel``: ``None`` until its ``setup`` for fit,
+    so outside training; no public property says which."""
+    return callback._average_model

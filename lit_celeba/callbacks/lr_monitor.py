@@ -3,10 +3,11 @@
 Lightning's puts each learning rate it logs into ``trainer.callback_metrics`` as
 ``torch.tensor(rate, device=<the training device>)``, at the start of every logged training step:
 on a GPU that is a blocking host-to-device copy, a host synchronisation between two steps that
-``torch.cuda.set_sync_debug_mode("error")`` rejects (``lit_celeba.callbacks.host_sync``). This
-one gives Lightning's code a trainer whose root device is the CPU, so those tensors are made on
-the host, where a rate read from the optimizer already is; what it logs, and under which names
-(``lr-Adam``...), is Lightning's own.
+``torch.cuda.set_sync_debug_mode("error")`` rejects (``lit_celeba.callbacks.host_sync``; the CPU
+probe of tests/test_host_sync.py found it at every logged step, pytorch-lightning 2.6.6), and no
+argument turns it off. This one gives Lightning's public hooks a trainer whose root device is the
+CPU, so those tensors are made on the host, where a rate read from the optimizer already is; what
+it logs, and under which names (``lr-Adam``...), is Lightning's own.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ _HOST = "cpu"
 
 
 class _RootDeviceOnTheHost:
-    """The trainer as Lightning's ``_extract_stats`` reads it, but for ``strategy.root_device``,
-    the one strategy attribute it asks for."""
+    """The trainer as Lightning's ``LearningRateMonitor`` hooks read it, but for
+    ``strategy.root_device``, the one strategy attribute they ask for."""
 
     def __init__(self, trainer: pl.Trainer) -> None:
         self._trainer = trainer
@@ -35,5 +36,9 @@ class _RootDeviceOnTheHost:
 
 
 class LearningRateMonitor(LightningLearningRateMonitor):
-    def _extract_stats(self, trainer: pl.Trainer, interval: str) -> dict[str, float]:
-        return super()._extract_stats(_RootDeviceOnTheHost(trainer), interval)
+    # The two hooks that log (and copy) the rates; the others see the real trainer.
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        super().on_train_batch_start(_RootDeviceOnTheHost(trainer), *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any, **kwargs: Any) -> None:
+        super().on_train_epoch_start(_RootDeviceOnTheHost(trainer), *args, **kwargs)

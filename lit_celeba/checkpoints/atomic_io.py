@@ -31,6 +31,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A save goes to ``.NAME.PID.RANDOM.tmp`` next to the target, is flushed to disk, then renamed
     over the target (``os.replace`` is atomic on POSIX and Windows). Temporaries left by a process
     that was killed mid-save are removed on the next save.
+
+    Not Lightning's own save (``TorchCheckpointIO`` -> ``lightning_fabric``'s ``_atomic_save``, an
+    fsspec transaction; read in pytorch-lightning 2.6.6 and fsspec 2026.9.0): it writes the
+    temporary with ``tempfile.mkstemp()``, in the system's temporary folder, and commits with
+    ``shutil.move``. Where that folder is another file system (a tmpfs ``/tmp``), the move is a
+    copy into the target itself: with ``TMPDIR`` on tmpfs and the checkpoint on ext4, a save
+    stopped mid-copy left ``last.ckpt`` truncated (1 of 8 MB, "failed finding central directory")
+    and the previous checkpoint gone. It never fsyncs, and a full disk is a bare ``OSError`` about
+    a temporary file elsewhere, not the message below.
     """
 
     def save_checkpoint(

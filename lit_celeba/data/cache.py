@@ -15,11 +15,11 @@ data set never reuses a stale cache, and caches of two copies never mix. It is w
 to a temporary name and renamed into place, so two processes (DDP ranks, two runs) never see a
 half-written cache, and a build that was killed leaves nothing that looks complete.
 
-A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the decoder
-processes close their inherited copy of the lock and die with their parent, temporaries nobody is
-building any more are removed, and a run that waits for another's build says for whom and how
-long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is damaged (truncated, header
-changed) is found by its header and size, named, and rebuilt.
+A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the lock is
+``filelock``'s, which closes its copy in the forked decoder processes, the decoders die with their
+parent, temporaries nobody is building any more are removed, and a run that waits for another's
+build says for whom and how long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is
+damaged (truncated, header changed) is found by its header and size, named, and rebuilt.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
@@ -92,57 +92,57 @@ def _unwritable(cache_dir: Path, err: OSError) -> UsageError:
 
 
 @contextmanager
-def _locked(lock_path: Path, wait_limit_s: float) -> Iterator[int]:
-    """Hold ``lock_path``'s flock; yields its descriptor, which forked children must close.
+def _locked(lock_path: Path, wait_limit_s: float) -> Iterator[None]:
+    """Hold ``lock_path``'s ``filelock.FileLock`` (a ``flock`` on Unix), saying while it waits.
 
-    The lock is released by the kernel when every copy of the descriptor is closed: by this
-    process dying, as long as no child still holds a copy (see :func:`_decoder_init`).
+    The kernel releases it when the holder dies, even by SIGKILL. filelock closes the lock's
+    descriptor in every process forked while it is held (an ``os.register_at_fork`` hook), so a
+    decoder that outlives a killed parent does not keep the lock.
     """
+    lock = FileLock(lock_path, on_acquired=_write_holder)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        _acquire(lock, lock_path, wait_limit_s)
     except OSError as err:
         raise _unwritable(lock_path.parent, err) from None
     try:
-        _acquire(fd, lock_path, wait_limit_s)
-        # Who holds it, for the message of a run that waits.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield fd
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
-def _acquire(fd: int, lock_path: Path, wait_limit_s: float) -> None:
-    """flock ``fd``; while another process holds it, say so every ``WAIT_REPORT_EVERY_S``."""
+def _write_holder(fd: int) -> None:
+    """Who holds the lock, for the message of a run that waits (filelock's ``on_acquired``)."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+
+
+def _acquire(lock: FileLock, lock_path: Path, wait_limit_s: float) -> None:
+    """Take ``lock``; while another process holds it, say so every ``WAIT_REPORT_EVERY_S``, and give
+    up after ``wait_limit_s``. filelock's own wait reports nothing, so it waits in turns."""
     start = time.monotonic()
-    next_report = 0.0
+    turn = 0.0  # the first try does not wait: a run that must wait says so at once
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock.acquire(timeout=turn, poll_interval=0.2)
             return
-        except BlockingIOError:
+        except Timeout:
             pass
         waited = time.monotonic() - start
-        if waited > wait_limit_s:
+        if waited >= wait_limit_s:
             raise CelebAError(
                 f"Gave up after waiting {waited:.0f} s for the cache lock {lock_path}, held by "
                 f"{_holder(lock_path)}. If no other lit_celeba run is building this cache, end "
                 "that process; or choose another folder with --data.cache_dir, or set "
                 "--data.cache false."
             )
-        if waited >= next_report:
-            print(
-                f"Waiting for the cache lock {lock_path}, held by {_holder(lock_path)} while it "
-                f"builds the same cache; waited {waited:.0f} s (giving up after "
-                f"{wait_limit_s:.0f} s).",
-                file=sys.stderr,
-                flush=True,
-            )
-            next_report += WAIT_REPORT_EVERY_S
-        time.sleep(0.2)
+        print(
+            f"Waiting for the cache lock {lock_path}, held by {_holder(lock_path)} while it "
+            f"builds the same cache; waited {waited:.0f} s (giving up after "
+            f"{wait_limit_s:.0f} s).",
+            file=sys.stderr,
+            flush=True,
+        )
+        turn = min(WAIT_REPORT_EVERY_S, wait_limit_s - waited)
 
 
 def _holder(lock_path: Path) -> str:
@@ -240,7 +240,7 @@ def build_cache(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _unwritable(cache_dir, err) from None
-    with _locked(cache_dir / f"celeba-{key}.lock", wait_limit_s) as lock_fd:
+    with _locked(cache_dir / f"celeba-{key}.lock", wait_limit_s):
         damage = _damage(final, shape)
         if damage is None:
             return final  # built by the process we waited for
@@ -254,7 +254,7 @@ def build_cache(
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
             _allocate(tmp, shape)
-            _decode_all(tmp, source, list(names), columns, workers, description, lock_fd)
+            _decode_all(tmp, source, list(names), columns, workers, description)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
@@ -290,14 +290,8 @@ def _remove_abandoned_temporaries(cache_dir: Path) -> None:
         lock_path = cache_dir / f"{match.group(1)}.lock" if match else None
         if lock_path is None or not lock_path.exists():
             continue
-        with contextlib.suppress(OSError):
-            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
-                tmp.unlink()
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            finally:
-                os.close(fd)
+        with contextlib.suppress(OSError, Timeout), FileLock(lock_path, blocking=False):
+            tmp.unlink()  # Timeout: the lock is held, its build still runs
 
 
 def _decode_all(
@@ -307,7 +301,6 @@ def _decode_all(
     columns: list[int],
     workers: int | None,
     description: str,
-    lock_fd: int,
 ) -> None:
     chunks = [(i, names[i : i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
@@ -320,7 +313,7 @@ def _decode_all(
         # fork: the workers only need this module, and start in milliseconds.
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
                                    initializer=_decoder_init,
-                                   initargs=(lock_fd, os.getpid()))  # fmt: skip
+                                   initargs=(os.getpid(),))  # fmt: skip
         try:
             futures = [
                 pool.submit(_decode_chunk, str(tmp), source.for_names(chunk), chunk, start, columns)
@@ -335,12 +328,9 @@ def _decode_all(
         pool.shutdown()
 
 
-def _decoder_init(lock_fd: int, parent_pid: int) -> None:
+def _decoder_init(parent_pid: int) -> None:
     """Make a forked decoder process harmless to the builds that come after its parent."""
-    # The fork copied the descriptor of the cache's flock, and the lock lasts until every copy is
-    # closed: a decoder that outlived a killed parent would block every later run.
-    with contextlib.suppress(OSError):
-        os.close(lock_fd)
+    # The cache lock's descriptor, which the fork copied, filelock has closed here already.
     # Die with the parent, even by SIGKILL, instead of decoding into a file nobody will use.
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):

@@ -20,7 +20,7 @@ from lit_celeba.data.celeba import face_size_problem, label_arrays
 from lit_celeba.data.device_batches import DeviceBatches, fits_on_device, images_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import PhotoDataset, photo_loader
-from lit_celeba.data.sampling import GroupBalancedSampler
+from lit_celeba.data.sampling import balanced_sampler
 from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
@@ -369,7 +369,7 @@ class CelebADataModule(pl.LightningDataModule):
             f"Training images per group: {describe_counts(names, self.train_group_counts)}"
         )
 
-    def _train_sampler(self) -> GroupBalancedSampler | None:
+    def _train_sampler(self) -> Sampler[int] | None:
         if not self.group_balanced:
             return None
         trainer = self.trainer
@@ -377,7 +377,7 @@ class CelebADataModule(pl.LightningDataModule):
         # One seed for every rank (they all seeded torch alike), so that they shard one draw.
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         num_groups = len(self.train_group_counts)
-        return GroupBalancedSampler(self.train_groups, num_groups, seed, replicas, rank)
+        return balanced_sampler(self.train_groups, num_groups, seed, replicas, rank)
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")

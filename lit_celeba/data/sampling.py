@@ -1,44 +1,67 @@
-"""Group-balanced sampling: each group drawn equally often, on one process or under DDP."""
+"""Group-balanced sampling: each group drawn equally often, on one process or under DDP.
+
+torch's ``WeightedRandomSampler`` draws; under DDP Lightning's ``DistributedSamplerWrapper`` shards
+the draw, which every rank makes alike (same seed, same epoch), into disjoint slices.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import torch
-from torch.utils.data import DistributedSampler
+from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+from torch.utils.data import Sampler, WeightedRandomSampler
 
 from lit_celeba.groups import group_counts
 
 
-class GroupBalancedSampler(DistributedSampler):
-    """Draws ``len(groups)`` indices per epoch (with replacement), each image with probability
-    proportional to ``1 / its group's size``, so every non-empty group is drawn equally often.
+class GroupBalancedSampler(WeightedRandomSampler):
+    """``WeightedRandomSampler`` (with replacement) of each image with probability proportional
+    to ``1 / its group's size``, so every non-empty group is drawn equally often; ``num_samples``
+    draws per epoch (``len(groups)`` by default).
 
-    The epoch's draw is one seeded ``torch.multinomial`` over the whole training set, the same on
-    every rank (seed and epoch), then sharded by rank: under DDP the ranks see disjoint slices
-    of one balanced draw. A ``DistributedSampler`` subclass, so Lightning neither wraps it nor
-    swaps it for its own; it calls :meth:`set_epoch` every epoch. Indices only: it works with
-    any dataset, including ``CachedImages``, whose ``__getitems__`` fetches each batch whole.
+    The one addition is :meth:`set_epoch`, which Lightning calls every epoch (through
+    ``DistributedSamplerWrapper`` under DDP): each epoch's draw comes from a generator seeded with
+    ``seed + epoch``, so it is the same on every rank and after a resume, and differs between
+    epochs. Indices only: it works with any dataset, including ``CachedImages``, whose
+    ``__getitems__`` fetches each batch whole.
     """
 
     def __init__(
-        self, groups: torch.Tensor, num_groups: int, seed: int = 0, num_replicas: int = 1,
-        rank: int = 0,
-    ) -> None:  # fmt: skip
-        super().__init__(
-            range(len(groups)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
-        )
+        self, groups: torch.Tensor, num_groups: int, seed: int = 0, num_samples: int | None = None
+    ) -> None:
         counts = group_counts(groups, num_groups).double()
         # An empty group has no image to weigh; the others share its turn.
-        self.weights = (1.0 / counts.clamp(min=1))[groups]
-        # Every rank the same number of indices: the epoch's draw is rounded up to a multiple
-        # of the ranks (extra draws, not repeats of a shard).
-        self.total_size = self.num_samples * self.num_replicas
+        weights = (1.0 / counts.clamp(min=1))[groups]
+        draws = len(groups) if num_samples is None else num_samples
+        super().__init__(weights, draws, replacement=True, generator=torch.Generator())
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        draw = torch.multinomial(self.weights, self.total_size, True, generator=generator)
-        return iter(draw[self.rank :: self.num_replicas].tolist())
+        self.generator.manual_seed(self.seed + self.epoch)
+        # Drawn now, not on the first next(): two iterators never share the generator's state.
+        return iter(list(super().__iter__()))
 
-    def __len__(self) -> int:
-        return self.num_samples
+
+def balanced_sampler(
+    groups: torch.Tensor, num_groups: int, seed: int = 0, num_replicas: int = 1, rank: int = 0
+) -> Sampler[int]:
+    """A :class:`GroupBalancedSampler`; under DDP (``num_replicas > 1``) wrapped in Lightning's
+    ``DistributedSamplerWrapper``, which gives rank ``r`` the draws ``r, r + num_replicas, ...``
+    of one epoch's draw. That draw is rounded up to a multiple of the ranks (extra draws, not
+    repeats of a shard), so every rank takes as many steps. ``shuffle=False``: the draw is
+    already random, and it keeps each rank's shard a plain slice of it.
+
+    A ``DistributedSampler``, so Lightning neither wraps it again nor swaps it for its own.
+    """
+    if num_replicas <= 1:
+        return GroupBalancedSampler(groups, num_groups, seed)
+    draws = -(-len(groups) // num_replicas) * num_replicas
+    return DistributedSamplerWrapper(
+        GroupBalancedSampler(groups, num_groups, seed, num_samples=draws),
+        num_replicas=num_replicas, rank=rank, shuffle=False,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Weight averaging for short runs: Lightning's ``EMAWeightAveraging`` with a warm-up decay."""
+"""Weight averaging for short runs: Lightning's ``WeightAveraging`` with a warm-up EMA decay."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EMAWeightAveraging
+from pytorch_lightning.callbacks import WeightAveraging
 from torch.optim.swa_utils import AveragedModel
+
+from lit_celeba.callbacks.lightning_internals import averaged_model, use_averaged_model
 
 
 def warmup_ema_avg_fn(decay: float) -> Callable[..., torch.Tensor]:
@@ -73,21 +75,22 @@ class HostCountedAverage(AveragedModel):
         self._updated_before = True
 
 
-class WarmupEMA(EMAWeightAveraging):
-    """``EMAWeightAveraging`` (validation on the averaged weights, the averaged weights in the
-    checkpoint's ``state_dict`` and the raw ones in ``current_model_state``, both restored on
-    resume) with :func:`warmup_ema_avg_fn`, kept in a :class:`HostCountedAverage`.
-    ``RecipeClassifier(ema_decay=...)`` adds it.
+class WarmupEMA(WeightAveraging):
+    """Lightning's ``WeightAveraging`` (validation on the averaged weights, the averaged weights in
+    the checkpoint's ``state_dict`` and the raw ones in ``current_model_state``, both restored on
+    resume) with :func:`warmup_ema_avg_fn`, kept in a :class:`HostCountedAverage` on the model's
+    device. ``RecipeClassifier(ema_decay=...)`` adds it.
 
-    Averaged after every optimizer step, buffers too (batch-norm statistics).
+    Averaged after every optimizer step (``WeightAveraging``'s default, as in
+    ``EMAWeightAveraging``), buffers too (batch-norm statistics).
     """
 
-    def __init__(self, decay: float = 0.99, **kwargs: Any) -> None:
+    def __init__(self, decay: float = 0.99) -> None:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
-        super().__init__(decay=decay, **kwargs)
         self.decay = decay
-        self._kwargs["avg_fn"] = warmup_ema_avg_fn(decay)
+        self.avg_fn = warmup_ema_avg_fn(decay)
+        super().__init__(use_buffers=True, avg_fn=self.avg_fn)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         # WeightAveraging.setup, with HostCountedAverage for AveragedModel. Its warning about a
@@ -95,15 +98,15 @@ class WarmupEMA(EMAWeightAveraging):
         # compiles the network.
         if stage == "fit":
             pl_module.configure_model()
-            self._average_model = HostCountedAverage(
-                model=pl_module, device=self._device or pl_module.device,
-                use_buffers=self._use_buffers, **self._kwargs,
-            )  # fmt: skip
+            average = HostCountedAverage(
+                model=pl_module, device=pl_module.device, use_buffers=True, avg_fn=self.avg_fn
+            )
+            use_averaged_model(self, average)
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if self._average_model is None:
+        if averaged_model(self) is None:
             # test / validate / predict: the checkpoint's state_dict already holds the averaged
             # weights, which is what they should evaluate; nothing to restore, nothing to warn.
             return

@@ -3,8 +3,6 @@ LightningModule (``module.py``) switches each on by a setting that is off by def
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -29,17 +27,6 @@ def flip_averaged_logit(logits: torch.Tensor, flipped_logits: torch.Tensor) -> t
     log_p = torch.logaddexp(F.logsigmoid(logits), F.logsigmoid(flipped_logits))
     log_q = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(-flipped_logits))
     return log_p - log_q  # the two "- log 2" of the means cancel
-
-
-def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int, final: float) -> float:
-    """The multiple of the base learning rate for the optimizer step ``step`` (0-based): a linear
-    rise over ``warmup_steps`` steps to 1 (step 0 at ``1 / warmup_steps``), then half a cosine
-    down to ``final`` at ``total_steps``, and ``final`` after it."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def group_loss_sums(

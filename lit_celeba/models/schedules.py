@@ -12,10 +12,18 @@ from typing import Any
 
 import pytorch_lightning as pl
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+)
 
-from lit_celeba.errors import UsageError
-from lit_celeba.models.methods import warmup_cosine_factor
+from lit_celeba.errors import CheckpointError, UsageError
+
+# ConstantLR's step at which it would stop scaling (and divide by a factor of 0): never reached.
+_FOREVER = 2**62
 
 
 class PerStepLR(LRScheduler):
@@ -28,15 +36,22 @@ class PerStepLR(LRScheduler):
         self.total_steps = int(total_steps)
 
 
-class WarmupCosineLR(PerStepLR):
+class WarmupCosineLR(SequentialLR, PerStepLR):
     """Linear warm-up over ``warmup_steps`` optimizer steps to each group's learning rate, then a
-    cosine decay to ``final_ratio`` times it at the last step of the run.
+    cosine decay to ``final_ratio`` times it at the last step of the run (step ``total_steps``),
+    and ``final_ratio`` times it after that.
+
+    torch's own schedulers, one after the other (``SequentialLR``): ``LinearLR`` from
+    ``1 / warmup_steps`` (the first step's rate) to 1, ``CosineAnnealingLR`` over the remaining
+    ``total_steps - warmup_steps`` steps (at least 1), then ``ConstantLR`` at ``final_ratio``. They
+    are built once the run's number of steps is known: at once when ``total_steps`` is given,
+    otherwise by :func:`configure_optimizers`. Everything, the step count included, is in
+    ``state_dict``: a resumed run goes on at the same learning rate.
 
     The warm-up spares the first updates, taken with Adam's still-noisy second-moment estimate,
     the full learning rate; the cosine decay ends the run with small steps, which the recipe's
     constant rate never takes (its validation accuracy was still rising at epoch 30 on real
-    faces). The step count and everything else is in ``state_dict``: a resumed run goes on at
-    the same learning rate.
+    faces).
     """
 
     def __init__(
@@ -51,18 +66,47 @@ class WarmupCosineLR(PerStepLR):
             raise UsageError(f"lr_scheduler.warmup_steps must be 0 or more, got {warmup_steps}")
         if not 0.0 <= final_ratio <= 1.0:
             raise UsageError(f"lr_scheduler.final_ratio must be in [0, 1], got {final_ratio}")
+        # SequentialLR.__init__ runs in set_total_steps, once the phases' lengths are known.
+        self.optimizer = optimizer
         self.warmup_steps = warmup_steps
-        self.total_steps = total_steps
         self.final_ratio = final_ratio
-        super().__init__(optimizer, last_epoch)
+        self.total_steps = None
+        self.first_epoch = last_epoch
+        if total_steps is not None:
+            self.set_total_steps(total_steps)
 
-    def factor(self, step: int) -> float:
-        total = self.total_steps if self.total_steps is not None else step + 1
-        return warmup_cosine_factor(step, self.warmup_steps, total, self.final_ratio)
+    def set_total_steps(self, total_steps: int) -> None:
+        """Build the phases for a run of ``total_steps`` optimizer steps (before the first)."""
+        self.total_steps = int(total_steps)
+        optimizer, warmup, final = self.optimizer, self.warmup_steps, self.final_ratio
+        rates = {group.get("initial_lr", group["lr"]) for group in optimizer.param_groups}
+        if final > 0 and len(rates) > 1:
+            # CosineAnnealingLR's floor (eta_min) is one rate for all groups.
+            raise UsageError(
+                "lr_scheduler.final_ratio above 0 needs one learning rate for all parameter "
+                f"groups, got {sorted(rates)}"
+            )
+        decay = max(1, self.total_steps - warmup)
+        phases: list[LRScheduler] = []
+        if warmup:
+            phases.append(LinearLR(optimizer, 1.0 / warmup, 1.0, total_iters=warmup - 1))
+        phases.append(CosineAnnealingLR(optimizer, T_max=decay, eta_min=final * max(rates)))
+        phases.append(ConstantLR(optimizer, factor=final, total_iters=_FOREVER))
+        milestones = [warmup, warmup + decay] if warmup else [decay]
+        super().__init__(optimizer, phases, milestones, self.first_epoch)
 
-    def get_lr(self) -> list[float]:
-        # last_epoch counts the steps taken: 0 when built, so the first batch gets factor(0).
-        return [base * self.factor(self.last_epoch) for base in self.base_lrs]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "_schedulers" not in state_dict:
+            raise CheckpointError(
+                "This checkpoint's WarmupCosineLR state was written by an earlier lit_celeba, "
+                "which kept only a step count; resume it with that version, or start a new run."
+            )
+        if self.total_steps is None:  # phases to load the states into
+            rates = [group["lr"] for group in self.optimizer.param_groups]
+            self.set_total_steps(state_dict["total_steps"])
+            for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate  # building them set the first step's
+        super().load_state_dict(state_dict)
 
 
 def configure_optimizers(
