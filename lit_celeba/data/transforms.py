@@ -21,32 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms import v2
 
 CROP_SIZE = 178
 EVAL_CROP_TOP = 20
-
-
-def _resize(image_size: int) -> v2.Resize:
-    return v2.Resize(
-        (image_size, image_size), interpolation=InterpolationMode.BILINEAR, antialias=False
-    )
-
-
-def train_transform(
-    image_size: int = 64, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0
-) -> v2.Compose:
-    """Random vertical crop, resize, random horizontal flip (p=0.5), then torchvision's
-    ``ColorJitter`` where any colour strength is above 0; uint8 in, [0, 1] float out."""
-    steps = [
-        v2.RandomCrop((CROP_SIZE, CROP_SIZE)),
-        v2.ToDtype(torch.float32, scale=True),
-        _resize(image_size),
-        v2.RandomHorizontalFlip(p=0.5),
-    ]
-    if brightness or contrast or saturation:
-        steps.append(v2.ColorJitter(brightness, contrast, saturation))
-    return v2.Compose(steps)
 
 
 def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
@@ -76,18 +54,6 @@ def batch_color_jitter(
     if saturation > 0:
         images = _blend(images, grey_of(images), _strength_factors(saturation, batch, device))
     return images
-
-
-class EvalCrop(torch.nn.Module):
-    """The recipe's fixed crop, ``tf.image.crop_to_bounding_box(image, 20, 0, 178, 178)``."""
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return v2.functional.crop(image, EVAL_CROP_TOP, 0, CROP_SIZE, CROP_SIZE)
-
-
-def eval_transform(image_size: int = 64) -> v2.Compose:
-    """Crop rows 20..197, resize; uint8 in, [0, 1] float out."""
-    return v2.Compose([EvalCrop(), v2.ToDtype(torch.float32, scale=True), _resize(image_size)])
 
 
 def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
