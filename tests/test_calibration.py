@@ -39,7 +39,7 @@ def test_test_split_reports_the_expected_calibration_error(tiny_root: Path, tmp_
         test_size=TINY_SIZES["test"],
         num_workers=0,
         batch_size=16,
-        cache=False,  # the per-sample path, so the loop below sees transformed images
+        cache=False,  # JPEGs decoded on access: no cache file written for this test
     )
     # Without a logger a run's files go to default_root_dir, the working folder by default.
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
@@ -49,7 +49,8 @@ def test_test_split_reports_the_expected_calibration_error(tiny_root: Path, tmp_
 
     probs, targets = [], []
     with torch.no_grad():
-        for images, batch_targets in data.test_dataloader():
+        for batch in data.test_dataloader():
+            images, batch_targets = data.on_after_batch_transfer(batch, 0)  # as the trainer does
             probs.append(torch.sigmoid(model(images)).reshape(-1))
             targets.append(batch_targets.reshape(-1))
     probs_np, targets_np = torch.cat(probs).numpy(), torch.cat(targets).numpy()

@@ -146,14 +146,15 @@ def _metric(stdout: str, name: str) -> float:
 
 def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[float]]:
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    # The per-sample JPEG path, independent of the decoded cache that the CLI run used.
+    # JPEGs decoded on access, independent of the decoded cache that the CLI run used.
     data = CelebADataModule(
         root=str(root), test_size=TINY_SIZES["test"], num_workers=0, cache=False
     )
     data.setup("test")
     probs, correct = [], []
     with torch.no_grad():
-        for images, targets in data.test_dataloader():
+        for batch in data.test_dataloader():
+            images, targets = data.on_after_batch_transfer(batch, 0)  # the eval transform
             p = torch.sigmoid(model(images))
             probs += p.reshape(-1).tolist()
             correct += ((p > 0.5).float() == targets).reshape(-1).tolist()

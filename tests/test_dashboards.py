@@ -232,24 +232,78 @@ def test_class_names() -> None:
     assert class_names("Young") == ("not Young", "Young")
 
 
-def test_augmentation_preview_is_seeded_and_leaves_training_randomness_alone(
-    tiny_root: Path,
-) -> None:
-    data = CelebADataModule(
-        root=str(tiny_root), train_size=TINY_SIZES["train"], val_size=TINY_SIZES["valid"]
-    )
+def _preview_data(root: Path, cache_dir: Path, **colour: float) -> CelebADataModule:
+    data = CelebADataModule(root=str(root), train_size=TINY_SIZES["train"],
+                            val_size=TINY_SIZES["valid"], num_workers=0,
+                            cache_dir=str(cache_dir), **colour)  # fmt: skip
     data.setup("fit")
+    return data
+
+
+def _tiles(picture: np.ndarray, rows: int, columns: int, side: int = 128) -> np.ndarray:
+    """The preview's tiles, row by row, at their own size (each pixel was enlarged 128/64)."""
+    step = side + 6  # 6-pixel gaps
+    tiles = [picture[6 + r * step : 6 + r * step + side : 2, 6 + c * step : 6 + c * step + side : 2]
+             for r in range(rows) for c in range(columns)]  # fmt: skip
+    return np.stack(tiles)
+
+
+def test_augmentation_preview_is_seeded_and_leaves_training_randomness_alone(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    data = _preview_data(tiny_root, tmp_path)
     raw = raw_train_images(data, 2)
-    assert [tuple(r.shape) for r in raw] == [(3, 218, 178)] * 2 and raw[0].dtype == torch.uint8
+    # The pixels training starts from: the decoded cache's layout, the columns the resize reads.
+    assert raw.shape == (2, 218, 128, 3) and raw.dtype == torch.uint8
+    assert torch.equal(raw[1], data.datasets["train"][1][0])
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    first = augmentation_preview(raw, 64, 5, seed=1)
+    first = augmentation_preview(data, 2, 5, seed=1)
     assert torch.equal(torch.random.get_rng_state(), before)
-    assert np.array_equal(first, augmentation_preview(raw, 64, 5, seed=1))
+    assert np.array_equal(first, augmentation_preview(data, 2, 5, seed=1))
+    assert not np.array_equal(first, augmentation_preview(data, 2, 5, seed=2))
     # 2 rows of 5 tiles of 128 pixels (64 enlarged twice) with 6-pixel gaps.
     assert first.shape == (2 * 128 + 3 * 6, 5 * 128 + 6 * 6, 3)
-    tiles = [first[6 : 6 + 128, 6 + i * 134 : 6 + i * 134 + 128] for i in range(5)]
-    assert any(not np.array_equal(tiles[0], t) for t in tiles[1:])  # the augmentations differ
+    tiles = _tiles(first, 2, 5)
+    assert any(not np.array_equal(tiles[0], t) for t in tiles[1:5])  # the augmentations differ
+
+
+def test_the_preview_draws_what_training_draws_colour_included(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    colour = dict(brightness=0.4, contrast=0.3, saturation=0.3)
+    data = _preview_data(tiny_root, tmp_path, **colour)
+    picture = augmentation_preview(data, 2, 3, seed=7)
+    # The training transform itself (the data module's own object) under the preview's seed, on
+    # the same two images, each repeated for its row.
+    torch.manual_seed(7)
+    drawn = data.batch_transform.train(raw_train_images(data, 2).repeat_interleave(3, dim=0))
+    expected = (drawn * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(_tiles(picture, 2, 3), expected)
+    # The colour settings reach the preview: each one changes it, and without them the tiles are
+    # the recipe's crops alone.
+    for changed in ({**colour, "brightness": 0.0}, {**colour, "saturation": 0.0}, {}):
+        other = _preview_data(tiny_root, tmp_path, **changed)
+        assert not np.array_equal(augmentation_preview(other, 2, 3, seed=7), picture)
+
+
+def test_the_dashboards_log_the_data_modules_preview(tiny_root: Path, tmp_path: Path) -> None:
+    data = CelebADataModule(root=str(tiny_root), train_size=16, val_size=8, image_size=32,
+                            batch_size=8, num_workers=0, cache_dir=str(tmp_path / "cache"),
+                            brightness=0.5)  # fmt: skip
+    dashboards = TensorBoardDashboards(gallery_size=2, preview_images=2, preview_augmentations=3,
+                                       preview_seed=4)  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
+        num_sanity_val_steps=0, log_every_n_steps=1,
+        logger=pl.loggers.TensorBoardLogger(tmp_path, name="run", default_hp_metric=False),
+        callbacks=[dashboards], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(RecipeClassifier(image_size=32), datamodule=data)
+    logged = _events(tmp_path / "run" / "version_0").Images("train/augmentations")[-1]
+    picture = np.asarray(Image.open(io.BytesIO(logged.encoded_image_string)).convert("RGB"))
+    assert np.array_equal(picture, augmentation_preview(data, 2, 3, seed=4))
 
 
 # ---- a real TensorBoard ------------------------------------------------------------------------

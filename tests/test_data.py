@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -51,26 +52,50 @@ def test_targets_are_the_named_column(tiny_root: Path, attr: str) -> None:
 def test_batches_have_the_recipe_shape_and_range(tiny_root: Path) -> None:
     dm = datamodule(tiny_root)
     dm.setup("fit")
-    images, targets = next(iter(dm.train_dataloader()))
+    raw, targets = next(iter(dm.train_dataloader()))
+    # JPEGs decoded on access come in the decoded cache's layout, and are transformed as one
+    # batch after the transfer to the device.
+    assert raw.shape == (8, 218, 128, 3) and raw.dtype == torch.uint8
+    images, _ = dm.on_after_batch_transfer((raw, targets), 0)
     assert images.shape == (8, 3, 64, 64) and images.dtype == torch.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert targets.shape == (8, 1) and set(targets.unique().tolist()) <= {0.0, 1.0}
-    val_images, _ = next(iter(dm.val_dataloader()))
-    again, _ = next(iter(dm.val_dataloader()))
+    val_images, _ = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    again, _ = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     assert torch.equal(val_images, again)  # eval transform has no randomness
 
 
-def test_cached_batches_equal_the_per_sample_path(tiny_root: Path, tmp_path: Path) -> None:
-    exact, cached = datamodule(tiny_root), datamodule(tiny_root, cache=True, cache_dir=tmp_path)
-    exact.setup("fit")
+def _transformed_batches(dm: CelebADataModule, stage: str, seed: int) -> list[tuple]:
+    """Every batch of ``stage`` as the model gets it, ``seed_everything``-style seeded."""
+    loader = dm.train_dataloader() if stage == "train" else dm.val_dataloader()
+    dm.trainer = SimpleNamespace(training=stage == "train")  # what the hook asks the trainer
+    torch.manual_seed(seed)
+    try:
+        return [dm.on_after_batch_transfer(batch, 0) for batch in loader]
+    finally:
+        dm.trainer = None
+
+
+def test_uncached_batches_equal_the_cached_ones(tiny_root: Path, tmp_path: Path) -> None:
+    # Colour on: the whole training transform, with its extra random draws.
+    colour = dict(brightness=0.3, contrast=0.2, saturation=0.2)
+    decoded = datamodule(tiny_root, **colour)
+    cached = datamodule(tiny_root, cache=True, cache_dir=tmp_path, **colour)
+    decoded.setup("fit")
     cached.setup("fit")
-    raw_images, raw_targets = next(iter(cached.val_dataloader()))
-    assert raw_images.dtype == torch.uint8 and raw_images.shape == (8, 218, 128, 3)
-    images, targets = cached.on_after_batch_transfer((raw_images, raw_targets), 0)
-    expected_images, expected_targets = next(iter(exact.val_dataloader()))
-    assert images.shape == expected_images.shape == (8, 3, 64, 64)
-    torch.testing.assert_close(images, expected_images, atol=1e-6, rtol=0)
-    assert torch.equal(targets, expected_targets)
+    assert torch.equal(decoded.datasets["train"][5][0], cached.datasets["train"][5][0])
+    for stage in ("train", "val"):
+        for seed in (0, 1):
+            ours = _transformed_batches(decoded, stage, seed)
+            theirs = _transformed_batches(cached, stage, seed)
+            assert len(ours) == len(theirs) == (5 if stage == "train" else 3)
+            for (images, targets, *_), (images_c, targets_c, *_) in zip(ours, theirs, strict=True):
+                assert images.dtype == torch.float32 and images.shape[1:] == (3, 64, 64)
+                torch.testing.assert_close(images, images_c, atol=1e-6, rtol=0)
+                assert torch.equal(targets, targets_c)
+    # The seed does decide the training batches (the comparison above is not of constants).
+    first, other = (_transformed_batches(decoded, "train", s)[0][0] for s in (0, 1))
+    assert not torch.equal(first, other)
 
 
 def test_kaggle_layout_loads_the_same_data(tmp_path: Path, tiny_root: Path) -> None:

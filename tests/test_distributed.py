@@ -86,8 +86,8 @@ def _check_shards(probe: Path, stage: str, root: Path, split: str, size: int) ->
 
 
 def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, list[float]]:
-    """Accuracy, mean loss and probabilities of a subset in this one process, through the
-    per-sample JPEG path (not the cache the CLI runs used)."""
+    """Accuracy, mean loss and probabilities of a subset in this one process, from JPEGs
+    decoded on access (not the cache the CLI runs used)."""
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     data = CelebADataModule(root=str(root), val_size=EVAL_SIZE, test_size=EVAL_SIZE,
                             num_workers=0, cache=False)  # fmt: skip
@@ -95,7 +95,8 @@ def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, l
     loader = data.val_dataloader() if stage == "val" else data.test_dataloader()
     probs, correct, loss = [], 0, 0.0
     with torch.no_grad():
-        for images, targets in loader:
+        for batch in loader:
+            images, targets = data.on_after_batch_transfer(batch, 0)  # the eval transform
             logits = model(images)
             loss += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
             correct += int(((logits >= 0) == targets.bool()).sum())

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from lit_celeba.data.celeba import find_files
+from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import PhotoDataset, photo_loader
-from lit_celeba.data.transforms import eval_transform
+from lit_celeba.data.transforms import columns_read
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import REPO, THREE_ATTRIBUTES, run_expecting_error
 
@@ -57,8 +58,10 @@ def checkpoint_outputs(tiny_checkpoint: Path, tiny_root: Path) -> tuple[torch.Te
     ``predict_step`` says about them (probabilities and decisions)."""
     model = RecipeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
     image_dir = find_files(tiny_root).image_dir
-    dataset = PhotoDataset(sorted(image_dir.glob("*.jpg"))[:13], eval_transform(64))
-    batch = next(iter(photo_loader(dataset, batch_size=13, num_workers=0)))
+    dataset = PhotoDataset(sorted(image_dir.glob("*.jpg"))[:13], columns_read(64))
+    loaded = next(iter(photo_loader(dataset, batch_size=13, num_workers=0)))
+    # As predict gets them: after the data module's batched eval transform.
+    batch = CelebADataModule().on_after_batch_transfer(loaded, 0)
     with torch.no_grad():
         outputs = model.predict_step(batch, 0)
     return batch.images, outputs["probabilities"], outputs["predictions"]

@@ -17,9 +17,11 @@ from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
 from lit_celeba.data.celeba import find_files
+from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import (
     FRAME_HEIGHT,
     FRAME_WIDTH,
+    PhotoBatch,
     PhotoDataset,
     find_photos,
     frame,
@@ -27,7 +29,7 @@ from lit_celeba.data.photos import (
     photo_loader,
     read_rgb,
 )
-from lit_celeba.data.transforms import eval_transform
+from lit_celeba.data.transforms import columns_read, keep_columns
 from lit_celeba.errors import PhotoError
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import CONFIGS, THREE_ATTRIBUTES, run_cli, tiny_overrides
@@ -207,10 +209,14 @@ def test_bad_files_get_an_error_and_leave_the_batch_intact(photos: Path, tmp_pat
     text.write_text("a text file named like an image")
     paths = [photos / "a_rgb.jpg", photos / "broken.jpg", gif, tmp_path / "gone.png"]
     paths += [photos / "truncated.png", text, photos / "b_gray.png"]
-    dataset = PhotoDataset(paths, eval_transform(64))
-    batch = next(iter(photo_loader(dataset, batch_size=8, num_workers=0)))
+    dataset = PhotoDataset(paths, columns_read(64))
+    loaded = next(iter(photo_loader(dataset, batch_size=8, num_workers=0)))
+    # Framed, in the decoded cache's layout: the columns the resize reads.
+    assert loaded.images.shape == (2, 218, 128, 3) and loaded.images.dtype == torch.uint8
+    assert torch.equal(loaded.images[0], keep_columns(load_frame(paths[0]), columns_read(64)))
+    batch = transformed(loaded)
     assert batch.paths == [str(p) for p in paths]
-    assert batch.images.shape == (2, 3, 64, 64)
+    assert batch.images.shape == (2, 3, 64, 64) and batch.images.dtype == torch.float32
     errors = dict(zip([p.name for p in paths], batch.errors, strict=True))
     assert errors["a_rgb.jpg"] == "" and errors["b_gray.png"] == ""
     assert errors["broken.jpg"].startswith("OSError")
@@ -219,11 +225,19 @@ def test_bad_files_get_an_error_and_leave_the_batch_intact(photos: Path, tmp_pat
     assert errors["gone.png"] == "file not found"
     assert "truncated" in errors["truncated.png"]
 
-    nothing = PhotoDataset([photos / "broken.jpg"], eval_transform(64))
-    empty = nothing.collate([nothing[0]])
+    nothing = PhotoDataset([photos / "broken.jpg"], columns_read(64))
+    empty = transformed(nothing.collate([nothing[0]]))
     assert empty.images.shape == (0, 3, 64, 64) and empty.errors[0]
     outputs = RecipeClassifier().predict_step(empty, 0)
     assert outputs["probabilities"].shape == (0, 1) and outputs["predictions"].shape == (0, 1)
+
+
+def transformed(batch: PhotoBatch) -> PhotoBatch:
+    """A batch of photos as ``predict_step`` gets it: after the data module's transfer hook (its
+    batched eval transform), still a ``PhotoBatch`` with every path and error."""
+    out = CelebADataModule().on_after_batch_transfer(batch, 0)
+    assert isinstance(out, PhotoBatch) and out.paths == batch.paths and out.errors == batch.errors
+    return out
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -259,10 +273,11 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
 
     # The same photos through the checkpoint's predict_step, in this process.
     model = RecipeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
-    dataset = PhotoDataset.from_path(photos, eval_transform(64))
+    dataset = PhotoDataset.from_path(photos, columns_read(64))
     expected: dict[str, float] = {}
     with torch.no_grad():
-        for i, batch in enumerate(photo_loader(dataset, batch_size=5, num_workers=0)):
+        for i, loaded in enumerate(photo_loader(dataset, batch_size=5, num_workers=0)):
+            batch = transformed(loaded)
             readable = [p for p, e in zip(batch.paths, batch.errors, strict=True) if not e]
             probs = model.predict_step(batch, i)["probabilities"].reshape(-1).tolist()
             expected.update(zip(readable, probs, strict=True))
@@ -330,10 +345,11 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]
 
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    dataset = PhotoDataset.from_path(photos, eval_transform(64))
+    dataset = PhotoDataset.from_path(photos, columns_read(64))
     expected: dict[str, list[float]] = {}
     with torch.no_grad():
-        for i, batch in enumerate(photo_loader(dataset, batch_size=3, num_workers=0)):
+        for i, loaded in enumerate(photo_loader(dataset, batch_size=3, num_workers=0)):
+            batch = transformed(loaded)
             readable = [p for p, e in zip(batch.paths, batch.errors, strict=True) if not e]
             probs = model.predict_step(batch, i)["probabilities"].tolist()
             expected.update(zip(readable, probs, strict=True))

@@ -127,7 +127,7 @@ def test_the_preview_and_the_uncached_dataset_read_through_the_source(forms, tmp
                               cache_dir=str(tmp_path))  # fmt: skip
         dm.setup("fit")
         preview = raw_train_images(dm, 3)
-        first, *_ = dm.datasets["val"][0]  # the eval transform: deterministic
+        first, *_ = dm.datasets["val"][0]  # decoded on access, as the transforms read it
         images[form] = (preview, first)
     for form in ("kaggle-zip", "tfds"):
         assert all(a.equal(b) for a, b in zip(images[form][0], images["unpacked"][0], strict=True))

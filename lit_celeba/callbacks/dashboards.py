@@ -49,7 +49,6 @@ from lit_celeba.callbacks.lightning_internals import (
 )
 from lit_celeba.callbacks.pictures import (
     augmentation_preview,
-    raw_train_images,
 )
 from lit_celeba.callbacks.summaries import add_png, run_hyperparameters, session_end_summary
 from lit_celeba.data.datamodule import CelebADataModule
@@ -165,9 +164,8 @@ class TensorBoardDashboards(Callback):
         datamodule = trainer.datamodule
         wanted = self.preview_images and self.preview_augmentations
         if wanted and isinstance(datamodule, CelebADataModule):
-            raw = raw_train_images(datamodule, self.preview_images)
             picture = augmentation_preview(
-                raw, datamodule.image_size, self.preview_augmentations, self.preview_seed
+                datamodule, self.preview_images, self.preview_augmentations, self.preview_seed
             )
             add_png(self._logger.experiment, "train/augmentations", picture, logging_step(trainer))
 

@@ -15,9 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid
 
-from lit_celeba.data.cache import decode_bytes
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.transforms import train_transform
 
 CORRECT_COLOUR = (0, 150, 0)
 WRONG_COLOUR = (210, 0, 0)
@@ -30,33 +28,33 @@ def class_names(target_attr: str) -> tuple[str, str]:
     return ("Female", "Male") if target_attr == "Male" else (f"not {target_attr}", target_attr)
 
 
-def raw_train_images(datamodule: CelebADataModule, count: int) -> list[torch.Tensor]:
-    """The first ``count`` training images as decoded, uint8 3xHxW, before any transform.
+def raw_train_images(datamodule: CelebADataModule, count: int) -> torch.Tensor:
+    """The first ``count`` training images before any transform, as the training batches bring
+    them: uint8 (N, 218, C, 3), the columns the resize reads
+    (:func:`~lit_celeba.data.transforms.columns_read`).
 
-    Reads the images that the train dataset lists (``image_names``) through its ``source`` (a
-    folder, an archive or TFRecords, see :mod:`lit_celeba.data.sources`); a data module that
-    keeps decoded images in memory only needs to change this function.
+    Reads them from the train dataset itself, the decoded cache or the JPEGs decoded on access
+    (``data.cache``), so the preview starts from the very pixels that training does.
     """
     dataset = datamodule.datasets["train"]
-    names = dataset.image_names[:count]
-    source = dataset.source
-    return [decode_bytes(data, source.where(n)) for n, data in zip(names, source.read_many(names),
-                                                                     strict=True)]  # fmt: skip
+    return torch.stack([dataset[index][0] for index in range(min(count, len(dataset)))])
 
 
 def augmentation_preview(
-    images: Sequence[torch.Tensor], image_size: int, augmentations: int, seed: int
+    datamodule: CelebADataModule, images: int, augmentations: int, seed: int
 ) -> np.ndarray:
-    """One row per raw image with ``augmentations`` draws of the recipe's train transform, as an
-    HxWx3 uint8 array."""
-    transform = train_transform(image_size)
+    """One row for each of the first ``images`` training images with ``augmentations`` draws of
+    the data module's own training transform (``datamodule.batch_transform.train``: the object
+    and settings that training uses, colour changes included), as an HxWx3 uint8 array. The same
+    ``seed`` gives the same picture."""
+    raw = raw_train_images(datamodule, images)
     # Its own random stream: previewing must not change the batches that training draws.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        rows = [[transform(image) for _ in range(augmentations)] for image in images]
-    scale = _scale_for(image_size)
-    tiles = [_to_pil(tile, scale) for row in rows for tile in row]
-    return (_grid(tiles, columns=augmentations))
+        # One batch, each image repeated: row by row, as the tiles are laid out.
+        tiles = datamodule.batch_transform.train(raw.repeat_interleave(augmentations, dim=0))
+    scale = _scale_for(tiles.shape[-1])
+    return _grid([_to_pil(tile, scale) for tile in tiles], columns=augmentations)
 
 
 def gallery_picture(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +18,11 @@ from lit_celeba.data.cache import build_cache, decode_bytes, default_cache_dir, 
 from lit_celeba.data.celeba import face_size_problem, label_arrays
 from lit_celeba.data.device_batches import DeviceBatches, fits_on_device, images_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
-from lit_celeba.data.photos import PhotoDataset, photo_loader
+from lit_celeba.data.photos import PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler
 from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.data.transforms import BatchTransform, columns_read, eval_transform, train_transform
+from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
 from lit_celeba.errors import CelebAError, SettingError
 from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
 
@@ -39,7 +38,10 @@ def _label_tensors(
 
 
 class CelebAImages(Dataset):
-    """Images of one subset with their 0/1 targets, decoded from JPEG on access.
+    """Images of one subset with their 0/1 targets, decoded from JPEG on access into the layout
+    of the decoded cache: uint8 (218, C, 3), only the source ``columns`` the resize reads. A
+    batch of them is transformed as a cached one, on the training device
+    (``CelebADataModule.on_after_batch_transfer``).
 
     With ``groups`` (the (N, G) subgroup values) an item is ``(image, targets, groups)``.
     """
@@ -49,14 +51,14 @@ class CelebAImages(Dataset):
         source: ImageSource | Path,
         image_names: list[str],
         targets: np.ndarray,
-        transform: Callable[[torch.Tensor], torch.Tensor],
+        columns: np.ndarray,
         groups: np.ndarray | None = None,
     ) -> None:
         self.source = source if isinstance(source, ImageSource) else FolderSource(source)
         self.image_dir = getattr(self.source, "image_dir", None)  # None for archives, TFRecords
         self.image_names = image_names
         self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
-        self.transform = transform
+        self.columns = columns
 
     def __len__(self) -> int:
         return len(self.image_names)
@@ -65,14 +67,15 @@ class CelebAImages(Dataset):
         name = self.image_names[index]
         path = self.source.where(name)
         image = decode_bytes(self.source.read(name), path)
-        # The recipe's crops assume CelebA's framing: another size would be zero-padded (eval)
-        # or fail inside torchvision (train). The same message as the cache build gives.
+        # The recipe's crops and columns assume CelebA's framing: another size would fail in
+        # the column selection or the batch. The same message as the cache build gives.
         problem = face_size_problem(path, image.shape[2], image.shape[1])
         if problem is not None:
             raise CelebAError(problem)
+        image = keep_columns(image, self.columns)
         if self.groups is not None:
-            return self.transform(image), self.targets[index], self.groups[index]
-        return self.transform(image), self.targets[index]
+            return image, self.targets[index], self.groups[index]
+        return image, self.targets[index]
 
 
 class CachedImages(Dataset):
@@ -92,7 +95,7 @@ class CachedImages(Dataset):
         source: ImageSource | None = None,
     ) -> None:
         self.cache_path = cache_path
-        # Where the JPEGs came from: the augmentation preview reads them.
+        # Where the JPEGs came from, as CelebAImages has it.
         self.source = source
         self.image_dir = getattr(source, "image_dir", None)
         self.image_names = image_names
@@ -148,9 +151,10 @@ class CelebADataModule(pl.LightningDataModule):
             ``val_size`` and ``test_size`` images) instead of reading the real one. It never
             overwrites a folder it did not generate.
         synthetic_seed: the seed of the generated set.
-        cache: decode each subset's JPEGs once into a memory-mapped uint8 cache and apply the
-            recipe's transforms per batch on the training device (exactly the same values);
-            ``False`` decodes and transforms every image on access in the loader workers.
+        cache: decode each subset's JPEGs once into a memory-mapped uint8 cache; ``False``
+            decodes every image on access in the loader workers, into the same layout. Either
+            way the recipe's transforms run per batch on the training device
+            (:class:`~lit_celeba.data.transforms.BatchTransform`), with the same values.
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
             tfds copy's index of its records is kept there too.
@@ -300,9 +304,7 @@ class CelebADataModule(pl.LightningDataModule):
                 raise CelebAError(f"data.synthetic is true but {err}") from None
         find_copy(self.root)
 
-    def _subset(
-        self, copy: CelebACopy, split: Split, size: int | None, train: bool, groups: bool = False
-    ):
+    def _subset(self, copy: CelebACopy, split: Split, size: int | None, groups: bool = False):
         index, source = copy.index, copy.source
         rows = subset_rows(index, split, size, self.subset_order, source.tfds_order_only)
         names = [index.image_names[i] for i in rows]
@@ -310,24 +312,19 @@ class CelebADataModule(pl.LightningDataModule):
         subgroups = self.subgroups if groups else []
         targets, group_values = label_arrays(index, rows, self.target_attrs, subgroups)
         group_values = group_values if subgroups else None
+        columns = columns_read(self.image_size)  # the layout the transforms read, either way
         if self.cache:
             # Built here rather than in prepare_data because only setup knows the stage; the
             # cache's file lock makes the other ranks wait for the one that builds it.
-            columns = columns_read(self.image_size)
             path = build_cache(source, names, self.cache_dir, columns,
                                description=f"the {split} subset")  # fmt: skip
             return CachedImages(path, names, targets, columns, group_values, source=source)
-        transform = (
-            train_transform(self.image_size, **self.colour)
-            if train
-            else eval_transform(self.image_size)
-        )
-        return CelebAImages(source, names, targets, transform, group_values)
+        return CelebAImages(source, names, targets, columns, group_values)
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:
-            transform = eval_transform(self.image_size)
-            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, transform)
+            columns = columns_read(self.image_size)
+            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, columns)
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,
         # nothing is written and the TFRecords are read at every setup.
@@ -336,23 +333,19 @@ class CelebADataModule(pl.LightningDataModule):
             copy.index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":
             self.datasets["train"] = self._subset(
-                copy, "train", self.train_size, train=True, groups=self.train_subgroups
+                copy, "train", self.train_size, groups=self.train_subgroups
             )
             if len(self.target_attrs) == 1 and self.subgroups:
                 self._count_train_groups(copy)
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).
-            self.datasets["val"] = self._subset(
-                copy, "valid", self.val_size, train=False, groups=True
-            )
+            self.datasets["val"] = self._subset(copy, "valid", self.val_size, groups=True)
         if stage == "test":
-            self.datasets["test"] = self._subset(
-                copy, "test", self.test_size, train=False, groups=True
-            )
+            self.datasets["test"] = self._subset(copy, "test", self.test_size, groups=True)
         if stage == "predict":
             size = {"train": self.train_size, "valid": self.val_size, "test": self.test_size}
             split = self.predict_split
-            self.datasets["predict"] = self._subset(copy, split, size[split], train=False)
+            self.datasets["predict"] = self._subset(copy, split, size[split])
 
     def _count_train_groups(self, copy: CelebACopy) -> None:
         """The training split's group of each image (for the sampler) and images per group."""
@@ -457,13 +450,16 @@ class CelebADataModule(pl.LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Cached batches arrive as uint8 and get the recipe's transforms here, on the device."""
+        """Every batch (cached, decoded on access, or the user's photos) arrives as uint8 in the
+        cache's layout and gets the recipe's transforms here, on the device."""
         if not isinstance(batch, (tuple, list)) or batch[0].dtype != torch.uint8:
-            return batch
-        images, *rest = batch
+            return batch  # already transformed
         training = self.trainer is not None and self.trainer.training
         transform = self.batch_transform.train if training else self.batch_transform.eval
-        return (transform(images), *rest)
+        images = transform(batch[0])
+        if isinstance(batch, PhotoBatch):  # keeps the paths and errors the writer reads
+            return batch._replace(images=images)
+        return (images, *batch[1:])
 
     def teardown(self, stage: str) -> None:
         self._on_device.clear()  # gives the device memory back once a stage is over

@@ -16,7 +16,9 @@ become 8-bit RGB (16-bit values are scaled by 255/65535, not clipped); transpare
 The framing rule: resize to width 178 keeping the aspect ratio (bilinear, antialiased), then
 pad (black, equally above and below) or crop (equally above and below) to height 218. An aligned
 CelebA image passes through unchanged, and a square photo of a face is exactly the 178x178 square
-that the recipe's eval crop (rows 20..197) keeps. The eval transform then follows as for CelebA.
+that the recipe's eval crop (rows 20..197) keeps. The framed photo then takes CelebA's path: it
+keeps the columns the resize reads, as the decoded cache does, and its batch gets the data
+module's batched eval transform on the device (:class:`~lit_celeba.data.transforms.BatchTransform`).
 
 A file that cannot be read does not stop the run: its item carries an error message and no
 image, and :func:`collate_photos` leaves it out of the batch's images but keeps its path and
@@ -25,7 +27,7 @@ error, so the prediction writer can give it a row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,7 +36,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from lit_celeba.data.transforms import CROP_SIZE
+from lit_celeba.data.transforms import CROP_SIZE, keep_columns
 from lit_celeba.errors import PhotoError
 
 FRAME_WIDTH, FRAME_HEIGHT = CROP_SIZE, 218
@@ -46,14 +48,16 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 class PhotoItem(NamedTuple):
-    image: torch.Tensor | None  # None when the file could not be read
+    image: torch.Tensor | None  # uint8 (218, C, 3); None when the file could not be read
     path: str
     error: str  # "" when the file was read
 
 
 class PhotoBatch(NamedTuple):
     """``images`` holds only the readable photos, in order; ``paths`` and ``errors`` hold all of
-    them (``error == ""`` marks the readable ones). ``batch[0]`` is the images, as for CelebA."""
+    them (``error == ""`` marks the readable ones). ``batch[0]`` is the images, as for CelebA:
+    uint8 (B, 218, C, 3) from the loader, float (B, 3, S, S) once the data module's
+    ``on_after_batch_transfer`` has transformed them (B may be 0)."""
 
     images: torch.Tensor
     paths: list[str]
@@ -140,18 +144,18 @@ def load_frame(path: str | Path) -> torch.Tensor:
 
 
 class PhotoDataset(Dataset):
-    """Photos read from ``paths``, framed and passed through ``transform`` (the eval transform).
-    Items are :class:`PhotoItem`; batch them with :meth:`collate`."""
+    """Photos read from ``paths``, framed, and kept as the decoded cache keeps CelebA: uint8
+    (218, C, 3), only the source ``columns`` (``transforms.columns_read(image_size)``). Items
+    are :class:`PhotoItem`; batch them with :meth:`collate`."""
 
-    def __init__(self, paths: Sequence[str | Path], transform: Callable) -> None:
+    def __init__(self, paths: Sequence[str | Path], columns: np.ndarray) -> None:
         self.paths = [str(p) for p in paths]
-        self.transform = transform
-        blank = torch.zeros(3, FRAME_HEIGHT, FRAME_WIDTH, dtype=torch.uint8)
-        self.image_shape = tuple(transform(blank).shape)
+        self.columns = columns
+        self.image_shape = (FRAME_HEIGHT, len(columns), 3)
 
     @classmethod
-    def from_path(cls, predict_path: str | Path, transform: Callable) -> PhotoDataset:
-        return cls(find_photos(predict_path), transform)
+    def from_path(cls, predict_path: str | Path, columns: np.ndarray) -> PhotoDataset:
+        return cls(find_photos(predict_path), columns)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -159,7 +163,7 @@ class PhotoDataset(Dataset):
     def __getitem__(self, index: int) -> PhotoItem:
         path = self.paths[index]
         try:
-            image = self.transform(load_frame(path))
+            image = keep_columns(load_frame(path), self.columns)
         # One bad file must not stop the run, whatever Pillow raises for it (OSError for most,
         # but SyntaxError, ValueError or DecompressionBombError for some broken files).
         except Exception as err:
@@ -169,7 +173,8 @@ class PhotoDataset(Dataset):
     def collate(self, items: Sequence[PhotoItem]) -> PhotoBatch:
         """Stacks the readable images (an empty batch of the right shape when none is)."""
         images = [item.image for item in items if item.image is not None]
-        stacked = torch.stack(images) if images else torch.empty((0, *self.image_shape))
+        empty = torch.empty((0, *self.image_shape), dtype=torch.uint8)
+        stacked = torch.stack(images) if images else empty
         return PhotoBatch(stacked, [item.path for item in items], [item.error for item in items])
 
 
