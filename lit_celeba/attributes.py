@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lit_celeba.errors import SettingError
+from lit_celeba.errors import AttributeMismatchError, SettingError
 
 
 def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr") -> list[str]:
@@ -37,3 +37,14 @@ def output_attributes(*owners: object) -> list[str]:
         if names:
             return attribute_list(names)
     raise ValueError("neither the model nor the data module names its target attributes")
+
+
+def check_same_targets(saved: Sequence[str] | None, current: Sequence[str]) -> None:
+    """Refuses a checkpoint trained for other target attributes (``saved``) than a model's."""
+    if saved is not None and list(saved) != list(current):
+        raise AttributeMismatchError(
+            f"The checkpoint was trained to predict {len(saved)} attribute(s) "
+            f"({', '.join(saved)}) but this run predicts {list(current)}; set data.target_attr "
+            "to the checkpoint's attributes, in the same order (the config the checkpoint was "
+            "trained with does)."
+        )

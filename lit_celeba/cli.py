@@ -1,5 +1,5 @@
-"""The command line: ``python -m lit_celeba {fit,validate,test,predict} --config FILE``, and
-``compare``, ``report`` and ``export`` (:mod:`lit_celeba.commands`) under the same program.
+"""The command line: ``python -m lit_celeba {fit,validate,test,predict,calibrate} --config FILE``,
+and ``compare``, ``report`` and ``export`` (:mod:`lit_celeba.commands`) under the same program.
 
 ``configs/base.yaml`` is every Trainer command's default config (jsonargparse's
 ``default_config_files``): ``--config configs/demo.yaml`` is base.yaml and then the delta, several
@@ -53,6 +53,7 @@ from lit_celeba.cli_messages import (
 )
 from lit_celeba.commands import COMMANDS, PROG
 from lit_celeba.commands import run as run_command
+from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.errors import CelebAError, LitCelebaError, SettingError, UsageError
 from lit_celeba.groups import needs_train_groups
@@ -66,7 +67,7 @@ warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be over
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
-TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict", "calibrate")
 
 
 def native_cpu_bf16() -> bool:
@@ -94,6 +95,12 @@ def supported_precision(precision: str | int | None, accelerator: str | None) ->
 
 class CelebACLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's, and ``calibrate`` (:class:`~lit_celeba.commands.calibrate.CelebATrainer`),
+        which the CLI gives the model and data module as it gives ``validate``."""
+        return {**LightningCLI.subcommands(), "calibrate": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
@@ -293,6 +300,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
                     CSVPredictionWriter(), TestTables(), ExactResume(), InterruptNotice()
                 ]
             },
+            trainer_class=CelebATrainer,
             parser_kwargs=_PARSER_KWARGS,
             args=args,
         )

@@ -9,12 +9,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.calibration import choose_thresholds, fit_temperature
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.outputs import Calibration
-from tests.conftest import TINY_SIZES
+from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
 
 
 def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
@@ -126,3 +127,49 @@ def test_an_overtrained_network_is_calibrated_by_fit_and_keeps_its_decisions(
     plain = model.predict_step(batch, 0)
     assert torch.equal(calibrated["predictions"], plain["predictions"])
     assert not torch.allclose(calibrated["probabilities"], plain["probabilities"])
+
+
+# ---- the calibrate command, and checkpoints from before calibration -----------------------------
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_calibrated_copy_that_test_and_export_use(
+    tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    before = tiny_checkpoint.read_bytes()
+    flags = [*tiny_overrides(tiny_root, tmp_path / "logs"), "--config", str(CONFIGS / "base.yaml")]
+    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
+                   "--thresholds=balanced_accuracy", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "logs" / "base" / "version_0" / "calibrated.ckpt"
+    assert f"Wrote {written}" in done.stderr + done.stdout
+    assert tiny_checkpoint.read_bytes() == before  # the checkpoint it read is untouched
+    calibrated = torch.load(written, weights_only=True)
+    assert calibrated["calibration"]["rule"] == "balanced_accuracy"
+    original = torch.load(tiny_checkpoint, weights_only=True)
+    for key, value in original["state_dict"].items():
+        assert torch.equal(calibrated["state_dict"][key], value)
+    # A second calibrate into the same file is refused; the file stays.
+    again = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={written}",
+                    cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 2 and "already exists" in again.stderr
+    tested = run_cli("test", *flags, f"--ckpt_path={written}", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    assert export_command(written, tmp_path / "exported")["threshold_rule"] == "balanced_accuracy"
+
+
+def test_a_checkpoint_from_before_calibration_loads_as_temperature_one_and_threshold_half(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    del checkpoint["calibration"]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    model = RecipeClassifier.load_from_checkpoint(old, map_location="cpu").eval()
+    assert model.calibration.is_identity
+    images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        outputs = model.predict_step(images, 0)
+        plain = torch.sigmoid(model(images))
+    torch.testing.assert_close(outputs["probabilities"], plain)
+    assert torch.equal(outputs["predictions"], (plain > 0.5).long())

@@ -169,7 +169,28 @@ def test_test_table_and_subgroups_equal_a_recount_of_the_predictions(
     printed = re.search(r"Test accuracy per attribute \(mean ([0-9.]+)\)", output)
     # Four decimals: a mean that ends in 5 may round either way, so compare the numbers.
     assert printed and float(printed.group(1)) == pytest.approx(mean, abs=5.1e-5)
-    assert r"| attribute | accuracy | acc\|Young=1 |" in text and "| Male |" in text
+    assert "| attribute | accuracy | balanced_accuracy | auroc |" in text and "| Male |" in text
+    assert r"| acc\|Young=1 |" in text
+
+    # The literature's columns, recounted from predict's decisions on the same test images.
+    for name in ATTRIBUTE_NAMES:
+        truth = [int(r[f"true_{name}"]) for r in rows]
+        decided = [int(r[f"pred_{name}"]) for r in rows]
+        positives = sum(truth)
+        share = positives / len(rows)
+        assert float(table[name]["positive_share"]) == pytest.approx(share, abs=1e-6)
+        assert float(table[name]["majority_baseline"]) == pytest.approx(max(share, 1 - share))
+        if 0 < positives < len(rows):
+            tpr = sum(t and d for t, d in zip(truth, decided, strict=True)) / positives
+            tnr = sum(not t and not d for t, d in zip(truth, decided, strict=True)) / (
+                len(rows) - positives
+            )
+            assert float(table[name]["balanced_accuracy"]) == pytest.approx((tpr + tnr) / 2)
+    # report writes the table as the test run logged it.
+    report = run_cli("report", str(test_dir), cwd=work)
+    assert report.returncode == 0, report.stderr
+    assert (test_dir / "test_attributes.md").read_text().strip() == text.strip()
+    assert (test_dir / "test_reliability.png").stat().st_size > 1000
 
     # Learned, not guessed: well above always answering each attribute's majority value.
     for name, margin in VISIBLE.items():

@@ -18,6 +18,7 @@ from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.errors import AttributeMismatchError
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import count_parameters
+from lit_celeba.models.objectives import positive_weights
 
 THREE = ["Male", "Smiling", "Eyeglasses"]
 
@@ -151,3 +152,27 @@ def test_one_attribute_with_subgroups_keeps_test_acc_and_adds_the_groups(
         (row,) = list(csv.DictReader(fh))
     assert row["attribute"] == "Male"
     assert float(row["accuracy"]) == pytest.approx(metrics["test/acc"].item(), abs=1e-6)
+
+
+def test_pos_weight_gives_each_attributes_positives_the_weight_of_its_negatives(
+    tiny_root: Path, tmp_path: Path
+) -> None:
+    data = _data(tiny_root, target_attr=THREE)
+    model = RecipeClassifier(image_size=32, target_attrs=THREE, pos_weight=True)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1,
+                         limit_val_batches=0, logger=False, default_root_dir=tmp_path,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    share = data.datasets["train"].targets.mean(0)  # Eyeglasses: no positive in these 32 faces
+    expected_weights = torch.where(share > 0, (1 - share) / share.clamp(min=1e-9), 1.0)
+    assert (share > 0).any() and torch.allclose(model.pos_weight, expected_weights)
+    assert "pos_weight" in model.state_dict()  # checkpoints keep it
+    weighted = RecipeClassifier(target_attrs=THREE, pos_weight=True)
+    weighted.pos_weight.copy_(torch.tensor([0.5, 2.0, 4.0]))
+    weighted.net = nn.Identity()  # the "images" are the logits
+    logits, targets = torch.randn(6, 3), (torch.rand(6, 3) > 0.5).float()
+    expected = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=weighted.pos_weight)
+    loss = weighted.training_step((logits, targets), 0)["loss"]
+    assert loss == pytest.approx(3 * expected.item())
+    assert positive_weights(torch.tensor([0.0, 0.5, 1e-6])).tolist() == [1.0, 1.0, 100.0]

@@ -1,13 +1,15 @@
 """The evaluation pictures of :class:`~lit_celeba.callbacks.dashboards.TensorBoardDashboards`,
 from the validation and test steps' own outputs: the gallery (``{stage}/predictions``), the
-confusion matrix (``{stage}/confusion_matrix``) and the PR curves (``{stage}/pr_curve``, one per
-attribute for K > 1 as ``{stage}/pr_curve/<attribute>``). Under DDP every rank keeps its share
+confusion matrix (``{stage}/confusion_matrix``), the reliability diagram (``{stage}/reliability``,
+before and after the calibration where one applies) and the PR curves (``{stage}/pr_curve``, one
+per attribute for K > 1 as ``{stage}/pr_curve/<attribute>``). Under DDP every rank keeps its share
 and all are gathered (N, K) before rank 0 draws."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -24,8 +26,11 @@ from lit_celeba.callbacks.pictures import (
     confusion_matrices_picture,
     confusion_matrix_picture,
     gallery_picture,
+    reliability_picture,
 )
 from lit_celeba.callbacks.summaries import add_png
+from lit_celeba.models.evaluation import calibration_errors
+from lit_celeba.models.outputs import Calibration
 
 
 class EvaluationPictures:
@@ -36,6 +41,7 @@ class EvaluationPictures:
         self.reset()
 
     def reset(self) -> None:
+        self._logits: list[torch.Tensor] = []
         self._probabilities, self._predictions, self._targets, self._gallery = [], [], [], []
 
     def collect(self, batch: Any, outputs: Any, gallery: bool) -> None:
@@ -47,6 +53,7 @@ class EvaluationPictures:
             return
         probabilities, predictions = outputs["probabilities"], outputs["predictions"]
         targets = batch[1].reshape(predictions.shape).long()
+        self._logits.append(outputs["logits"])
         self._probabilities.append(probabilities)
         self._predictions.append(predictions)
         self._targets.append(targets)
@@ -63,6 +70,7 @@ class EvaluationPictures:
         ``writer`` is given, draws them."""
         attributes = output_attributes(pl_module, trainer.datamodule)
         # Every rank takes part in the gather, also one that saw no batch.
+        logits = _all_ranks(self._logits, len(attributes), pl_module.device)
         probabilities = _all_ranks(self._probabilities, len(attributes), pl_module.device)
         predictions = _all_ranks(self._predictions, len(attributes), pl_module.device).long()
         targets = _all_ranks(self._targets, len(attributes), pl_module.device).long()
@@ -87,7 +95,23 @@ class EvaluationPictures:
                 tag = f"{stage}/pr_curve/{name}"
                 writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
         add_png(writer, f"{stage}/confusion_matrix", picture, step)
+        add_png(writer, f"{stage}/reliability", _reliability(logits, probabilities, targets), step)
         self.reset()
+
+
+def _reliability(
+    logits: torch.Tensor, probabilities: torch.Tensor, targets: torch.Tensor
+) -> np.ndarray:
+    """The reliability diagram of the step's probabilities, and of the uncalibrated ones beside
+    them where the run applies a calibration; each labelled with its mean ECE."""
+    plain, _ = Calibration.identity(targets.shape[1]).apply(logits)
+    curves = [("before calibration", plain), ("after calibration", probabilities)]
+    if torch.allclose(plain, probabilities):
+        curves = [("probabilities", probabilities)]
+    return reliability_picture([
+        (f"{label}: ECE {calibration_errors(p, targets).mean():.3f}", p, targets)
+        for label, p in curves
+    ])  # fmt: skip
 
 
 def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) -> torch.Tensor:

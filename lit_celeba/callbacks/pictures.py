@@ -192,6 +192,50 @@ def confusion_matrices_picture(
     return (_grid(tiles, columns=min(columns, len(tiles))))
 
 
+RELIABILITY_COLOURS = ((150, 150, 150), (31, 119, 180))  # before calibration, after
+
+
+def reliability_picture(
+    curves: Sequence[tuple[str, torch.Tensor, torch.Tensor]], bins: int = 15
+) -> np.ndarray:
+    """A reliability diagram: per curve ``(label, probabilities, targets)`` (each (N, K), all K
+    attributes' predictions pooled), the share of positives against the mean probability in each
+    of ``bins`` equal-width probability bins, each bin a dot whose area follows its share of the
+    predictions; the diagonal is perfect calibration. Returns an HxWx3 uint8 array."""
+    size, left, top = 360, 56, 40
+    picture = Image.new("RGB", (left + size + 20, top + size + 50), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    font = _font(13)
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return left + x * size, top + (1 - y) * size
+
+    draw.rectangle((*at(0, 1), *at(1, 0)), outline=(0, 0, 0))
+    draw.line((*at(0, 0), *at(1, 1)), fill=(200, 200, 200), width=1)
+    for tick in (0.0, 0.5, 1.0):
+        draw.text((at(tick, 0)[0], top + size + 4), f"{tick:g}", fill=0, font=font, anchor="ma")
+        draw.text((left - 6, at(0, tick)[1]), f"{tick:g}", fill=0, font=font, anchor="rm")
+    draw.text((left + size / 2, top + size + 22), "mean predicted probability", fill=0,
+              font=font, anchor="ma")  # fmt: skip
+    draw.text((left + size / 2, 4), "share of positives per probability bin", fill=0,
+              font=font, anchor="ma")  # fmt: skip
+    for index, (label, probabilities, targets) in enumerate(curves):
+        colour = RELIABILITY_COLOURS[-1] if len(curves) == 1 else RELIABILITY_COLOURS[index % 2]
+        p, y = probabilities.reshape(-1).double(), targets.reshape(-1).double()
+        which = (p * bins).long().clamp(max=bins - 1)
+        count = torch.bincount(which, minlength=bins).double()
+        mean_p = torch.bincount(which, p, minlength=bins) / count.clamp(min=1)
+        share = torch.bincount(which, y, minlength=bins) / count.clamp(min=1)
+        points = [at(float(mean_p[b]), float(share[b])) for b in range(bins) if count[b] > 0]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for b, (x, z) in zip([b for b in range(bins) if count[b] > 0], points, strict=True):
+            radius = 2 + 10 * math.sqrt(float(count[b]) / len(p))
+            draw.ellipse((x - radius, z - radius, x + radius, z + radius), fill=colour)
+        draw.text((left + 8, top + 8 + 18 * index), label, fill=colour, font=font)
+    return np.asarray(picture)
+
+
 def _shaded_cell(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], share: float):
     """Fills a confusion-matrix cell from white to blue by its share of the row; returns the
     ink (white or black) that reads on it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.compat.proto import types_pb2
 
 from lit_celeba.errors import ReportError
 
@@ -12,7 +13,8 @@ EVENT_GLOB = "events.out.tfevents.*"
 
 
 def load_run(run_dir: Path) -> event_accumulator.EventAccumulator:
-    """All scalars and pictures of the event files directly inside ``run_dir``."""
+    """All scalars, pictures and tensors (text, PR curves) of the event files directly inside
+    ``run_dir``."""
     if not run_dir.is_dir():
         raise ReportError(
             f"{run_dir} is not a folder; pass a run folder such as logs/demo/version_0"
@@ -26,7 +28,8 @@ def load_run(run_dir: Path) -> event_accumulator.EventAccumulator:
         )
     events = event_accumulator.EventAccumulator(
         str(run_dir),
-        size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0},
+        size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0,
+                       event_accumulator.TENSORS: 0},  # fmt: skip
     )
     events.Reload()
     return events
@@ -45,3 +48,14 @@ def epoch_series(
     steps = sorted(by_step)
     epochs = [epoch_at[s] + 1 if s in epoch_at else i + 1 for i, s in enumerate(steps)]
     return epochs, [by_step[s] for s in steps]
+
+
+def text_summaries(events: event_accumulator.EventAccumulator) -> dict[str, str]:
+    """The last text (TensorBoard's Text tab: the test tables) logged under each tag."""
+    texts = {}
+    for tag in events.Tags()["tensors"]:
+        last = events.Tensors(tag)[-1].tensor_proto
+        if last.dtype == types_pb2.DT_STRING and last.string_val:
+            # add_text(tag, ...) stores it as "<tag>/text_summary".
+            texts[tag.removesuffix("/text_summary")] = last.string_val[0].decode("utf-8")
+    return texts

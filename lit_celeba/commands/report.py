@@ -6,8 +6,12 @@ Writes into the run's folder (or ``--out``):
   side by side (matplotlib, 1200x400 pixels);
 - one PNG per picture that :mod:`lit_celeba.callbacks.dashboards` logged, from its last step:
   ``train_augmentations.png``, ``val_predictions.png``, ``val_confusion_matrix.png`` for a ``fit``
-  run, ``test_predictions.png`` and ``test_confusion_matrix.png`` for a ``test`` run. These are the
-  PNGs stored in the event files, byte for byte.
+  run, ``test_predictions.png`` and ``test_confusion_matrix.png`` for a ``test`` run, and each
+  stage's reliability diagram (``val_reliability.png``, ``test_reliability.png``). These are the
+  PNGs stored in the event files, byte for byte;
+- one Markdown file per text the run logged: the test tables, ``test_attributes.md`` (accuracy,
+  balanced accuracy, AUROC, average precision, F1, ECE, the share of positives, the majority
+  baseline and the threshold of each attribute) and ``test_groups.md``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING
 from tensorboard.backend.event_processing import event_accumulator
 
 from lit_celeba.commands import PROG
-from lit_celeba.commands.events import epoch_series, load_run
+from lit_celeba.commands.events import epoch_series, load_run, text_summaries
 from lit_celeba.errors import ReportError
 
 if TYPE_CHECKING:
@@ -82,6 +86,10 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
             last = events.Images(tag)[-1]
             path = out_dir / picture_file_name(tag)
             path.write_bytes(last.encoded_image_string)
+            written.append(path)
+        for tag, text in text_summaries(events).items():
+            path = (out_dir / picture_file_name(tag)).with_suffix(".md")
+            path.write_text(text + "\n")
             written.append(path)
     except OSError as err:
         where = Path(err.filename) if err.filename else out_dir

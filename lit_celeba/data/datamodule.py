@@ -266,6 +266,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.train_subgroups = train_subgroups
         self.synthetic_correlate = synthetic_correlate
         self.train_group_counts: torch.Tensor | None = None
+        self.train_positive_share: torch.Tensor | None = None
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
         self.image_size = image_size
         self.batch_size = batch_size
@@ -335,6 +336,8 @@ class CelebADataModule(pl.LightningDataModule):
             self.datasets["train"] = self._subset(
                 copy, "train", self.train_size, groups=self.train_subgroups
             )
+            # Each target's share of positives in the training subset (the model's pos_weight).
+            self.train_positive_share = self.datasets["train"].targets.float().mean(0)
             if len(self.target_attrs) == 1 and self.subgroups:
                 self._count_train_groups(copy)
         if stage in ("fit", "validate"):

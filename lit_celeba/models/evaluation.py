@@ -29,6 +29,7 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
+from lit_celeba.errors import AttributeMismatchError
 from lit_celeba.groups import group_index
 from lit_celeba.models.outputs import Calibration
 
@@ -61,15 +62,21 @@ class EpochRows(nn.Module):
     """The rows an evaluation epoch keeps: uncalibrated final logits (N, K) and targets (N, K),
     and with subgroups their values (N, G)."""
 
-    def __init__(self, subgroups: bool) -> None:
+    def __init__(self, subgroups: Sequence[str]) -> None:
         super().__init__()
+        self.subgroups = list(subgroups)
         self.logits, self.targets = Rows(), Rows()
         self.subgroup_values = Rows() if subgroups else None
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, values: torch.Tensor | None):
+        if self.subgroup_values is not None and values is None:
+            raise AttributeMismatchError(
+                f"model.subgroups is {self.subgroups} but the evaluation batches carry no "
+                "subgroup values; the data module needs the same subgroups (the CLI links them)."
+            )
         self.logits.update(logits.float())
         self.targets.update(targets.long())
-        if self.subgroup_values is not None and values is not None:
+        if self.subgroup_values is not None:
             self.subgroup_values.update(values.long())
 
     @property

@@ -13,9 +13,9 @@ from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MultilabelAccuracy
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import attribute_list, check_same_targets
 from lit_celeba.callbacks.lightning_internals import attached_trainer
-from lit_celeba.errors import AttributeMismatchError, SettingError
+from lit_celeba.errors import SettingError
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
 from lit_celeba.models.calibration import fit_calibration
@@ -66,6 +66,7 @@ class AttributeClassifier(pl.LightningModule):
         dro_adjust: float = 0.0,
         temperature_scaling: bool = True,
         thresholds: ThresholdRule = "fixed",
+        pos_weight: bool = False,
     ) -> None:
         super().__init__()
         objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
@@ -90,6 +91,8 @@ class AttributeClassifier(pl.LightningModule):
         self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
         for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
             self.register_buffer(name, value)
+        if pos_weight:  # filled from the training set when fit starts; checkpoints keep it
+            self.register_buffer("pos_weight", torch.ones(len(self.target_attrs)))
         # train/acc as a metric object: callbacks reading callback_metrics at on_train_epoch_end
         # see this epoch's value. validate_args=False: the checks read values back to the host.
         self.train_acc = MultilabelAccuracy(num_targets, average="micro", validate_args=False)
@@ -100,11 +103,11 @@ class AttributeClassifier(pl.LightningModule):
         # The epoch's mean loss as a metric: under DDP it syncs the sums over all ranks, also
         # when ranks saw different numbers of images (Lightning's own mean does not: #21838).
         self.train_loss, self.val_loss, self.test_loss = DeviceMean(), DeviceMean(), DeviceMean()
-        self.val_rows = EpochRows(bool(self.subgroups))
-        self.test_rows = EpochRows(bool(self.subgroups))
+        self.val_rows, self.test_rows = EpochRows(self.subgroups), EpochRows(self.subgroups)
         self.calibration = Calibration.identity(num_targets)
         self._identity = Calibration.identity(num_targets)
         self.test_results: dict[str, Any] = {}
+        self.validation_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits = self.net(images.contiguous(memory_format=self.memory_format))
@@ -122,6 +125,7 @@ class AttributeClassifier(pl.LightningModule):
             train_group_counts=getattr(self, "train_group_counts", None),
             dro_q=getattr(self, "dro_q", None), dro_eta=self.dro_eta, dro_adjust=self.dro_adjust,
             reduce=lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"),
+            pos_weight=getattr(self, "pos_weight", None),
         )  # fmt: skip
         _, predictions = self._identity.apply(logits.detach())
         for accuracy in (self.train_acc, self.train_acc_per_attribute):
@@ -157,11 +161,6 @@ class AttributeClassifier(pl.LightningModule):
 
     def _evaluation_step(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
         images, targets = batch[0], batch[1]
-        if self.subgroups and len(batch) < 3:
-            raise AttributeMismatchError(
-                f"model.subgroups is {self.subgroups} but the {stage} batches carry no subgroup "
-                "values; the data module needs the same subgroups (the CLI links them)."
-            )
         outputs = self.evaluate(images)
         calibration = self.applied_calibration()
         loss = objectives.attribute_bce(calibration.scaled(outputs["logits"]), targets.float())
@@ -198,10 +197,11 @@ class AttributeClassifier(pl.LightningModule):
         if rows.empty:
             return {}
         logits, targets, values = rows.collect()
-        if stage == "val" and self._identity is self.applied_calibration():
-            # Each validation of a fit fits the calibration that its checkpoints then carry.
-            self.calibration = fit_calibration(logits, targets, self.temperature_scaling,
-                                               self.thresholds)  # fmt: skip
+        if stage == "val":
+            self.validation_rows = (logits, targets)  # uncalibrated, for the calibrate command
+            if self._identity is self.applied_calibration():  # a fit: its checkpoints carry it
+                self.calibration = fit_calibration(logits, targets, self.temperature_scaling,
+                                                   self.thresholds)  # fmt: skip
         scalars, results = epoch_results(
             stage, self.target_attrs, self.subgroups, self.group_names, logits, targets, values,
             self.applied_calibration(),
@@ -233,6 +233,9 @@ class AttributeClassifier(pl.LightningModule):
         )  # fmt: skip
         if counts is not None:
             self.train_group_counts.copy_(counts)
+        if hasattr(self, "pos_weight"):
+            share = getattr(self.trainer.datamodule, "train_positive_share", None)
+            self.pos_weight.copy_(objectives.positive_weights(share))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.calibration.state()
@@ -240,15 +243,9 @@ class AttributeClassifier(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
         objectives.match_group_buffers(state, dict(self.named_buffers()), self.objective)
-        # Runs before the weights load: a clear message instead of a tensor size mismatch.
-        saved = checkpoint.get("hyper_parameters", {}).get("target_attrs")
-        if saved is not None and list(saved) != self.target_attrs:
-            raise AttributeMismatchError(
-                f"The checkpoint was trained to predict {len(saved)} attribute(s) "
-                f"({', '.join(saved)}) but this run predicts {self.target_attrs}; set "
-                "data.target_attr to the checkpoint's attributes, in the same order (the config "
-                "the checkpoint was trained with does)."
-            )
+        # Before the weights load: a clear message instead of a tensor size mismatch.
+        check_same_targets(checkpoint.get("hyper_parameters", {}).get("target_attrs"),
+                           self.target_attrs)  # fmt: skip
         # Checkpoints from before calibration load as temperature 1 and threshold 0.5.
         self.calibration = Calibration.from_state(checkpoint.get(CHECKPOINT_KEY),
                                                   len(self.target_attrs))  # fmt: skip

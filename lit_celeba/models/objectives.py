@@ -22,14 +22,33 @@ from lit_celeba.models.methods import (
 )
 
 Objective = Literal["erm", "reweight", "group_dro"]
+# A positive weighs at most this many negatives: an attribute with a handful of positives in the
+# training subset would otherwise put nearly all its loss on them.
+MAX_POSITIVE_WEIGHT = 100.0
 # Sums a tensor over every process (the strategy's reduce under DDP; the identity on one).
 Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
-def attribute_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def attribute_bce(
+    logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """BCE-with-logits summed over the K attributes and averaged over the images; for one
-    attribute (times 1, exact) the recipe's loss."""
-    return F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1]
+    attribute (times 1, exact) the recipe's loss. ``pos_weight`` (K,) weighs each attribute's
+    positive images."""
+    loss = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight)
+    return loss * targets.shape[1]
+
+
+def positive_weights(positive_share: torch.Tensor | None) -> torch.Tensor:
+    """BCE's ``pos_weight`` that gives each attribute's positives the weight of its negatives in
+    the training set: negatives / positives, (K,); 1 for an attribute with no positives (nothing
+    to weigh) and at most :data:`MAX_POSITIVE_WEIGHT`."""
+    if positive_share is None:
+        raise UsageError("model.pos_weight needs the training set's share of positives per "
+                         "attribute, which CelebADataModule counts in setup('fit')")  # fmt: skip
+    share = torch.as_tensor(positive_share, dtype=torch.float32)
+    weights = (1 - share) / share.clamp(min=1e-12)
+    return torch.where(share > 0, weights.clamp(max=MAX_POSITIVE_WEIGHT), 1.0)
 
 
 def training_loss(
@@ -43,6 +62,7 @@ def training_loss(
     dro_eta: float = 0.01,
     dro_adjust: float = 0.0,
     reduce: Reduce | None = None,
+    pos_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss a training step minimises. ``reweight`` and ``group_dro`` need one target, the
     batch's ``subgroup_values`` (B, G) and the training images per group; ``group_dro`` updates
@@ -50,14 +70,14 @@ def training_loss(
     losses of the whole global batch (``reduce``), so every process keeps the same weights."""
     smoothed = smoothed_targets(targets, label_smoothing)
     if objective == "erm":
-        return attribute_bce(logits, smoothed)
+        return attribute_bce(logits, smoothed, pos_weight)
     if subgroup_values is None or train_group_counts is None:
         raise AttributeMismatchError(
             f"model.objective {objective} needs the subgroup values in the training batches; "
             "give the data module train_subgroups=true (the CLI links it to model.objective)."
         )
     losses = F.binary_cross_entropy_with_logits(
-        logits.float(), smoothed.float(), reduction="none"
+        logits.float(), smoothed.float(), reduction="none", pos_weight=pos_weight
     ).reshape(-1)
     groups = group_index(targets, subgroup_values)
     if objective == "reweight":

@@ -1,0 +1,99 @@
+"""``python -m lit_celeba calibrate --ckpt_path CKPT``: the calibration of an existing checkpoint,
+fitted again on the validation split, written into a copy of the checkpoint.
+
+``fit`` already fits a calibration at each validation (:mod:`lit_celeba.models.calibration`)
+and stores it in every checkpoint; this command is for a checkpoint from before calibration
+existed, or to choose the thresholds by another rule (``--thresholds fixed`` puts every threshold
+back at 0.5, ``balanced_accuracy`` or ``f1`` chooses each attribute's own) or to turn the
+temperatures off (``--temperature_scaling false``). It runs like ``validate`` (the same config,
+``--data.*`` settings and ``--ckpt_path last``), then writes ``calibrated.ckpt`` into its own run
+folder (or ``--out``, which must not exist): the checkpoint it read, unchanged but for its
+calibration, so ``test``, ``predict`` and ``export`` use the new one. The checkpoint it read is
+never written to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_info
+
+from lit_celeba.checkpoints.load import load_checkpoint
+from lit_celeba.errors import UsageError
+from lit_celeba.models.calibration import fit_calibration
+from lit_celeba.models.evaluation import attribute_metrics
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule
+
+CALIBRATED_FILE = "calibrated.ckpt"
+
+
+class CelebATrainer(pl.Trainer):
+    """Lightning's ``Trainer`` with one more command, :meth:`calibrate`."""
+
+    def calibrate(
+        self,
+        model: AttributeClassifier,
+        datamodule: pl.LightningDataModule | None = None,
+        ckpt_path: str | None = None,
+        thresholds: ThresholdRule | None = None,
+        temperature_scaling: bool | None = None,
+        out: str | None = None,
+    ) -> Calibration:
+        """Fit the checkpoint's calibration on the validation split and write the checkpoint
+        with it.
+
+        Args:
+            model: the checkpoint's network (the CLI builds it from the checkpoint).
+            datamodule: the data, whose validation split the calibration is fitted on.
+            ckpt_path: the checkpoint to calibrate (a file, or ``last``).
+            thresholds: ``fixed`` (0.5), ``balanced_accuracy`` or ``f1``; by default the rule
+                the checkpoint was trained with (``model.thresholds``).
+            temperature_scaling: fit a temperature per attribute; by default as trained.
+            out: where to write the calibrated checkpoint (default: ``calibrated.ckpt`` in this
+                run's folder); an existing file is refused.
+        """
+        if ckpt_path is None or not Path(ckpt_path).is_file():
+            raise UsageError(f"calibrate needs a checkpoint file as --ckpt_path, got {ckpt_path}")
+        target = Path(out).expanduser() if out else Path(self.log_dir or ".") / CALIBRATED_FILE
+        if target.exists():
+            raise FileExistsError(f"--out {target} already exists; choose another path")
+        rule = thresholds or model.thresholds
+        scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
+        self.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        if model.validation_rows is None:
+            raise UsageError("calibrate found no validation images (data.val_size?)")
+        logits, targets = model.validation_rows
+        before, fitted = model.calibration, fit_calibration(logits, targets, scaling, rule)
+        if self.is_global_zero:
+            checkpoint = load_checkpoint(ckpt_path)
+            checkpoint[CHECKPOINT_KEY] = fitted.state()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
+            rank_zero_info(_summary(model, logits, targets, before, fitted, target))
+        return fitted
+
+
+def _summary(
+    model: AttributeClassifier, logits, targets, before: Calibration, after: Calibration,
+    written: Path,
+) -> str:  # fmt: skip
+    """The validation split's mean ECE, accuracy and balanced accuracy under both calibrations,
+    and the new temperatures and thresholds."""
+    lines = [f"Calibrated on {len(targets)} validation images (thresholds: {after.rule}):"]
+    for name, calibration in (("before", before), ("after", after)):
+        probabilities, predictions = calibration.apply(logits)
+        metrics = attribute_metrics(probabilities, predictions, targets)
+        lines.append(
+            f"  {name}: ECE {metrics['ece'].mean():.4f}, accuracy "
+            f"{metrics['accuracy'].mean():.4f}, balanced accuracy "
+            f"{metrics['balanced_accuracy'].nanmean():.4f}"
+        )
+    for k, attribute in enumerate(model.target_attrs[:5]):
+        lines.append(f"  {attribute}: temperature {after.temperature[k]:.3f}, threshold "
+                     f"{after.threshold[k]:.3f}")  # fmt: skip
+    if len(model.target_attrs) > 5:
+        lines.append(f"  ... and {len(model.target_attrs) - 5} more attributes")
+    lines.append(f"Wrote {written}")
+    return "\n".join(lines)
