@@ -143,17 +143,8 @@ def confusion_matrix_picture(matrix: torch.Tensor, names: tuple[str, str]) -> np
     draw.text((left + cell_w, 32), "predicted", fill=(80, 80, 80), font=font, anchor="ma")
     for j, name in enumerate(names):
         draw.text((left + j * cell_w + cell_w // 2, 50), name, fill=0, font=font, anchor="ma")
-    for i, name in enumerate(names):
-        row_total = sum(counts[i])
-        y = top + i * cell_h
-        draw.text((left - 8, y + cell_h // 2), f"true {name}", fill=0, font=font, anchor="rm")
-        for j in range(2):
-            share = counts[i][j] / row_total if row_total else 0.0
-            x = left + j * cell_w
-            ink = _shaded_cell(draw, (x, y, x + cell_w - 2, y + cell_h - 2), share)
-            text = f"{counts[i][j]}\n{share:.0%}"
-            centre = (x + cell_w // 2, y + cell_h // 2)
-            draw.multiline_text(centre, text, fill=ink, font=bold, anchor="mm", align="center")
+    rows = [f"true {name}" for name in names]
+    _matrix_cells(draw, counts, (left, top, cell_w, cell_h), rows, (font, bold), with_share=True)
     return np.asarray(picture)
 
 
@@ -178,16 +169,8 @@ def confusion_matrices_picture(
         for j in range(2):
             x = left + j * cell_w + cell_w // 2
             draw.text((x, 22), f"pred {j}", fill=(80, 80, 80), font=font, anchor="ma")
-        for i in range(2):
-            row_total = sum(matrix[i])
-            y = top + i * cell_h
-            draw.text((left - 6, y + cell_h // 2), f"true {i}", fill=0, font=font, anchor="rm")
-            for j in range(2):
-                share = matrix[i][j] / row_total if row_total else 0.0
-                x = left + j * cell_w
-                ink = _shaded_cell(draw, (x, y, x + cell_w - 2, y + cell_h - 2), share)
-                centre = (x + cell_w // 2, y + cell_h // 2)
-                draw.text(centre, str(matrix[i][j]), fill=ink, font=bold, anchor="mm")
+        _matrix_cells(draw, matrix, (left, top, cell_w, cell_h), ["true 0", "true 1"],
+                      (font, bold), with_share=False)  # fmt: skip
         tiles.append(tile)
     return (_grid(tiles, columns=min(columns, len(tiles))))
 
@@ -234,6 +217,27 @@ def reliability_picture(
             draw.ellipse((x - radius, z - radius, x + radius, z + radius), fill=colour)
         draw.text((left + 8, top + 8 + 18 * index), label, fill=colour, font=font)
     return np.asarray(picture)
+
+
+def _matrix_cells(
+    draw: ImageDraw.ImageDraw, counts: list[list[int]], box: tuple[int, int, int, int],
+    rows: Sequence[str], fonts: tuple, with_share: bool,
+) -> None:  # fmt: skip
+    """A 2x2 confusion matrix's row labels and cells at ``box`` (left, top, cell width and
+    height): each cell its count (and its share of the row), shaded by that share."""
+    left, top, cell_w, cell_h = box
+    font, bold = fonts
+    for i, label in enumerate(rows):
+        row_total = sum(counts[i])
+        y = top + i * cell_h
+        draw.text((left - 6, y + cell_h // 2), label, fill=0, font=font, anchor="rm")
+        for j in range(2):
+            share = counts[i][j] / row_total if row_total else 0.0
+            x = left + j * cell_w
+            ink = _shaded_cell(draw, (x, y, x + cell_w - 2, y + cell_h - 2), share)
+            text = f"{counts[i][j]}\n{share:.0%}" if with_share else str(counts[i][j])
+            centre = (x + cell_w // 2, y + cell_h // 2)
+            draw.multiline_text(centre, text, fill=ink, font=bold, anchor="mm", align="center")
 
 
 def _shaded_cell(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], share: float):
