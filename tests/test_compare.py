@@ -73,13 +73,14 @@ def test_table_matches_the_runs_event_files(comparison: dict[str, Any]) -> None:
     for name in ("recipe", "dropout0"):
         row = rows[name]
         assert (row["status"], row["runs_ok"], row["runs"]) == ("ok", "2", "2")
-        finals, bests, last5, reach = [], [], [], []
+        finals, bests, last5, reach, eces = [], [], [], [], []
         for seed in (1, 2):
             folder = out / "runs" / name / f"seed_{seed}"
             curve = _scalars(folder / "fit", "val/acc")
             assert len(curve) == 2  # one value per epoch
             assert _tags(folder / "fit") == RECIPE_METRICS  # the recipe's metric names
             finals.append(_scalars(folder / "test_final", "test/acc")[-1])
+            eces.append(_scalars(folder / "test_final", "test/ece")[-1])
             best_dir = folder / "test_best"  # absent where the best epoch is the last one
             bests.append(_scalars(best_dir if best_dir.is_dir() else folder / "test_final",
                                   "test/acc")[-1])  # fmt: skip
@@ -88,6 +89,7 @@ def test_table_matches_the_runs_event_files(comparison: dict[str, Any]) -> None:
         assert float(row["test_acc_final_mean"]) == pytest.approx(statistics.fmean(finals))
         assert float(row["test_acc_final_std"]) == pytest.approx(statistics.stdev(finals))
         assert float(row["test_acc_best_mean"]) == pytest.approx(statistics.fmean(bests))
+        assert float(row["ece_final_mean"]) == pytest.approx(statistics.fmean(eces))
         assert float(row["val_acc_last5_mean"]) == pytest.approx(statistics.fmean(last5))
         assert float(row["epochs_to_90pct_mean"]) == pytest.approx(statistics.fmean(reach))
         assert int(row["parameters"]) == 388_673

@@ -134,6 +134,11 @@ def summarise(variants: Sequence[Variant], runs: Sequence[Run]) -> list[dict[str
         final = [r["test_acc_final"] for r in ok]
         best = [r["test_acc_best"] for r in ok]
         reach = [r["epochs_to_90pct"] for r in ok if r["epochs_to_90pct"] is not None]
+        summary = {
+            f"{name}_final_mean": _mean([r["test_final"][f"test/{name}"] for r in ok
+                                         if f"test/{name}" in r.get("test_final", {})])
+            for name in ("ece", "ece_uncalibrated", "balanced_acc", "auroc")
+        }  # fmt: skip
         rows.append({
             "variant": variant.name,
             "status": "ok" if not errors else ("failed" if not ok else "partly failed"),
@@ -143,6 +148,7 @@ def summarise(variants: Sequence[Variant], runs: Sequence[Run]) -> list[dict[str
             "test_acc_final_std": _spread(final),
             "test_acc_best_mean": _mean(best),
             "test_acc_best_std": _spread(best),
+            **summary,
             "val_acc_last5_mean": _mean([r["val_acc_last5"] for r in ok]),
             "epochs_to_90pct_mean": _mean(reach),
             "parameters": ok[0]["parameters"] if ok else None,
@@ -169,11 +175,16 @@ def _percent(mean: float, spread: float) -> str:
     return text if math.isnan(spread) else f"{text} ± {100 * spread:.2f}"
 
 
+def _pair(first: float, second: float, form: str) -> str:
+    return "—" if math.isnan(first) or math.isnan(second) else form.format(first, second)
+
+
 def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
     header = (
-        "| variant | test acc. final (%) | test acc. best (%) | val. acc. last 5 (%) | "
-        "epochs to 90 % | parameters | training time (s) | runs ok | error |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        "| variant | test acc. final (%) | test acc. best (%) | test ECE final (before "
+        "calibration) | balanced acc. / AUROC final | val. acc. last 5 (%) | epochs to 90 % | "
+        "parameters | training time (s) | runs ok | error |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for row in rows:
@@ -184,6 +195,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
             row["variant"],
             _percent(row["test_acc_final_mean"], row["test_acc_final_std"]),
             _percent(row["test_acc_best_mean"], row["test_acc_best_std"]),
+            _pair(row["ece_final_mean"], row["ece_uncalibrated_final_mean"], "{:.3f} ({:.3f})"),
+            _pair(row["balanced_acc_final_mean"], row["auroc_final_mean"], "{:.3f} / {:.3f}"),
             _percent(row["val_acc_last5_mean"], math.nan),
             "—" if math.isnan(reach) else f"{reach:.1f}",
             "—" if count is None else f"{count:,}",
@@ -194,9 +207,10 @@ def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         f"\nMean ± sample standard deviation over {seeds} seed(s). \"final\": test accuracy of "
-        "last.ckpt; \"best\": of the best-validation checkpoint. Validation: the mean of the last "
-        "five epochs. Epochs to 90 %: the first epoch at 90 % of the run's final validation "
-        "accuracy. Training time: the fit process's wall clock, start-up included.\n"
+        "last.ckpt; \"best\": of the best-validation checkpoint. ECE, balanced accuracy and "
+        "AUROC: of last.ckpt, means over the seeds (and over the attributes). Validation: the mean "
+        "of the last five epochs. Epochs to 90 %: the first epoch at 90 % of the run's final "
+        "validation accuracy. Training time: the fit process's wall clock, start-up included.\n"
     )
     return header + "\n".join(lines) + "\n" + note
 

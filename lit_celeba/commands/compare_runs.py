@@ -119,11 +119,18 @@ def parameter_count(ckpt: Path) -> int:
     return count_parameters(rebuild(load(ckpt), ckpt).net)
 
 
-def test_accuracy(test_dir: Path) -> float:
+# The test scalars a run records besides the accuracy (each a mean over the attributes).
+TEST_SUMMARY = ("test/ece", "test/ece_uncalibrated", "test/balanced_acc", "test/auroc")
+
+
+def test_metrics(test_dir: Path) -> dict[str, float]:
+    """``test/acc`` and those of :data:`TEST_SUMMARY` that the test run logged."""
     events = load_run(test_dir)
-    if "test/acc" not in events.Tags()["scalars"]:
+    logged = events.Tags()["scalars"]
+    if "test/acc" not in logged:
         raise UsageError(f"{test_dir} logged no test/acc")
-    return float(events.Scalars("test/acc")[-1].value)
+    return {tag: float(events.Scalars(tag)[-1].value)
+            for tag in ("test/acc", *TEST_SUMMARY) if tag in logged}  # fmt: skip
 
 
 def validation_curve(fit_dir: Path) -> list[float]:
@@ -158,7 +165,7 @@ def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, 
             raise RunFailed(failure_reason(log, "fit", status))
         fit_record.write_text(json.dumps({"args": args, "seconds": fit_time}) + "\n")
     last, best = best_and_last(fit_dir)
-    accuracies = {}
+    tested = {}
     for kind, ckpt in (("final", last), ("best", best)):
         if ckpt is None:
             continue
@@ -170,16 +177,17 @@ def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, 
         status, _ = run_process(command, log, env)
         if status != 0:
             raise RunFailed(failure_reason(log, f"test of {ckpt.name}", status))
-        accuracies[kind] = test_accuracy(run.folder / f"test_{kind}")
+        tested[kind] = test_metrics(run.folder / f"test_{kind}")
     curve = validation_curve(fit_dir)
     run.result = {
         "variant": run.variant.name,
         "seed": run.seed,
         "args": args,
         "status": "ok",
-        "test_acc_final": accuracies["final"],
+        "test_acc_final": tested["final"]["test/acc"],
         # The best-validation epoch is the last one: its test is the final one.
-        "test_acc_best": accuracies.get("best", accuracies["final"]),
+        "test_acc_best": tested.get("best", tested["final"])["test/acc"],
+        "test_final": tested["final"],
         "best_checkpoint": str(best or last),
         "val_acc": curve,
         "val_acc_last5": statistics.fmean(curve[-LAST_FIVE:]) if curve else math.nan,
