@@ -10,15 +10,29 @@ from collections.abc import Sequence
 
 from lit_celeba.errors import AttributeMismatchError, SettingError
 
+# CelebA's 40 attributes, in the order of list_attr_celeba.txt; ``all`` names them all.
+CELEBA_ATTRIBUTES: tuple[str, ...] = tuple(
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
+    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
+    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
+    "Wearing_Necktie Young".split()
+)
+ALL = "all"
+
 
 def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr") -> list[str]:
-    """One attribute name or a list of them as a list; ``None`` is the empty list.
+    """One attribute name or a list of them as a list; ``None`` is the empty list, and ``all``
+    (alone) is CelebA's 40 attributes in their file's order.
 
     Raises :class:`SettingError` for ``field`` (the caller's argument name) for a repeated or
     empty name.
     """
     if value is None:
         return []
+    if value == ALL:
+        return list(CELEBA_ATTRIBUTES)
     names = [value] if isinstance(value, str) else list(value)
     if any(not isinstance(n, str) or not n.strip() for n in names):
         raise SettingError(field, f"must be attribute names, got {names!r}")

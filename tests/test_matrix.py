@@ -2,9 +2,9 @@
 without subgroups, with the decoded cache and without, and predict on a folder of photos.
 
 Each case runs, in one working folder and in-process (``cli_main``, as the CLI entry point does):
-fit -> validate -> test -> predict (a CelebA split) -> predict (photos) -> report -> export, and
-checks what each one wrote. Cases are spread so that each config, each target count, subgroups on
-and off, and the cache on and off all meet every command.
+fit -> validate -> test -> predict (a CelebA split) -> predict (photos) -> report -> export ->
+calibrate, and checks what each one wrote. Cases are spread so that each config, each target
+count, subgroups on and off, and the cache on and off all meet every command.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from lit_celeba.attributes import attribute_list
 from lit_celeba.cli import cli_main
 from tests.conftest import CONFIGS, TINY_SIZES, tiny_overrides
 
@@ -34,6 +36,7 @@ CASES = {
     "blond_hair-group_dro": ("blond_hair", None, None, True),  # its own target and subgroup
     "tuned-three-nocache": ("tuned", THREE, ["Young"], False),
     "fast-three-subgroups-resident": ("fast", THREE, ["Young"], True),
+    "all_attributes_tuned-one": ("all_attributes_tuned", ["Smiling"], None, True),
 }
 # Settings beyond the config for some cases: the device-resident batches on the CPU.
 EXTRA = {"fast-three-subgroups-resident": ["--data.device_resident=true"]}
@@ -140,10 +143,13 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
     info = json.loads((tmp_path / "exported" / "model.json").read_text())
     assert info["outputs"]["probability"]["shape"] == ["N", len(names)]
 
+    run("calibrate", *common, f"--ckpt_path={last}")
+    calibrated = torch.load(runs / "version_5" / "calibrated.ckpt", weights_only=True)
+    assert len(calibrated["calibration"]["temperature"]) == len(names)
+
 
 def _trained_attributes(run_dir: Path) -> list[str]:
     import yaml
 
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    attrs = saved["data"]["target_attr"]
-    return [attrs] if isinstance(attrs, str) else list(attrs)
+    return attribute_list(saved["data"]["target_attr"])  # "all": CelebA's 40

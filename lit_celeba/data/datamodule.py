@@ -6,125 +6,26 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.data.cache import build_cache, decode_bytes, default_cache_dir, open_cache
-from lit_celeba.data.celeba import face_size_problem, label_arrays
-from lit_celeba.data.device_batches import DeviceBatches, fits_on_device, images_on_device
+from lit_celeba.data.cache import build_cache, default_cache_dir
+from lit_celeba.data.celeba import label_arrays
+from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
+from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset, photo_loader
-from lit_celeba.data.sampling import balanced_sampler
-from lit_celeba.data.sources import CelebACopy, FolderSource, ImageSource, find_copy, load_copy
+from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
+from lit_celeba.data.sources import CelebACopy, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
+from lit_celeba.data.transforms import BatchTransform, columns_read
 from lit_celeba.errors import CelebAError, SettingError
 from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
 
 Split = Literal["train", "valid", "test"]
-
-
-def _label_tensors(
-    targets: np.ndarray, groups: np.ndarray | None, count: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Targets as float (N, K) for the loss, subgroup values as long (N, G) or None."""
-    as_targets = torch.as_tensor(targets, dtype=torch.float32).reshape(count, -1)
-    return as_targets, None if groups is None else torch.as_tensor(groups, dtype=torch.long)
-
-
-class CelebAImages(Dataset):
-    """Images of one subset with their 0/1 targets, decoded from JPEG on access into the layout
-    of the decoded cache: uint8 (218, C, 3), only the source ``columns`` the resize reads. A
-    batch of them is transformed as a cached one, on the training device
-    (``CelebADataModule.on_after_batch_transfer``).
-
-    With ``groups`` (the (N, G) subgroup values) an item is ``(image, targets, groups)``.
-    """
-
-    def __init__(
-        self,
-        source: ImageSource | Path,
-        image_names: list[str],
-        targets: np.ndarray,
-        columns: np.ndarray,
-        groups: np.ndarray | None = None,
-    ) -> None:
-        self.source = source if isinstance(source, ImageSource) else FolderSource(source)
-        self.image_dir = getattr(self.source, "image_dir", None)  # None for archives, TFRecords
-        self.image_names = image_names
-        self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
-        self.columns = columns
-
-    def __len__(self) -> int:
-        return len(self.image_names)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        name = self.image_names[index]
-        path = self.source.where(name)
-        image = decode_bytes(self.source.read(name), path)
-        # The recipe's crops and columns assume CelebA's framing: another size would fail in
-        # the column selection or the batch. The same message as the cache build gives.
-        problem = face_size_problem(path, image.shape[2], image.shape[1])
-        if problem is not None:
-            raise CelebAError(problem)
-        image = keep_columns(image, self.columns)
-        if self.groups is not None:
-            return image, self.targets[index], self.groups[index]
-        return image, self.targets[index]
-
-
-class CachedImages(Dataset):
-    """Images of one subset from the decoded cache (:mod:`lit_celeba.data.cache`), fetched a
-    whole batch at a time as uint8 (B, 218, C, 3); the recipe's transforms run afterwards on the
-    batch, on the training device (``CelebADataModule.on_after_batch_transfer``). With ``groups``
-    (the
-    (N, G) subgroup values) a batch is ``(images, targets, groups)``."""
-
-    def __init__(
-        self,
-        cache_path: Path,
-        image_names: list[str],
-        targets: np.ndarray,
-        columns: np.ndarray,
-        groups: np.ndarray | None = None,
-        source: ImageSource | None = None,
-    ) -> None:
-        self.cache_path = cache_path
-        # Where the JPEGs came from, as CelebAImages has it.
-        self.source = source
-        self.image_dir = getattr(source, "image_dir", None)
-        self.image_names = image_names
-        self.columns = columns
-        self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
-        self._images: np.ndarray | None = None
-
-    def images(self) -> np.ndarray:
-        if self._images is None:  # opened in each process that reads, never pickled
-            self._images = open_cache(self.cache_path, len(self.image_names), self.columns)
-        return self._images
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_images": None}
-
-    def __len__(self) -> int:
-        return len(self.image_names)
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        order = np.asarray(indices)
-        batch = (torch.from_numpy(self.images()[order]), self.targets[order])
-        return batch if self.groups is None else (*batch, self.groups[order])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        return tuple(part[0] for part in self.__getitems__([index]))
-
-
-def _batch_as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return batch  # CachedImages.__getitems__ already returns whole batches
 
 
 class CelebADataModule(pl.LightningDataModule):
@@ -132,8 +33,8 @@ class CelebADataModule(pl.LightningDataModule):
 
     Args:
         root: the folder that holds CelebA.
-        target_attr: the attribute to predict, one of the 40 names in ``list_attr_celeba``, or a
-            list of them (targets of shape (N, K), one column per name in this order).
+        target_attr: the attribute to predict, one of the 40 names in ``list_attr_celeba``, a
+            list of them (targets (N, K), one column per name in this order), or ``all``.
         subgroups: attributes whose 0/1 value comes with every validation and test image as a
             third batch element ``(images, targets, groups)``, groups of shape (B, G); ``None``
             keeps the batches ``(images, targets)``. The CLI sets it from ``model.subgroups``.
@@ -159,12 +60,10 @@ class CelebADataModule(pl.LightningDataModule):
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
             tfds copy's index of its records is kept there too.
         device_resident: keep each cached subset on the training device and take its batches
-            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`):
-            the same batches and augmentations for the same seed. ``None`` (the default): on
-            when training on a CUDA GPU with ``cache`` true; a subset that does not fit in the
-            GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
-            the memory map directly (no copy). Needs ``cache``; ``num_workers`` then only
-            applies to ``predict``, which always takes the DataLoader.
+            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`;
+            the same batches for the same seed). ``None``: on a CUDA GPU with ``cache``, for the
+            subsets that fit (the others say so). Needs ``cache``; ``num_workers`` then only
+            applies to ``predict``.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then.
@@ -179,10 +78,8 @@ class CelebADataModule(pl.LightningDataModule):
             ``subgroups``. An epoch keeps its number of images.
         train_subgroups: training batches carry the subgroup values too, for the objectives that
             weigh the loss by group; the CLI sets it from ``model.objective``.
-        synthetic_correlate: ``[target, spurious, share]`` for the generated set: in its train
-            split, the share of faces whose ``spurious`` label equals their ``target`` label
-            (``[Blond_Hair, Male, 0.05]``: blond faces are nearly all women); the validation and
-            test splits leave the two independent. See docs/groups.md.
+        synthetic_correlate: ``[target, spurious, share]``: in the generated train split, the
+            share of faces whose ``spurious`` label equals their ``target`` label (docs/groups.md).
 
     With one target and ``subgroups``, ``setup("fit")`` prints the number of training images in
     each group and keeps them as ``train_group_counts`` (the model's objectives read them).
@@ -291,14 +188,9 @@ class CelebADataModule(pl.LightningDataModule):
             return  # predicting on the user's photos needs no CelebA
         if self.synthetic:
             try:
-                generate_celeba(
-                    self.root,
-                    num_train=self.train_size,
-                    num_valid=self.val_size,
-                    num_test=self.test_size or self.val_size,
-                    seed=self.synthetic_seed,
-                    correlate=self.synthetic_correlate,
-                )
+                generate_celeba(self.root, self.train_size, self.val_size,
+                                self.test_size or self.val_size, seed=self.synthetic_seed,
+                                correlate=self.synthetic_correlate)  # fmt: skip
             except ValueError as err:  # the generator's own check of synthetic_correlate
                 raise SettingError("synthetic_correlate", str(err)) from None
             except FileExistsError as err:
@@ -372,36 +264,20 @@ class CelebADataModule(pl.LightningDataModule):
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
         # One seed for every rank (they all seeded torch alike), so that they shard one draw.
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        num_groups = len(self.train_group_counts)
-        return balanced_sampler(self.train_groups, num_groups, seed, replicas, rank)
-
-    def _device(self) -> torch.device:
-        return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        groups = self.train_groups
+        return balanced_sampler(groups, len(self.train_group_counts), seed, replicas, rank)
 
     def _resident_tensors(self, stage: str) -> tuple[torch.Tensor, ...] | None:
         """The cached subset of ``stage`` on the training device, or None where batches take the
         memory-mapped path (not asked for, or too large, which it says)."""
-        device = self._device()
-        wanted = self.device_resident
-        if wanted is None:
-            wanted = device.type == "cuda"
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        wanted = device.type == "cuda" if self.device_resident is None else self.device_resident
         dataset = self.datasets[stage]
         # predict runs once over its images: nothing to gain from the copy.
         if not wanted or stage == "predict" or not isinstance(dataset, CachedImages):
             return None
         if stage not in self._on_device:
-            images = dataset.images()
-            fits, numbers = fits_on_device(images.nbytes, device)
-            if not fits:
-                rank_zero_info(f"The {stage} subset stays in the memory-mapped cache and comes "
-                               f"through a DataLoader: it does not fit ({numbers}).")  # fmt: skip
-                return None
-            on_device = images_on_device(images, device, f"The {stage} subset to {device}")
-            labels = [dataset.targets] + ([] if dataset.groups is None else [dataset.groups])
-            self._on_device[stage] = (on_device, *(t.to(device) for t in labels))
-            if device.type == "cuda":
-                rank_zero_info(f"The {stage} subset is on {device}: batches are taken there "
-                               f"({numbers}).")  # fmt: skip
+            self._on_device[stage] = subset_on_device(dataset, device, stage)
         return self._on_device[stage]
 
     def _sampler(self, stage: str, dataset: Dataset, shuffle: bool) -> Sampler[int] | None:
@@ -409,7 +285,7 @@ class CelebADataModule(pl.LightningDataModule):
         stage, including what Lightning gives it under DDP (a shuffling DistributedSampler seeded
         by ``seed_everything``)."""
         if stage in ("val", "test"):
-            return self._eval_sampler(dataset)
+            return evaluation_sampler(dataset, self.trainer)
         if self.group_balanced:
             return self._train_sampler()
         trainer = self.trainer
@@ -426,7 +302,7 @@ class CelebADataModule(pl.LightningDataModule):
         if resident is not None:
             sampler = self._sampler(stage, dataset, shuffle)
             return DeviceBatches(dataset, resident, self.batch_size, sampler)
-        sampler = self._eval_sampler(dataset) if stage in ("val", "test") else None
+        sampler = evaluation_sampler(dataset, self.trainer) if stage in ("val", "test") else None
         if stage == "train" and self.group_balanced:
             sampler, shuffle = self._train_sampler(), False
         return DataLoader(
@@ -437,19 +313,7 @@ class CelebADataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            collate_fn=_batch_as_is if isinstance(dataset, CachedImages) else None,
-        )
-
-    def _eval_sampler(self, dataset: Dataset) -> DistributedSampler | None:
-        """Under DDP, every image of the val/test subset on exactly one rank, so the synced metrics
-        equal a single process's; Lightning's own sampler would pad the subset with repeated images
-        up to a multiple of the number of ranks. Ranks may then run one batch fewer than others:
-        safe, since evaluation syncs once per epoch, as long as every rank has an image."""
-        trainer = self.trainer
-        if trainer is None or trainer.world_size < 2 or len(dataset) < trainer.world_size:
-            return None  # Lightning adds its padding sampler where there is more than one rank
-        return UnrepeatedDistributedSampler(
-            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            collate_fn=batch_as_is if isinstance(dataset, CachedImages) else None,
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

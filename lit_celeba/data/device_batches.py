@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import Sampler
 from tqdm.auto import tqdm
 
@@ -115,3 +116,22 @@ def images_on_device(images: np.ndarray, device: torch.device, description: str)
             on_device[start : start + rows].copy_(chunk)
             bar.update(chunk.nbytes)
     return on_device
+
+
+def subset_on_device(
+    dataset: Any, device: torch.device, stage: str
+) -> tuple[torch.Tensor, ...] | None:
+    """A ``CachedImages`` subset's images, targets (and subgroup values) on ``device``, or
+    ``None`` where they do not fit, which it says: its batches then take the memory-mapped path."""
+    images = dataset.images()
+    fits, numbers = fits_on_device(images.nbytes, device)
+    if not fits:
+        rank_zero_info(f"The {stage} subset stays in the memory-mapped cache and comes through "
+                       f"a DataLoader: it does not fit ({numbers}).")  # fmt: skip
+        return None
+    on_device = images_on_device(images, device, f"The {stage} subset to {device}")
+    labels = [dataset.targets] + ([] if dataset.groups is None else [dataset.groups])
+    if device.type == "cuda":
+        rank_zero_info(f"The {stage} subset is on {device}: batches are taken there "
+                       f"({numbers}).")  # fmt: skip
+    return (on_device, *(t.to(device) for t in labels))

@@ -7,9 +7,11 @@ the draw, which every rank makes alike (same seed, same epoch), into disjoint sl
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from lit_celeba.groups import group_counts
@@ -65,3 +67,15 @@ def balanced_sampler(
         GroupBalancedSampler(groups, num_groups, seed, num_samples=draws),
         num_replicas=num_replicas, rank=rank, shuffle=False,
     )  # fmt: skip
+
+
+def evaluation_sampler(dataset: Any, trainer: Any) -> Sampler[int] | None:
+    """Under DDP, every image of the val/test subset on exactly one rank, so the synced metrics
+    equal a single process's; Lightning's own sampler would pad the subset with repeated images
+    up to a multiple of the number of ranks. Ranks may then run one batch fewer than others:
+    safe, since evaluation syncs once per epoch, as long as every rank has an image."""
+    if trainer is None or trainer.world_size < 2 or len(dataset) < trainer.world_size:
+        return None  # Lightning adds its padding sampler where there is more than one rank
+    return UnrepeatedDistributedSampler(
+        dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+    )

@@ -11,14 +11,7 @@ import math
 import numpy as np
 from PIL import Image, ImageFilter
 
-ATTRIBUTE_NAMES: tuple[str, ...] = tuple(
-    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
-    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes "
-    "No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling "
-    "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
-    "Wearing_Necktie Young".split()
-)
+from lit_celeba.attributes import CELEBA_ATTRIBUTES as ATTRIBUTE_NAMES
 
 WIDTH, HEIGHT = 178, 218
 # Not drawn, so their labels are coin flips already; label noise only touches the drawn ones.
