@@ -12,8 +12,23 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from lit_celeba.attributes import CELEBA_ATTRIBUTES as ATTRIBUTE_NAMES
+from lit_celeba.data.synthetic.painting import (
+    HEIGHT,
+    NOISE,
+    WIDTH,
+    XS,
+    YS,
+    arc,
+    ellipse,
+    ellipse_cover,
+    hair_texture,
+    line,
+    paint,
+    ring,
+    soft,
+    window,
+)
 
-WIDTH, HEIGHT = 178, 218
 # Not drawn, so their labels are coin flips already; label noise only touches the drawn ones.
 _INVISIBLE = {"Attractive", "High_Cheekbones", "Oval_Face", "Pointy_Nose", "Straight_Hair"}
 _VISIBLE = np.array([name not in _INVISIBLE for name in ATTRIBUTE_NAMES])
@@ -27,84 +42,6 @@ _HAIR_RGB = (
     (0.21, 0.14, 0.10),
     (0.52, 0.25, 0.13),
 )
-
-# Shared textures, cut at a random offset per image: much cheaper than fresh noise every time.
-_tex_rng = np.random.default_rng(20240601)
-_NOISE = _tex_rng.standard_normal((3, HEIGHT + 40, WIDTH + 40), dtype=np.float32) * 6  # of 255
-_STRANDS = np.cumsum(_tex_rng.standard_normal((HEIGHT + 52, WIDTH + 40), dtype=np.float32), 0)
-_STRANDS = (_STRANDS[12:] - _STRANDS[:-12]) / np.float32(math.sqrt(12))  # vertical hair streaks
-_YS = np.arange(HEIGHT, dtype=np.float32) + 0.5
-_XS = np.arange(WIDTH, dtype=np.float32) + 0.5
-
-
-def _window(x0: float, x1: float, y0: float, y1: float):
-    """Pixel slices and centre coordinates (column, row vectors) of a clipped bounding box."""
-    sy = slice(max(int(y0) - 1, 0), min(int(math.ceil(y1)) + 1, HEIGHT))
-    sx = slice(max(int(x0) - 1, 0), min(int(math.ceil(x1)) + 1, WIDTH))
-    return (sy, sx), _YS[sy, None], _XS[None, sx]
-
-
-def _paint(img: np.ndarray, win, alpha, colour) -> None:
-    """Blend ``colour`` (3 values, or 3 planes) over ``img[:, *win]`` with coverage ``alpha``."""
-    region = img[(slice(None), *win)]
-    colour = np.asarray(colour, np.float32)
-    if colour.ndim == 1:
-        colour = colour[:, None, None]
-    change = colour - region
-    change *= alpha
-    region += change
-
-
-def _soft(d):
-    """Coverage of a pixel whose centre lies ``d`` px inside an edge (anti-aliasing)."""
-    return np.clip(d + 0.5, 0.0, 1.0)
-
-
-def _ellipse_cover(yy, xx, cx, cy, ax, ay, p: float | np.ndarray = 2.0):
-    u, v = np.abs(xx - cx) / ax, np.abs(yy - cy) / ay
-    if np.isscalar(p) and p in (2.0, 4.0):  # the common cases, without the slow power function
-        rho = np.hypot(u, v) if p == 2.0 else np.sqrt(np.hypot(u * u, v * v))
-    else:
-        rho = (u**p + v**p) ** (1 / p)
-    return rho, _soft((1 - rho) * np.minimum(ax, ay))
-
-
-def _ellipse(img, cx, cy, ax, ay, colour, alpha=1.0) -> None:
-    win, yy, xx = _window(cx - ax, cx + ax, cy - ay, cy + ay)
-    _paint(img, win, _ellipse_cover(yy, xx, cx, cy, ax, ay)[1] * alpha, colour)
-
-
-def _ring(img, cx, cy, ax, ay, width, colour) -> None:
-    win, yy, xx = _window(cx - ax - width, cx + ax + width, cy - ay - width, cy + ay + width)
-    rho = np.hypot((xx - cx) / ax, (yy - cy) / ay)
-    _paint(img, win, _soft(width / 2 - np.abs(rho - 1) * math.sqrt(ax * ay)), colour)
-
-
-def _line(img, x0, y0, x1, y1, width, colour, alpha=1.0) -> None:
-    win, yy, xx = _window(
-        min(x0, x1) - width, max(x0, x1) + width, min(y0, y1) - width, max(y0, y1) + width
-    )
-    dx, dy = x1 - x0, y1 - y0
-    along = np.clip(((xx - x0) * dx + (yy - y0) * dy) / (dx * dx + dy * dy), 0, 1)
-    distance = np.hypot(xx - x0 - along * dx, yy - y0 - along * dy)
-    _paint(img, win, _soft(width / 2 - distance) * alpha, colour)
-
-
-def _arc(img, xm, ym, half, bend, width, colour, alpha=1.0) -> None:
-    """A stroke along ``y = ym + bend * ((x - xm) / half)**2`` for ``|x - xm| <= half``."""
-    low, high = sorted((ym, ym + bend))
-    win, yy, xx = _window(xm - half, xm + half, low - width, high + width)
-    along = ym + bend * ((xx - xm) / half) ** 2
-    cover = _soft(width / 2 - np.abs(yy - along)) * _soft(half - np.abs(xx - xm))
-    _paint(img, win, cover * alpha, colour)
-
-
-def _hair_texture(rng, colour, win) -> np.ndarray:
-    oy, ox = rng.integers(0, 40, 2)
-    sy, sx = win
-    streaks = _STRANDS[sy.start + oy : sy.stop + oy, sx.start + ox : sx.stop + ox]
-    return np.asarray(colour, np.float32)[:, None, None] * (1 + 0.16 * streaks)
-
 
 def _sample_traits(rng: np.random.Generator) -> dict[str, bool]:
     """The true attributes, with CelebA-like base rates and the obvious correlations."""
@@ -165,7 +102,7 @@ def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
     c0 = u(0.3, 0.95, 3)
     c1 = np.clip(c0 + u(-0.2, 0.2, 3), 0, 1)
     wx = u(-1, 1)
-    grad = np.clip(wx * (_XS / WIDTH - 0.5) + (1 - abs(wx)) * _YS[:, None] / HEIGHT, 0, 1)
+    grad = np.clip(wx * (XS / WIDTH - 0.5) + (1 - abs(wx)) * YS[:, None] / HEIGHT, 0, 1)
     np.multiply((c1 - c0)[:, None, None], grad, out=img)  # in place: no full-size temporaries
     img += c0[:, None, None]
 
@@ -188,53 +125,53 @@ def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
     brow = hair * 0.55 if not t["Bald"] else skin * 0.35
 
     for side in (-1, 1):  # ears first: long hair hides them
-        _ellipse(img, cx + side * (fax + 1), eye_y + 12 * s, 6 * s, 12 * s, skin * 0.9)
+        ellipse(img, cx + side * (fax + 1), eye_y + 12 * s, 6 * s, 12 * s, skin * 0.9)
     # Long hair behind the head, down to the shoulders: the main Male cue (with the jaw).
     long_hair = not t["Bald"] and (not male or u() < 0.08)
     cap_ay = fay + s * (16 if not male else 10) + u(0, 6)
     if long_hair:
         bottom = u(168, 216) if not male else u(135, 150)
         hw = fax + u(12, 22) * s
-        win, yy, xx = _window(cx - hw * 1.1, cx + hw * 1.1, fcy - cap_ay - 6, bottom)
+        win, yy, xx = window(cx - hw * 1.1, cx + hw * 1.1, fcy - cap_ay - 6, bottom)
         if t["Wavy_Hair"]:
             phase = u(0, 2 * math.pi)
             wave = [1 + 0.035 * math.sin(y / 5 + phase) for y in yy[:, 0]]
             hw = hw * np.array(wave, np.float32)[:, None]
         mid, half = (fcy - cap_ay + bottom) / 2, (bottom - fcy + cap_ay) / 2
-        _, cover = _ellipse_cover(yy, xx, cx, mid, hw, half, p=4.0)
-        _paint(img, win, cover, _hair_texture(rng, hair, win))
-    _ellipse(img, cx, chin + 60, 17 * s, 60, skin * 0.85)  # neck
+        _, cover = ellipse_cover(yy, xx, cx, mid, hw, half, p=4.0)
+        paint(img, win, cover, hair_texture(rng, hair, win))
+    ellipse(img, cx, chin + 60, 17 * s, 60, skin * 0.85)  # neck
     clothes = u(0.05, 0.9, 3)
-    _ellipse(img, cx, HEIGHT + 30, 100 * s, 50, clothes)
+    ellipse(img, cx, HEIGHT + 30, 100 * s, 50, clothes)
     if t["Wearing_Necktie"]:
-        win, yy, xx = _window(cx - 40, cx + 40, HEIGHT - 22, HEIGHT)
+        win, yy, xx = window(cx - 40, cx + 40, HEIGHT - 22, HEIGHT)
         y0 = HEIGHT - 22
-        _paint(img, win, _soft(12 + (yy - y0) * 0.7 - np.abs(xx - cx)), (0.95, 0.95, 0.93))
-        _paint(img, win, _soft(3.5 + (yy - y0) * 0.2 - np.abs(xx - cx)), u(0, 0.8, 3))
+        paint(img, win, soft(12 + (yy - y0) * 0.7 - np.abs(xx - cx)), (0.95, 0.95, 0.93))
+        paint(img, win, soft(3.5 + (yy - y0) * 0.2 - np.abs(xx - cx)), u(0, 0.8, 3))
     else:
-        _ellipse(img, cx, HEIGHT - 20, 15 * s, 9, skin * 0.85)  # neckline
+        ellipse(img, cx, HEIGHT - 20, 15 * s, 9, skin * 0.85)  # neckline
     if t["Wearing_Necklace"]:
         gold = (0.92, 0.8, 0.4) if u() < 0.6 else (0.95, 0.95, 0.92)
-        _arc(img, cx, chin + 20 * s, 16 * s, -8 * s, 2.4, gold)
+        arc(img, cx, chin + 20 * s, 16 * s, -8 * s, 2.4, gold)
 
     # Face: squarer jaw for men (superellipse below the centre line), shaded towards the edges.
-    win, yy, xx = _window(cx - fax, cx + fax, top, chin)
+    win, yy, xx = window(cx - fax, cx + fax, top, chin)
     p = np.where(yy > fcy, np.float32(3.0 if male else 2.2), np.float32(2.0))
-    rho, cover = _ellipse_cover(yy, xx, cx, fcy, fax, fay, p)
-    _paint(img, win, cover, skin[:, None, None] * (1 - 0.12 * np.minimum(rho, 1) ** 2))
+    rho, cover = ellipse_cover(yy, xx, cx, fcy, fax, fay, p)
+    paint(img, win, cover, skin[:, None, None] * (1 - 0.12 * np.minimum(rho, 1) ** 2))
     if t["Double_Chin"]:
-        _arc(img, cx, chin + 5 * s, 20 * s, -4 * s, 2.2, skin * 0.7, 0.8)
+        arc(img, cx, chin + 5 * s, 20 * s, -4 * s, 2.2, skin * 0.7, 0.8)
     if not young:  # forehead wrinkles; the hair drawn next hides those under the hairline
         for k in range(3):
-            _arc(img, cx, eye_y - (19 + 6 * k) * s, 20 * s, 1.5, 2.6, skin * 0.55, 0.9)
+            arc(img, cx, eye_y - (19 + 6 * k) * s, 20 * s, 1.5, 2.6, skin * 0.55, 0.9)
 
     # Hair on top, down to a hairline; women's reaches further down the sides to meet long hair.
     cap_cy = fcy - 6 * s
     cap_ax = fax + s * (5 if male else 9)
-    win, yy, xx = _window(cx - cap_ax, cx + cap_ax, cap_cy - cap_ay, eye_y + 40)
-    _, cover = _ellipse_cover(yy, xx, cx, cap_cy, cap_ax, cap_ay)
+    win, yy, xx = window(cx - cap_ax, cx + cap_ax, cap_cy - cap_ay, eye_y + 40)
+    _, cover = ellipse_cover(yy, xx, cx, cap_cy, cap_ax, cap_ay)
     if t["Bald"]:
-        _paint(img, win, cover * _soft(fcy - yy), skin)
+        paint(img, win, cover * soft(fcy - yy), skin)
     else:
         depth = u(10, 18) * s - (9 if t["Receding_Hairline"] else 0)
         drop = (30 if male else 48) * s + (12 if t["Receding_Hairline"] else 0)
@@ -242,56 +179,56 @@ def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
         if t["Bangs"]:
             fringe = eye_y - u(12, 16) * s + 2 * np.sin((xx - cx) / 3)
             hairline = np.where(np.abs(xx - cx) < fax * 0.9, np.maximum(hairline, fringe), hairline)
-        _paint(img, win, cover * _soft(hairline - yy), _hair_texture(rng, hair, win))
+        paint(img, win, cover * soft(hairline - yy), hair_texture(rng, hair, win))
     if t["Sideburns"]:
         for side in (-1, 1):
-            _ellipse(img, cx + side * (fax - 4 * s), eye_y + 8 * s, 4.5 * s, 15 * s, hair, 0.9)
+            ellipse(img, cx + side * (fax - 4 * s), eye_y + 8 * s, 4.5 * s, 15 * s, hair, 0.9)
 
     # Beards, before the mouth so the lips stay visible.
     if male and (t["5_o_Clock_Shadow"] or t.get("_full_beard")):
-        win, yy, xx = _window(cx - fax, cx + fax, eye_y + 20 * s, chin + 4)
+        win, yy, xx = window(cx - fax, cx + fax, eye_y + 20 * s, chin + 4)
         reach = 0 if t["5_o_Clock_Shadow"] else 4 * s  # a full beard grows past the chin
-        _, cover = _ellipse_cover(yy, xx, cx, fcy, fax, fay + reach, np.float32(3))
+        _, cover = ellipse_cover(yy, xx, cx, fcy, fax, fay + reach, np.float32(3))
         cover = cover * np.clip((yy - eye_y - 24 * s) / 6, 0, 1)
         if t["5_o_Clock_Shadow"]:
             stubble = (np.clip(hair * 0.5, 0.05, 0.25) + skin * 0.4) / 1.4
-            _paint(img, win, cover * u(0.25, 0.45), _hair_texture(rng, stubble, win))
+            paint(img, win, cover * u(0.25, 0.45), hair_texture(rng, stubble, win))
         else:
-            _paint(img, win, cover * 0.92, _hair_texture(rng, hair * 0.85, win))
+            paint(img, win, cover * 0.92, hair_texture(rng, hair * 0.85, win))
     if t["Goatee"]:
-        _ellipse(img, cx, chin - 10 * s, 12 * s, 13 * s, hair * 0.85, 0.92)
+        ellipse(img, cx, chin - 10 * s, 12 * s, 13 * s, hair * 0.85, 0.92)
     mouth_y = eye_y + 47 * s
     if t["Mustache"]:
-        _ellipse(img, cx, mouth_y - 7 * s, 15 * s, 3.5 * s, hair * 0.85, 0.92)
+        ellipse(img, cx, mouth_y - 7 * s, 15 * s, 3.5 * s, hair * 0.85, 0.92)
 
     # Eyes, brows, makeup, bags.
     for side in (-1, 1):
         ex = cx + side * 24 * s
         if t["Heavy_Makeup"]:
-            _ellipse(img, ex, eye_y - 4 * s, 11 * s, 6 * s, u(0.15, 0.55, 3), 0.5)
+            ellipse(img, ex, eye_y - 4 * s, 11 * s, 6 * s, u(0.15, 0.55, 3), 0.5)
         arch = (4.5 if t["Arched_Eyebrows"] else 1.5) * s
         thick = (4.6 if t["Bushy_Eyebrows"] else 2.6) * s
-        _arc(img, ex, eye_y - 10 * s - arch, 12 * s, arch, thick, brow)
+        arc(img, ex, eye_y - 10 * s - arch, 12 * s, arch, thick, brow)
         if t["Bags_Under_Eyes"] or not young:
-            _arc(img, ex, eye_y + 8 * s, 9 * s, -3 * s, 3.0, skin * 0.65, 0.8)
+            arc(img, ex, eye_y + 8 * s, 9 * s, -3 * s, 3.0, skin * 0.65, 0.8)
         eay = (2.6 if t["Narrow_Eyes"] else 4.2) * s
-        win, yy, xx = _window(ex - 9 * s, ex + 9 * s, eye_y - 5 * s, eye_y + 5 * s)
-        _, sclera = _ellipse_cover(yy, xx, ex, eye_y, 8.5 * s, eay)
-        _paint(img, win, sclera, (0.93, 0.92, 0.88))
-        _, iris = _ellipse_cover(yy, xx, ex + u(-1.5, 1.5), eye_y, 3.8 * s, 3.8 * s)
-        _paint(img, win, iris * sclera, u(0.05, 0.35, 3))
+        win, yy, xx = window(ex - 9 * s, ex + 9 * s, eye_y - 5 * s, eye_y + 5 * s)
+        _, sclera = ellipse_cover(yy, xx, ex, eye_y, 8.5 * s, eay)
+        paint(img, win, sclera, (0.93, 0.92, 0.88))
+        _, iris = ellipse_cover(yy, xx, ex + u(-1.5, 1.5), eye_y, 3.8 * s, 3.8 * s)
+        paint(img, win, iris * sclera, u(0.05, 0.35, 3))
         lid = 2.5 if t["Heavy_Makeup"] else 1.4
-        _arc(img, ex, eye_y - eay, 8.5 * s, eay, lid, (0.1, 0.07, 0.06))
+        arc(img, ex, eye_y - eay, 8.5 * s, eay, lid, (0.1, 0.07, 0.06))
 
     # Nose: a side shadow, the tip and nostrils.
     nose_y = eye_y + 28 * s
-    _ellipse(img, cx + 4 * s, eye_y + 16 * s, 1.6 * s, 12 * s, skin * 0.8, 0.6)
-    _ellipse(img, cx, nose_y, (9.5 if t["Big_Nose"] else 7) * s, 5 * s, skin * 0.88, 0.5)
+    ellipse(img, cx + 4 * s, eye_y + 16 * s, 1.6 * s, 12 * s, skin * 0.8, 0.6)
+    ellipse(img, cx, nose_y, (9.5 if t["Big_Nose"] else 7) * s, 5 * s, skin * 0.88, 0.5)
     for side in (-1, 1):
-        _ellipse(img, cx + side * 4 * s, nose_y + 2 * s, 2.2 * s, 1.4 * s, skin * 0.45, 0.9)
+        ellipse(img, cx + side * 4 * s, nose_y + 2 * s, 2.2 * s, 1.4 * s, skin * 0.45, 0.9)
         if not young:  # folds from the nose to the mouth corners
             fold = (cx + side * 9 * s, nose_y + s, cx + side * 17 * s, eye_y + 50 * s)
-            _line(img, *fold, 2.4, skin * 0.6, 0.85)
+            line(img, *fold, 2.4, skin * 0.6, 0.85)
 
     # Mouth: corners curve up when smiling; an open mouth shows its inside (and teeth).
     half = (19 if t["Smiling"] else 15) * s
@@ -301,53 +238,53 @@ def _draw(rng: np.random.Generator, t: dict) -> Image.Image:
     if t["Wearing_Lipstick"]:
         lips = (u(0.6, 0.85), u(0.05, 0.2), u(0.12, 0.3))
     lip_w = (4.0 if t["Big_Lips"] else 2.6) * s
-    win, yy, xx = _window(cx - half - 1, cx + half + 1, mouth_y - curv - 6 * s, mouth_y + gap + 6)
+    win, yy, xx = window(cx - half - 1, cx + half + 1, mouth_y - curv - 6 * s, mouth_y + gap + 6)
     bend = 1 - ((xx - cx) / half) ** 2
     upper = mouth_y - curv * (1 - bend)
     lower = upper + gap * np.clip(bend, 0, 1)
     lip = lip_w * (0.35 + 0.65 * np.clip(bend, 0, 1))
-    ends = _soft(half - np.abs(xx - cx))
-    _paint(img, win, _soft(yy - upper + lip) * _soft(lower + lip * 1.2 - yy) * ends, lips)
+    ends = soft(half - np.abs(xx - cx))
+    paint(img, win, soft(yy - upper + lip) * soft(lower + lip * 1.2 - yy) * ends, lips)
     if gap:
-        inside = _soft(yy - upper - 0.8) * ends
-        _paint(img, win, inside * _soft(lower - 0.8 - yy), (0.3, 0.07, 0.07))
+        inside = soft(yy - upper - 0.8) * ends
+        paint(img, win, inside * soft(lower - 0.8 - yy), (0.3, 0.07, 0.07))
         if t["Smiling"]:
             teeth = np.minimum(upper + 4 * s, lower - 1)
-            _paint(img, win, inside * _soft(teeth - yy), (0.93, 0.9, 0.85))
+            paint(img, win, inside * soft(teeth - yy), (0.93, 0.9, 0.85))
     else:
-        _paint(img, win, _soft(0.7 - np.abs(yy - upper)) * ends, (0.25, 0.08, 0.08))
+        paint(img, win, soft(0.7 - np.abs(yy - upper)) * ends, (0.25, 0.08, 0.08))
 
     if t["Rosy_Cheeks"]:
         for side in (-1, 1):
-            _ellipse(img, cx + side * 25 * s, eye_y + 24 * s, 9 * s, 6 * s, (0.9, 0.35, 0.4), 0.35)
+            ellipse(img, cx + side * 25 * s, eye_y + 24 * s, 9 * s, 6 * s, (0.9, 0.35, 0.4), 0.35)
     if t["Eyeglasses"]:
         frame = u(0.02, 0.2) + u(0, 0.08, 3)
         sun = u() < 0.15
         for side in (-1, 1):
             ex = cx + side * 24 * s
             if sun:
-                _ellipse(img, ex, eye_y, 13.5 * s, 9.5 * s, (0.05, 0.05, 0.08), 0.85)
-            _ring(img, ex, eye_y, 14 * s, 10 * s, 4.0, frame)
+                ellipse(img, ex, eye_y, 13.5 * s, 9.5 * s, (0.05, 0.05, 0.08), 0.85)
+            ring(img, ex, eye_y, 14 * s, 10 * s, 4.0, frame)
             temple = (ex + side * 14 * s, eye_y - 3 * s, cx + side * (fax + 1), eye_y - 3 * s)
-            _line(img, *temple, 3.0, frame)
-        _arc(img, cx, eye_y - 4.5 * s, 10 * s, 1.5 * s, 3.5, frame)
+            line(img, *temple, 3.0, frame)
+        arc(img, cx, eye_y - 4.5 * s, 10 * s, 1.5 * s, 3.5, frame)
     if t["Wearing_Hat"]:
         brim_y = top + u(14, 22) * s
         hat = u(0.05, 0.9, 3)
-        win, yy, xx = _window(cx - fax - 10 * s, cx + fax + 10 * s, top - 40 * s, brim_y)
-        _, cover = _ellipse_cover(yy, xx, cx, brim_y, fax + 8 * s, brim_y - top + 28 * s)
-        _paint(img, win, cover * _soft(brim_y - yy), hat)
-        _ellipse(img, cx, brim_y, fax + 22 * s, 5 * s, hat * 0.8)
-        _arc(img, cx, brim_y - 7 * s, fax + 6 * s, 0, 4.0, u(0.05, 0.9, 3))
+        win, yy, xx = window(cx - fax - 10 * s, cx + fax + 10 * s, top - 40 * s, brim_y)
+        _, cover = ellipse_cover(yy, xx, cx, brim_y, fax + 8 * s, brim_y - top + 28 * s)
+        paint(img, win, cover * soft(brim_y - yy), hat)
+        ellipse(img, cx, brim_y, fax + 22 * s, 5 * s, hat * 0.8)
+        arc(img, cx, brim_y - 7 * s, fax + 6 * s, 0, 4.0, u(0.05, 0.9, 3))
     if t["Wearing_Earrings"]:
         metal = (0.92, 0.78, 0.3) if u() < 0.6 else (0.88, 0.88, 0.92)
         for side in (-1, 1):
-            _ellipse(img, cx + side * (fax + 1), eye_y + 26 * s, 3.2 * s, 3.2 * s, metal)
+            ellipse(img, cx + side * (fax + 1), eye_y + 26 * s, 3.2 * s, 3.2 * s, metal)
 
     # The camera: exposure, colour cast, sensor noise.
     img *= ((u(0.85, 1.1) + u(-0.04, 0.04, 3)) * 255)[:, None, None]
     oy, ox = rng.integers(0, 40, 2)
-    img += _NOISE[:, oy : oy + HEIGHT, ox : ox + WIDTH]
+    img += NOISE[:, oy : oy + HEIGHT, ox : ox + WIDTH]
     img += 0.5
     planes = np.clip(img, 0, 255, out=img).astype(np.uint8)
     picture = Image.merge("RGB", [Image.fromarray(plane) for plane in planes])
