@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lit_celeba import locks
 from lit_celeba.data import cache
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.synthetic import generate_celeba
@@ -68,6 +69,7 @@ def _cli(root: Path, work: Path, *extra: str, command: str = "fit") -> subproces
 # The real CLI, each image's decoding slowed down so that a kill lands mid-build on any machine.
 _SLOW_CLI = """
 import runpy, sys, time
+from lit_celeba import locks
 from lit_celeba.data import cache
 cache._CHUNK = 8
 decode = cache._decode_chunk
@@ -185,7 +187,7 @@ def test_waiting_for_another_build_says_for_whom_and_gives_up(
     tmp_path.mkdir(exist_ok=True)
     lock_path = tmp_path / f"celeba-{key}.lock"
     holder = _hold_lock(lock_path)
-    monkeypatch.setattr(cache, "WAIT_REPORT_EVERY_S", 0.5)
+    monkeypatch.setattr(locks, "WAIT_REPORT_EVERY_S", 0.5)
     try:
         start = time.monotonic()
         with pytest.raises(CelebAError, match=rf"Gave up after .* {lock_path}.*{holder.pid}"):
@@ -216,7 +218,7 @@ def test_a_process_forked_under_the_cache_lock_holds_no_copy_of_it(tmp_path: Pat
     from multiprocessing import get_context
 
     lock_path = tmp_path / "celeba-0123456789abcdef01234567.lock"
-    with cache._locked(lock_path, wait_limit_s=1.0):
+    with locks.held(lock_path, 1.0, "", "", lambda folder, err: CelebAError(str(err))):
         assert lock_path.read_text() == f"{os.getpid()}\n"  # who holds it, for a waiting run
         assert len(_descriptors_of(str(lock_path))) == 1
         with ProcessPoolExecutor(1, mp_context=get_context("fork")) as pool:

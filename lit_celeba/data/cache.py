@@ -2,11 +2,9 @@
 
 Images are stored as decoded (height x width x RGB, uint8) at full height, keeping only the source
 columns that the recipe's resize reads (``transforms.columns_read``: 128 of 178 at 64x64, all 178
-from 90x90 on). Nothing
-is resampled, so every transform computed from the cache equals the exact recipe transform. The
-file is memory-mapped: the operating system keeps it in RAM when there is room (the recipe's
-17,000 images take 1.42 GB at 64x64) and pages it from disk when there is not (the full train
-split takes 13.6 GB).
+from 90x90 on). Nothing is resampled, so every transform computed from the cache equals the exact
+recipe transform. The file is memory-mapped: in RAM when there is room (the recipe's 17,000 images
+take 1.42 GB at 64x64), paged from disk when there is not (the full train split takes 13.6 GB).
 
 The file name is a hash of everything that decides its content (the image source: a folder, an
 archive's path, size and date, or TFRecord files and offsets; each image's name, size and
@@ -32,10 +30,8 @@ import os
 import re
 import signal
 import sys
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -47,8 +43,9 @@ from tqdm.auto import tqdm
 
 from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
 from lit_celeba.data.sources import FolderSource, ImageSource
+from lit_celeba.data.transforms import keep_columns
 from lit_celeba.errors import CelebAError, UsageError
-from lit_celeba.processes import process_alive
+from lit_celeba.locks import held
 
 CACHE_VERSION = 1
 IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB
@@ -56,7 +53,7 @@ _CHUNK = 256
 # How long a run waits for another process's build of the same cache before giving up. Decoding
 # all 202,599 images takes minutes on a few cores; an hour only ever runs out on a stuck holder.
 LOCK_WAIT_LIMIT_S = 3600.0
-WAIT_REPORT_EVERY_S = 30.0  # how often a waiting run says that it still waits
+_LOCK_ADVICE = "choose another folder with --data.cache_dir, or set --data.cache false"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -89,71 +86,6 @@ def _unwritable(cache_dir: Path, err: OSError) -> UsageError:
         f"Cannot write the decoded-image cache in {cache_dir}: {reason}. Choose a writable folder "
         "with --data.cache_dir, or set --data.cache false to decode the JPEGs on the fly."
     )
-
-
-@contextmanager
-def _locked(lock_path: Path, wait_limit_s: float) -> Iterator[None]:
-    """Hold ``lock_path``'s ``filelock.FileLock`` (a ``flock`` on Unix), saying while it waits.
-
-    The kernel releases it when the holder dies, even by SIGKILL. filelock closes the lock's
-    descriptor in every process forked while it is held (an ``os.register_at_fork`` hook), so a
-    decoder that outlives a killed parent does not keep the lock.
-    """
-    lock = FileLock(lock_path, on_acquired=_write_holder)
-    try:
-        _acquire(lock, lock_path, wait_limit_s)
-    except OSError as err:
-        raise _unwritable(lock_path.parent, err) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def _write_holder(fd: int) -> None:
-    """Who holds the lock, for the message of a run that waits (filelock's ``on_acquired``)."""
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-
-
-def _acquire(lock: FileLock, lock_path: Path, wait_limit_s: float) -> None:
-    """Take ``lock``; while another process holds it, say so every ``WAIT_REPORT_EVERY_S``, and give
-    up after ``wait_limit_s``. filelock's own wait reports nothing, so it waits in turns."""
-    start = time.monotonic()
-    turn = 0.0  # the first try does not wait: a run that must wait says so at once
-    while True:
-        try:
-            lock.acquire(timeout=turn, poll_interval=0.2)
-            return
-        except Timeout:
-            pass
-        waited = time.monotonic() - start
-        if waited >= wait_limit_s:
-            raise CelebAError(
-                f"Gave up after waiting {waited:.0f} s for the cache lock {lock_path}, held by "
-                f"{_holder(lock_path)}. If no other lit_celeba run is building this cache, end "
-                "that process; or choose another folder with --data.cache_dir, or set "
-                "--data.cache false."
-            )
-        print(
-            f"Waiting for the cache lock {lock_path}, held by {_holder(lock_path)} while it "
-            f"builds the same cache; waited {waited:.0f} s (giving up after "
-            f"{wait_limit_s:.0f} s).",
-            file=sys.stderr,
-            flush=True,
-        )
-        turn = min(WAIT_REPORT_EVERY_S, wait_limit_s - waited)
-
-
-def _holder(lock_path: Path) -> str:
-    try:
-        pid = int(lock_path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return "another process"
-    if process_alive(pid):
-        return f"process {pid}"
-    return f"process {pid}, which has ended (a process it started may still hold the lock)"
-
 
 
 def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
@@ -192,17 +124,24 @@ def decode_bytes(data: bytes, where: str) -> torch.Tensor:
         ) from None
 
 
+def decode_face(data: bytes, path: str, columns: np.ndarray) -> torch.Tensor:
+    """A CelebA face's JPEG bytes in the layout the cache stores and the transforms read
+    (:func:`~lit_celeba.data.transforms.keep_columns`); an image of another size than CelebA's
+    aligned faces is refused with the same message wherever it is read."""
+    image = decode_bytes(data, path)
+    problem = face_size_problem(path, image.shape[2], image.shape[1])
+    if problem is not None:
+        raise CelebAError(problem)
+    return keep_columns(image, columns)
+
+
 def _decode_chunk(
     tmp_path: str, source: ImageSource, names: list[str], start: int, columns: list[int]
 ) -> int:
     array = np.load(tmp_path, mmap_mode="r+")
+    kept = np.asarray(columns)
     for offset, (name, data) in enumerate(zip(names, source.read_many(names), strict=True)):
-        path = source.where(name)
-        image = decode_bytes(data, path)
-        problem = face_size_problem(path, image.shape[2], image.shape[1])
-        if problem is not None:
-            raise CelebAError(problem)
-        array[start + offset] = image.permute(1, 2, 0)[:, columns].numpy()
+        array[start + offset] = decode_face(data, source.where(name), kept).numpy()
     array.flush()
     return len(names)
 
@@ -240,7 +179,8 @@ def build_cache(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _unwritable(cache_dir, err) from None
-    with _locked(cache_dir / f"celeba-{key}.lock", wait_limit_s):
+    lock = cache_dir / f"celeba-{key}.lock"
+    with held(lock, wait_limit_s, "while it builds the same cache", _LOCK_ADVICE, _unwritable):
         damage = _damage(final, shape)
         if damage is None:
             return final  # built by the process we waited for

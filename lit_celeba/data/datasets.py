@@ -11,11 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lit_celeba.data.cache import decode_bytes, open_cache
-from lit_celeba.data.celeba import face_size_problem
+from lit_celeba.data.cache import decode_face, open_cache
 from lit_celeba.data.sources import FolderSource, ImageSource
-from lit_celeba.data.transforms import keep_columns
-from lit_celeba.errors import CelebAError
 
 
 def _label_tensors(
@@ -54,14 +51,7 @@ class CelebAImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         name = self.image_names[index]
-        path = self.source.where(name)
-        image = decode_bytes(self.source.read(name), path)
-        # The recipe's crops and columns assume CelebA's framing: another size would fail in
-        # the column selection or the batch. The same message as the cache build gives.
-        problem = face_size_problem(path, image.shape[2], image.shape[1])
-        if problem is not None:
-            raise CelebAError(problem)
-        image = keep_columns(image, self.columns)
+        image = decode_face(self.source.read(name), self.source.where(name), self.columns)
         if self.groups is not None:
             return image, self.targets[index], self.groups[index]
         return image, self.targets[index]
