@@ -480,7 +480,7 @@ def test_tensorboard_serves_what_the_runs_logged(
         assert {fit_run, test_run} <= set(by_name)
         fit_session = by_name[fit_run]
         assert fit_session["hparams"]["stage"] == "fit"
-        assert fit_session["hparams"]["model/dropout"] == 0.5
+        assert fit_session["hparams"]["model/dropout"] == 0.0  # the demo: no dropout
         assert fit_session["hparams"]["optimizer/lr"] == pytest.approx(1e-3)
         assert fit_session["hparams"]["data/batch_size"] == 32
         assert fit_session["sessions"][0]["status"] == "STATUS_SUCCESS"
