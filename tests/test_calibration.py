@@ -137,7 +137,7 @@ def test_calibrate_writes_a_calibrated_copy_that_test_and_export_use(
     tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
 ) -> None:
     before = tiny_checkpoint.read_bytes()
-    flags = [*tiny_overrides(tiny_root, tmp_path / "logs"), "--config", str(CONFIGS / "base.yaml")]
+    flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
     done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
                    "--thresholds=balanced_accuracy", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
