@@ -57,6 +57,7 @@ from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.errors import CelebAError, LitCelebaError, SettingError, UsageError
 from lit_celeba.groups import needs_train_groups
+from lit_celeba.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
@@ -123,7 +124,7 @@ class CelebACLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         for name, line in COMMANDS.items():
             command = ArgumentParser(prog=f"{PROG} {name}", description=line)
-            parser._subcommands_action.add_subcommand(name, command, help=line)  # jsonargparse's
+            subcommands_action(parser).add_subcommand(name, command, help=line)
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
@@ -163,7 +164,7 @@ class CelebACLI(LightningCLI):
 
     def _as_saved(self, config: Any) -> dict[str, Any]:
         """A command's config as LightningCLI saves it into the run folder (config.yaml)."""
-        return yaml.safe_load(self._parser("fit").dump(config, skip_none=False))
+        return yaml.safe_load(cli_parser(self, "fit").dump(config, skip_none=False))
 
     def _parse_ckpt_path(self) -> None:
         """The model's class and arguments from the checkpoint that ``parse_arguments`` loaded
@@ -209,7 +210,7 @@ class CelebACLI(LightningCLI):
             raise UsageError(setting_message(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        if self._get(self.config_init, "trainer", default={}).get("plugins") is None:
+        if cli_setting(self, "trainer").get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
 

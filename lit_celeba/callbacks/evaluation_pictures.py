@@ -20,7 +20,6 @@ from torchmetrics.functional.classification import (
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from lit_celeba.attributes import output_attributes
-from lit_celeba.callbacks.lightning_internals import logging_step
 from lit_celeba.callbacks.pictures import (
     class_names,
     confusion_matrices_picture,
@@ -29,6 +28,7 @@ from lit_celeba.callbacks.pictures import (
     reliability_picture,
 )
 from lit_celeba.callbacks.summaries import add_png
+from lit_celeba.lightning_internals import logging_step
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.outputs import Calibration
 
