@@ -15,13 +15,13 @@ off) has temperature 1 and threshold 0.5 for every attribute: the plain sigmoid 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
-from lit_celeba.errors import SettingError
+from lit_celeba.errors import CheckpointError, SettingError
 from lit_celeba.models.methods import flip_averaged_logit
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
@@ -52,6 +52,17 @@ class Calibration:
     temperature: torch.Tensor
     threshold: torch.Tensor
     rule: str = "fixed"
+    # Copies on each device, made once: a copy from the host in every training step would make
+    # the host wait for the GPU there.
+    _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The temperatures and thresholds on ``device``."""
+        if device not in self._on_device:
+            self._on_device[device] = (self.temperature.to(device), self.threshold.to(device))
+        return self._on_device[device]
 
     @staticmethod
     def check_rule(rule: str) -> None:
@@ -71,22 +82,17 @@ class Calibration:
 
     def scaled(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (B, K) of uncalibrated ones, for the loss."""
-        return logits / self.temperature.to(logits.device, logits.dtype)
+        return logits / self.on(logits.device)[0].to(logits.dtype)
 
     def apply(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities and 0/1 decisions (B, K) of uncalibrated logits."""
-        device = logits.device
-        return decide(logits.float(), self.temperature.to(device), self.threshold.to(device))
+        return decide(logits.float(), *self.on(logits.device))
 
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """What an evaluation step hands to every consumer, from uncalibrated final logits."""
         probabilities, predictions = self.apply(logits.detach())
         return {"logits": logits.detach(), "probabilities": probabilities,
                 "predictions": predictions}  # fmt: skip
-
-    def with_fixed_thresholds(self) -> Calibration:
-        """The same temperatures with every threshold at 0.5."""
-        return Calibration(self.temperature, torch.full_like(self.threshold, DEFAULT_THRESHOLD))
 
     def state(self) -> dict[str, Any]:
         """Plain tensors and strings, for a checkpoint that loads with ``weights_only``."""
@@ -101,9 +107,9 @@ class Calibration:
         temperature = torch.as_tensor(state["temperature"], dtype=torch.float32).reshape(-1)
         threshold = torch.as_tensor(state["threshold"], dtype=torch.float32).reshape(-1)
         if len(temperature) != num_attributes or len(threshold) != num_attributes:
-            raise ValueError(
-                f"the checkpoint's calibration is for {len(temperature)} attribute(s), the "
-                f"network has {num_attributes}"
+            raise CheckpointError(
+                f"The checkpoint's calibration is for {len(temperature)} attribute(s) but its "
+                f"network has {num_attributes}: the file was changed after it was written."
             )
         return cls(temperature, threshold, str(state.get("rule", "fixed")))
 
@@ -115,8 +121,6 @@ def decide(
     (long 0/1) of uncalibrated logits (B, K), per attribute (K,) temperatures and thresholds."""
     probability = torch.sigmoid(logits / temperature)
     return probability, (probability > threshold).long()
-
-
 
 
 class Predictor(nn.Module):
