@@ -18,7 +18,9 @@ from tests.conftest import CONFIGS, TINY_SIZES, run_cli
 GOOD = ["--variant", "recipe=", "--variant", f"dropout0={CONFIGS / 'variants' / 'dropout0.yaml'}"]
 BROKEN = ["--variant", "broken=--model.dropout 7"]
 # The recipe's metrics and base.yaml's LearningRateMonitor.
-RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr-Adam"}
+# The recipe's names, and the means that validation adds for every number of attributes.
+RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr-Adam",
+                  "val/balanced_acc", "val/auroc", "val/ece"}  # fmt: skip
 
 
 def _flags(root: Path, cache: Path) -> list[str]:

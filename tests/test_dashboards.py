@@ -522,11 +522,11 @@ def test_dashboards_show_the_numbers_val_acc_counts_under_flip_tta(
 ) -> None:
     """Flip TTA runs the network twice per batch; the confusion matrix and the PR curve are the
     step's own decisions and probabilities (the mean of both views), not the last forward's."""
-    import lit_celeba.callbacks.dashboards as dashboards
+    import lit_celeba.callbacks.evaluation_pictures as pictures
 
     matrices: list[torch.Tensor] = []
-    draw = dashboards.confusion_matrix_picture
-    monkeypatch.setattr(dashboards, "confusion_matrix_picture",
+    draw = pictures.confusion_matrix_picture
+    monkeypatch.setattr(pictures, "confusion_matrix_picture",
                         lambda matrix, names: (matrices.append(matrix), draw(matrix, names))[1])
     model = RecipeClassifier(image_size=32, tta_flip=True)
     model.net = _LeftMinusRight()

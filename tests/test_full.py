@@ -32,6 +32,8 @@ def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dict(model.hparams) == {
         "arch": "resnet18", "image_size": 128, "target_attrs": ("Male",), "channels_last": True,
         "compile": False, "objective": "erm", "dro_eta": 0.01, "dro_adjust": 0.0,
+        "label_smoothing": 0.0, "tta_flip": False, "ema_decay": None,
+        "temperature_scaling": True, "thresholds": "fixed", "pos_weight": False,
     }  # fmt: skip
     assert count_parameters(resnet("resnet34")) > count_parameters(resnet("resnet18"))
     with pytest.raises(ValueError, match="resnet18"):

@@ -54,6 +54,8 @@ def text_summaries(events: event_accumulator.EventAccumulator) -> dict[str, str]
     """The last text (TensorBoard's Text tab: the test tables) logged under each tag."""
     texts = {}
     for tag in events.Tags()["tensors"]:
+        if events.SummaryMetadata(tag).plugin_data.plugin_name != "text":
+            continue  # PR curves, the custom scalars' layout, ...
         last = events.Tensors(tag)[-1].tensor_proto
         if last.dtype == types_pb2.DT_STRING and last.string_val:
             # add_text(tag, ...) stores it as "<tag>/text_summary".

@@ -69,6 +69,10 @@ class AttributeClassifier(pl.LightningModule):
         pos_weight: bool = False,
     ) -> None:
         super().__init__()
+        # Every argument of this class and of the subclass that calls it, defaults included (so a
+        # checkpoint keeps working if a default changes); not the network (a subclass builds it
+        # from its own arguments) and not the subgroups (any checkpoint tests with any).
+        self.save_hyperparameters(ignore=["net", "subgroups"])
         objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
         Calibration.check_rule(thresholds)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
@@ -273,7 +277,6 @@ class RecipeClassifier(AttributeClassifier):
         net = RecipeCNN(channels, dropout=dropout, pooling=pooling, image_size=image_size,
                         num_outputs=outputs, init=init, batch_norm=batch_norm)  # fmt: skip
         super().__init__(net, target_attrs, **kwargs)
-        self.save_hyperparameters(ignore=["subgroups"])
 
 
 class ResNetClassifier(AttributeClassifier):
@@ -291,4 +294,3 @@ class ResNetClassifier(AttributeClassifier):
     ) -> None:
         outputs = len(attribute_list(target_attrs, "target_attrs"))
         super().__init__(resnet(arch, num_outputs=outputs), target_attrs, **kwargs)
-        self.save_hyperparameters(ignore=["subgroups"])
