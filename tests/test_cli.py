@@ -153,6 +153,10 @@ def _metric(stdout: str, name: str) -> float:
 
 def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[float]]:
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    # The temperature fitted after training, read from the file itself rather than through the
+    # module, so that a module that forgot to apply it fails the comparison below.
+    stored = torch.load(ckpt, map_location="cpu", weights_only=False)["calibration"]
+    temperature, threshold = stored["temperature"], stored["threshold"]
     # JPEGs decoded on access, independent of the decoded cache that the CLI run used.
     data = CelebADataModule(
         root=str(root), test_size=TINY_SIZES["test"], num_workers=0, cache=False
@@ -162,9 +166,9 @@ def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[floa
     with torch.no_grad():
         for batch in data.test_dataloader():
             images, targets = data.on_after_batch_transfer(batch, 0)  # the eval transform
-            p = torch.sigmoid(model(images))
+            p = torch.sigmoid(model(images) / temperature)
             probs += p.reshape(-1).tolist()
-            correct += ((p > 0.5).float() == targets).reshape(-1).tolist()
+            correct += ((p > threshold).float() == targets).reshape(-1).tolist()
     return sum(correct) / len(correct), probs
 
 

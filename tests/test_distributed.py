@@ -87,8 +87,14 @@ def _check_shards(probe: Path, stage: str, root: Path, split: str, size: int) ->
 
 def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, list[float]]:
     """Accuracy, mean loss and probabilities of a subset in this one process, from JPEGs
-    decoded on access (not the cache the CLI runs used)."""
+    decoded on access (not the cache the CLI runs used). ``test`` divides the logits by the
+    temperature stored in the checkpoint; a fit's own validation sees the plain logits."""
     model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    temperature = 1.0
+    if stage == "test":
+        temperature = torch.load(ckpt, map_location="cpu", weights_only=False)["calibration"][
+            "temperature"
+        ]
     data = CelebADataModule(root=str(root), val_size=EVAL_SIZE, test_size=EVAL_SIZE,
                             num_workers=0, cache=False)  # fmt: skip
     data.setup("validate" if stage == "val" else "test")
@@ -97,7 +103,7 @@ def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, l
     with torch.no_grad():
         for batch in loader:
             images, targets = data.on_after_batch_transfer(batch, 0)  # the eval transform
-            logits = model(images)
+            logits = model(images) / temperature
             loss += F.binary_cross_entropy_with_logits(logits, targets, reduction="sum").item()
             correct += int(((logits >= 0) == targets.bool()).sum())
             probs += torch.sigmoid(logits).reshape(-1).tolist()

@@ -43,7 +43,7 @@ TINY = [
     "--trainer.enable_progress_bar=false",
     "--data.num_workers=0",
 ]
-SUBCOMMANDS = ("fit", "validate", "test", "predict")
+SUBCOMMANDS = ("fit", "validate", "test", "predict", "calibrate")
 DATA_PLACEHOLDERS = {"PATH", "PATH_TO_CELEBA", "/shared/celeba"}
 
 

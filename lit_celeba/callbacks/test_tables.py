@@ -134,10 +134,11 @@ class TestTables(Callback):
     __test__ = False  # a callback, not a pytest class
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # log_dir is a broadcast under DDP: every rank must ask for it, not only the writer.
+        folder = Path(trainer.log_dir or ".")
         results: dict[str, Any] = getattr(pl_module, "test_results", None) or {}
         if not results or not trainer.is_global_zero:
             return
-        folder = Path(trainer.log_dir or ".")
         attrs, subgroups = list(pl_module.target_attrs), list(pl_module.subgroups)
         if len(attrs) > 1 or subgroups:
             subgroups = subgroups if "subgroups" in results else []
