@@ -181,13 +181,17 @@ def test_test_table_and_subgroups_equal_a_recount_of_the_predictions(
         positives = sum(truth)
         share = positives / len(rows)
         assert float(table[name]["positive_share"]) == pytest.approx(share, abs=1e-6)
-        assert float(table[name]["majority_baseline"]) == pytest.approx(max(share, 1 - share), abs=1e-6)
+        assert float(table[name]["majority_baseline"]) == pytest.approx(
+            max(share, 1 - share), abs=1e-6
+        )
         if 0 < positives < len(rows):
             tpr = sum(t and d for t, d in zip(truth, decided, strict=True)) / positives
             tnr = sum(not t and not d for t, d in zip(truth, decided, strict=True)) / (
                 len(rows) - positives
             )
-            assert float(table[name]["balanced_accuracy"]) == pytest.approx((tpr + tnr) / 2, abs=1e-6)
+            assert float(table[name]["balanced_accuracy"]) == pytest.approx(
+                (tpr + tnr) / 2, abs=1e-6
+            )
     # report writes the table as the test run logged it.
     report = run_cli("report", str(test_dir), cwd=work)
     assert report.returncode == 0, report.stderr
