@@ -115,6 +115,7 @@ class CelebACLI(LightningCLI):
     def _without_logger(self, trainer: Any) -> None:
         """A run folder of its own, and no callbacks that need a logger (see no_logger.py)."""
         trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
+        check_writable(Path(trainer.default_root_dir).parent, "trainer.default_root_dir")
         trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
         left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
         rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")

@@ -234,7 +234,9 @@ def _checkpoint_dirpath_given(callbacks: Any) -> bool:
 
 # Ranks that Lightning starts itself (DDP) take rank 0's run folder, which rank 0 holds.
 RUN_VERSION_ENV = "LIT_CELEBA_RUN_VERSION"
-_CLAIMED: list[tuple[FolderLock, Path, bool]] = []  # lock, folder, created by this process
+# lock, and the folders this process created for it (the run's, its logger's): removed again
+# if nothing was written into them
+_CLAIMED: list[tuple[FolderLock, list[Path]]] = []
 
 
 def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None:
@@ -255,14 +257,15 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
     if os.environ.get("LOCAL_RANK", "0") != "0":
         init_args.version = os.environ.get(RUN_VERSION_ENV, init_args.version)
         return
-    check_writable(save_dir, "trainer.logger.init_args.save_dir")
     run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
+    created = [p for p in (run_root, Path(save_dir).expanduser()) if not p.exists()]
+    check_writable(save_dir, "trainer.logger.init_args.save_dir")
     version = init_args.version
-    created = False
     if resumed is not None:
         folder = resumed
     elif version is None:
-        folder, created = _new_version(run_root), True
+        folder = _new_version(run_root)
+        created.insert(0, folder)
     else:
         folder = run_root / (version if isinstance(version, str) else f"version_{version}")
         if (folder / "config.yaml").exists():
@@ -271,12 +274,11 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
                 f"a new `{subcommand}` there would overwrite its files. Leave the version out (a "
                 "new version_N), or resume that run with `fit --ckpt_path last`."
             )
-        created = not folder.exists()
+        created = ([folder] if not folder.exists() else []) + created
         folder.mkdir(parents=True, exist_ok=True)
     lock = FolderLock(folder)
     if not lock.acquire():
-        if created:
-            folder.rmdir()
+        _remove_empty(created)
         holders = describe_holders(lock)
         if resumed is not None:
             raise UsageError(
@@ -288,7 +290,7 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
             f"The run folder {folder} is in use by {holders}, which writes into it. Wait for it "
             "to end, or leave the version out to start a new run."
         )
-    _CLAIMED.append((lock, folder, created))
+    _CLAIMED.append((lock, created))
     init_args.version = folder.name
     os.environ[RUN_VERSION_ENV] = folder.name
 
@@ -316,8 +318,12 @@ def release_run_folders() -> None:
     """Let go of the folders :func:`claim_run_folder` took; remove those it created that are
     still empty (the command stopped before writing anything)."""
     while _CLAIMED:
-        lock, folder, created = _CLAIMED.pop()
-        if created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only when empty
+        lock, created = _CLAIMED.pop()
+        _remove_empty(created)
         lock.release()
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # innermost first
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty

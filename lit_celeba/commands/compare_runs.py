@@ -12,10 +12,7 @@ refused while any process of the first still runs.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
-import os
 import queue
 import shutil
 import statistics
@@ -28,15 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lit_celeba.checkpoints.load import load, rebuild
-from lit_celeba.checkpoints.runs import changed_settings
 from lit_celeba.commands.children import Children, child_environment
+from lit_celeba.commands.compare_records import (
+    read_json,
+    saved_configuration,
+    settings_changes,
+    write_json,
+)
 from lit_celeba.commands.events import epoch_series, load_run
 from lit_celeba.errors import LitCelebaError, UsageError
 from lit_celeba.models.nets import count_parameters
-from lit_celeba.processes import temporary_path
+from lit_celeba.processes import FolderLock, describe_holders
 
 RESULT_FILE = "result.json"
 FIT_FILE = "fit.json"
@@ -45,8 +45,6 @@ REACH_SHARE = 0.9  # "epochs to reach 90 % of the final validation accuracy"
 # Each fit prints a line per epoch, which compare shows under the run (callbacks/progress.py).
 EPOCH_LINES = "--trainer.callbacks+=lit_celeba.callbacks.progress.EpochLines"
 STOP_GRACE_S = 5.0  # how long stopped runs get to end on SIGTERM before SIGKILL
-# compare sets the logger's name to "" for every run; a run folder's config.yaml says so.
-_SAME_FOR_EVERY_RUN = ("trainer.logger.init_args.name:",)
 
 
 @dataclass(frozen=True)
@@ -98,50 +96,6 @@ def logger_arguments(folder: Path, version: str) -> list[str]:
         "--trainer.logger.init_args.name=",
         f"--trainer.logger.init_args.version={version}",
     ]
-
-
-def write_json(path: Path, content: dict[str, Any]) -> None:
-    """Whole or not at all: a compare stopped while it writes leaves no half file."""
-    temporary = temporary_path(path)
-    try:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-
-
-def read_json(path: Path, say: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """The record at ``path``; ``None`` when there is none, or when it is damaged (written by a
-    compare before records were written whole, and stopped), which it says."""
-    if not path.is_file():
-        return None
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        content = err
-    if isinstance(content, dict):
-        return content
-    reason = content if isinstance(content, BaseException) else "not a record"
-    say(f"{path} is damaged ({reason}): its run is done again.")
-    return None
-
-
-def settings_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """:func:`changed_settings` between two configurations of one run."""
-    changes = changed_settings(saved, current)
-    return [c for c in changes if not c.startswith(_SAME_FOR_EVERY_RUN)]
-
-
-def saved_configuration(record: dict[str, Any], folder: Path) -> dict[str, Any] | None:
-    """The configuration a run's fit ran with: as recorded, or (a run recorded by an earlier
-    version) as the fit saved it in ``fit/config.yaml``."""
-    if isinstance(record.get("config"), dict):
-        return record["config"]
-    with contextlib.suppress(OSError, yaml.YAMLError):
-        saved = yaml.safe_load((folder / "fit" / "config.yaml").read_text())
-        return saved if isinstance(saved, dict) else None
-    return None
 
 
 def best_and_last(fit_dir: Path) -> tuple[Path, Path | None]:
@@ -196,6 +150,7 @@ def execute(
     """Fit (unless a finished fit with this configuration is recorded) and test one run; records
     ``result.json``."""
     fit_dir, fit_record = run.folder / "fit", run.folder / FIT_FILE
+    refuse_if_in_use(run.folder)
     recorded = read_json(fit_record, say)
     saved = saved_configuration(recorded, run.folder) if recorded else None
     if saved is not None and not settings_changes(saved, run.config) and last_checkpoint(fit_dir):
@@ -243,6 +198,20 @@ def execute(
         "train_seconds": fit_time,
     }
     write_json(run.folder / RESULT_FILE, run.result)
+
+
+def refuse_if_in_use(folder: Path) -> None:
+    """A run's fit or test folder that another process writes (a ``fit --ckpt_path last`` that a
+    user started there) is never cleared: the run fails, saying by whom."""
+    for sub in sorted(folder.glob("*/")):
+        lock = FolderLock(sub)
+        if lock.acquire():
+            lock.release()
+            continue
+        raise RunFailed(
+            f"{sub} is being written by {describe_holders(lock)}, which this compare did not "
+            "start; it was left as it is. Let that process end, then run compare again."
+        )
 
 
 def failure_reason(log: Path, what: str, status: int) -> str:
