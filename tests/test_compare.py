@@ -128,25 +128,51 @@ def test_figure_is_written(comparison: dict[str, Any]) -> None:
     assert png.stat().st_size > 10_000
 
 
-def test_second_invocation_resumes_without_rerunning(comparison: dict[str, Any]) -> None:
+@pytest.fixture
+def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare reads its variants' configurations in this process, not one of its own (6 s)."""
+    from lit_celeba.commands import compare_configs
+    from lit_celeba.effective_config import effective_config
+
+    monkeypatch.setattr(compare_configs, "effective_configs",
+                        lambda lists, children: [effective_config(a) for a in lists])  # fmt: skip
+
+
+def in_process(command: list[str], capsys) -> tuple[int, str, str]:
+    """``cli_main(command)`` here (a resumed comparison runs no process): status, out, err."""
+    from lit_celeba.cli import cli_main
+
+    try:
+        cli_main(command)
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_second_invocation_resumes_without_rerunning(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
     out = comparison["out"]
     results = sorted(out.glob("runs/*/seed_*/result.json"))
     assert len(results) == 4  # the failed runs recorded no result
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed_*/**/*") if p.is_file()}
-    again = run_cli(*comparison["without_broken"], cwd=comparison["work"], timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("finished earlier, not run again") == 4
+    status, stdout, stderr = in_process(comparison["without_broken"], capsys)
+    assert status == 0, stdout + stderr
+    assert stdout.count("finished earlier, not run again") == 4
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before  # nothing of a finished run was touched
     assert set(_rows(out)) == {"recipe", "dropout0"}
 
 
-def test_resuming_with_other_settings_is_refused(comparison: dict[str, Any]) -> None:
-    command = [*comparison["command"], "--trainer.max_epochs=3"]
-    refused = run_cli(*command, cwd=comparison["work"], timeout=300)
-    assert refused.returncode == 2
-    assert "error: " in refused.stderr and "records a run with other settings" in refused.stderr
-    assert "Traceback" not in refused.stderr
+def test_resuming_with_other_settings_is_refused(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
+    status, _, stderr = in_process([*comparison["command"], "--trainer.max_epochs=3"], capsys)
+    assert status == 2
+    assert "error: " in stderr and "records a run with other settings" in stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -180,37 +206,27 @@ def test_each_run_shows_its_own_progress(comparison: dict[str, Any]) -> None:
     assert "val/acc" in epochs[-1]
 
 
-def test_the_resume_key_is_what_the_files_say_not_their_names(comparison: dict[str, Any]) -> None:
+def test_the_resume_key_is_what_the_files_say_not_their_names(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
     # Before: a variant file edited between two invocations resumed its runs (its name had not
     # changed), and the same file under another name was refused.
     variant_file = comparison["variant_file"]
     renamed = variant_file.with_name("no_dropout.yaml")
     shutil.copy(variant_file, renamed)
     command = [arg.replace(str(variant_file), str(renamed)) for arg in comparison["without_broken"]]
-    again = run_cli(*command, cwd=comparison["work"], timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("finished earlier, not run again") == 4
+    status, stdout, stderr = in_process(command, capsys)
+    assert status == 0, stdout + stderr
+    assert stdout.count("finished earlier, not run again") == 4
     original = variant_file.read_text()
     try:
         variant_file.write_text(original.replace("dropout: 0.0", "dropout: 0.25"))
         assert variant_file.read_text() != original
-        refused = run_cli(*comparison["without_broken"], cwd=comparison["work"], timeout=300)
+        status, stdout, stderr = in_process(comparison["without_broken"], capsys)
     finally:
         variant_file.write_text(original)
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "records a run with other settings (model.init_args.dropout: 0.0 -> 0.25)" in (
-        refused.stderr
-    )
-
-
-@pytest.fixture
-def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """compare reads its variants' configurations in this process, not one of its own (6 s)."""
-    from lit_celeba.commands import compare_configs
-    from lit_celeba.effective_config import effective_config
-
-    monkeypatch.setattr(compare_configs, "effective_configs",
-                        lambda lists, children: [effective_config(a) for a in lists])  # fmt: skip
+    assert status == 2, stdout + stderr
+    assert "records a run with other settings (model.init_args.dropout: 0.0 -> 0.25)" in stderr
 
 
 def _compare(tmp_path: Path, *args: str, root: Path | None = None) -> list[str]:
@@ -390,14 +406,14 @@ def _descendants(pid: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the processes in /proc")
-@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_a_stopped_compare_leaves_no_run_going(
-    stop: signal.Signals, tiny_root: Path, tmp_path: Path, capsys
+def test_a_compare_killed_leaves_no_run_going_and_a_rerun_completes(
+    tiny_root: Path, tmp_path: Path, capsys, configs_in_process
 ) -> None:
     from tests.test_hostile import survivors
 
     out = tmp_path / "out"
     command = _compare(tmp_path, "--variant", "recipe=", "--out", str(out), root=tiny_root)
+    command.append("--trainer.max_epochs=1")  # the best epoch is the last: one test a run
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
     first = subprocess.Popen([sys.executable, "-m", "lit_celeba", *command], cwd=tmp_path,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -411,13 +427,48 @@ def test_a_stopped_compare_leaves_no_run_going(
     assert f"--out {out} is in use by process {first.pid}" in message
     running = _descendants(first.pid)
     assert running, "the fit is running"
-    first.send_signal(stop)
-    _, err = first.communicate(timeout=60)
-    assert not survivors(running), "a run of the stopped compare is still running"
-    if stop == signal.SIGINT:
-        assert first.returncode == 130
-        assert "compare stopped by SIGINT: its runs were stopped too" in err
-        return
-    again = run_cli(*command, cwd=tmp_path, timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
+    first.kill()
+    first.communicate(timeout=60)
+    assert not survivors(running), "a run of the killed compare is still running"
+    status, stdout, stderr = in_process(command, capsys)  # runs its fit and test again
+    assert status == 0, stdout + stderr
     assert _rows(out)["recipe"]["status"] == "ok"
+
+
+_RUN_WITH_A_CHILD = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print("[epoch] started", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the processes in /proc")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])  # fmt: skip
+def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path) -> None:
+    # Before: Ctrl-C or kill stopped compare and left its fit (and the fit's own processes)
+    # running, writing into a folder that the next compare deleted.
+    import threading
+
+    from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
+    from tests.test_hostile import survivors
+
+    children, lines = Children(), []
+    already = set(_descendants(os.getpid()))
+    previous = signal.getsignal(stop)
+    worker = threading.Thread(target=children.run, daemon=True,
+                              args=([sys.executable, "-c", _RUN_WITH_A_CHILD], tmp_path / "log",
+                                    dict(os.environ), lines.append))  # fmt: skip
+    with pytest.raises(Stopped) as stopped, stopping_children_on_signals(children):
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not lines:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        running = [pid for pid in _descendants(os.getpid()) if pid not in already]
+        os.kill(os.getpid(), stop)
+        time.sleep(30)  # the handler raises before this ends
+    assert stopped.value.signum == stop
+    assert len(running) >= 2 and not survivors(running, within_s=1.0)
+    assert signal.getsignal(stop) == previous

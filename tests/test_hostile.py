@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -31,7 +32,6 @@ from lit_celeba.data.sources import find_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.errors import CelebAError
-from lit_celeba.processes import FolderLock
 from tests.conftest import CONFIGS, REPO, run_expecting_error, tiny_overrides, tree_digest
 
 BASE = str(CONFIGS / "base.yaml")
@@ -46,6 +46,17 @@ def _flags(root: Path, logs: Path) -> list[str]:
 def _plain(root: Path, logs: Path) -> list[str]:
     """For conftest's tiny_checkpoint, trained at the configs' own image size."""
     return ["--config", BASE, *tiny_overrides(root, logs)]
+
+
+def lock_folder(folder: Path) -> int | None:
+    """An flock on ``folder`` as another process's would be (None if one is held already)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _children(pid: int) -> list[int]:
@@ -421,15 +432,14 @@ def test_fit_ckpt_path_last_while_another_fit_writes_that_run(
     # Two `fit --ckpt_path last` at once: the second stopped with Lightning's raw
     # SaveConfigCallback error, or both wrote last.ckpt. The lock stands for the first.
     run_dir = logs / "base" / "version_0"
-    holder = FolderLock(run_dir)
-    assert holder.acquire()
+    holder = lock_folder(run_dir)
     try:
         before = tree_digest(logs)
         message = run_expecting_error(
             ["fit", *_flags(tiny_root, logs), "--trainer.max_epochs=1", "--ckpt_path=last"], capsys
         )
     finally:
-        holder.release()
+        os.close(holder)
     assert f"--ckpt_path last would go on in the run {run_dir}, which process {os.getpid()}" in (
         message
     )
@@ -443,9 +453,10 @@ class HoldsItsFolder(pl.Callback):
     taken: list[bool] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        other = FolderLock(Path(trainer.log_dir))
-        HoldsItsFolder.taken.append(other.acquire())
-        other.release()
+        fd = lock_folder(Path(trainer.log_dir))
+        HoldsItsFolder.taken.append(fd is not None)
+        if fd is not None:
+            os.close(fd)
 
 
 def test_a_new_fit_holds_its_run_folder(tiny_root: Path, tmp_path: Path) -> None:
@@ -454,7 +465,9 @@ def test_a_new_fit_holds_its_run_folder(tiny_root: Path, tmp_path: Path) -> None
     cli_main(["fit", *_flags(tiny_root, tmp_path / "logs"), "--trainer.max_epochs=1",
               "--trainer.callbacks+=tests.test_hostile.HoldsItsFolder"])  # fmt: skip
     assert HoldsItsFolder.taken == [False]
-    assert FolderLock(tmp_path / "logs" / "base" / "version_0").acquire()  # let go at the end
+    fd = lock_folder(tmp_path / "logs" / "base" / "version_0")  # let go at the end
+    assert fd is not None
+    os.close(fd)
 
 
 def test_two_runs_started_at_once_get_two_folders(tmp_path: Path) -> None:
