@@ -158,7 +158,7 @@ def check_writable(folder: str | os.PathLike, setting: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        reason = err.strerror or str(err)
+        reason = "a file of that name is in the way" if folder.is_file() else err.strerror or err
         raise UsageError(
             f"Cannot write to the log folder {folder}: {reason}. Choose a writable folder with "
             f"--{setting}, or fix the folder's permissions."

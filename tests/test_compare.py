@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli
+from tests.conftest import CONFIGS, REPO, TINY_SIZES, child_processes, run_cli, survivors
 
 BROKEN = ["--variant", "broken=--model.dropout 7"]
 # The recipe's metrics and base.yaml's LearningRateMonitor.
@@ -386,30 +386,11 @@ def test_a_damaged_record_means_the_run_is_done_again(tmp_path: Path, capsys) ->
     assert f"{tmp_path / 'result.json'} is damaged" in capsys.readouterr().out
 
 
-def _descendants(pid: int) -> list[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    found, frontier = [], [pid]
-    while frontier:
-        children = [p for p, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the processes in /proc")
 def test_a_compare_killed_leaves_no_run_going_and_a_rerun_completes(
     tiny_root: Path, tmp_path: Path, capsys, configs_in_process
 ) -> None:
-    from tests.test_hostile import survivors
 
     out = tmp_path / "out"
     command = _compare(tmp_path, "--variant", "recipe=", "--out", str(out), root=tiny_root)
@@ -418,17 +399,20 @@ def test_a_compare_killed_leaves_no_run_going_and_a_rerun_completes(
     first = subprocess.Popen([sys.executable, "-m", "lit_celeba", *command], cwd=tmp_path,
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (out / "runs" / "recipe" / "seed_1" / "fit").is_dir():
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.1)
-    # While it runs, a second compare on the same --out is refused (issue 27, case 6).
-    message = run_expecting_error(command, capsys)
-    assert f"--out {out} is in use by process {first.pid}" in message
-    running = _descendants(first.pid)
-    assert running, "the fit is running"
-    first.kill()
-    first.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "runs" / "recipe" / "seed_1" / "fit").is_dir():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        # While it runs, a second compare on the same --out is refused (issue 27, case 6).
+        message = run_expecting_error(command, capsys)
+        assert f"--out {out} is in use by process {first.pid}" in message
+        running = child_processes(first.pid, all_levels=True)
+        assert running, "the fit is running"
+    finally:
+        running = child_processes(first.pid, all_levels=True)
+        first.kill()
+        first.communicate(timeout=60)
     assert not survivors(running), "a run of the killed compare is still running"
     status, stdout, stderr = in_process(command, capsys)  # runs its fit and test again
     assert status == 0, stdout + stderr
@@ -452,10 +436,9 @@ def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path
     import threading
 
     from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
-    from tests.test_hostile import survivors
 
     children, lines = Children(), []
-    already = set(_descendants(os.getpid()))
+    already = set(child_processes(os.getpid(), all_levels=True))
     previous = signal.getsignal(stop)
     worker = threading.Thread(target=children.run, daemon=True,
                               args=([sys.executable, "-c", _RUN_WITH_A_CHILD], tmp_path / "log",
@@ -466,9 +449,9 @@ def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path
         while not lines:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        running = [pid for pid in _descendants(os.getpid()) if pid not in already]
+        running = set(child_processes(os.getpid(), all_levels=True)) - already
         os.kill(os.getpid(), stop)
         time.sleep(30)  # the handler raises before this ends
     assert stopped.value.signum == stop
-    assert len(running) >= 2 and not survivors(running, within_s=1.0)
+    assert len(running) >= 2 and not survivors(list(running), within_s=1.0)
     assert signal.getsignal(stop) == previous

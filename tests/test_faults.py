@@ -24,7 +24,8 @@ from lit_celeba.data.celeba import load_index
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import columns_read
 from lit_celeba.errors import CelebAError, UsageError
-from tests.conftest import CONFIGS, REPO, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, REPO, run_cli, survivors, tiny_overrides
+from tests.conftest import child_processes as _children
 
 COLUMNS = columns_read(64)
 
@@ -80,27 +81,6 @@ runpy.run_module("lit_celeba", run_name="__main__")
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.fixture(scope="module")
 def larger_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("larger_celeba")
@@ -145,13 +125,7 @@ def test_killed_cache_build_blocks_no_later_run(
     decoders = _children(first.pid)
     first.send_signal(stop)
     first.wait(timeout=60)
-    deadline = time.monotonic() + 20
-    while any(map(_alive, decoders)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    survivors = [pid for pid in decoders if _alive(pid)]
-    for pid in survivors:  # do not leave them to block other tests
-        os.kill(pid, signal.SIGKILL)
-    assert not survivors, "decoder processes outlived their parent"
+    assert not survivors(decoders, within_s=20), "decoder processes outlived their parent"
 
     start = time.monotonic()
     second = run_cli("fit", *flags, cwd=work, timeout=120)

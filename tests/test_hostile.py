@@ -32,7 +32,15 @@ from lit_celeba.data.sources import find_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.errors import CelebAError
-from tests.conftest import CONFIGS, REPO, run_expecting_error, tiny_overrides, tree_digest
+from tests.conftest import (
+    CONFIGS,
+    REPO,
+    child_processes,
+    run_expecting_error,
+    survivors,
+    tiny_overrides,
+    tree_digest,
+)
 
 BASE = str(CONFIGS / "base.yaml")
 SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
@@ -57,39 +65,6 @@ def lock_folder(folder: Path) -> int | None:
         os.close(fd)
         return None
     return fd
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def survivors(pids: list[int], within_s: float = 10.0) -> list[int]:
-    """Those of ``pids`` still running after ``within_s`` (killed then, not to disturb others)."""
-    deadline = time.monotonic() + within_s
-    while any(map(_alive, pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in pids if _alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return left
 
 
 @pytest.fixture(scope="module")
@@ -211,10 +186,10 @@ def test_killed_generation_leaves_no_worker_and_is_cleaned_next_time(tmp_path: P
     generator = subprocess.Popen([sys.executable, "-c", _SLOW_GENERATION, str(tmp_path)],
                                  env=env)  # fmt: skip
     deadline = time.monotonic() + 60
-    while len(_children(generator.pid)) < 2 or not list(tmp_path.glob(".celeba.partial-*")):
+    while len(child_processes(generator.pid)) < 2 or not list(tmp_path.glob(".celeba.partial-*")):
         assert generator.poll() is None and time.monotonic() < deadline, "no pool started"
         time.sleep(0.1)
-    workers = _children(generator.pid)
+    workers = child_processes(generator.pid)
     generator.send_signal(signal.SIGKILL)
     generator.wait()
     assert not survivors(workers), "pool workers outlived the killed generation"
@@ -592,3 +567,40 @@ def test_a_file_size_limit_while_saving_keeps_last_ckpt(tiny_root: Path, tmp_pat
     last = logs / "base" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["epoch"] == 0  # the first epoch's, loadable
     assert sorted(p.name for p in last.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_file_where_the_run_folders_go_is_one_clear_error(tiny_root, tmp_path, capsys) -> None:
+    # logs/base a file: before, "error: [Errno 17] File exists: '…/base'", nothing more.
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "base").write_text("mine")
+    message = run_expecting_error(["fit", *_flags(tiny_root, tmp_path / "logs")], capsys)
+    assert f"Cannot write to the log folder {tmp_path / 'logs' / 'base'}: a file of that name" in (
+        message
+    )
+    assert "--trainer.logger.init_args.save_dir" in message
+    assert (tmp_path / "logs" / "base").read_text() == "mine"
+
+
+# -- an export stopped midway ---------------------------------------------------------------------
+
+
+def test_an_export_that_fails_midway_leaves_no_half_export(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # Before: model.pt2 stayed, beside an earlier export's model.pt and model.json (or alone,
+    # and the next export then wanted --overwrite); a killed export's files stayed too.
+    from lit_celeba.commands import export
+    from lit_celeba.errors import ExportError
+
+    out = tmp_path / "exported"
+    killed = out / f".export-{2**22 + 12345}-0123abcd"  # a pid above Linux's default pid_max
+    killed.mkdir(parents=True)
+    (killed / "model.pt2").write_bytes(b"half")
+
+    def full_disk(predictor, path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export, "export_torchscript", full_disk)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export.export(tiny_checkpoint, out)
+    assert os.listdir(out) == []

@@ -259,7 +259,7 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
         return
     run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
     created = [p for p in (run_root, Path(save_dir).expanduser()) if not p.exists()]
-    check_writable(save_dir, "trainer.logger.init_args.save_dir")
+    check_writable(run_root, "trainer.logger.init_args.save_dir")
     version = init_args.version
     if resumed is not None:
         folder = resumed

@@ -57,6 +57,7 @@ from lit_celeba.commands import PROG
 from lit_celeba.errors import ExportError
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Predictor
+from lit_celeba.processes import process_alive
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
 # warning is about torch's roadmap, nothing a user of this command can act on.
@@ -171,6 +172,7 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     staging = out_dir / f".export-{os.getpid()}-{secrets.token_hex(4)}"
     staged = {kind: staging / path.name for kind, path in paths.items()}
     try:
+        _remove_abandoned_exports(out_dir)
         staging.mkdir(parents=True)
         export_program(predictor, staged["program"], image_size)
         export_torchscript(predictor, staged["torchscript"])
@@ -219,6 +221,14 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+def _remove_abandoned_exports(out_dir: Path) -> None:
+    """The hidden folders of exports into ``out_dir`` that were killed midway."""
+    for leftover in out_dir.glob(".export-*-*"):
+        pid = leftover.name.split("-")[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
