@@ -131,8 +131,11 @@ def test_figure_is_written(comparison: dict[str, Any]) -> None:
 @pytest.fixture
 def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """compare reads its variants' configurations in this process, not one of its own (6 s)."""
-    from lit_celeba.commands import compare_configs
-    from lit_celeba.effective_config import effective_config
+    try:
+        from lit_celeba.commands import compare_configs
+        from lit_celeba.effective_config import effective_config
+    except ImportError:  # the code before issue 27 read none: these tests then fail on their own
+        return
 
     monkeypatch.setattr(compare_configs, "effective_configs",
                         lambda lists, children: [effective_config(a) for a in lists])  # fmt: skip
