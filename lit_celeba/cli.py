@@ -33,7 +33,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 
 from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import CSVPredictionWriter, check_output, output_file
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
@@ -41,13 +41,18 @@ from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
 from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
     check_checkpoint_choice,
+    ckpt_path_help,
+    claim_run_folder,
     free_config_name,
     latest_checkpoint,
+    release_run_folders,
     resolve_last,
 )
 from lit_celeba.cli_messages import (
     argument_message,
+    check_seed,
     check_writable,
+    run_folder_line,
     setting_message,
     worker_message,
 )
@@ -61,6 +66,8 @@ from lit_celeba.lightning_internals import cli_parser, cli_setting, subcommands_
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
+from lit_celeba.precision import check_precision, supported_precision
+from lit_celeba.processes import die_with_starter
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -69,29 +76,6 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict", "calibrate")
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX); elsewhere oneDNN
-    emulates it, at less than half the float32 speed (measured: 129 vs 297 img/s)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def supported_precision(precision: str | int | None, accelerator: str | None) -> str | int | None:
-    """The configs ask for ``bf16-mixed``; where the hardware only emulates bfloat16 this picks
-    the fastest precision that keeps accuracy instead: ``16-mixed`` on GPUs before Ampere,
-    ``32-true`` on CPUs without AVX-512 BF16 or AMX."""
-    if precision != "bf16-mixed":
-        return precision
-    on_gpu = accelerator in ("auto", "gpu", "cuda", None) and torch.cuda.is_available()
-    if on_gpu and not torch.cuda.is_bf16_supported(including_emulation=False):
-        rank_zero_info("This GPU has no native bfloat16: using precision 16-mixed instead.")
-        return "16-mixed"
-    if not on_gpu and not native_cpu_bf16():
-        rank_zero_info("This CPU has no native bfloat16: using precision 32-true instead.")
-        return "32-true"
-    return precision
 
 
 class CelebACLI(LightningCLI):
@@ -122,6 +106,11 @@ class CelebACLI(LightningCLI):
         """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
         lists every command. Those have parsers of their own: cli_main runs them before this."""
         super()._add_subcommands(parser, **kwargs)
+        trainer_commands = parser._subcommands_action._name_parser_map.items()  # jsonargparse's
+        for name, subparser in trainer_commands:
+            for action in subparser._actions:
+                if action.dest == "ckpt_path":  # Lightning's help offers best and hpc
+                    action.help = ckpt_path_help(name)
         for name, line in COMMANDS.items():
             command = ArgumentParser(prog=f"{PROG} {name}", description=line)
             subcommands_action(parser).add_subcommand(name, command, help=line)
@@ -134,6 +123,7 @@ class CelebACLI(LightningCLI):
     def _without_logger(self, trainer: Any) -> None:
         """A run folder of its own, and no callbacks that need a logger (see no_logger.py)."""
         trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
+        check_writable(Path(trainer.default_root_dir).parent, "trainer.default_root_dir")
         trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
         left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
         rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")
@@ -148,11 +138,17 @@ class CelebACLI(LightningCLI):
         # the saved ones, which hold the precision that ran.
         trainer = config.trainer
         trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        check_precision(subcommand, trainer.precision, config.get("optimizer"))
+        check_seed(config.get("seed_everything"))
         check_checkpoint_choice(subcommand, config.get("ckpt_path"))
+        run_dir = None
         if config.get("ckpt_path") == "last":
             run_dir = resolve_last(subcommand, config, lambda: self._as_saved(config))
             if run_dir is not None:  # fit goes on there: its config is saved beside the first
                 self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
+        if subcommand == "predict":
+            data = config.get("data") or {}
+            check_output(output_file(data.get("predict_output")), data.get("predict_overwrite"))
         ckpt_path = config.get("ckpt_path")
         # Checked before LightningCLI reads the model's class path from it (next step) and before
         # anything is written: a bad checkpoint leaves the log folder as it was. The data
@@ -161,6 +157,7 @@ class CelebACLI(LightningCLI):
             argv = sys.argv[1:] if args is None else args
             typed = argv if isinstance(argv, list) else []
             self.checkpoint = load(ckpt_path, config.get("data"), typed)
+        claim_run_folder(subcommand, config, run_dir)  # last: nothing is written if a check fails
 
     def _as_saved(self, config: Any) -> dict[str, Any]:
         """A command's config as LightningCLI saves it into the run folder (config.yaml)."""
@@ -239,11 +236,15 @@ class CelebACLI(LightningCLI):
         last = latest_checkpoint(self.trainer)
         if last:
             lines.append(f"Last checkpoint: {last}")
-        if log_dir and self.trainer.loggers:
-            lines.append(f"Logs: {log_dir}  (view with: tensorboard --logdir {log_dir})")
-        elif log_dir:
-            lines.append(f"Run folder (no logger): {log_dir}")
-        rank_zero_info("\n".join(lines))
+        lines.append(run_folder_line(log_dir, bool(self.trainer.loggers)) or "")
+        rank_zero_info("\n".join(lines).strip())
+
+    def after_validate(self) -> None:
+        line = run_folder_line(self.trainer.log_dir, bool(self.trainer.loggers))  # every rank
+        if line and self.trainer.is_global_zero:
+            print(line)
+
+    after_test = after_validate
 
     def after_predict(self) -> None:
         """On the user's photos: the count of unreadable files; exit status 1 if none was read."""
@@ -285,6 +286,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     the Trainer.
     """
     argv = sys.argv[1:] if args is None else args
+    die_with_starter()  # a command that compare started ends with it
     retain_freed_memory()
     try:
         if isinstance(argv, list) and argv[:1] and argv[0] in COMMANDS:
@@ -315,6 +317,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         _fail(str(err))
     except ArgumentError as err:
         _fail(argument_message(err))
+    finally:
+        release_run_folders()
 
 
 def _fail(message: str) -> NoReturn:

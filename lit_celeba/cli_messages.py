@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -157,8 +158,32 @@ def check_writable(folder: str | os.PathLike, setting: str) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
-        reason = err.strerror or str(err)
+        reason = "a file of that name is in the way" if folder.is_file() else err.strerror or err
         raise UsageError(
             f"Cannot write to the log folder {folder}: {reason}. Choose a writable folder with "
             f"--{setting}, or fix the folder's permissions."
         ) from None
+
+
+# What Lightning's seed_everything (numpy's generator) accepts.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_seed(seed: object, what: str = "--seed_everything") -> None:
+    """Refuse a seed outside :data:`SEED_RANGE` (Lightning would stop with a traceback); ``True``
+    (a random seed) and ``False`` (no seeding) are choices of their own."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return
+    low, high = SEED_RANGE
+    if not low <= seed <= high:
+        raise UsageError(f"{what} {seed} is out of range: a seed is a whole number from {low} "
+                         f"to {high} (2**32 - 1).")
+
+
+def run_folder_line(log_dir: str | os.PathLike | None, logged: bool) -> str | None:
+    """Where a run's files are, and the command that shows its logs, quoted for a shell."""
+    if not log_dir:
+        return None
+    if not logged:
+        return f"Run folder (no logger): {log_dir}"
+    return f"Logs: {log_dir}  (view with: tensorboard --logdir {shlex.quote(str(log_dir))})"

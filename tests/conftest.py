@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,46 @@ def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
     messages = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(messages) == 1, err
     return err[err.index("error: ") :]
+
+
+def _parents() -> dict[int, int]:
+    """Each running process's parent, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def child_processes(pid: int, all_levels: bool = False) -> list[int]:
+    """The processes ``pid`` started (and, with ``all_levels``, the ones those started...)."""
+    parents = _parents()
+    found, frontier = [], {pid}
+    while frontier:
+        children = [p for p, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = set(children) if all_levels else set()
+    return found
+
+
+def process_running(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def survivors(pids: list[int], within_s: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running after ``within_s``; killed then, not to disturb others."""
+    deadline = time.monotonic() + within_s
+    while any(map(process_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if process_running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left

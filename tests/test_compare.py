@@ -1,21 +1,28 @@
 """``python -m lit_celeba compare``: two variants x two seeds on tiny generated data, checked
-against the runs' own event files; a failing variant; resuming without re-running."""
+against the runs' own event files; a failing variant; resuming without re-running; and the faults
+of issue 27: stopped however it stops, no run of it goes on; a second compare on one --out; a
+resume key that is what the settings say; bad --out, seeds and settings refused up front."""
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
+import signal
 import statistics
 import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import CONFIGS, TINY_SIZES, run_cli
+from tests.conftest import CONFIGS, REPO, TINY_SIZES, child_processes, run_cli, survivors
 
-GOOD = ["--variant", "recipe=", "--variant", f"dropout0={CONFIGS / 'variants' / 'dropout0.yaml'}"]
 BROKEN = ["--variant", "broken=--model.dropout 7"]
 # The recipe's metrics and base.yaml's LearningRateMonitor.
 # The recipe's names, and the means that validation adds for every number of attributes.
@@ -49,18 +56,22 @@ def _tags(run_dir: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def comparison(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("compare")
+    variant_file = work / "dropout0.yaml"  # a copy of the user's own, to edit
+    shutil.copy(CONFIGS / "variants" / "dropout0.yaml", variant_file)
+    good = ["--variant", "recipe=", "--variant", f"dropout0={variant_file}"]
     rest = [
         "--seeds", "2", "--out", str(work / "out"), "--jobs", "2",
         *_flags(tiny_root, work / "cache"),
     ]  # fmt: skip
     base = ["compare", "--config", str(CONFIGS / "base.yaml")]
-    done = run_cli(*base, *GOOD, *BROKEN, *rest, cwd=work, timeout=900)
+    done = run_cli(*base, *good, *BROKEN, *rest, cwd=work, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     return {
         "work": work,
         "out": work / "out",
-        "command": [*base, *GOOD, *BROKEN, *rest],
-        "without_broken": [*base, *GOOD, *rest],
+        "command": [*base, *good, *BROKEN, *rest],
+        "without_broken": [*base, *good, *rest],
+        "variant_file": variant_file,
         "stdout": done.stdout,
     }
 
@@ -121,25 +132,54 @@ def test_figure_is_written(comparison: dict[str, Any]) -> None:
     assert png.stat().st_size > 10_000
 
 
-def test_second_invocation_resumes_without_rerunning(comparison: dict[str, Any]) -> None:
+@pytest.fixture
+def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare reads its variants' configurations in this process, not one of its own (6 s)."""
+    try:
+        from lit_celeba.commands import compare_configs
+        from lit_celeba.effective_config import effective_config
+    except ImportError:  # the code before issue 27 read none: these tests then fail on their own
+        return
+
+    monkeypatch.setattr(compare_configs, "effective_configs",
+                        lambda lists, children: [effective_config(a) for a in lists])  # fmt: skip
+
+
+def in_process(command: list[str], capsys) -> tuple[int, str, str]:
+    """``cli_main(command)`` here (a resumed comparison runs no process): status, out, err."""
+    from lit_celeba.cli import cli_main
+
+    try:
+        cli_main(command)
+        status = 0
+    except SystemExit as stop:
+        status = stop.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_second_invocation_resumes_without_rerunning(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
     out = comparison["out"]
     results = sorted(out.glob("runs/*/seed_*/result.json"))
     assert len(results) == 4  # the failed runs recorded no result
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/seed_*/**/*") if p.is_file()}
-    again = run_cli(*comparison["without_broken"], cwd=comparison["work"], timeout=300)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert again.stdout.count("finished earlier, not run again") == 4
+    status, stdout, stderr = in_process(comparison["without_broken"], capsys)
+    assert status == 0, stdout + stderr
+    assert stdout.count("finished earlier, not run again") == 4
     after = {p: p.stat().st_mtime_ns for p in before}
     assert after == before  # nothing of a finished run was touched
     assert set(_rows(out)) == {"recipe", "dropout0"}
 
 
-def test_resuming_with_other_settings_is_refused(comparison: dict[str, Any]) -> None:
-    command = [*comparison["command"], "--trainer.max_epochs=3"]
-    refused = run_cli(*command, cwd=comparison["work"], timeout=300)
-    assert refused.returncode == 2
-    assert "error: " in refused.stderr and "records a run with other settings" in refused.stderr
-    assert "Traceback" not in refused.stderr
+def test_resuming_with_other_settings_is_refused(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
+    status, _, stderr = in_process([*comparison["command"], "--trainer.max_epochs=3"], capsys)
+    assert status == 2
+    assert "error: " in stderr and "records a run with other settings" in stderr
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -160,3 +200,265 @@ def test_bad_variant_is_one_clear_message(variant: str, expected: str, tmp_path:
     err = capsys.readouterr().err
     assert f"error: {expected}" in err and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+# -- issue 27 ------------------------------------------------------------------------------------
+
+
+def test_each_run_shows_its_own_progress(comparison: dict[str, Any]) -> None:
+    # Before: nothing between "running" and "done" while a run trained.
+    lines = comparison["stdout"].splitlines()
+    epochs = [line for line in lines if line.startswith("[1/6] recipe, seed 1: epoch ")]
+    assert [line.split(":")[1] for line in epochs] == [" epoch 1 of 2", " epoch 2 of 2"]
+    assert "val/acc" in epochs[-1]
+
+
+def test_the_resume_key_is_what_the_files_say_not_their_names(
+    comparison: dict[str, Any], capsys, configs_in_process
+) -> None:
+    # Before: a variant file edited between two invocations resumed its runs (its name had not
+    # changed), and the same file under another name was refused.
+    variant_file = comparison["variant_file"]
+    renamed = variant_file.with_name("no_dropout.yaml")
+    shutil.copy(variant_file, renamed)
+    command = [arg.replace(str(variant_file), str(renamed)) for arg in comparison["without_broken"]]
+    status, stdout, stderr = in_process(command, capsys)
+    assert status == 0, stdout + stderr
+    assert stdout.count("finished earlier, not run again") == 4
+    original = variant_file.read_text()
+    try:
+        variant_file.write_text(original.replace("dropout: 0.0", "dropout: 0.25"))
+        assert variant_file.read_text() != original
+        status, stdout, stderr = in_process(comparison["without_broken"], capsys)
+    finally:
+        variant_file.write_text(original)
+    assert status == 2, stdout + stderr
+    assert "records a run with other settings (model.init_args.dropout: 0.0 -> 0.25)" in stderr
+
+
+def _compare(tmp_path: Path, *args: str, root: Path | None = None) -> list[str]:
+    flags = _flags(root or tmp_path / "no_data", tmp_path / "cache")
+    return ["compare", "--config", str(CONFIGS / "base.yaml"), *args, *flags]
+
+
+def test_a_variants_own_setting_wins_over_the_shared_option(
+    tmp_path: Path, capsys, configs_in_process
+) -> None:
+    # Before: the option given for every run came last and won, without a word.
+    from lit_celeba.commands.compare_configs import configure
+    from lit_celeba.commands.compare_runs import Variant, plan_runs
+
+    longer = tmp_path / "longer.yaml"
+    longer.write_text("trainer:\n  max_epochs: 5\n")
+    variants = [Variant("recipe", ()), Variant("longer", ("--config", str(longer)))]
+    runs = plan_runs(variants, [1], tmp_path)
+    base, shared = [str(CONFIGS / "base.yaml")], ["--trainer.max_epochs=2"]
+    differing = configure(variants, runs, base, shared, children=None)
+    assert [run.config["trainer"]["max_epochs"] for run in runs] == [2, 5]
+    assert "Note: variant longer sets trainer.max_epochs to 5 itself, over the shared option's 2" \
+        in capsys.readouterr().out  # fmt: skip
+    assert differing == {"recipe": "trainer.max_epochs=2", "longer": "trainer.max_epochs=5"}
+
+
+@pytest.mark.parametrize(
+    "case", ["out-is-a-file", "out-under-a-file", "out-of-other-files", "seed-out-of-range",
+             "shared-seed", "variant-logger-false", "variant-without-checkpoints"],
+)  # fmt: skip
+def test_what_compare_cannot_use_is_refused_before_anything_runs(
+    case: str, tmp_path: Path, capsys, configs_in_process
+) -> None:
+    out = tmp_path / "out"
+    variant, extra = "recipe=", []
+    if case == "out-is-a-file":
+        out.write_text("mine")
+    elif case == "out-under-a-file":
+        (tmp_path / "a_file").write_text("mine")
+        out = tmp_path / "a_file" / "out"
+    elif case == "out-of-other-files":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "seed-out-of-range":
+        extra = ["--seeds", "0,-3"]
+    elif case == "shared-seed":
+        extra = ["--seed_everything=7"]
+    elif case == "variant-logger-false":
+        variant = "nolog=--trainer.logger false"
+    else:
+        variant = "nockpt=--trainer.enable_checkpointing false"
+    before = tree(tmp_path)
+    message = run_expecting_error(
+        _compare(tmp_path, "--variant", variant, "--out", str(out), *extra), capsys
+    )
+    expected = {
+        "out-is-a-file": f"--out {out} is a file",
+        "out-under-a-file": f"--out {out} cannot be created: {tmp_path / 'a_file'} is a file",
+        "out-of-other-files": f"--out {out} holds other files (notes.txt) and no comparison",
+        "seed-out-of-range": "--seeds 0,-3: the seed -3 is out of range",
+        "shared-seed": "set --seed_everything, which compare sets for each run itself (use "
+        "--seeds)",
+        "variant-logger-false": "--variant nolog (with the options for every run) sets "
+        "trainer.logger to false",
+        "variant-without-checkpoints": "sets trainer.enable_checkpointing to false",
+    }[case]
+    assert expected in message, message
+    new = tree(tmp_path) - before
+    assert new <= {"out"}, new  # nothing but the (empty) --out folder itself
+    assert not (out / "runs").exists()
+
+
+def tree(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def run_expecting_error(args: list[str], capsys) -> str:
+    from tests.conftest import run_expecting_error as expecting
+
+    return expecting(args, capsys)
+
+
+def test_every_run_failing_is_exit_status_1(tmp_path: Path, capsys, configs_in_process) -> None:
+    from lit_celeba.cli import cli_main
+
+    with pytest.raises(SystemExit) as stop:
+        cli_main(_compare(tmp_path, "--variant", "bad=--model.dropout abc", "--out",
+                          str(tmp_path / "out")))  # fmt: skip
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: every run failed (1)" in err and "Traceback" not in err
+
+
+_HOLD_FOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("HELD", flush=True)
+time.sleep(120)
+"""
+
+
+def _hold(folder: Path) -> subprocess.Popen:
+    """Another process that holds ``folder`` (as a compare, or a run it started, does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_FOLDER, str(folder)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "HELD"
+    return holder
+
+
+def test_an_out_in_use_is_refused(tmp_path: Path, capsys) -> None:
+    # Before: a second compare (or a rerun while an orphaned run of the first still wrote)
+    # deleted and refilled the run folders the other process wrote into.
+    out = tmp_path / "out"
+    holder = _hold(out)
+    try:
+        message = run_expecting_error(
+            _compare(tmp_path, "--variant", "recipe=", "--out", str(out)), capsys
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"--out {out} is in use by process {holder.pid}" in message
+    assert os.listdir(out) == []
+
+
+def test_a_run_folder_another_process_writes_is_left_alone(
+    tmp_path: Path, capsys, configs_in_process
+) -> None:
+    # A `fit --ckpt_path last` that a user started in a run folder of compare's: compare
+    # deleted the folder under it and started the run again.
+    out = tmp_path / "out"
+    fit_dir = out / "runs" / "recipe" / "seed_1" / "fit"
+    holder = _hold(fit_dir)
+    (fit_dir / "events.out.tfevents.mine").write_text("being written")
+    from lit_celeba.cli import cli_main
+
+    try:
+        with pytest.raises(SystemExit):
+            cli_main(_compare(tmp_path, "--variant", "recipe=", "--out", str(out)))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"{fit_dir} is being written by process {holder.pid}" in capsys.readouterr().out
+    assert os.listdir(fit_dir) == ["events.out.tfevents.mine"]
+
+
+def test_a_damaged_record_means_the_run_is_done_again(tmp_path: Path, capsys) -> None:
+    # A record cut short (a compare killed while it wrote it, before they were written whole):
+    # a JSONDecodeError traceback at every later invocation.
+    from lit_celeba.commands.compare_runs import Run, Variant, recorded_result
+
+    run = Run(Variant("recipe", ()), 1, tmp_path, config={"seed_everything": 1})
+    (tmp_path / "result.json").write_text('{"variant": "recipe", "seed"')
+    assert recorded_result(run) is None
+    assert f"{tmp_path / 'result.json'} is damaged" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the processes in /proc")
+def test_a_compare_killed_leaves_no_run_going_and_a_rerun_completes(
+    tiny_root: Path, tmp_path: Path, capsys, configs_in_process
+) -> None:
+
+    out = tmp_path / "out"
+    command = _compare(tmp_path, "--variant", "recipe=", "--out", str(out), root=tiny_root)
+    command.append("--trainer.max_epochs=1")  # the best epoch is the last: one test a run
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    first = subprocess.Popen([sys.executable, "-m", "lit_celeba", *command], cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "runs" / "recipe" / "seed_1" / "fit").is_dir():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        # While it runs, a second compare on the same --out is refused (issue 27, case 6).
+        message = run_expecting_error(command, capsys)
+        assert f"--out {out} is in use by process {first.pid}" in message
+        running = child_processes(first.pid, all_levels=True)
+        assert running, "the fit is running"
+    finally:
+        running = child_processes(first.pid, all_levels=True)
+        first.kill()
+        first.communicate(timeout=60)
+    assert not survivors(running), "a run of the killed compare is still running"
+    status, stdout, stderr = in_process(command, capsys)  # runs its fit and test again
+    assert status == 0, stdout + stderr
+    assert _rows(out)["recipe"]["status"] == "ok"
+
+
+_RUN_WITH_A_CHILD = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print("[epoch] started", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the processes in /proc")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=["SIGINT", "SIGTERM", "SIGHUP"])  # fmt: skip
+def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path) -> None:
+    # Before: Ctrl-C or kill stopped compare and left its fit (and the fit's own processes)
+    # running, writing into a folder that the next compare deleted.
+    import threading
+
+    from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
+
+    children, lines = Children(), []
+    already = set(child_processes(os.getpid(), all_levels=True))
+    previous = signal.getsignal(stop)
+    worker = threading.Thread(target=children.run, daemon=True,
+                              args=([sys.executable, "-c", _RUN_WITH_A_CHILD], tmp_path / "log",
+                                    dict(os.environ), lines.append))  # fmt: skip
+    with pytest.raises(Stopped) as stopped, stopping_children_on_signals(children):
+        worker.start()
+        deadline = time.monotonic() + 30
+        while not lines:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        running = set(child_processes(os.getpid(), all_levels=True)) - already
+        os.kill(os.getpid(), stop)
+        time.sleep(30)  # the handler raises before this ends
+    assert stopped.value.signum == stop
+    assert len(running) >= 2 and not survivors(list(running), within_s=1.0)
+    assert signal.getsignal(stop) == previous

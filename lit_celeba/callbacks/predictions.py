@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,12 @@ from torch import distributed
 
 from lit_celeba.attributes import output_attributes
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
+from lit_celeba.errors import UsageError
+from lit_celeba.processes import temporary_path
+
+FILENAME = "predictions.csv"
+# The header's columns after the first ("image" for a CelebA split, "path" for photos).
+_OUR_COLUMN = re.compile(r"^(prob|pred|true)_.+$|^error$")
 
 # A predicted row: each attribute's probability and 0/1 decision, as predict_step returned them.
 Row = list[tuple[float, int]]
@@ -40,10 +48,11 @@ class CSVPredictionWriter(BasePredictionWriter):
     predicted label per attribute (``prob_<a>``, ``pred_<a>``), then error, one row per photo: a
     file that could not be read has an error and no probabilities. ``failures`` counts those
     (``None`` after a CelebA split). A ``predict_output`` that ends with a slash is a folder, also
-    one that does not exist yet.
+    one that does not exist yet. It never overwrites a file it did not write
+    (:func:`check_output`).
     """
 
-    def __init__(self, output_dir: str | None = None, filename: str = "predictions.csv") -> None:
+    def __init__(self, output_dir: str | None = None, filename: str = FILENAME) -> None:
         # Photo batches carry their paths and read errors, which only the batch hook sees.
         super().__init__(write_interval="batch_and_epoch")
         self.output_dir = output_dir
@@ -74,26 +83,29 @@ class CSVPredictionWriter(BasePredictionWriter):
             self._photo_rows.append((path, None if error else next(rows), error))
 
     def _output_path(self, trainer: pl.Trainer) -> Path:
-        predict_output = getattr(trainer.datamodule, "predict_output", None)
-        if predict_output:
-            path = Path(predict_output).expanduser()
-            # A trailing slash names a folder, also one that does not exist yet.
-            folder = str(predict_output).endswith(("/", os.sep)) or path.is_dir()
-            return path / self.filename if folder else path
-        return Path(self.output_dir or trainer.log_dir or ".") / self.filename
+        chosen = output_file(getattr(trainer.datamodule, "predict_output", None), self.filename)
+        return chosen or Path(self.output_dir or trainer.log_dir or ".") / self.filename
 
     def _write_csv(self, trainer: pl.Trainer, header: list[str], rows: Iterable[list]) -> bool:
         """Writes the CSV on rank 0 and returns whether this rank wrote it; every rank must call
-        it, as the log folder is a DDP broadcast."""
+        it, as the log folder is a DDP broadcast. Written whole to a temporary and renamed into
+        place: a run stopped midway leaves no partial file, nor half of an earlier one."""
         path = self._output_path(trainer)
         if not trainer.is_global_zero:
             return False
         self.path = path
+        check_output(path, getattr(trainer.datamodule, "predict_overwrite", False))
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(header)
-            writer.writerows(rows)
+        temporary = temporary_path(path)
+        try:
+            with open(temporary, "x", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(header)
+                writer.writerows(rows)
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
         return True
 
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:
@@ -154,3 +166,56 @@ def _from_all_ranks(rows: list, key: Callable[[Any], int]) -> list:
     shards: list[Any] = [None] * distributed.get_world_size()
     distributed.all_gather_object(shards, rows)
     return sorted((row for shard in shards for row in shard), key=key)
+
+
+def output_file(predict_output: str | os.PathLike | None, filename: str = FILENAME) -> Path | None:
+    """The file ``--data.predict_output`` names: itself, or ``filename`` inside it when it is a
+    folder (an existing one, or any path that ends with a slash); ``None`` when not set."""
+    if not predict_output:
+        return None
+    path = Path(predict_output).expanduser()
+    folder = str(predict_output).endswith(("/", os.sep)) or path.is_dir()
+    return path / filename if folder else path
+
+
+def is_predictions_file(path: Path) -> bool:
+    """Whether ``path`` starts with the header this writer writes (image or path, then the
+    prob_/pred_/true_ columns and error)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader([fh.readline(100_000)]), [])
+    except (OSError, UnicodeDecodeError):
+        return False
+    columns = header[1:]
+    return header[:1] in (["image"], ["path"]) and bool(columns) and all(
+        _OUR_COLUMN.match(column) for column in columns
+    )
+
+
+def check_output(path: Path | None, overwrite: bool) -> None:
+    """Refuse a predictions file that would overwrite a file predict did not write (a photo, a
+    list of photos, a checkpoint, anything), or earlier predictions unless ``overwrite``, or
+    that cannot be created (a folder in its path is a file)."""
+    if path is None:
+        return
+    key = "--data.predict_output"
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UsageError(f"{key} {path} exists and is not a file of predictions; predict never "
+                         "replaces it. Give a new file name, or a folder, for the predictions.")
+    if path.exists() and not is_predictions_file(path):
+        raise UsageError(
+            f"{key} {path} is an existing file that predict did not write (its first line is "
+            "not a header of predictions); predict never overwrites it. Give a new file name, "
+            "or a folder, for the predictions."
+        )
+    if path.exists() and not overwrite:
+        raise UsageError(
+            f"{key} {path} holds earlier predictions. Pass --data.predict_overwrite true to "
+            "replace them, or give another file name."
+        )
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UsageError(
+            f"Cannot write the predictions to {path}: {blocker} is a file, not a folder. "
+            f"Give {key} a path in a folder you can write to."
+        )

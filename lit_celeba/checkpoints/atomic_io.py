@@ -4,6 +4,11 @@
 import contextlib
 import errno
 import os
+
+try:
+    import resource  # Unix only
+except ImportError:  # pragma: no cover
+    resource = None  # type: ignore[assignment]
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,10 +64,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(fh.fileno())
             os.replace(temporary, path)
         except BaseException as err:
+            written = temporary.stat().st_size if temporary.exists() else 0
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             if _write_failed(err):
-                raise _cannot_save(path, err) from None
+                raise _cannot_save(path, err, written) from None
             raise
         _fsync_folder(path.parent)
         remove_stale_temporaries(path)
@@ -91,22 +97,33 @@ def _write_failed(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(text in str(err) for text in _WRITE_FAILED)
 
 
-def _cannot_save(path: Path, err: BaseException) -> CheckpointError:
+def _cannot_save(path: Path, err: BaseException, written: int = 0) -> CheckpointError:
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource else -1
     if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
         reason = "the disk is full"
+    elif (isinstance(err, OSError) and err.errno == errno.EFBIG) or 0 <= limit <= written:
+        shown = f" ({limit} bytes)" if limit >= 0 else ""
+        reason = f"the file reached the largest size this process may write{shown}, set with " \
+            "`ulimit -f` or by the file system"  # fmt: skip
     elif isinstance(err, OSError):
         reason = err.strerror or str(err)
     else:  # torch does not say why its writer failed; a full disk is by far the likeliest
         reason = "writing failed, most likely because the disk is full"
-    previous = (
-        f"The previous {path.name} there is intact."
-        if path.exists()
-        else f"No earlier {path.name} was there; nothing else was changed."
-    )
+    newest = sorted(
+        (p for p in path.parent.glob("*.ckpt") if p != path),
+        key=lambda p: p.stat().st_mtime_ns, reverse=True,
+    )  # fmt: skip
+    if path.exists():
+        previous = f"The previous {path.name} there is intact."
+    elif newest:
+        previous = (f"No earlier {path.name} was there; the newest checkpoint there, "
+                    f"{newest[0].name}, is intact.")  # fmt: skip
+    else:
+        previous = f"No earlier {path.name} was there; nothing else was changed."
+    fix = "Lift that limit" if "largest size" in reason else "Free space there"
     return CheckpointError(
-        f"Cannot save the checkpoint {path} in {path.parent}: {reason}. {previous} Free space "
-        "there (or choose another folder for the logs and checkpoints), then resume with "
-        "--ckpt_path last."
+        f"Cannot save the checkpoint {path} in {path.parent}: {reason}. {previous} {fix} (or "
+        "choose another folder for the logs and checkpoints), then resume with --ckpt_path last."
     )
 
 

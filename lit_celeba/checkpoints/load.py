@@ -14,6 +14,7 @@ import inspect
 import pickle
 import re
 import sys
+import zipfile
 from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,26 @@ def load_checkpoint(
     holds other Python objects: unpickling those could run code from the file.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = sorted(path.rglob("*.ckpt"), key=lambda p: (len(p.parts), str(p)))
+        shown = f" (there: {', '.join(str(p) for p in inside[:3])})" if inside else ""
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint file. Give the path of a .ckpt file written by "
+            f"`fit`{shown}, or --ckpt_path last for the newest run's last.ckpt."
+        )
     if not path.is_file():
         raise CheckpointError(
             f"Checkpoint {path} does not exist. Give the path of a .ckpt file written by `fit` "
             "(logs/<config>/version_N/checkpoints/), or --ckpt_path last for the newest one."
+        )
+    exported = _export_kind(path)
+    if exported is not None:
+        kind, how = exported
+        raise CheckpointError(
+            f"{path} is an export ({kind}), not a checkpoint: it holds the network for use "
+            f"without lit_celeba ({how}; see `python -m lit_celeba export --help`). The commands "
+            "take the .ckpt file it was exported from, e.g. logs/<config>/version_N/checkpoints/"
+            "last.ckpt."
         )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=weights_only)
@@ -103,6 +120,22 @@ def load_checkpoint(
     if isinstance(hparams, dict) and hparams.get("_class_path") in LEGACY_CLASS_PATHS:
         hparams["_class_path"] = LEGACY_CLASS_PATHS[hparams["_class_path"]]
     return checkpoint
+
+
+def _export_kind(path: Path) -> tuple[str, str] | None:
+    """What ``export`` wrote, when ``path`` is one of its files: the kind and how it loads."""
+    if path.suffix.lower() == ".onnx":
+        return "ONNX", "onnxruntime.InferenceSession(path)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return None
+    if any(name.endswith("/archive_format") for name in names):
+        return "torch.export program", "torch.export.load(path).module()"
+    if any(name.endswith("/constants.pkl") or "/code/" in name for name in names):
+        return "TorchScript", "torch.jit.load(path)"
+    return None
 
 
 def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:

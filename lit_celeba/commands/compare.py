@@ -6,7 +6,9 @@
         --seeds 2 --out comparisons/dropout [--jobs 2] [--devices 0,1] [--data.root PATH ...]
 
 Each variant is ``NAME=`` followed by YAML deltas and/or ``--key value`` overrides (empty: the base
-config as it is). Options this command does not know go to every run. For every variant and seed
+config as it is). Options this command does not know go to every run; a variant's own settings
+win over them where both set a key (compare says so), and the table lists the settings in which
+the variants differ. For every variant and seed
 it runs ``python -m lit_celeba fit`` and then ``test`` on the fit's ``last.ckpt`` ("final") and on
 its best-validation checkpoint ("best"; when that is ``last.ckpt``'s epoch, the final test is
 reused), each in its own process, so a failing run cannot take the others down. Runs go one after
@@ -16,8 +18,12 @@ Everything goes into ``--out``: ``runs/NAME/seed_S/`` (the fit and test run fold
 ``result.json``), ``runs.csv`` (one row per run), ``comparison.csv`` and ``comparison.md`` (one row
 per variant) and ``comparison.png`` (validation curves). A run is finished once its
 ``result.json`` records its test results; the same command again skips finished runs and redoes
-the others from the start. The numbers are read from the runs' own TensorBoard event files.
-Running them is :mod:`lit_celeba.commands.compare_runs`; the table and figure are here.
+the others from the start. What decides whether a run is the same is its effective configuration
+(what the config files and options say, read as ``fit`` reads them), not the names of the files.
+The numbers are read from the runs' own TensorBoard event files. One compare at a time writes
+into an ``--out``, and its runs stop when it stops, however it stops. The exit status is 1 when
+every run failed. Running them is :mod:`lit_celeba.commands.compare_runs`; the table and figure
+are here.
 """
 
 from __future__ import annotations
@@ -33,9 +39,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lit_celeba.cli_messages import check_seed
 from lit_celeba.commands import PROG
+from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
+from lit_celeba.commands.compare_configs import configure, prepare_out, refuse_own_settings
 from lit_celeba.commands.compare_runs import Run, Variant, plan_runs, run_all
 from lit_celeba.errors import UsageError
+from lit_celeba.processes import FolderLock, describe_holders
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -43,8 +53,6 @@ if TYPE_CHECKING:
 FIGURE_SIZE_INCHES = (9, 5.5)
 FIGURE_DPI = 100
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
-
 def parse_variant(spec: str) -> Variant:
     """``NAME=deltas.yaml --key value ...`` as a :class:`Variant`; a token naming a YAML file
     becomes ``--config FILE``."""
@@ -84,6 +92,8 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(
             f"--seeds {text!r}: give a count (2 runs seeds 1 and 2) or distinct seeds (1,5,9)"
         )
+    for seed in seeds:
+        check_seed(seed, f"--seeds {text}: the seed")
     return seeds
 
 
@@ -125,7 +135,9 @@ def _spread(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else math.nan
 
 
-def summarise(variants: Sequence[Variant], runs: Sequence[Run]) -> list[dict[str, Any]]:
+def summarise(
+    variants: Sequence[Variant], runs: Sequence[Run], differing: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     rows = []
     for variant in variants:
         mine = [r.result for r in runs if r.variant == variant]
@@ -154,6 +166,7 @@ def summarise(variants: Sequence[Variant], runs: Sequence[Run]) -> list[dict[str
             "parameters": ok[0]["parameters"] if ok else None,
             "train_seconds_mean": _mean([r["train_seconds"] for r in ok]),
             "settings": shlex.join(variant.args),
+            "differing_settings": (differing or {}).get(variant.name, ""),
             "error": " | ".join(errors),
         })  # fmt: skip
     return rows
@@ -183,8 +196,8 @@ def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
     header = (
         "| variant | test acc. final (%) | test acc. best (%) | test ECE final (before "
         "calibration) | balanced acc. / AUROC final | val. acc. last 5 (%) | epochs to 90 % | "
-        "parameters | training time (s) | runs ok | error |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "parameters | training time (s) | runs ok | error | settings that differ |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for row in rows:
@@ -203,6 +216,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], seeds: int) -> str:
             "—" if math.isnan(seconds) else f"{seconds:.0f}",
             f"{row['runs_ok']}/{row['runs']}",
             row["error"].replace("|", "/"),
+            row.get("differing_settings", "").replace("|", "/") or "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
@@ -258,20 +272,32 @@ def compare(argv: Sequence[str]) -> list[dict[str, Any]]:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     seeds = parse_seeds(args.seeds)
-    out = args.out.expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    # Absolute: the runs' checkpoint paths are recorded and must not depend on the folder.
-    base = [str(Path(c).expanduser().resolve()) for c in args.config]
-    runs = plan_runs(variants, seeds, out)
-    print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs into {out}")
-    run_all(runs, base, extra, args.jobs, devices)
-
-    rows = summarise(variants, runs)
-    write_csv(rows, out / "comparison.csv")
-    _write_runs_csv(runs, out / "runs.csv")
-    table = markdown_table(rows, len(seeds))
-    (out / "comparison.md").write_text(table)
-    curves_figure(variants, runs).savefig(out / "comparison.png", dpi=FIGURE_DPI)
+    refuse_own_settings(extra, variants)
+    out = prepare_out(args.out)
+    lock = FolderLock(out)
+    if not lock.acquire():
+        raise UsageError(
+            f"--out {out} is in use by {describe_holders(lock)}: another compare, or a run that "
+            "one started, still writes there. Wait for it to end (or stop it), or choose "
+            "another --out."
+        )
+    try:
+        # Absolute: the runs' checkpoint paths are recorded and must not depend on the folder.
+        base = [str(Path(c).expanduser().resolve()) for c in args.config]
+        runs = plan_runs(variants, seeds, out)
+        print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs into {out}")
+        children = Children(keep_fds=[lock.fd])  # the runs hold --out's lock while they run
+        with stopping_children_on_signals(children):
+            differing = configure(variants, runs, base, extra, children)
+            run_all(runs, base, extra, args.jobs, devices, children)
+        rows = summarise(variants, runs, differing)
+        write_csv(rows, out / "comparison.csv")
+        _write_runs_csv(runs, out / "runs.csv")
+        table = markdown_table(rows, len(seeds))
+        (out / "comparison.md").write_text(table)
+        curves_figure(variants, runs).savefig(out / "comparison.png", dpi=FIGURE_DPI)
+    finally:
+        lock.release()
     print()
     print(table)
     print(f"Wrote {out / 'comparison.csv'}, {out / 'comparison.md'}, {out / 'comparison.png'}")
@@ -290,6 +316,16 @@ def _write_runs_csv(runs: Sequence[Run], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``compare ...``; raises :class:`UsageError` for arguments it cannot use."""
-    compare(sys.argv[1:] if argv is None else list(argv))
+    """``compare ...``; raises :class:`UsageError` for arguments it cannot use. Exit status 1
+    when every run failed; 128 + the signal when stopped by one."""
+    try:
+        rows = compare(sys.argv[1:] if argv is None else list(argv))
+    except Stopped as stop:
+        print(f"compare stopped by {stop}: its runs were stopped too. The same command goes on "
+              "(finished runs are kept).", file=sys.stderr)  # fmt: skip
+        return 128 + stop.signum
+    if not any(row["runs_ok"] for row in rows):
+        print(f"error: every run failed ({sum(row['runs'] for row in rows)}); their errors are "
+              "in the table above.", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

@@ -1,35 +1,50 @@
 """Running one comparison: each variant and seed's ``fit``, then ``test`` on its last and its
 best-validation checkpoint, each in a process of its own, ``--jobs`` at a time; a run whose
-``result.json`` records its results is not run again (see :mod:`lit_celeba.commands.compare`)."""
+``result.json`` records its results with the same effective configuration is not run again (see
+:mod:`lit_celeba.commands.compare`).
+
+The processes are compare's own (:class:`Children`): each runs in a session of its own (a Ctrl-C
+in the terminal reaches compare, which stops them, rather than each separately), dies with compare
+however compare dies (``PR_SET_PDEATHSIG``, :func:`lit_celeba.processes.die_with_starter`), and
+shares the lock on ``--out`` (its descriptor is passed on), so that a second compare there is
+refused while any process of the first still runs.
+"""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import queue
-import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lit_celeba.checkpoints.load import load, rebuild
+from lit_celeba.commands.children import Children, child_environment
+from lit_celeba.commands.compare_records import (
+    read_json,
+    saved_configuration,
+    settings_changes,
+    write_json,
+)
 from lit_celeba.commands.events import epoch_series, load_run
 from lit_celeba.errors import LitCelebaError, UsageError
 from lit_celeba.models.nets import count_parameters
+from lit_celeba.processes import FolderLock, describe_holders
 
 RESULT_FILE = "result.json"
 FIT_FILE = "fit.json"
 LAST_FIVE = 5
 REACH_SHARE = 0.9  # "epochs to reach 90 % of the final validation accuracy"
+# Each fit prints a line per epoch, which compare shows under the run (callbacks/progress.py).
+EPOCH_LINES = "--trainer.callbacks+=lit_celeba.callbacks.progress.EpochLines"
+STOP_GRACE_S = 5.0  # how long stopped runs get to end on SIGTERM before SIGKILL
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,8 @@ class Run:
     folder: Path
     index: int = 0  # 1-based position among all runs, for progress
     result: dict[str, Any] = field(default_factory=dict)
+    # The configuration the run's fit runs with (``None``: its variant's arguments do not parse).
+    config: dict[str, Any] | None = None
 
 
 def plan_runs(variants: Sequence[Variant], seeds: Sequence[int], out: Path) -> list[Run]:
@@ -62,10 +79,15 @@ def cli_command(subcommand: str) -> list[str]:
     return [sys.executable, "-m", "lit_celeba", subcommand]
 
 
+def shared_arguments(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """The base configs and the options given for every run."""
+    return [*(arg for path in base for arg in ("--config", path)), *extra]
+
+
 def run_arguments(base: Sequence[str], run: Run, extra: Sequence[str]) -> list[str]:
-    """The settings of one run, shared by its fit and its tests (the logger folder apart)."""
-    configs = [arg for path in base for arg in ("--config", path)]
-    return [*configs, *run.variant.args, *extra, f"--seed_everything={run.seed}"]
+    """The settings of one run, shared by its fit and its tests (the logger folder apart): the
+    variant's own come after the shared options, so that they win where both set a key."""
+    return [*shared_arguments(base, extra), *run.variant.args, f"--seed_everything={run.seed}"]
 
 
 def logger_arguments(folder: Path, version: str) -> list[str]:
@@ -74,22 +96,6 @@ def logger_arguments(folder: Path, version: str) -> list[str]:
         "--trainer.logger.init_args.name=",
         f"--trainer.logger.init_args.version={version}",
     ]
-
-
-def run_process(command: list[str], log: Path, env: dict[str, str]) -> tuple[int, float]:
-    """Runs ``command`` with its output in ``log``; its exit status and wall-clock seconds."""
-    start = time.perf_counter()
-    with log.open("w") as stream:
-        done = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env)
-    return done.returncode, time.perf_counter() - start
-
-
-def failure_reason(log: Path, what: str, status: int) -> str:
-    """The run's own ``error:`` line (or its last line) and where the whole log is."""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    reason = errors[-1] if errors else (lines[-1] if lines else "no output")
-    return f"{what} exited with status {status}: {reason[:300]} (log: {log})"
 
 
 def best_and_last(fit_dir: Path) -> tuple[Path, Path | None]:
@@ -145,25 +151,28 @@ def epochs_to_reach(curve: Sequence[float], share: float = REACH_SHARE) -> int |
     return next(i for i, v in enumerate(curve, 1) if v >= share * curve[-1])
 
 
-def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, str]) -> None:
-    """Fit (unless a finished fit is recorded) and test one run; records ``result.json``."""
-    args = run_arguments(base, run, extra)
+def execute(
+    run: Run, args: list[str], children: Children, env: dict[str, str], say: Callable[[str], None]
+) -> None:
+    """Fit (unless a finished fit with this configuration is recorded) and test one run; records
+    ``result.json``."""
     fit_dir, fit_record = run.folder / "fit", run.folder / FIT_FILE
-    fit_time = None
-    if fit_record.is_file() and json.loads(fit_record.read_text()).get("args") == args:
-        fit_time = json.loads(fit_record.read_text())["seconds"]
+    refuse_if_in_use(run.folder)
+    recorded = read_json(fit_record, say)
+    saved = saved_configuration(recorded, run.folder) if recorded else None
+    if saved is not None and not settings_changes(saved, run.config) and last_checkpoint(fit_dir):
+        fit_time = recorded["seconds"]
         for stale in run.folder.glob("test_*"):
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     else:
         shutil.rmtree(run.folder, ignore_errors=True)  # an unfinished run starts again
         run.folder.mkdir(parents=True)
         log = run.folder / "fit.log"
-        status, fit_time = run_process(
-            [*cli_command("fit"), *args, *logger_arguments(run.folder, "fit")], log, env
-        )
+        command = [*cli_command("fit"), *args, *logger_arguments(run.folder, "fit"), EPOCH_LINES]
+        status, fit_time, _ = children.run(command, log, env, on_line=say)
         if status != 0:
             raise RunFailed(failure_reason(log, "fit", status))
-        fit_record.write_text(json.dumps({"args": args, "seconds": fit_time}) + "\n")
+        write_json(fit_record, {"args": args, "config": run.config, "seconds": fit_time})
     last, best = best_and_last(fit_dir)
     tested = {}
     for kind, ckpt in (("final", last), ("best", best)):
@@ -174,7 +183,7 @@ def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, 
             *cli_command("test"), *args, f"--ckpt_path={ckpt}",
             *logger_arguments(run.folder, f"test_{kind}"),
         ]  # fmt: skip
-        status, _ = run_process(command, log, env)
+        status, _, _ = children.run(command, log, env)
         if status != 0:
             raise RunFailed(failure_reason(log, f"test of {ckpt.name}", status))
         tested[kind] = test_metrics(run.folder / f"test_{kind}")
@@ -183,6 +192,7 @@ def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, 
         "variant": run.variant.name,
         "seed": run.seed,
         "args": args,
+        "config": run.config,
         "status": "ok",
         "test_acc_final": tested["final"]["test/acc"],
         # The best-validation epoch is the last one: its test is the final one.
@@ -195,23 +205,59 @@ def execute(run: Run, base: Sequence[str], extra: Sequence[str], env: dict[str, 
         "parameters": parameter_count(last),
         "train_seconds": fit_time,
     }
-    (run.folder / RESULT_FILE).write_text(json.dumps(run.result, indent=2) + "\n")
+    write_json(run.folder / RESULT_FILE, run.result)
+
+
+def refuse_if_in_use(folder: Path) -> None:
+    """A run's fit or test folder that another process writes (a ``fit --ckpt_path last`` that a
+    user started there) is never cleared: the run fails, saying by whom."""
+    for sub in sorted(folder.glob("*/")):
+        lock = FolderLock(sub)
+        if lock.acquire():
+            lock.release()
+            continue
+        raise RunFailed(
+            f"{sub} is being written by {describe_holders(lock)}, which this compare did not "
+            "start; it was left as it is. Let that process end, then run compare again."
+        )
+
+
+def failure_reason(log: Path, what: str, status: int) -> str:
+    """The run's own ``error:`` line (or its last line) and where the whole log is."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    reason = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return f"{what} exited with status {status}: {reason[:300]} (log: {log})"
+
+
+def last_checkpoint(fit_dir: Path) -> Path | None:
+    last = fit_dir / "checkpoints" / "last.ckpt"
+    return last if last.is_file() else None
 
 
 class RunFailed(Exception):
     """A run's fit or test failed; the message says which and where its log is."""
 
 
-def recorded_result(run: Run, args: list[str]) -> dict[str, Any] | None:
-    """The finished run's result, or ``None``; refuses one recorded with other settings."""
+def recorded_result(run: Run, say: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The finished run's result, or ``None``; refuses one whose configuration differs from the
+    run's (an edited variant file, other options): it compares what the settings are, not the
+    names of the files that hold them."""
     path = run.folder / RESULT_FILE
-    if not path.is_file():
+    result = read_json(path, say)
+    if result is None or run.config is None:
         return None
-    result = json.loads(path.read_text())
-    if result.get("args") != args:
+    saved = saved_configuration(result, run.folder)
+    changes = (
+        settings_changes(saved, run.config)
+        if saved is not None
+        else ["(no configuration recorded, and no fit/config.yaml)"]
+    )
+    if changes:
+        more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
         raise UsageError(
-            f"{path} records a run with other settings ({shlex.join(result.get('args', []))}); "
-            "a comparison resumes only with the same command. Choose another --out, or delete "
+            f"{path} records a run with other settings ({'; '.join(changes[:3])}{more}); a "
+            "comparison resumes only with the same settings. Choose another --out, or delete "
             f"{run.folder} to run it again."
         )
     return result
@@ -223,7 +269,10 @@ def run_all(
     extra: Sequence[str],
     jobs: int,
     devices: list[str] | None,
+    children: Children,
 ) -> None:
+    """Each run not finished earlier, ``jobs`` at a time; a run that fails is a result with its
+    error. ``run.config`` is set (or ``None`` with ``run.result`` saying why) beforehand."""
     total = len(runs)
     print_lock = threading.Lock()
     slots: queue.Queue[int] = queue.Queue()
@@ -236,32 +285,39 @@ def run_all(
 
     def one(run: Run) -> None:
         label = f"[{run.index}/{total}] {run.variant.name}, seed {run.seed}"
-        recorded = recorded_result(run, run_arguments(base, run, extra))
+        if children.stopping:
+            return
+        if run.result:  # failed before it started (its settings do not parse)
+            say(f"{label}: FAILED: {run.result['error']}")
+            return
+        recorded = recorded_result(run, say)
         if recorded is not None:
             run.result = recorded
             say(f"{label}: finished earlier, not run again")
             return
         slot = slots.get()
-        env = {**os.environ, "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+        env = child_environment()
         if devices:
             env["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
         where = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if devices else ""
         say(f"{label}: running{where} ({run.folder})")
         start = time.perf_counter()
         try:
-            execute(run, base, extra, env)
+            execute(run, run_arguments(base, run, extra), children, env,
+                    lambda line: say(f"{label}: {line}"))  # fmt: skip
         except (RunFailed, LitCelebaError, OSError, ValueError, KeyError) as err:
             run.result = {"variant": run.variant.name, "seed": run.seed, "status": "failed",
                           "error": str(err)}  # fmt: skip
-            say(f"{label}: FAILED: {err}")
+            if not children.stopping:
+                say(f"{label}: FAILED: {err}")
             return
         finally:
             slots.put(slot)
         seconds = time.perf_counter() - start
         say(f"{label}: done in {seconds:.0f} s, test acc {run.result['test_acc_final']:.4f}")
 
-    # Checked up front: a comparison resumed with another command stops before it runs anything.
+    # Checked up front: a comparison resumed with other settings stops before it runs anything.
     for run in runs:
-        recorded_result(run, run_arguments(base, run, extra))
+        recorded_result(run, lambda message: None)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         list(pool.map(one, runs))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from tensorboard.backend.event_processing import event_accumulator
@@ -37,17 +38,27 @@ def load_run(run_dir: Path) -> event_accumulator.EventAccumulator:
 
 def epoch_series(
     events: event_accumulator.EventAccumulator, tag: str
-) -> tuple[list[int], list[float]]:
-    """``tag``'s values against the 1-based epoch they were logged in (Lightning logs ``epoch``
-    at every step where it logs metrics); the last value wins where a step repeats."""
+) -> tuple[list[float], list[float]]:
+    """``tag``'s values against the epoch they were logged in, 1-based (Lightning logs ``epoch``
+    at every step where it logs metrics); the last value wins where a step repeats.
+
+    A tag logged k times within one epoch (validation with ``val_check_interval`` below 1) falls
+    at e + 1/k, e + 2/k, ..., e + 1 for epoch e (from 0), in order: one point each, the last at
+    the epoch's end, never two at one epoch."""
     scalars = events.Tags()["scalars"]
     if tag not in scalars:
         return [], []
     epoch_at = {e.step: int(e.value) for e in events.Scalars("epoch")} if "epoch" in scalars else {}
     by_step = {e.step: e.value for e in events.Scalars(tag)}
     steps = sorted(by_step)
-    epochs = [epoch_at[s] + 1 if s in epoch_at else i + 1 for i, s in enumerate(steps)]
-    return epochs, [by_step[s] for s in steps]
+    epochs = [epoch_at.get(s, i) for i, s in enumerate(steps)]  # from 0
+    per_epoch = Counter(epochs)
+    seen: Counter[int] = Counter()
+    positions = []
+    for epoch in epochs:
+        seen[epoch] += 1
+        positions.append(epoch + seen[epoch] / per_epoch[epoch])
+    return positions, [by_step[s] for s in steps]
 
 
 def text_summaries(events: event_accumulator.EventAccumulator) -> dict[str, str]:

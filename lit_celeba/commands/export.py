@@ -42,6 +42,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import secrets
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +57,7 @@ from lit_celeba.commands import PROG
 from lit_celeba.errors import ExportError
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Predictor
+from lit_celeba.processes import process_alive
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
 # warning is about torch's roadmap, nothing a user of this command can act on.
@@ -162,19 +166,24 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     image_size = int(model.hparams.get("image_size", data_hparams.get("image_size", 64)))
     inputs = example_inputs(image_size, batch=5, seed=1)
     kinds = ["program", "torchscript"] + (["onnx"] if onnx else [])
+    # Written into a hidden folder in --out and moved into place once all is written and
+    # checked: an export that fails or is stopped midway leaves --out as it was, never half of a
+    # new export beside an earlier one's model.json.
+    staging = out_dir / f".export-{os.getpid()}-{secrets.token_hex(4)}"
+    staged = {kind: staging / path.name for kind, path in paths.items()}
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        paths["onnx"].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
-        export_program(predictor, paths["program"], image_size)
-        export_torchscript(predictor, paths["torchscript"])
+        _remove_abandoned_exports(out_dir)
+        staging.mkdir(parents=True)
+        export_program(predictor, staged["program"], image_size)
+        export_torchscript(predictor, staged["torchscript"])
         if onnx:
-            export_onnx(predictor, paths["onnx"], image_size)
+            export_onnx(predictor, staged["onnx"], image_size)
         checks: dict[str, Any] = {}
         for kind in kinds:
             if kind == "onnx" and importlib.util.find_spec("onnxruntime") is None:
                 checks[kind] = None
                 continue
-            difference, decisions = disagreement(model, kind, paths[kind], inputs)
+            difference, decisions = disagreement(model, kind, staged[kind], inputs)
             checks[kind] = {"max_abs_difference": difference, "decisions_differing": decisions}
         attrs = list(model.target_attrs)
         calibration = model.calibration
@@ -198,14 +207,28 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
             "checks_against_predict": checks,
             "tolerance": TOLERANCE,
         }
-        info_path.write_text(json.dumps(info, indent=2) + "\n")
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        paths["onnx"].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
+        for kind in kinds:
+            os.replace(staged[kind], paths[kind])
+        os.replace(staging / INFO_FILE, info_path)  # last: it describes the files above
     except OSError as err:
         where = Path(err.filename) if err.filename else out_dir
         raise ExportError(
             f"Cannot write to --out {out_dir} ({where}: {err.strerror or err}). Choose a folder "
             "you can write to."
         ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+def _remove_abandoned_exports(out_dir: Path) -> None:
+    """The hidden folders of exports into ``out_dir`` that were killed midway."""
+    for leftover in out_dir.glob(".export-*-*"):
+        pid = leftover.name.split("-")[1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

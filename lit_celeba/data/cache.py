@@ -23,12 +23,10 @@ damaged (truncated, header changed) is found by its header and size, named, and 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import os
 import re
-import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +44,7 @@ from lit_celeba.data.sources import FolderSource, ImageSource
 from lit_celeba.data.transforms import keep_columns
 from lit_celeba.errors import CelebAError, UsageError
 from lit_celeba.locks import held
+from lit_celeba.processes import pool_worker_init
 
 CACHE_VERSION = 1
 IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB
@@ -54,7 +53,6 @@ _CHUNK = 256
 # all 202,599 images takes minutes on a few cores; an hour only ever runs out on a stuck holder.
 LOCK_WAIT_LIMIT_S = 3600.0
 _LOCK_ADVICE = "choose another folder with --data.cache_dir, or set --data.cache false"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def default_cache_dir() -> Path:
@@ -272,15 +270,7 @@ def _decoder_init(parent_pid: int) -> None:
     """Make a forked decoder process harmless to the builds that come after its parent."""
     # The cache lock's descriptor, which the fork copied, filelock has closed here already.
     # Die with the parent, even by SIGKILL, instead of decoding into a file nobody will use.
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before prctl took effect
-    # The fork also copied the parent's Python handlers (Lightning's SIGTERM handler only sets a
-    # flag): a decoder ends on SIGTERM, and leaves Ctrl-C to the parent, which stops the pool.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pool_worker_init(parent_pid)
     # One decoder per pool process, the pool being the parallelism. Not in the main process (a
     # build without a pool), where it would slow the training that follows.
     torch.set_num_threads(1)

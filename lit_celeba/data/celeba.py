@@ -155,6 +155,15 @@ def find_files(root: str | os.PathLike) -> CelebAFiles:
                 f"Found {present[0]} but not {missing}: the {files.layout} layout needs both "
                 f"annotation files.\n{_EXPECTED_TREES}"
             )
+    if any(root.glob("*.jpg")):  # the image folder itself, a level or two too deep
+        names = ("list_attr_celeba.txt", "list_attr_celeba.csv", "celeba/list_attr_celeba.txt")
+        parents = (root.parent, root.parent.parent)
+        above = (p for p in parents if any((p / n).is_file() for n in names))
+        raise CelebAError(
+            f"No CelebA annotation files under {root}, which holds .jpg images: it looks like "
+            "CelebA's image folder. data.root is the folder above it that holds the annotation "
+            f"files: --data.root {next(above, root.parent)}\n{_EXPECTED_TREES}"
+        )
     raise CelebAError(f"No CelebA annotation files under {root}.\n{_EXPECTED_TREES}")
 
 

@@ -60,15 +60,19 @@ class CelebADataModule(pl.LightningDataModule):
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
             tfds copy's index of its records is kept there too.
         device_resident: keep each cached subset on the training device and take its batches
-            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`;
-            the same batches for the same seed). ``None``: on a CUDA GPU with ``cache``, for the
-            subsets that fit (the others say so). Needs ``cache``; ``num_workers`` then only
-            applies to ``predict``.
+            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`):
+            the same batches and augmentations for the same seed. ``None`` (the default): on
+            when training on a CUDA GPU with ``cache`` true; a subset that does not fit in the
+            GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
+            the memory map directly (no copy). Needs ``cache``; ``num_workers`` then only
+            applies to ``predict``, which always takes the DataLoader.
+        predict_overwrite: replace an earlier predictions file at ``predict_output``.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then.
         predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
-            ``predict`` writes (default: ``predictions.csv`` in the run's log folder).
+            ``predict`` writes (default: ``predictions.csv`` in the run's log folder). It never
+            overwrites a file that is not a predictions file of its own.
         brightness, contrast, saturation: colour augmentation of the training images after the
             flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
             0, the recipe, leaves the training transform exactly as it is.
@@ -111,6 +115,7 @@ class CelebADataModule(pl.LightningDataModule):
         train_subgroups: bool = False,
         synthetic_correlate: tuple[str, str, float] | None = None,
         device_resident: bool | None = None,
+        predict_overwrite: bool = False,
     ) -> None:
         super().__init__()
         if device_resident and not cache:
@@ -176,6 +181,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.batch_transform = BatchTransform(image_size, **self.colour)
         self.predict_path = predict_path
         self.predict_output = predict_output
+        self.predict_overwrite = predict_overwrite
         self.subset_order = subset_order
         self.device_resident = device_resident
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
@@ -195,6 +201,12 @@ class CelebADataModule(pl.LightningDataModule):
                 raise SettingError("synthetic_correlate", str(err)) from None
             except FileExistsError as err:
                 raise CelebAError(f"data.synthetic is true but {err}") from None
+            except OSError as err:  # a full disk, a read-only folder: nothing is left behind
+                raise CelebAError(
+                    f"data.synthetic is true but the generated set cannot be written into "
+                    f"{self.root}: {err.strerror or err}. Free space there or choose another "
+                    "--data.root; nothing was left behind."
+                ) from None
         find_copy(self.root)
 
     def _subset(self, copy: CelebACopy, split: Split, size: int | None, groups: bool = False):
@@ -324,6 +336,8 @@ class CelebADataModule(pl.LightningDataModule):
         training = self.trainer is not None and self.trainer.training
         transform = self.batch_transform.train if training else self.batch_transform.eval
         images = transform(batch[0])
+        if self.trainer is not None:  # "64-true", "16-true", "bf16-true": the network's dtype
+            images = self.trainer.precision_plugin.convert_input(images)
         if isinstance(batch, PhotoBatch):  # keeps the paths and errors the writer reads
             return batch._replace(images=images)
         return (images, *batch[1:])

@@ -363,7 +363,7 @@ _SHARD = re.compile(r"celeb_a-(train|validation|test)\.tfrecord-(\d{5})-of-(\d{5
 _VERSION = re.compile(r"\d+\.\d+\.\d+$")
 
 
-def _tfds_dir(root: Path) -> Path | None:
+def tfds_dir(root: Path) -> Path | None:
     """The ``celeb_a/<version>`` folder of a tfds data dir at ``root`` (also when ``root`` is
     ``celeb_a`` or the version folder itself); the highest version if several."""
     for base in (root / "celeb_a", root):
@@ -401,7 +401,7 @@ def find_copy(root: str | os.PathLike) -> str:
     """Check that ``root`` holds CelebA in one of the forms lit_celeba reads, touching only file
     names; return the form. Raises :class:`CelebAError` listing the forms otherwise."""
     root = Path(root).expanduser()
-    if _tfds_dir(root) is not None:
+    if tfds_dir(root) is not None:
         return "tfds"
     if _kaggle_archive(root) is not None:
         return "kaggle zip"
@@ -419,10 +419,34 @@ def _form_of(files: CelebAFiles) -> str:
 
 def _kaggle_archive(root: Path) -> Path | None:
     if root.is_file() and root.suffix.lower() == ".zip":
+        _refuse_image_archive(root)
         return root
     archive = root / "archive.zip"
     unpacked = (root / "list_attr_celeba.csv").is_file()
     return archive if archive.is_file() and not unpacked else None
+
+
+def _refuse_image_archive(archive: Path) -> None:
+    """A data root that is a zip file must be Kaggle's archive.zip, which holds the annotations;
+    the official img_align_celeba.zip holds the images only, and belongs in a folder beside them."""
+    with open_zip(archive) as members:
+        names = [name.rpartition("/")[2] for name in members.namelist()]
+    if "list_attr_celeba.csv" in names or not any(n.lower().endswith(".jpg") for n in names):
+        return  # Kaggle's, or no images at all: _load_kaggle_zip names what is missing
+    folder = archive.parent
+    wanted = ("list_attr_celeba.txt", "list_eval_partition.txt")
+    missing = [name for name in wanted if not (folder / name).is_file()]
+    beside = (
+        f"{folder} has them: pass --data.root {folder}"
+        if not missing
+        else f"{folder} lacks {' and '.join(missing)}: put them there, then pass "
+        f"--data.root {folder}"
+    )
+    raise CelebAError(
+        f"The data root {archive} is an archive of images only (CelebA's official "
+        "img_align_celeba.zip, not Kaggle's archive.zip with its .csv files): data.root is the "
+        f"folder that holds it beside list_attr_celeba.txt and list_eval_partition.txt. {beside}."
+    )
 
 
 def _zip_beside(files: CelebAFiles) -> Path | None:
@@ -441,7 +465,7 @@ def load_copy(root: str | os.PathLike, index_dir: Path | None = None) -> CelebAC
     The other forms need no index.
     """
     root = Path(root).expanduser()
-    tfds = _tfds_dir(root)
+    tfds = tfds_dir(root)
     if tfds is not None:
         return _load_tfds(tfds, index_dir)
     archive = _kaggle_archive(root)

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import sys
 import zipfile
 from collections.abc import Callable, Sequence
@@ -40,7 +39,7 @@ from tqdm.auto import tqdm
 
 from lit_celeba.data import tfrecord
 from lit_celeba.errors import CelebAError, UsageError
-from lit_celeba.processes import remove_stale_temporaries, temporary_path
+from lit_celeba.processes import pool_worker_init, remove_stale_temporaries, temporary_path
 
 INDEX_VERSION = 1
 # Below this many bytes of shards, reading takes a moment (about 0.2 s): no progress bar, and no
@@ -125,7 +124,7 @@ def _index_in_parallel(
 ) -> list[TfdsIndex]:
     # fork: the workers need only this module, and start in milliseconds.
     pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                               initializer=_worker_init)  # fmt: skip
+                               initializer=pool_worker_init, initargs=(os.getpid(),))  # fmt: skip
     try:
         # The largest first, so that no big shard is left to run alone at the end.
         largest_first = sorted(range(len(paths)), key=lambda i: -sizes[i])
@@ -139,13 +138,6 @@ def _index_in_parallel(
         raise
     pool.shutdown()
     return parts
-
-
-def _worker_init() -> None:
-    # The fork copied the parent's Python handlers (Lightning's SIGTERM handler only sets a
-    # flag): a worker ends on SIGTERM, and leaves Ctrl-C to the parent, which stops the pool.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def attribute_names(paths: Sequence[Path]) -> list[str]:

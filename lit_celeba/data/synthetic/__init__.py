@@ -19,13 +19,15 @@ validation and test splits ``Male`` is a fair coin whatever the hair.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
+import re
 import secrets
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Literal
@@ -33,7 +35,9 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from lit_celeba.data.sources import tfds_dir
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, Correlation, draw_face
+from lit_celeba.processes import FolderLock, pool_worker_init, process_alive
 
 __all__ = ["ATTRIBUTE_NAMES", "MARKER_NAME", "generate_celeba", "read_marker"]
 
@@ -172,7 +176,8 @@ def _render_all(
                 progress_bar.update(len(chunks[-1]))
         return np.concatenate(chunks)
     done = {}
-    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, multiprocessing.get_context("fork"),
+                             initializer=pool_worker_init, initargs=(os.getpid(),)) as pool:
         # Submitting forks the workers, before tqdm starts its monitor thread.
         futures = {pool.submit(_render_chunk, *job): job[2] for job in jobs}
         try:
@@ -225,19 +230,18 @@ def generate_celeba(
     }
     if correlate is not None:  # only then: the default marker stays byte-identical
         marker["correlate"] = list(correlate)
-    marker_file = target / MARKER_NAME
-    if target.exists():
-        if marker_file.is_file():
-            if _load_marker(marker_file) == marker:
-                return target
-        elif not target.is_dir() or any(target.iterdir()):
-            raise FileExistsError(
-                f"{target} already exists and holds no {MARKER_NAME}, so lit_celeba.data.synthetic "
-                "did not generate it (it may be a real CelebA copy); refusing to overwrite data it "
-                "did not generate. Choose another root, or move that folder away yourself."
-            )
+    _refuse_data_of_others(root, target)
+    with building(target):
+        if not ((target / MARKER_NAME).is_file() and _load_marker(target / MARKER_NAME) == marker):
+            _write_set(target, marker, correlate, progress)
+    return target
 
-    target.parent.mkdir(parents=True, exist_ok=True)
+
+def _write_set(
+    target: Path, marker: dict, correlate: Correlation | None, progress: bool
+) -> None:
+    """Generate the set that ``marker`` describes and move it into place at ``target``."""
+    num_train, layout, label_noise = marker["num_train"], marker["layout"], marker["label_noise"]
     # A hidden sibling: renaming within one folder is atomic, and a killed run leaves no set
     # that looks complete at ``target``.
     build = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
@@ -247,9 +251,9 @@ def generate_celeba(
         if layout == "kaggle":
             image_dir = image_dir / "img_align_celeba"
         image_dir.mkdir(parents=True)
-        sizes = (num_train, num_valid, num_test)
+        sizes = (num_train, marker["num_valid"], marker["num_test"])
         labels = _render_all(
-            image_dir, seed, sum(sizes), label_noise, progress, correlate, num_train
+            image_dir, marker["seed"], sum(sizes), label_noise, progress, correlate, num_train
         )
         _write_annotations(build, layout, labels, sizes)
         (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
@@ -257,7 +261,70 @@ def generate_celeba(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    return target
+
+
+# Files that only a CelebA copy has, in any of the forms lit_celeba reads (data/sources.py).
+_COPY_FILES = (
+    "list_attr_celeba.txt", "list_eval_partition.txt", "list_attr_celeba.csv",
+    "list_eval_partition.csv", "archive.zip", "img_align_celeba.zip", "Anno/list_attr_celeba.txt",
+    "Eval/list_eval_partition.txt", "Img/img_align_celeba.zip",
+)  # fmt: skip
+
+
+def _refuse_data_of_others(root: Path, target: Path) -> None:
+    """Raise FileExistsError where writing ``target`` would touch data that this module did not
+    generate: a folder at ``target`` without its marker, or any CelebA copy at ``root`` (a root
+    with two copies is refused by every run, and a real copy must never mix with drawn faces)."""
+    if root.is_file() or (target.exists() and not (target / MARKER_NAME).is_file()):
+        if root.is_file() or not target.is_dir() or any(target.iterdir()):
+            raise FileExistsError(
+                f"{target} already exists and holds no {MARKER_NAME}, so lit_celeba.data.synthetic "
+                "did not generate it (it may be a real CelebA copy); refusing to overwrite data it "
+                "did not generate. Choose another root, or move that folder away yourself."
+            )
+    found = [
+        path
+        for folder in (root, root / "celeba")
+        if folder != target and not (folder / MARKER_NAME).is_file()
+        for path in [*(folder / name for name in _COPY_FILES), tfds_dir(folder)]
+        if path is not None and path.exists()
+    ]
+    if found:
+        shown = ", ".join(str(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
+        raise FileExistsError(
+            f"{root} holds a CelebA copy that lit_celeba.data.synthetic did not generate "
+            f"({shown}); generated faces go only into a root without one, so that the two never "
+            "mix. Give the generated set another root (--data.root), or train on that copy "
+            "without generating (--data.synthetic false)."
+        )
+
+
+@contextlib.contextmanager
+def building(target: Path) -> Iterator[None]:
+    """Hold the folder that ``target`` goes in while it is checked and written: a second run
+    that generates the same set (two fits of the demo at once) waits, then finds it done. Build
+    folders that a killed run left there are removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(target.parent)
+    if not lock.acquire():
+        print(f"Waiting for {', '.join(map(str, lock.holders())) or 'another process'}, which "
+              f"generates a data set in {target.parent}.", file=sys.stderr, flush=True)  # fmt: skip
+        lock.acquire(wait=True)
+    try:
+        _remove_abandoned_builds(target)
+        yield
+    finally:
+        lock.release()
+
+
+def _remove_abandoned_builds(target: Path) -> None:
+    """The ``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` folders of ``target`` whose process has
+    ended (killed while it generated, or while it swapped an older set out)."""
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial|old)-(\d+)-[0-9a-f]+$")
+    for leftover in target.parent.glob(f".{target.name}.*"):
+        match = pattern.match(leftover.name)
+        if match and not process_alive(int(match.group(1))):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _move_into_place(build: Path, target: Path) -> None:
@@ -331,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
             correlate=correlate,
         )
-    except (ValueError, FileExistsError) as err:
+    except (ValueError, OSError) as err:  # OSError: FileExistsError, a full disk
         parser.error(str(err))
     print(f"Synthetic CelebA ({args.layout} layout) in {folder}")
     return 0

@@ -25,7 +25,13 @@ from pathlib import Path
 from lit_celeba.data import tfrecord
 from lit_celeba.data.celeba import read_attributes, read_partition
 from lit_celeba.data.order import tfds_sorted
-from lit_celeba.data.synthetic import MARKER_NAME, _load_marker, _move_into_place, generate_celeba
+from lit_celeba.data.synthetic import (
+    MARKER_NAME,
+    _load_marker,
+    _move_into_place,
+    building,
+    generate_celeba,
+)
 
 FORMS = ("unpacked", "zip", "kaggle-zip", "tfds")
 TFDS_VERSION = "2.1.0"
@@ -66,16 +72,23 @@ def write_form(
         "train_shards": train_shards,
         "note": "Synthetic drawn faces in one of CelebA's download forms, not CelebA.",
     }
-    if root.exists():
-        if (root / MARKER_NAME).is_file():
-            if _load_marker(root / MARKER_NAME) == marker:
-                return root
-        elif not root.is_dir() or any(root.iterdir()):
+    if root.exists() and not (root / MARKER_NAME).is_file():
+        if not root.is_dir() or any(root.iterdir()):
             raise FileExistsError(
                 f"{root} already exists and holds no {MARKER_NAME}; refusing to write over data "
                 "that lit_celeba.data.synthetic did not generate."
             )
-    root.parent.mkdir(parents=True, exist_ok=True)
+    with building(root):
+        if not ((root / MARKER_NAME).is_file() and _load_marker(root / MARKER_NAME) == marker):
+            _write_form(root, form, marker, num_train, num_valid, num_test, seed, label_noise,
+                        progress, train_shards)  # fmt: skip
+    return root
+
+
+def _write_form(
+    root: Path, form: str, marker: dict, num_train: int, num_valid: int, num_test: int,
+    seed: int, label_noise: float, progress: bool, train_shards: int,
+) -> None:  # fmt: skip
     build = root.with_name(f".{root.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     build.mkdir()
     try:
@@ -95,7 +108,6 @@ def write_form(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    return root
 
 
 def _images(folder: Path) -> list[Path]:
