@@ -24,9 +24,9 @@ aligned CelebA test faces, whose means all lie within 1.7 pixels of it (``docs/f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -44,11 +44,11 @@ DETECTION_SIZE = 640
 NO_FACE = "no face found"
 
 
-@dataclass(frozen=True)
-class Face:
+class Face(NamedTuple):
     """One detected face, in the photo's own pixels (after its EXIF rotation): ``box`` is
     ``(x, y, width, height)``, ``landmarks`` five ``(x, y)`` in :data:`LANDMARK_NAMES`' order,
-    ``score`` the detector's confidence in [0, 1]."""
+    ``score`` the detector's confidence in [0, 1]. A tuple, so that Lightning moves the batches
+    that carry it to the device as they are."""
 
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]
@@ -62,11 +62,13 @@ def face_columns() -> list[str]:
 
 
 def face_cells(index: int | None, face: Face | None) -> list:
-    """``face_columns``' cells: empty for a photo without a face, or when faces are not sought."""
+    """:func:`face_columns`' cells of the ``index``-th face of a photo (counted from 0; the CSV
+    counts from 1, as the pictures number them); empty cells for a photo without a face, or one
+    taken as framed."""
     if face is None:
         return [""] * len(face_columns())
     numbers = [*face.box, *(v for point in face.landmarks for v in point)]
-    return [index, *(f"{v:.1f}" for v in numbers), f"{face.score:.3f}"]
+    return [index + 1, *(f"{v:.1f}" for v in numbers), f"{face.score:.3f}"]
 
 
 class FaceDetector:

@@ -53,16 +53,17 @@ def activation_maps(
     mode (eval) is left as it is."""
     from captum.attr import LayerGradientXActivation  # imported when first drawn (about 1 s)
 
-    rows = torch.arange(len(images), device=images.device)
-
-    def score(x: torch.Tensor) -> torch.Tensor:
-        # net.forward, not net(): a compiled network (model.compile) runs eagerly here, so that
-        # captum's hook on the layer fires.
-        return net.forward(x)[rows, attributes] * signs.to(x.dtype)
-
     # Captum takes torch.autograd.grad with respect to the layer: no parameter's .grad changes.
     with torch.inference_mode(False), torch.enable_grad():
-        inputs = images.detach().clone().float()  # a normal tensor, not an inference one
+        # Normal tensors, not inference ones (evaluation made them), which autograd refuses.
+        inputs, attributes = images.detach().clone().float(), attributes.clone()
+        signs, rows = signs.clone().float(), torch.arange(len(images), device=images.device)
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            # net.forward, not net(): a compiled network (model.compile) runs eagerly here, so
+            # that captum's hook on the layer fires.
+            return net.forward(x)[rows, attributes] * signs
+
         products = LayerGradientXActivation(score, cam_layer(net)).attribute(inputs)
     maps = products.detach().sum(1).clamp_(min=0)
     peak = maps.flatten(1).amax(1).clamp_(min=1e-12)[:, None, None]
