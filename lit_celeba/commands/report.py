@@ -7,7 +7,9 @@ Writes into the run's folder (or ``--out``):
 - one PNG per picture that :mod:`lit_celeba.callbacks.dashboards` logged, from its last step:
   ``train_augmentations.png``, ``val_predictions.png``, ``val_confusion_matrix.png`` for a ``fit``
   run, ``test_predictions.png`` and ``test_confusion_matrix.png`` for a ``test`` run. These are the
-  PNGs stored in the event files, byte for byte.
+  PNGs stored in the event files, byte for byte;
+- ``maps.png``: a page of the activation maps, every attribute's last ``{stage}/maps`` picture
+  (:mod:`lit_celeba.commands.maps_page`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from lit_celeba.commands import PROG
 from lit_celeba.commands.events import epoch_series, load_run
+from lit_celeba.commands.maps_page import write_maps_page
 from lit_celeba.errors import ReportError
 
 if TYPE_CHECKING:
@@ -83,6 +86,8 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
             path = out_dir / picture_file_name(tag)
             path.write_bytes(last.encoded_image_string)
             written.append(path)
+        page = write_maps_page(events, out_dir)
+        written += [page] if page is not None else []
     except OSError as err:
         where = Path(err.filename) if err.filename else out_dir
         raise ReportError(
