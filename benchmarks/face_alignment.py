@@ -153,7 +153,7 @@ def main() -> None:
     detector = FaceDetector()
     marks = [detector(face) for face in faces]
     found = [m[0] for m in marks if len(m) == 1]
-    mean = np.mean([f.landmarks for f in found], axis=0)
+    mean = np.mean([f.landmarks for f in found], axis=0) if found else np.full((5, 2), np.nan)
     print(f"YuNet on the aligned faces: one face in {len(found)} of {len(faces)}; mean landmarks "
           f"(x, y) {np.round(mean, 1).tolist()}; template {CELEBA_LANDMARKS.tolist()}; largest "
           f"difference {np.abs(mean - CELEBA_LANDMARKS).max():.1f} px")

@@ -82,11 +82,19 @@ class FaceDetector:
 
     def __init__(self, score_threshold: float = 0.8, nms_threshold: float = 0.3) -> None:
         import cv2  # OpenCV loads in about 0.1 s: only when faces are sought
+        from cv2.utils import logging as cv_logging
 
-        model = files("lit_celeba.data.models").joinpath(YUNET_FILE)
-        self._detector = cv2.FaceDetectorYN.create(
-            str(model), "", (DETECTION_SIZE, DETECTION_SIZE), score_threshold, nms_threshold, 5000
-        )
+        # OpenCV 5 warns on stderr, for every detector, that its new graph engine takes no
+        # target device; the detector runs on the CPU all the same.
+        level = cv_logging.getLogLevel()
+        cv_logging.setLogLevel(cv_logging.LOG_LEVEL_ERROR)
+        try:
+            self._detector = cv2.FaceDetectorYN.create(
+                str(model_path()), "", (DETECTION_SIZE, DETECTION_SIZE), score_threshold,
+                nms_threshold, 5000,
+            )  # fmt: skip
+        finally:
+            cv_logging.setLogLevel(level)
 
     def __call__(self, image: Image.Image) -> list[Face]:
         """The faces of an RGB ``image``, from left to right."""
