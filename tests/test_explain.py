@@ -9,8 +9,8 @@ from PIL import Image
 
 from lit_celeba.callbacks.pictures import maps_picture
 from lit_celeba.data.synthetic.faces import draw_face
-from lit_celeba.explain.candidates import MapCandidates
-from lit_celeba.explain.maps import activation_maps, cam_layer, overlaid, overlay
+from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
+from lit_celeba.explain.maps import activation_maps, overlaid, overlay, split
 from lit_celeba.models.nets import RecipeCNN, resnet
 
 SIZE = 64
@@ -87,7 +87,10 @@ def test_maps_of_every_network_leave_it_as_it_was() -> None:
         outputs = net(images).shape[1]
         attributes = torch.tensor([0, outputs - 1, 0, outputs - 1])
         maps = activation_maps(net, images, attributes, torch.tensor([1.0, -1.0, 1.0, -1.0]))
-        side = 2 if cam_layer(net) is getattr(net, "layer4", None) else 8  # 64 / 32, 64 / 8
+        trunk, head = split(net)
+        with torch.no_grad():
+            assert torch.allclose(head(trunk(images)), net(images), atol=1e-6)
+        side = 2 if hasattr(net, "layer4") else 8  # 64 / 32, 64 / 8
         assert maps.shape == (4, side, side)
         assert torch.all(maps >= 0) and torch.all(maps <= 1)
         assert not net.training and all(p.grad is None for p in net.parameters())
@@ -147,3 +150,8 @@ def test_the_overlay_colours_the_map_and_keeps_the_face() -> None:
     assert laid.shape == (1, 3, 8, 8)
     assert laid[0, 0, 0, 0] > laid[0, 2, 0, 0]  # hot: red
     assert laid[0, 2, 7, 7] > laid[0, 0, 7, 7]  # cold: blue
+
+
+def test_many_attributes_get_fewer_faces_each() -> None:
+    assert [faces_per_kind(4, k) for k in (1, 3, 8, 9, 40)] == [4, 4, 4, 3, 1]
+    assert faces_per_kind(0, 1) == 0 and faces_per_kind(2, 1) == 2

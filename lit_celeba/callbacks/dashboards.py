@@ -85,7 +85,9 @@ class TensorBoardDashboards(Callback):
         preview_seed: seed of the preview's augmentations; the training's random stream is left
             untouched, so a run draws the same batches with or without this callback.
         maps_per_kind: faces per attribute in the activation-map pictures, of each kind (the
-            most confident right answers, the worst mistakes); 0 draws none.
+            most confident right answers, the worst mistakes); 0 draws none. With many target
+            attributes each gets fewer, 64 faces in all at most (one of each kind for 40:
+            :func:`~lit_celeba.explain.candidates.faces_per_kind`).
     """
 
     def __init__(

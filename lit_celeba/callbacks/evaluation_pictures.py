@@ -29,7 +29,7 @@ from lit_celeba.callbacks.pictures import (
     maps_picture,
 )
 from lit_celeba.callbacks.summaries import add_png
-from lit_celeba.explain.candidates import MapCandidates
+from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
 from lit_celeba.explain.maps import overlaid
 
 
@@ -38,6 +38,7 @@ class EvaluationPictures:
 
     def __init__(self, gallery_size: int, maps_per_kind: int = 0) -> None:
         self.gallery_size = gallery_size
+        self.maps_per_kind = maps_per_kind
         self._maps = MapCandidates(maps_per_kind)
         self.reset()
 
@@ -62,6 +63,7 @@ class EvaluationPictures:
             shown = (batch[0], probabilities, predictions, targets)
             self._gallery.append(tuple(t[:missing].detach().float().cpu() for t in shown))
         if gallery:
+            self._maps.count = faces_per_kind(self.maps_per_kind, predictions.shape[1])
             self._maps.update(batch[0], probabilities, predictions, targets)
 
     def publish(

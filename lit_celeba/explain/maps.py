@@ -14,7 +14,8 @@ first (Draelos and Carin's proof).
 The explained score of a face and attribute is the logit towards the *predicted* class: the
 logit where the network said yes, minus it where it said no. A map thus shows the evidence for
 what it said, right or wrong. Maps are taken on the network itself, one view (no flip TTA), with
-the weights it is evaluated with (EMA's included: they are in the network then).
+the weights it is evaluated with (EMA's included: they are in the network then). A compiled
+network (``model.compile``) is run here module by module, uncompiled.
 """
 
 from __future__ import annotations
@@ -27,17 +28,21 @@ from lit_celeba.errors import SettingError
 from lit_celeba.explain.candidates import Chosen
 
 
-def cam_layer(net: nn.Module) -> nn.Module:
-    """The last convolutional block, whose output the maps are read at: the recipe CNN's last
-    ReLU (after the last convolution, and its batch norm), a ResNet's ``layer4``."""
+def split(net: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The network as its *trunk*, up to the last convolutional block, whose output the maps
+    are read at (the recipe CNN's last ReLU, after the last convolution and its batch norm; a
+    ResNet's ``layer4``), and its *head*, from there to the logits (pooling and the linear
+    layer): ``head(trunk(x)) == net(x)``."""
     from torchvision.models import ResNet
 
     from lit_celeba.models.nets import RecipeCNN
 
     if isinstance(net, RecipeCNN):
-        return net.features[-1]
+        return net.features, nn.Sequential(net.pool, net.classifier)
     if isinstance(net, ResNet):
-        return net.layer4
+        trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2,
+                              net.layer3, net.layer4)  # fmt: skip
+        return trunk, nn.Sequential(net.avgpool, nn.Flatten(1), net.fc)
     raise SettingError(
         "net", f"activation maps know RecipeCNN and torchvision's ResNet, not {type(net).__name__}"
     )
@@ -48,23 +53,30 @@ def activation_maps(
 ) -> torch.Tensor:
     """HiResCAM maps (N, h, w) of ``images`` (N, 3, S, S), each for its own attribute (output
     index, (N,) long) and class (``signs``: +1 explains "yes", -1 "no"), each scaled to a
-    maximum of 1 (all 0 where nothing speaks for the class). One forward and one backward pass
-    for all of them, with gradients on also inside evaluation's inference mode; the network's
-    mode (eval) is left as it is."""
+    maximum of 1 (all 0 where nothing speaks for the class). Gradients are on also inside
+    evaluation's inference mode; the network's mode (eval) is left as it is.
+
+    The trunk runs once per distinct image, without gradients (a face chosen for several
+    attributes is one forward pass); Captum then takes the gradient of each score through the
+    head only, with respect to the trunk's output, and multiplies (the head's input is its
+    layer: an ``nn.Identity`` in front of it)."""
     from captum.attr import LayerGradientXActivation  # imported when first drawn (about 1 s)
 
+    trunk, head = split(net)
+    distinct, inverse = torch.unique(images.flatten(1), dim=0, return_inverse=True)
+    with torch.no_grad():
+        features = trunk(distinct.reshape(-1, *images.shape[1:]).float())
+    layer = nn.Identity()
     # Captum takes torch.autograd.grad with respect to the layer: no parameter's .grad changes.
     with torch.inference_mode(False), torch.enable_grad():
         # Normal tensors, not inference ones (evaluation made them), which autograd refuses.
-        inputs, attributes = images.detach().clone().float(), attributes.clone()
+        inputs, attributes = features[inverse].clone(), attributes.clone()
         signs, rows = signs.clone().float(), torch.arange(len(images), device=images.device)
 
         def score(x: torch.Tensor) -> torch.Tensor:
-            # net.forward, not net(): a compiled network (model.compile) runs eagerly here, so
-            # that captum's hook on the layer fires.
-            return net.forward(x)[rows, attributes] * signs
+            return head(layer(x))[rows, attributes] * signs
 
-        products = LayerGradientXActivation(score, cam_layer(net)).attribute(inputs)
+        products = LayerGradientXActivation(score, layer).attribute(inputs)
     maps = products.detach().sum(1).clamp_(min=0)
     peak = maps.flatten(1).amax(1).clamp_(min=1e-12)[:, None, None]
     return maps / peak
