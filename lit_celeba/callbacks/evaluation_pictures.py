@@ -12,6 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional.classification import (
     binary_confusion_matrix,
@@ -30,7 +31,7 @@ from lit_celeba.callbacks.pictures import (
 )
 from lit_celeba.callbacks.summaries import add_png
 from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
-from lit_celeba.explain.maps import overlaid
+from lit_celeba.explain.maps import has_maps, overlaid
 
 
 class EvaluationPictures:
@@ -106,6 +107,11 @@ class EvaluationPictures:
         attributes: list[str], step: int,
     ) -> None:  # fmt: skip
         if self._maps.count <= 0:
+            return
+        if not has_maps(pl_module.net):
+            rank_zero_warn(f"No activation maps for a {type(pl_module.net).__name__}: they know "
+                           "the recipe CNN and torchvision's ResNets.")  # fmt: skip
+            self._maps.count = self.maps_per_kind = 0
             return
         chosen = overlaid(pl_module.net, [self._maps.chosen(k) for k in range(len(attributes))])
         for name, rows in zip(attributes, chosen, strict=True):

@@ -48,6 +48,15 @@ def split(net: nn.Module) -> tuple[nn.Module, nn.Module]:
     )
 
 
+def has_maps(net: nn.Module) -> bool:
+    """Whether :func:`split` knows ``net``'s kind."""
+    try:
+        split(net)
+    except SettingError:
+        return False
+    return True
+
+
 def activation_maps(
     net: nn.Module, images: torch.Tensor, attributes: torch.Tensor, signs: torch.Tensor
 ) -> torch.Tensor:
