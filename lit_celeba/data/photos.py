@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ LIST_SUFFIX = ".txt"
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 Align = Literal["auto", "always", "never"]
-ALIGN_MODES: tuple[str, ...] = ("auto", "always", "never")
+ALIGN_MODES: tuple[str, ...] = get_args(Align)
 
 
 class PhotoItem(NamedTuple):
