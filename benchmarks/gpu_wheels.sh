@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qxF '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
-wheels=(jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0 google-crc32c==1.9.0 filelock==4.3.2)
+wheels=(jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0 google-crc32c==1.9.0 filelock==4.3.2 captum==0.9.0 opencv-python-headless==5.0.0.93)
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
   --implementation cp --platform manylinux2014_x86_64 --platform any -d .whl "${wheels[@]}"
 ls .whl

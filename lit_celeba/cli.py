@@ -33,6 +33,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 
 from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
+from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import CSVPredictionWriter, check_output, output_file
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
@@ -254,13 +255,13 @@ class CelebACLI(LightningCLI):
         if writer is None or writer.failures is None or not self.trainer.is_global_zero:
             return
         if writer.failures == 0:
-            print(f"All {writer.rows} file(s) were read.")
+            print(f"All {writer.files} file(s) were read.")
             return
         print(
-            f"{writer.failures} of {writer.rows} files could not be read; "
+            f"{writer.failures} of {writer.files} files could not be read; "
             f"their rows in {writer.path} give the reason in the error column."
         )
-        if writer.failures == writer.rows:
+        if writer.failures == writer.files:
             print("error: none of the files could be read as an image", file=sys.stderr)
             raise SystemExit(1)
 
@@ -300,7 +301,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             subclass_mode_model=True,
             trainer_defaults={
                 "callbacks": [
-                    CSVPredictionWriter(), TestTables(), ExactResume(), InterruptNotice()
+                    CSVPredictionWriter(), PredictionMaps(), TestTables(), ExactResume(),
+                    InterruptNotice(),
                 ]
             },
             trainer_class=CelebATrainer,

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import skimage.data
+from PIL import Image
 
 from lit_celeba.data.synthetic import generate_celeba
 
@@ -76,6 +78,25 @@ def _checkout_stays_clean() -> Iterator[None]:
 def _plain_argv(monkeypatch: pytest.MonkeyPatch) -> None:
     # In-process cli_main(args) calls must not see pytest's own command line.
     monkeypatch.setattr(sys, "argv", ["lit_celeba"])
+
+
+def astronaut() -> Image.Image:
+    """A real face photo that ships with a test dependency: scikit-image's astronaut (Eileen
+    Collins, NASA, public domain), 512x512."""
+    return Image.fromarray(skimage.data.astronaut())
+
+
+def write_group_photo(path: Path, background: tuple[int, int, int] = (200, 210, 225)) -> Path:
+    """A 1000x560 photo with two faces: the astronaut, and her mirror image smaller and turned
+    by 12 degrees."""
+    face = astronaut()
+    canvas = Image.new("RGB", (1000, 560), background)
+    canvas.paste(face, (20, 24))
+    turned = face.transpose(Image.Transpose.FLIP_LEFT_RIGHT).resize((340, 340))
+    turned = turned.rotate(12, Image.Resampling.BILINEAR, expand=True, fillcolor=background)
+    canvas.paste(turned, (580, 60))
+    canvas.save(path, quality=92)
+    return path
 
 
 def tiny_overrides(root: Path, log_dir: Path) -> list[str]:

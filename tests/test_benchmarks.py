@@ -121,3 +121,28 @@ def test_groups_over_seeds_prints_the_table_and_the_gains(tmp_path: Path) -> Non
     assert sum(runs["erm"]["3"]["test_sizes"].values()) == 48
     assert sum(runs["erm"]["3"]["train_sizes"].values()) == 96
     assert f"{'balanced gain':17s}" in done.stdout
+
+
+@pytest.mark.slow
+def test_face_alignment_prints_each_detectors_figures(
+    tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    done = run_benchmark(
+        "face_alignment.py", "--root", str(tiny_root), "--ckpt_path", str(tiny_checkpoint),
+        "--limit", "3", "--detectors", "yunet", tmp_path=tmp_path, timeout=300,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 test faces, attributes ['Male']")
+    assert any(line.startswith("YuNet on the aligned faces: ") for line in lines)
+    (yunet,) = [line for line in lines if line.startswith("yunet: found ")]
+    assert re.search(r"found \d+ of 3 .* ms a photo .* lost -?\d+\.\d\d points$", yunet)
+
+
+@pytest.mark.slow
+def test_maps_overhead_prints_the_share_of_the_epochs(tmp_path: Path) -> None:
+    done = run_benchmark(
+        "maps_overhead.py", "--root", str(tmp_path / "demo"), "--epochs", "1",
+        "--train_size", "32", "--val_size", "16", tmp_path=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert re.search(r"^epoch 1: \d+\.\d\d s, maps \d+\.\d{3} s \(\d+\.\d\d%\)$", done.stdout, re.M)
+    assert "recipe, 1 attribute(s), 32 training and 16 validation faces: maps " in done.stdout

@@ -55,8 +55,8 @@ FIT_SCALARS = {
     "lr-Adam",
 }
 TEST_SCALARS = {"test/loss", "test/acc"}
-FIT_IMAGES = {"train/augmentations", "val/predictions", "val/confusion_matrix"}
-TEST_IMAGES = {"test/predictions", "test/confusion_matrix"}
+FIT_IMAGES = {"train/augmentations", "val/predictions", "val/confusion_matrix", "val/maps"}
+TEST_IMAGES = {"test/predictions", "test/confusion_matrix", "test/maps"}
 
 
 @pytest.mark.parametrize("config", ["base.yaml", "demo.yaml"])
@@ -447,7 +447,8 @@ def test_tensorboard_serves_what_the_runs_logged(
         assert FIT_IMAGES <= set(image_tags[fit_run]) and TEST_IMAGES <= set(image_tags[test_run])
         galleries = api.get("/data/plugin/images/images", run=fit_run, tag="val/predictions")
         assert [g["step"] for g in galleries] == [step for _, step, _ in val_acc]
-        for run, tag in [(fit_run, "val/predictions"), (test_run, "test/predictions")]:
+        for run, tag in [(fit_run, "val/predictions"), (test_run, "test/predictions"),
+                         (fit_run, "val/maps"), (test_run, "test/maps")]:  # fmt: skip
             entry = api.get("/data/plugin/images/images", run=run, tag=tag)[-1]
             served = api.raw("/data/plugin/images/individualImage?" + entry["query"])
             stored = logged[run].Images(tag)[-1]
@@ -498,7 +499,8 @@ def test_a_real_fit_with_three_attributes_and_subgroups_draws_every_dashboard(
 ) -> None:
     # Before: this fit ended at the first validation with Pillow's AttributeError.
     events = _events(three_attribute_run["run_dir"])
-    assert FIT_IMAGES <= set(events.Tags()["images"])
+    maps = {f"val/maps/{a}" for a in THREE_ATTRIBUTES}  # one picture per attribute
+    assert (FIT_IMAGES - {"val/maps"}) | maps <= set(events.Tags()["images"])
     curves = {t for t in events.Tags()["tensors"] if "pr_curve" in t}
     assert curves == {f"val/pr_curve/{a}" for a in THREE_ATTRIBUTES}
     assert {"val/acc/Male", "val/acc/Young", "val/acc/Smiling"} <= set(events.Tags()["scalars"])

@@ -20,6 +20,7 @@ from PIL import Image
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.cli import cli_main
+from lit_celeba.data.faces import face_columns
 from tests.conftest import CONFIGS, TINY_SIZES, tiny_overrides
 
 THREE = ["Male", "Young", "Smiling"]
@@ -128,9 +129,11 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
     run("predict", *common, f"--ckpt_path={last}", f"--data.predict_path={photos}")
     photo_rows = csv_rows(runs / "version_4" / "predictions.csv")
     assert [Path(r["path"]).name for r in photo_rows] == sorted(p.name for p in photos.iterdir())
-    assert list(photo_rows[0]) == ["path"] + [
+    # CelebA's own 178x218 faces: taken as aligned (data.align auto), the face columns empty.
+    assert list(photo_rows[0]) == ["path", *face_columns()] + [
         f"{k}_{a}" for a in names for k in ("prob", "pred")
     ] + ["error"]
+    assert all(r["face"] == "" for r in photo_rows)
     readable = [r for r in photo_rows if not r["error"]]
     assert len(readable) == 4 and all(0 <= float(r[f"prob_{names[-1]}"]) <= 1 for r in readable)
 

@@ -259,6 +259,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
         *flags,
         f"--ckpt_path={tiny_checkpoint}",
         f"--data.predict_path={photos}",
+        "--data.align=never",  # the framing rule on every photo (tests/test_faces.py: faces)
         cwd=tmp_path,
     )
     output = predict.stdout + predict.stderr
@@ -306,6 +307,7 @@ def test_predict_exits_non_zero_only_when_nothing_was_read(
         *tiny_overrides(tmp_path, tmp_path / "logs"),
         f"--ckpt_path={tiny_checkpoint}",
         f"--data.predict_path={listing}",
+        "--data.align=never",
         f"--data.predict_output={out}",
         cwd=tmp_path,
     )
@@ -334,6 +336,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
         "--data.batch_size=4",
         f"--ckpt_path={ckpt}",
         f"--data.predict_path={photos}",
+        "--data.align=never",  # the framing rule on every photo (tests/test_faces.py: faces)
         f"--data.predict_output={out}/",
         cwd=tmp_path,
     )

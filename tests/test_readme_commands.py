@@ -25,7 +25,7 @@ import pytest
 
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.compare import build_parser, parse_variant
-from tests.conftest import REPO, TINY_SIZES
+from tests.conftest import REPO, TINY_SIZES, write_group_photo
 from tests.test_dashboards import tensorboard_server
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -121,6 +121,7 @@ class Session:
         for face in faces:
             shutil.copy(face, photos / face.name)
         (work / "photos.txt").write_text("".join(f"my_photos/{f.name}\n" for f in faces))
+        write_group_photo(work / "group.jpg")  # two real faces (tests/test_faces.py)
 
     def newest_checkpoint(self) -> str:
         found = sorted(

@@ -105,6 +105,9 @@ def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) ->
     assert gallery.width > gallery.height  # 2 rows of 5 faces
     augmentations = _png(fit_dir / "train_augmentations.png")
     assert augmentations.width > 2 * augmentations.height  # 2 rows of 5 augmentations
+    maps, val_maps = _png(fit_dir / "maps.png"), _png(fit_dir / "val_maps.png")
+    assert maps.width == val_maps.width and maps.height > val_maps.height  # the one attribute's
+    assert maps.crop((0, 0, *val_maps.size)).tobytes() == val_maps.convert("RGB").tobytes()
 
     report = run_cli("report", str(test_dir), cwd=dashboard_run["cwd"])
     assert report.returncode == 0, report.stderr

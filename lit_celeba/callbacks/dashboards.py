@@ -12,7 +12,10 @@ scalars:
 - pictures: ``train/augmentations`` (2 training images, 5 augmentations each) when fitting starts;
   ``val/predictions`` and ``test/predictions`` (10 faces with the true label and Pr(attribute),
   wrong ones framed in red), ``val/confusion_matrix`` and ``test/confusion_matrix`` after each
-  validation and test epoch; PR curves ``val/pr_curve`` and ``test/pr_curve`` in the PR Curves tab.
+  validation and test epoch; PR curves ``val/pr_curve`` and ``test/pr_curve`` in the PR Curves tab;
+  ``val/maps`` and ``test/maps`` (``.../maps/<attribute>`` for each of K > 1 attributes): the
+  most confident right answers and the worst mistakes of the epoch with their class-activation
+  maps laid over (:mod:`lit_celeba.explain`).
 
 With K > 1 target attributes the same tags hold: each face is shown once with one caption line
 per attribute (the first 3), the confusion-matrix picture holds one small matrix per attribute
@@ -81,6 +84,10 @@ class TensorBoardDashboards(Callback):
         preview_augmentations: augmentations shown per preview image.
         preview_seed: seed of the preview's augmentations; the training's random stream is left
             untouched, so a run draws the same batches with or without this callback.
+        maps_per_kind: faces per attribute in the activation-map pictures, of each kind (the
+            most confident right answers, the worst mistakes); 0 draws none. With many target
+            attributes each gets fewer, 64 faces in all at most (one of each kind for 40:
+            :func:`~lit_celeba.explain.candidates.faces_per_kind`).
     """
 
     def __init__(
@@ -89,11 +96,13 @@ class TensorBoardDashboards(Callback):
         preview_images: int = 2,
         preview_augmentations: int = 5,
         preview_seed: int = 1,
+        maps_per_kind: int = 4,
     ) -> None:
         for name, value in (
             ("gallery_size", gallery_size),
             ("preview_images", preview_images),
             ("preview_augmentations", preview_augmentations),
+            ("maps_per_kind", maps_per_kind),
         ):
             if value < 0:
                 raise ValueError(f"TensorBoardDashboards.{name} must be 0 or more, got {value}")
@@ -106,7 +115,7 @@ class TensorBoardDashboards(Callback):
         # The per-step curves' values, kept on the device until the epoch ends: reading them at
         # the step would make the host wait for the GPU every log_every_n_steps.
         self._step_values: list[tuple[int, dict[str, torch.Tensor]]] = []
-        self._evaluation = EvaluationPictures(gallery_size)
+        self._evaluation = EvaluationPictures(gallery_size, maps_per_kind)
         self._collecting = False
 
     # ---- lifecycle ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The evaluation pictures of :class:`~lit_celeba.callbacks.dashboards.TensorBoardDashboards`,
 from the validation and test steps' own outputs: the gallery (``{stage}/predictions``), the
 confusion matrix (``{stage}/confusion_matrix``), the reliability diagram (``{stage}/reliability``,
-before and after the calibration where one applies) and the PR curves (``{stage}/pr_curve``, one
-per attribute for K > 1 as ``{stage}/pr_curve/<attribute>``). Under DDP every rank keeps its share
-and all are gathered (N, K) before rank 0 draws."""
+before and after the calibration where one applies), the PR curves (``{stage}/pr_curve``, one
+per attribute for K > 1 as ``{stage}/pr_curve/<attribute>``) and the activation maps of the
+most confident right answers and the worst mistakes (``{stage}/maps``, ``{stage}/maps/<attribute>``
+for K > 1; :mod:`lit_celeba.explain`). Under DDP every rank keeps its share and all are gathered
+(N, K) before rank 0 draws; the maps' faces are rank 0's own, as the gallery's are."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional.classification import (
     binary_confusion_matrix,
@@ -25,9 +28,12 @@ from lit_celeba.callbacks.pictures import (
     confusion_matrices_picture,
     confusion_matrix_picture,
     gallery_picture,
+    maps_picture,
     reliability_picture,
 )
 from lit_celeba.callbacks.summaries import add_png
+from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
+from lit_celeba.explain.maps import has_maps, overlaid
 from lit_celeba.lightning_internals import logging_step
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.outputs import Calibration
@@ -36,13 +42,16 @@ from lit_celeba.models.outputs import Calibration
 class EvaluationPictures:
     """Collects an evaluation epoch's step outputs and draws them (see the module docstring)."""
 
-    def __init__(self, gallery_size: int) -> None:
+    def __init__(self, gallery_size: int, maps_per_kind: int = 0) -> None:
         self.gallery_size = gallery_size
+        self.maps_per_kind = maps_per_kind
+        self._maps = MapCandidates(maps_per_kind)
         self.reset()
 
     def reset(self) -> None:
         self._logits: list[torch.Tensor] = []
         self._probabilities, self._predictions, self._targets, self._gallery = [], [], [], []
+        self._maps.reset()
 
     def collect(self, batch: Any, outputs: Any, gallery: bool) -> None:
         """Keeps a batch's step outputs: the very probabilities and decisions that its metrics
@@ -61,6 +70,9 @@ class EvaluationPictures:
         if missing > 0 and gallery:  # rank 0's first images
             shown = (batch[0], probabilities, predictions, targets)
             self._gallery.append(tuple(t[:missing].detach().float().cpu() for t in shown))
+        if gallery:
+            self._maps.count = faces_per_kind(self.maps_per_kind, predictions.shape[1])
+            self._maps.update(batch[0], probabilities, predictions, targets)
 
     def publish(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, writer: SummaryWriter | None,
@@ -96,7 +108,26 @@ class EvaluationPictures:
                 writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
         add_png(writer, f"{stage}/confusion_matrix", picture, step)
         add_png(writer, f"{stage}/reliability", _reliability(logits, probabilities, targets), step)
+        self._publish_maps(pl_module, writer, stage, attributes, step)
         self.reset()
+
+    def _publish_maps(
+        self, pl_module: pl.LightningModule, writer: SummaryWriter, stage: str,
+        attributes: list[str], step: int,
+    ) -> None:  # fmt: skip
+        if self._maps.count <= 0:
+            return
+        if not has_maps(pl_module.net):
+            rank_zero_warn(f"No activation maps for a {type(pl_module.net).__name__}: they know "
+                           "the recipe CNN and torchvision's ResNets.")  # fmt: skip
+            self._maps.count = self.maps_per_kind = 0
+            return
+        chosen = overlaid(pl_module.net, [self._maps.chosen(k) for k in range(len(attributes))])
+        for name, rows in zip(attributes, chosen, strict=True):
+            picture = maps_picture(rows, class_names(name))
+            if picture is not None:
+                tag = f"{stage}/maps" if len(attributes) == 1 else f"{stage}/maps/{name}"
+                add_png(writer, tag, picture, step)
 
 
 def _reliability(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -277,3 +278,32 @@ def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> np.ndarra
     ]  # fmt: skip
     grid = make_grid(padded, nrow=columns, padding=gap, pad_value=255)
     return grid.permute(1, 2, 0).contiguous().numpy()
+
+
+MAP_ROWS = {"right": "most confident right answers", "wrong": "worst mistakes"}
+
+
+def maps_picture(rows: dict[str, Any], names: tuple[str, str]) -> np.ndarray | None:
+    """One attribute's faces with their activation maps laid over: a headed gallery row per
+    kind (:data:`MAP_ROWS`; ``rows`` maps a kind to a
+    :class:`~lit_celeba.explain.candidates.Chosen`), the captions as :func:`gallery_picture`'s
+    for one attribute with class ``names``. ``None`` when there is no face."""
+    parts = []
+    for kind, heading in MAP_ROWS.items():
+        chosen = rows.get(kind)
+        if chosen is None or not len(chosen.images):
+            continue
+        gallery = gallery_picture(chosen.images, chosen.probabilities, chosen.predictions,
+                                  chosen.targets, names, columns=len(chosen.images))  # fmt: skip
+        parts.append((heading, Image.fromarray(gallery)))
+    if not parts:
+        return None
+    font, line = _font(16), 24
+    width = max(p.width for _, p in parts)
+    page = Image.new("RGB", (width, sum(p.height + line for _, p in parts)), (255, 255, 255))
+    draw, top = ImageDraw.Draw(page), 0
+    for heading, picture in parts:
+        draw.text((8, top + 4), f"{names[1]}: {heading}", fill=(0, 0, 0), font=font)
+        page.paste(picture, (0, top + line))
+        top += picture.height + line
+    return np.asarray(page)

@@ -17,6 +17,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
 from lit_celeba.attributes import output_attributes
+from lit_celeba.data.faces import NO_FACE, face_cells, face_columns
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 from lit_celeba.errors import UsageError
 from lit_celeba.processes import temporary_path
@@ -49,7 +50,10 @@ class CSVPredictionWriter(BasePredictionWriter):
     file that could not be read has an error and no probabilities. ``failures`` counts those
     (``None`` after a CelebA split). A ``predict_output`` that ends with a slash is a folder, also
     one that does not exist yet. It never overwrites a file it did not write
-    (:func:`check_output`).
+    (:func:`check_output`). When faces are sought (``data.align`` not ``never``), each face
+    found is a row, with its index in the photo, box, five landmarks and detection score after
+    the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without a face is one row
+    whose error says so and which ``faceless`` counts.
     """
 
     def __init__(self, output_dir: str | None = None, filename: str = FILENAME) -> None:
@@ -59,8 +63,10 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.filename = filename
         self.path: Path | None = None
         self.rows = 0
+        self.files = 0  # photos: a photo with several faces has a row for each
         self.failures: int | None = None
-        self._photo_rows: list[tuple[str, Row | None, str]] = []
+        self.faceless = 0
+        self._photo_rows: list[tuple[str, Row | None, str, Any]] = []
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._photo_rows = []
@@ -79,8 +85,9 @@ class CSVPredictionWriter(BasePredictionWriter):
             return
         # One row per readable photo, in the batch's order (none when no photo was readable).
         rows = iter(_rows(prediction))
-        for path, error in zip(batch.paths, batch.errors, strict=True):
-            self._photo_rows.append((path, None if error else next(rows), error))
+        faces = batch.faces or [None] * len(batch.paths)
+        for path, error, face in zip(batch.paths, batch.errors, faces, strict=True):
+            self._photo_rows.append((path, None if error else next(rows), error, face))
 
     def _output_path(self, trainer: pl.Trainer) -> Path:
         chosen = output_file(getattr(trainer.datamodule, "predict_output", None), self.filename)
@@ -114,19 +121,24 @@ class CSVPredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             order = {path: i for i, path in enumerate(dataset.paths)}
             rows = _from_all_ranks(rows, key=lambda row: order[row[0]])
-        self.rows = len(rows)
-        self.failures = sum(row is None for _, row, _ in rows)
-        header = ["path"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]
+        self.rows, self.files = len(rows), len({photo for photo, _, _, _ in rows})
+        self.faceless = sum(error == NO_FACE for _, _, error, _ in rows)
+        self.failures = sum(row is None for _, row, _, _ in rows) - self.faceless
+        faces = dataset.align != "never"
+        header = ["path"] + (face_columns() if faces else [])
+        header += [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]
         cells = (
-            [photo, *[""] * (2 * len(attrs)), error]
-            if row is None
-            else [photo, *[c for p, d in row for c in (f"{p:.6f}", d)], ""]
-            for photo, row, error in rows
-        )
+            [photo, *(face_cells(*(face or (None, None))) if faces else []),
+             *([""] * (2 * len(attrs)) if row is None
+               else [c for p, d in row for c in (f"{p:.6f}", d)]), error]
+            for photo, row, error, face in rows
+        )  # fmt: skip
         if self._write_csv(trainer, header, cells):
+            predicted = self.rows - self.failures - self.faceless
+            without_face = f", {self.faceless} without a face" if faces else ""
             rank_zero_info(
-                f"Wrote {self.rows} row(s) ({self.rows - self.failures} predicted, "
-                f"{self.failures} unreadable) to {self.path}"
+                f"Wrote {self.rows} row(s) ({predicted} predicted, {self.failures} "
+                f"unreadable{without_face}) to {self.path}"
             )
 
     def write_on_epoch_end(

@@ -12,6 +12,8 @@ Writes into the run's folder (or ``--out``):
 - one Markdown file per text the run logged: the test tables, ``test_attributes.md`` (accuracy,
   balanced accuracy, AUROC, average precision, F1, ECE, the share of positives, the majority
   baseline and the threshold of each attribute) and ``test_groups.md``.
+- ``maps.png``: a page of the activation maps, every attribute's last ``{stage}/maps`` picture
+  (:mod:`lit_celeba.commands.maps_page`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from lit_celeba.commands import PROG
 from lit_celeba.commands.events import epoch_series, load_run, text_summaries
+from lit_celeba.commands.maps_page import write_maps_page
 from lit_celeba.errors import ReportError
 
 if TYPE_CHECKING:
@@ -91,6 +94,8 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
             path = (out_dir / picture_file_name(tag)).with_suffix(".md")
             path.write_text(text + "\n")
             written.append(path)
+        page = write_maps_page(events, out_dir)
+        written += [page] if page is not None else []
     except OSError as err:
         where = Path(err.filename) if err.filename else out_dir
         raise ReportError(

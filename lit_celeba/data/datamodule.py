@@ -17,7 +17,7 @@ from lit_celeba.data.celeba import label_arrays
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
 from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
-from lit_celeba.data.photos import PhotoBatch, PhotoDataset, photo_loader
+from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
 from lit_celeba.data.sources import CelebACopy, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
@@ -73,6 +73,11 @@ class CelebADataModule(pl.LightningDataModule):
         predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
             ``predict`` writes (default: ``predictions.csv`` in the run's log folder). It never
             overwrites a file that is not a predictions file of its own.
+        align: faces in the photos of ``predict_path``: ``auto`` finds and aligns every face in
+            a photo that is not 178x218 (CelebA's aligned size, taken as is), ``always`` in
+            every photo, ``never`` frames each photo whole (:mod:`lit_celeba.data.photos`).
+        predict_maps: ``predict`` on photos also writes, beside the CSV, a picture per photo
+            with its faces and their activation maps (:mod:`lit_celeba.callbacks.maps`).
         brightness, contrast, saturation: colour augmentation of the training images after the
             flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
             0, the recipe, leaves the training transform exactly as it is.
@@ -106,6 +111,8 @@ class CelebADataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         predict_path: str | None = None,
         predict_output: str | None = None,
+        align: Align = "auto",
+        predict_maps: bool = False,
         subgroups: list[str] | None = None,
         brightness: float = 0.0,
         contrast: float = 0.0,
@@ -182,6 +189,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.predict_path = predict_path
         self.predict_output = predict_output
         self.predict_overwrite = predict_overwrite
+        self.align, self.predict_maps = align, predict_maps
         self.subset_order = subset_order
         self.device_resident = device_resident
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
@@ -229,7 +237,8 @@ class CelebADataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:
             columns = columns_read(self.image_size)
-            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, columns)
+            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, columns,
+                                                              self.align)  # fmt: skip
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,
         # nothing is written and the TFRecords are read at every setup.

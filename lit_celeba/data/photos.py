@@ -20,22 +20,30 @@ that the recipe's eval crop (rows 20..197) keeps. The framed photo then takes Ce
 keeps the columns the resize reads, as the decoded cache does, and its batch gets the data
 module's batched eval transform on the device (:class:`~lit_celeba.data.transforms.BatchTransform`).
 
+Faces (``align``, ``data.align``): ``"auto"`` (the default) takes a photo of exactly 178x218
+pixels as one of CelebA's own aligned images and frames it as above, and looks for faces in any
+other photo: each face found (:mod:`lit_celeba.data.faces`, YuNet) is warped to CelebA's aligned
+framing on its five landmarks and becomes a row of its own; a photo without a face gets one row
+that says so (:data:`~lit_celeba.data.faces.NO_FACE`) and no prediction. ``"always"`` looks for
+faces in every photo, ``"never"`` frames every photo whole.
+
 A file that cannot be read does not stop the run: its item carries an error message and no
-image, and :func:`collate_photos` leaves it out of the batch's images but keeps its path and
-error, so the prediction writer can give it a row.
+image, and :meth:`PhotoDataset.collate` leaves it out of the batch's images but keeps its path
+and error, so the prediction writer can give it a row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from lit_celeba.data.faces import NO_FACE, Face, FaceDetector, align, is_celeba_aligned
 from lit_celeba.data.transforms import CROP_SIZE, keep_columns
 from lit_celeba.errors import PhotoError
 
@@ -45,23 +53,31 @@ LIST_SUFFIX = ".txt"
 # Pillow's names; MPO is the multi-picture JPEG that many cameras and phones write.
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+Align = Literal["auto", "always", "never"]
+ALIGN_MODES: tuple[str, ...] = get_args(Align)
 
 
 class PhotoItem(NamedTuple):
-    image: torch.Tensor | None  # uint8 (218, C, 3); None when the file could not be read
+    # uint8 (218, C, 3) for a framed photo, (F, 218, C, 3) for its F faces; None when the file
+    # could not be read or holds no face
+    image: torch.Tensor | None
     path: str
     error: str  # "" when the file was read
+    faces: tuple[Face, ...] | None = None  # the faces found; None when none were sought
 
 
 class PhotoBatch(NamedTuple):
-    """``images`` holds only the readable photos, in order; ``paths`` and ``errors`` hold all of
-    them (``error == ""`` marks the readable ones). ``batch[0]`` is the images, as for CelebA:
-    uint8 (B, 218, C, 3) from the loader, float (B, 3, S, S) once the data module's
-    ``on_after_batch_transfer`` has transformed them (B may be 0)."""
+    """One row per framed photo, per face found, per photo without a face and per unreadable
+    file: ``paths``, ``errors`` and ``faces`` hold every row (``error == ""`` marks the rows with
+    an image; ``faces`` is ``(index in its photo, Face)`` or None), ``images`` only the rows with
+    an image, in order. ``batch[0]`` is the images, as for CelebA: uint8 (B, 218, C, 3) from the
+    loader, float (B, 3, S, S) once the data module's ``on_after_batch_transfer`` has transformed
+    them (B may be 0)."""
 
     images: torch.Tensor
     paths: list[str]
     errors: list[str]
+    faces: list[tuple[int, Face] | None] | None = None
 
 
 def find_photos(predict_path: str | Path) -> list[Path]:
@@ -95,15 +111,18 @@ def find_photos(predict_path: str | Path) -> list[Path]:
     )
 
 
-def read_rgb(path: str | Path) -> Image.Image:
-    """The image at ``path`` as upright 8-bit RGB; raises on an unreadable or unsupported file."""
+def read_rgb(path: str | Path, draft: bool = True) -> Image.Image:
+    """The image at ``path`` as upright 8-bit RGB; raises on an unreadable or unsupported file.
+    ``draft=False`` decodes a JPEG at its full size (for face detection, whose boxes are in the
+    photo's own pixels)."""
     with Image.open(path) as image:
         if image.format not in SUPPORTED_FORMATS:
             supported = ", ".join(dict.fromkeys(SUPPORTED_FORMATS.values()))
             raise ValueError(f"unsupported image format {image.format} (supported: {supported})")
         # Let the JPEG decoder downscale huge photos by a power of two (much faster); it stays
         # at least 218 pixels on each side, more than the frame needs whatever the orientation.
-        image.draft(None, (FRAME_HEIGHT, FRAME_HEIGHT))
+        if draft:
+            image.draft(None, (FRAME_HEIGHT, FRAME_HEIGHT))
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
 
@@ -137,25 +156,42 @@ def frame(image: Image.Image) -> Image.Image:
     return canvas
 
 
-def load_frame(path: str | Path) -> torch.Tensor:
-    """The photo at ``path``, framed, as a uint8 tensor of shape (3, 218, 178)."""
-    pixels = np.asarray(frame(read_rgb(path)), dtype=np.uint8)
+def _tensor(image: Image.Image) -> torch.Tensor:
+    pixels = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
 
 
-class PhotoDataset(Dataset):
-    """Photos read from ``paths``, framed, and kept as the decoded cache keeps CelebA: uint8
-    (218, C, 3), only the source ``columns`` (``transforms.columns_read(image_size)``). Items
-    are :class:`PhotoItem`; batch them with :meth:`collate`."""
+def load_frame(path: str | Path) -> torch.Tensor:
+    """The photo at ``path``, framed, as a uint8 tensor of shape (3, 218, 178)."""
+    return _tensor(frame(read_rgb(path)))
 
-    def __init__(self, paths: Sequence[str | Path], columns: np.ndarray) -> None:
+
+class PhotoDataset(Dataset):
+    """Photos read from ``paths``, framed or cut into aligned faces (``align``, see the module
+    docstring; ``"never"`` here, ``"auto"`` in the data module), and kept as the decoded cache
+    keeps CelebA: uint8 (218, C, 3), only the source ``columns``
+    (``transforms.columns_read(image_size)``). Items are :class:`PhotoItem`; batch them with
+    :meth:`collate`."""
+
+    def __init__(
+        self, paths: Sequence[str | Path], columns: np.ndarray, align: Align = "never"
+    ) -> None:
+        if align not in ALIGN_MODES:
+            raise PhotoError(f"data.align must be one of {', '.join(ALIGN_MODES)}; got {align!r}")
         self.paths = [str(p) for p in paths]
         self.columns = columns
+        self.align = align
         self.image_shape = (FRAME_HEIGHT, len(columns), 3)
+        self._detector: FaceDetector | None = None  # made in the process that reads
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_detector": None}  # OpenCV's detector does not pickle
 
     @classmethod
-    def from_path(cls, predict_path: str | Path, columns: np.ndarray) -> PhotoDataset:
-        return cls(find_photos(predict_path), columns)
+    def from_path(
+        cls, predict_path: str | Path, columns: np.ndarray, align: Align = "never"
+    ) -> PhotoDataset:
+        return cls(find_photos(predict_path), columns, align)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -163,19 +199,45 @@ class PhotoDataset(Dataset):
     def __getitem__(self, index: int) -> PhotoItem:
         path = self.paths[index]
         try:
-            image = keep_columns(load_frame(path), self.columns)
+            if self.align == "never":
+                return PhotoItem(keep_columns(load_frame(path), self.columns), path, "")
+            return self._faces(read_rgb(path, draft=False), path)
         # One bad file must not stop the run, whatever Pillow raises for it (OSError for most,
         # but SyntaxError, ValueError or DecompressionBombError for some broken files).
         except Exception as err:
             return PhotoItem(None, path, _describe(err))
-        return PhotoItem(image, path, "")
+
+    def _faces(self, photo: Image.Image, path: str) -> PhotoItem:
+        if self.align == "auto" and is_celeba_aligned(photo):
+            return PhotoItem(keep_columns(_tensor(photo), self.columns), path, "")
+        if self._detector is None:
+            self._detector = FaceDetector()
+        faces = tuple(self._detector(photo))
+        if not faces:
+            return PhotoItem(None, path, NO_FACE, ())
+        crops = [keep_columns(_tensor(align(photo, face.landmarks)), self.columns)
+                 for face in faces]  # fmt: skip
+        return PhotoItem(torch.stack(crops), path, "", faces)
 
     def collate(self, items: Sequence[PhotoItem]) -> PhotoBatch:
-        """Stacks the readable images (an empty batch of the right shape when none is)."""
-        images = [item.image for item in items if item.image is not None]
+        """Stacks the images of the framed photos and of the faces found (an empty batch of the
+        right shape when there is none), one row each, and a row for every other item."""
+        images, paths, errors, faces = [], [], [], []
+        for item in items:
+            if item.faces:  # one row per face
+                images += list(item.image)
+                paths += [item.path] * len(item.faces)
+                errors += [""] * len(item.faces)
+                faces += list(enumerate(item.faces))
+                continue
+            if item.image is not None:
+                images.append(item.image)
+            paths.append(item.path)
+            errors.append(item.error)
+            faces.append(None)
         empty = torch.empty((0, *self.image_shape), dtype=torch.uint8)
         stacked = torch.stack(images) if images else empty
-        return PhotoBatch(stacked, [item.path for item in items], [item.error for item in items])
+        return PhotoBatch(stacked, paths, errors, faces if self.align != "never" else None)
 
 
 def _describe(err: Exception) -> str:

@@ -1,0 +1,115 @@
+"""Faces in a user's photo (lit_celeba.data.faces, data.align) on a real photo that ships with a
+test dependency: scikit-image's astronaut (Eileen Collins, NASA, public domain)."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lit_celeba.data.faces import (
+    CELEBA_LANDMARKS,
+    NO_FACE,
+    FaceDetector,
+    align,
+    face_columns,
+    similarity,
+)
+from lit_celeba.data.photos import PhotoDataset
+from lit_celeba.data.transforms import columns_read
+from tests.conftest import astronaut, write_group_photo
+from tests.test_readme_commands import Session, documented_commands
+
+
+@pytest.fixture(scope="module")
+def detector() -> FaceDetector:
+    return FaceDetector()
+
+
+def test_the_astronaut_has_one_face_with_her_landmarks(detector: FaceDetector) -> None:
+    faces = detector(astronaut())
+    assert len(faces) == 1
+    (face,) = faces
+    x, y, w, h = face.box
+    assert 150 < x < 200 and 40 < y < 90 and 70 < w < 110 and 90 < h < 140  # her face
+    eyes, nose, mouth = np.array(face.landmarks[:2]), face.landmarks[2], face.landmarks[3:]
+    assert eyes[0, 0] < eyes[1, 0]  # CelebA's order: the eye on the image's left first
+    assert eyes[:, 1].max() < nose[1] < min(m[1] for m in mouth)
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+    assert face.score > 0.8
+
+
+def test_alignment_puts_her_landmarks_on_celebas(detector: FaceDetector) -> None:
+    photo = astronaut()
+    big = photo.resize((1536, 1536)).rotate(-15, Image.Resampling.BILINEAR)  # large and turned
+    found = []
+    for picture in (photo, big):
+        (face,) = detector(picture)
+        aligned = align(picture, face.landmarks)
+        assert aligned.size == (178, 218)
+        (again,) = detector(aligned)
+        found.append(np.array(again.landmarks))
+    # Found again where CelebA's faces have them, to a few pixels (her face is not the mean
+    # face: the least-squares fit leaves her eyes 5 pixels low), whatever the size and angle.
+    assert all(np.abs(marks - CELEBA_LANDMARKS).max() < 7 for marks in found)
+    assert np.abs(found[0] - found[1]).max() < 5  # the detector's own noise: 3.5 px
+
+
+def test_similarity_recovers_a_known_transform() -> None:
+    angle, scale, shift = np.radians(17), 2.5, np.array([40.0, -12.0])
+    turn = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = CELEBA_LANDMARKS @ turn.T + shift
+    matrix = similarity(moved, CELEBA_LANDMARKS)
+    back = moved @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(back, CELEBA_LANDMARKS, atol=1e-9)
+
+
+def test_a_row_per_face_a_row_for_no_face_and_celeba_faces_as_they_are(tmp_path: Path) -> None:
+    group = write_group_photo(tmp_path / "group.jpg")
+    Image.new("RGB", (300, 200), (90, 140, 60)).save(tmp_path / "lawn.png")
+    astronaut().resize((178, 218)).save(tmp_path / "celeba_sized.png")
+    paths = [group, tmp_path / "lawn.png", tmp_path / "celeba_sized.png"]
+    dataset = PhotoDataset(paths, columns_read(64), align="auto")
+    batch = dataset.collate([dataset[i] for i in range(len(dataset))])
+    assert batch.paths == [str(group), str(group), *map(str, paths[1:])]
+    assert batch.errors == ["", "", NO_FACE, ""]
+    assert [f[0] if f else None for f in batch.faces] == [0, 1, None, None]
+    assert batch.faces[0][1].box[0] < 500 < batch.faces[1][1].box[0]  # left to right
+    assert batch.images.shape == (3, 218, 128, 3)  # two faces and the framed 178x218 photo
+    # "always" looks for faces in a CelebA-sized photo too; "never" frames every photo whole.
+    always = PhotoDataset(paths[2:], columns_read(64), align="always")
+    assert always[0].faces is not None and len(always[0].faces) == 1
+    never = PhotoDataset(paths, columns_read(64), align="never")
+    assert never.collate([never[i] for i in range(3)]).faces is None
+    # Data loader workers get the dataset pickled: the detector stays behind, made anew there.
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy._detector is None and len(copy[0].faces) == 2
+
+
+def test_predict_on_a_photo_with_two_faces_as_the_readme_shows(
+    tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    (command,) = [c for d, c in documented_commands() if "--data.predict_maps" in c]
+    session = Session(tiny_root, tmp_path)  # writes group.jpg, as for the README's own run
+    trained = tmp_path / "logs" / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    trained.parent.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, trained)
+    session.run(command)
+    out = tmp_path / "results"
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["path", *face_columns(), "prob_Male", "pred_Male", "error"]
+    assert [(r["face"], r["error"]) for r in rows] == [("1", ""), ("2", "")]
+    for row in rows:
+        box = [float(row[c]) for c in ("box_x", "box_y", "box_width", "box_height")]
+        assert box[2] > 50 and box[3] > 50
+        assert 0 <= float(row["prob_Male"]) <= 1
+    maps = sorted((out / "predictions_maps").iterdir())
+    assert [m.name for m in maps] == ["0000_group.png"]
+    picture = Image.open(maps[0])
+    assert picture.width >= 720 and picture.height > 560  # the photo, then a row per face
