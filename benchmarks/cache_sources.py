@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from lit_celeba.data.cache import build_cache
+from lit_celeba.data.copies import load_copy
 from lit_celeba.data.order import subset_rows
-from lit_celeba.data.sources import load_copy
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.data.transforms import columns_read
 

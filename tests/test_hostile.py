@@ -28,7 +28,7 @@ from lit_celeba.checkpoints import runs
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.events import epoch_series
 from lit_celeba.data import synthetic
-from lit_celeba.data.sources import find_copy
+from lit_celeba.data.copies import find_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.errors import CelebAError

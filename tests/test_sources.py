@@ -13,8 +13,8 @@ import pytest
 
 from lit_celeba.data.cache import build_cache
 from lit_celeba.data.celeba import label_arrays
+from lit_celeba.data.copies import find_copy, load_copy
 from lit_celeba.data.order import subset_rows, tfds_key, tfds_sorted
-from lit_celeba.data.sources import find_copy, load_copy
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.data.transforms import columns_read
 from lit_celeba.errors import CelebAError

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from lit_celeba.data import tfds_index, tfrecord
-from lit_celeba.data.sources import TFDS_SPLITS, load_copy
+from lit_celeba.data.copies import load_copy
+from lit_celeba.data.sources import TFDS_SPLITS
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.errors import CelebAError, UsageError
 from tests.conftest import TINY_SIZES
@@ -252,7 +253,7 @@ def test_reading_in_parallel_gives_the_same_index(root, monkeypatch, capsys) -> 
     assert "Indexing the tfds records" not in capsys.readouterr().err  # a moment: no bar
     monkeypatch.setattr(tfds_index, "PARALLEL_FROM_BYTES", 0)
     folder = _folder(root)
-    from lit_celeba.data.sources import _load_tfds
+    from lit_celeba.data.copies import _load_tfds
 
     assert _summary(_load_tfds(folder, workers=3)) == expected
     assert "Indexing the tfds records" in capsys.readouterr().err

@@ -14,12 +14,12 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.cache import build_cache, default_cache_dir
 from lit_celeba.data.celeba import label_arrays
+from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
 from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
-from lit_celeba.data.sources import CelebACopy, find_copy, load_copy
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read
 from lit_celeba.errors import CelebAError, SettingError

@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from lit_celeba.data.sources import tfds_dir
+from lit_celeba.data.copies import tfds_dir
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, Correlation, draw_face
 from lit_celeba.processes import FolderLock, pool_worker_init, process_alive
 
@@ -263,7 +263,7 @@ def _write_set(
         raise
 
 
-# Files that only a CelebA copy has, in any of the forms lit_celeba reads (data/sources.py).
+# Files that only a CelebA copy has, in any of the forms lit_celeba reads (data/copies.py).
 _COPY_FILES = (
     "list_attr_celeba.txt", "list_eval_partition.txt", "list_attr_celeba.csv",
     "list_eval_partition.csv", "archive.zip", "img_align_celeba.zip", "Anno/list_attr_celeba.txt",
