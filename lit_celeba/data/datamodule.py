@@ -20,6 +20,7 @@ from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
+from lit_celeba.data.settings import check_numbers
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read
 from lit_celeba.errors import CelebAError, SettingError
@@ -125,35 +126,13 @@ class CelebADataModule(pl.LightningDataModule):
         predict_overwrite: bool = False,
     ) -> None:
         super().__init__()
-        if device_resident and not cache:
-            raise SettingError(
-                "device_resident", "keeps the decoded cache on the device: it needs cache true"
-            )
-        for name, value in (
-            ("brightness", brightness),
-            ("contrast", contrast),
-            ("saturation", saturation),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
+        check_numbers(
+            sizes={"train_size": train_size, "val_size": val_size, "test_size": test_size},
+            colour={"brightness": brightness, "contrast": contrast, "saturation": saturation},
+            batch_size=batch_size, num_workers=num_workers, image_size=image_size,
+            synthetic=synthetic, cache=cache, device_resident=device_resident,
+        )  # fmt: skip
         self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
-        for name, value in (
-            ("train_size", train_size),
-            ("val_size", val_size),
-            ("test_size", test_size),
-        ):
-            if value is not None and value < 1:
-                raise SettingError(name, f"must be a positive number or null, got {value}")
-        if batch_size < 1:
-            raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
-        if num_workers < 0:
-            raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
-        if image_size < 8:
-            raise SettingError("image_size", f"must be at least 8, got {image_size}")
-        if synthetic and (train_size is None or val_size is None):
-            raise SettingError(
-                "synthetic", "needs train_size and val_size as numbers, not null"
-            )
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.target_attr = target_attr

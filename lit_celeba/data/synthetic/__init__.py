@@ -19,15 +19,13 @@ validation and test splits ``Male`` is a fair coin whatever the hair.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
-import re
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Literal
@@ -35,13 +33,17 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
-from lit_celeba.data.copies import tfds_dir
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, Correlation, draw_face
-from lit_celeba.processes import FolderLock, pool_worker_init, process_alive
+from lit_celeba.data.synthetic.target import (
+    MARKER_NAME,
+    building,
+    move_into_place,
+    refuse_data_of_others,
+)
+from lit_celeba.processes import pool_worker_init
 
 __all__ = ["ATTRIBUTE_NAMES", "MARKER_NAME", "generate_celeba", "read_marker"]
 
-MARKER_NAME = "SYNTHETIC.json"
 GENERATOR_VERSION = 1
 LAYOUTS = ("official", "kaggle")
 _PARALLEL_MIN = 400  # below this, starting worker processes costs more than it saves
@@ -230,7 +232,7 @@ def generate_celeba(
     }
     if correlate is not None:  # only then: the default marker stays byte-identical
         marker["correlate"] = list(correlate)
-    _refuse_data_of_others(root, target)
+    refuse_data_of_others(root, target)
     with building(target):
         if not ((target / MARKER_NAME).is_file() and _load_marker(target / MARKER_NAME) == marker):
             _write_set(target, marker, correlate, progress)
@@ -257,87 +259,10 @@ def _write_set(
         )
         _write_annotations(build, layout, labels, sizes)
         (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(build, target)
+        move_into_place(build, target)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-
-
-# Files that only a CelebA copy has, in any of the forms lit_celeba reads (data/copies.py).
-_COPY_FILES = (
-    "list_attr_celeba.txt", "list_eval_partition.txt", "list_attr_celeba.csv",
-    "list_eval_partition.csv", "archive.zip", "img_align_celeba.zip", "Anno/list_attr_celeba.txt",
-    "Eval/list_eval_partition.txt", "Img/img_align_celeba.zip",
-)  # fmt: skip
-
-
-def _refuse_data_of_others(root: Path, target: Path) -> None:
-    """Raise FileExistsError where writing ``target`` would touch data that this module did not
-    generate: a folder at ``target`` without its marker, or any CelebA copy at ``root`` (a root
-    with two copies is refused by every run, and a real copy must never mix with drawn faces)."""
-    if root.is_file() or (target.exists() and not (target / MARKER_NAME).is_file()):
-        if root.is_file() or not target.is_dir() or any(target.iterdir()):
-            raise FileExistsError(
-                f"{target} already exists and holds no {MARKER_NAME}, so lit_celeba.data.synthetic "
-                "did not generate it (it may be a real CelebA copy); refusing to overwrite data it "
-                "did not generate. Choose another root, or move that folder away yourself."
-            )
-    found = [
-        path
-        for folder in (root, root / "celeba")
-        if folder != target and not (folder / MARKER_NAME).is_file()
-        for path in [*(folder / name for name in _COPY_FILES), tfds_dir(folder)]
-        if path is not None and path.exists()
-    ]
-    if found:
-        shown = ", ".join(str(p) for p in found[:3]) + (", ..." if len(found) > 3 else "")
-        raise FileExistsError(
-            f"{root} holds a CelebA copy that lit_celeba.data.synthetic did not generate "
-            f"({shown}); generated faces go only into a root without one, so that the two never "
-            "mix. Give the generated set another root (--data.root), or train on that copy "
-            "without generating (--data.synthetic false)."
-        )
-
-
-@contextlib.contextmanager
-def building(target: Path) -> Iterator[None]:
-    """Hold the folder that ``target`` goes in while it is checked and written: a second run
-    that generates the same set (two fits of the demo at once) waits, then finds it done. Build
-    folders that a killed run left there are removed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FolderLock(target.parent)
-    if not lock.acquire():
-        print(f"Waiting for {', '.join(map(str, lock.holders())) or 'another process'}, which "
-              f"generates a data set in {target.parent}.", file=sys.stderr, flush=True)  # fmt: skip
-        lock.acquire(wait=True)
-    try:
-        _remove_abandoned_builds(target)
-        yield
-    finally:
-        lock.release()
-
-
-def _remove_abandoned_builds(target: Path) -> None:
-    """The ``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` folders of ``target`` whose process has
-    ended (killed while it generated, or while it swapped an older set out)."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial|old)-(\d+)-[0-9a-f]+$")
-    for leftover in target.parent.glob(f".{target.name}.*"):
-        match = pattern.match(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _move_into_place(build: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(build, target)
-    elif (target / MARKER_NAME).is_file():  # an older generated set: swap, then delete it
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-        os.replace(target, old)
-        os.replace(build, target)
-        shutil.rmtree(old)
-    else:
-        target.rmdir()  # checked empty before; rmdir refuses if anything appeared since
-        os.replace(build, target)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

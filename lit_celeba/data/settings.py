@@ -1,0 +1,38 @@
+"""The data module's numeric settings, checked before anything runs: each wrong one is a
+:class:`~lit_celeba.errors.SettingError` that names it and says what it must be."""
+
+from __future__ import annotations
+
+from lit_celeba.errors import SettingError
+
+
+def check_numbers(
+    *,
+    sizes: dict[str, int | None],
+    colour: dict[str, float],
+    batch_size: int,
+    num_workers: int,
+    image_size: int,
+    synthetic: bool,
+    cache: bool,
+    device_resident: bool | None,
+) -> None:
+    """Raise a :class:`SettingError` for the first setting out of its range."""
+    if device_resident and not cache:
+        raise SettingError(
+            "device_resident", "keeps the decoded cache on the device: it needs cache true"
+        )
+    for name, value in colour.items():
+        if not 0.0 <= value <= 1.0:
+            raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            raise SettingError(name, f"must be a positive number or null, got {value}")
+    if batch_size < 1:
+        raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
+    if num_workers < 0:
+        raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
+    if image_size < 8:
+        raise SettingError("image_size", f"must be at least 8, got {image_size}")
+    if synthetic and (sizes["train_size"] is None or sizes["val_size"] is None):
+        raise SettingError("synthetic", "needs train_size and val_size as numbers, not null")
