@@ -68,7 +68,9 @@ def test_batches_have_the_recipe_shape_and_range(tiny_root: Path) -> None:
 def _transformed_batches(dm: CelebADataModule, stage: str, seed: int) -> list[tuple]:
     """Every batch of ``stage`` as the model gets it, ``seed_everything``-style seeded."""
     loader = dm.train_dataloader() if stage == "train" else dm.val_dataloader()
-    dm.trainer = SimpleNamespace(training=stage == "train")  # what the hook asks the trainer
+    # What the hook asks the trainer: its state, and its precision's input conversion (none here).
+    identity = SimpleNamespace(convert_input=lambda images: images)
+    dm.trainer = SimpleNamespace(training=stage == "train", precision_plugin=identity)
     torch.manual_seed(seed)
     try:
         return [dm.on_after_batch_transfer(batch, 0) for batch in loader]

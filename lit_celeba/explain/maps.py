@@ -73,8 +73,9 @@ def activation_maps(
 
     trunk, head = split(net)
     distinct, inverse = torch.unique(images.flatten(1), dim=0, return_inverse=True)
+    dtype = next(net.parameters()).dtype  # float32, or the weights' own under "*-true"
     with torch.no_grad():
-        features = trunk(distinct.reshape(-1, *images.shape[1:]).float())
+        features = trunk(distinct.reshape(-1, *images.shape[1:]).to(dtype))
     layer = nn.Identity()
     # Captum takes torch.autograd.grad with respect to the layer: no parameter's .grad changes.
     with torch.inference_mode(False), torch.enable_grad():
@@ -86,7 +87,7 @@ def activation_maps(
             return head(layer(x))[rows, attributes] * signs
 
         products = LayerGradientXActivation(score, layer).attribute(inputs)
-    maps = products.detach().sum(1).clamp_(min=0)
+    maps = products.detach().float().sum(1).clamp_(min=0)
     peak = maps.flatten(1).amax(1).clamp_(min=1e-12)[:, None, None]
     return maps / peak
 

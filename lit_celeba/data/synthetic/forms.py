@@ -25,13 +25,8 @@ from pathlib import Path
 from lit_celeba.data import tfrecord
 from lit_celeba.data.celeba import read_attributes, read_partition
 from lit_celeba.data.order import tfds_sorted
-from lit_celeba.data.synthetic import (
-    MARKER_NAME,
-    _load_marker,
-    _move_into_place,
-    building,
-    generate_celeba,
-)
+from lit_celeba.data.synthetic import _load_marker, generate_celeba
+from lit_celeba.data.synthetic.target import MARKER_NAME, building, move_into_place
 
 FORMS = ("unpacked", "zip", "kaggle-zip", "tfds")
 TFDS_VERSION = "2.1.0"
@@ -104,7 +99,7 @@ def _write_form(
             _pack_tfds(unpacked, build / "celeb_a" / TFDS_VERSION, train_shards)
         shutil.rmtree(build / "unpacked")
         (build / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        _move_into_place(build, root)
+        move_into_place(build, root)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
