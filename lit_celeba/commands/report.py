@@ -113,8 +113,9 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"{PROG} report",
-        description="Turn a run's TensorBoard logs into PNG files: the loss/accuracy curves, "
-        "the prediction gallery, the augmentation grid and the confusion matrix.",
+        description="Turn a run's TensorBoard logs into files: the loss/accuracy curves, the "
+        "prediction gallery, the augmentation grid, the confusion matrix, the reliability "
+        "diagram and the activation maps as PNG, the test tables as Markdown.",
     )
     parser.add_argument("run_dir", type=Path, help="a run folder, e.g. logs/demo/version_0")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: run_dir)")
