@@ -146,3 +146,41 @@ def test_maps_overhead_prints_the_share_of_the_epochs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert re.search(r"^epoch 1: \d+\.\d\d s, maps \d+\.\d{3} s \(\d+\.\d\d%\)$", done.stdout, re.M)
     assert "recipe, 1 attribute(s), 32 training and 16 validation faces: maps " in done.stdout
+
+
+def _predictions_csv(path: Path, probabilities, truth, names) -> None:
+    header = ["image", *[f"{kind}_{n}" for n in names for kind in ("prob", "pred", "true")]]
+    lines = [",".join(header)]
+    for i, (row_p, row_t) in enumerate(zip(probabilities.tolist(), truth.tolist(), strict=True)):
+        cells = [f"{i:06d}.jpg"]
+        for p, t in zip(row_p, row_t, strict=True):
+            cells += [f"{p:.6f}", str(int(p > 0.5)), str(t)]
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_ece_floor_tells_calibrated_from_miscalibrated(tmp_path: Path) -> None:
+    import torch
+
+    # Not seed 0, the script's own: its first draw would then repeat these very numbers.
+    generator = torch.Generator().manual_seed(7)
+    probabilities = torch.rand(2000, 3, generator=generator)
+    truth = (torch.rand(2000, 3, generator=generator) < probabilities).long()
+    names = ["Male", "Young", "Bald"]
+
+    def ratio(csv_name: str, shown) -> float:
+        _predictions_csv(tmp_path / csv_name, shown, truth, names)
+        done = run_benchmark("ece_floor.py", csv_name, "--draws", "40", tmp_path=tmp_path,
+                             timeout=120)  # fmt: skip
+        assert "2000 images, 3 attribute(s), 15 bins" in done.stdout
+        floor = re.search(r"perfectly calibrated, same probabilities: (0\.\d{4}) \(5-95 %: "
+                          r"(0\.\d{4})-(0\.\d{4})\)", done.stdout)  # fmt: skip
+        assert floor and float(floor.group(2)) <= float(floor.group(1)) <= float(floor.group(3))
+        return float(re.search(r"measured / perfectly calibrated: (\d+\.\d\d)", done.stdout)[1])
+
+    # Labels drawn from the probabilities: measured as the floor. Squeezed towards 0.5: far above.
+    assert 0.6 < ratio("calibrated.csv", probabilities) < 1.6
+    assert ratio("squeezed.csv", 0.5 + (probabilities - 0.5) * 0.3) > 3
+    (tmp_path / "photos.csv").write_text("path,prob_Male,pred_Male,error\na.jpg,0.9,1,\n")
+    done = run_benchmark("ece_floor.py", "photos.csv", tmp_path=tmp_path, timeout=60, returncode=1)
+    assert "no prob_<attribute> and true_<attribute> columns" in done.stderr
