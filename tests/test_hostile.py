@@ -230,11 +230,14 @@ def test_two_generations_at_once_make_the_set_once(tmp_path: Path, monkeypatch) 
     assert os.listdir(tmp_path) == ["celeba"]
 
 
-def test_a_full_disk_while_generating_is_one_clear_error(tmp_path: Path, monkeypatch, capsys):
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(synthetic, "_render_chunk", full)
+
+def test_a_full_disk_while_generating_is_one_clear_error(tmp_path: Path, monkeypatch, capsys):
+    # At module level: with two or more CPUs the generator's pool pickles the function by name
+    # (a local one cannot be, and the pool then waited forever, 2026-12-05).
+    monkeypatch.setattr(synthetic, "_render_chunk", _full_disk)
     root = tmp_path / "demo"
     message = run_expecting_error(
         ["fit", "--config", str(CONFIGS / "demo.yaml"), f"--data.root={root}",
