@@ -40,6 +40,7 @@ from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
 from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
+from lit_celeba.data.framing import Framing, framing_key, reframe
 from lit_celeba.data.sources import FolderSource, ImageSource
 from lit_celeba.data.transforms import keep_columns
 from lit_celeba.errors import CelebAError, UsageError
@@ -66,12 +67,16 @@ def as_source(images: ImageSource | os.PathLike | str) -> ImageSource:
 
 
 def cache_key(
-    images: ImageSource | Path, names: Sequence[str], columns: Sequence[int]
+    images: ImageSource | Path,
+    names: Sequence[str],
+    columns: Sequence[int],
+    framing: Framing = "celeba",
 ) -> str:
-    """A hash of the cache's content: source, columns kept, names, each image's size and date
-    (or CRC, or record offset)."""
+    """A hash of the cache's content: source, columns kept, framing (and the detector's
+    settings), names, each image's size and date (or CRC, or record offset)."""
     source = as_source(images)
-    header = f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {source.identity()}\n"
+    header = (f"v{CACHE_VERSION} {IMAGE_SHAPE} {list(columns)} {source.identity()}"
+              f"{framing_key(framing)}\n")  # fmt: skip
     digest = hashlib.sha256(header.encode())
     for line in source.key_lines(names):
         digest.update(f"{line}\n".encode())
@@ -122,26 +127,39 @@ def decode_bytes(data: bytes, where: str) -> torch.Tensor:
         ) from None
 
 
-def decode_face(data: bytes, path: str, columns: np.ndarray) -> torch.Tensor:
-    """A CelebA face's JPEG bytes in the layout the cache stores and the transforms read
-    (:func:`~lit_celeba.data.transforms.keep_columns`); an image of another size than CelebA's
-    aligned faces is refused with the same message wherever it is read."""
+def decode_face(
+    data: bytes, path: str, columns: np.ndarray, framing: Framing = "celeba"
+) -> tuple[torch.Tensor, bool]:
+    """A CelebA face's JPEG bytes in ``framing`` (:mod:`~lit_celeba.data.framing`) and in the
+    layout the cache stores and the transforms read
+    (:func:`~lit_celeba.data.transforms.keep_columns`), and whether it was reframed; an image of
+    another size than CelebA's aligned faces is refused with the same message wherever it is
+    read."""
     image = decode_bytes(data, path)
     problem = face_size_problem(path, image.shape[2], image.shape[1])
     if problem is not None:
         raise CelebAError(problem)
-    return keep_columns(image, columns)
+    image, reframed = reframe(image, framing)
+    return keep_columns(image, columns), reframed
 
 
 def _decode_chunk(
-    tmp_path: str, source: ImageSource, names: list[str], start: int, columns: list[int]
-) -> int:
+    tmp_path: str,
+    source: ImageSource,
+    names: list[str],
+    start: int,
+    columns: list[int],
+    framing: Framing,
+) -> tuple[int, int]:
+    """Decodes ``names`` into the cache from row ``start``; (images, of them reframed)."""
     array = np.load(tmp_path, mmap_mode="r+")
-    kept = np.asarray(columns)
+    kept, reframed = np.asarray(columns), 0
     for offset, (name, data) in enumerate(zip(names, source.read_many(names), strict=True)):
-        array[start + offset] = decode_face(data, source.where(name), kept).numpy()
+        image, moved = decode_face(data, source.where(name), kept, framing)
+        array[start + offset] = image.numpy()
+        reframed += moved
     array.flush()
-    return len(names)
+    return len(names), reframed
 
 
 def _allocate(tmp_path: Path, shape: tuple[int, ...]) -> None:
@@ -162,13 +180,14 @@ def build_cache(
     workers: int | None = None,
     description: str = "images",
     wait_limit_s: float = LOCK_WAIT_LIMIT_S,
+    framing: Framing = "celeba",
 ) -> Path:
     """Decode ``names`` from ``images`` (a source, or an unpacked folder) into
-    ``cache_dir/<key>.npy`` unless it exists, keeping the source ``columns`` of each image. A
-    damaged file is rebuilt."""
+    ``cache_dir/<key>.npy`` unless it exists, in ``framing``, keeping the source ``columns`` of
+    each image. A damaged file is rebuilt."""
     columns = [int(c) for c in columns]
     source = as_source(images)
-    key = cache_key(source, names, columns)
+    key = cache_key(source, names, columns, framing)
     final = cache_dir / f"celeba-{key}.npy"
     shape = cache_shape(len(names), columns)
     if _damage(final, shape) is None:
@@ -192,7 +211,7 @@ def build_cache(
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
             _allocate(tmp, shape)
-            _decode_all(tmp, source, list(names), columns, workers, description)
+            _decode_all(tmp, source, list(names), columns, workers, description, framing)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
@@ -239,14 +258,21 @@ def _decode_all(
     columns: list[int],
     workers: int | None,
     description: str,
+    framing: Framing,
 ) -> None:
     chunks = [(i, names[i : i + _CHUNK]) for i in range(0, len(names), _CHUNK)]
     workers = min(workers or os.cpu_count() or 1, len(chunks))
-    bar = tqdm(total=len(names), desc=f"Decoding {description} into the cache", unit="img")
+    framed = "" if framing == "celeba" else f", framed by the {framing}"
+    bar = tqdm(total=len(names), desc=f"Decoding {description} into the cache{framed}",
+               unit="img")  # fmt: skip
+    reframed = 0
     with bar:
         if workers <= 1:
             for start, chunk in chunks:
-                bar.update(_decode_chunk(str(tmp), source, chunk, start, columns))
+                done, moved = _decode_chunk(str(tmp), source, chunk, start, columns, framing)
+                bar.update(done)
+                reframed += moved
+            _say_unframed(len(names), reframed, framing, description)
             return
         # fork: the workers only need this module, and start in milliseconds.
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
@@ -254,16 +280,26 @@ def _decode_all(
                                    initargs=(os.getpid(),))  # fmt: skip
         try:
             futures = [
-                pool.submit(_decode_chunk, str(tmp), source.for_names(chunk), chunk, start, columns)
+                pool.submit(_decode_chunk, str(tmp), source.for_names(chunk), chunk, start,
+                            columns, framing)  # fmt: skip
                 for start, chunk in chunks
             ]
             for future in futures:
-                bar.update(future.result())
+                done, moved = future.result()
+                bar.update(done)
+                reframed += moved
         except BaseException:
             # Stopped (a signal, a bad image): do not decode the chunks still queued.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
+    _say_unframed(len(names), reframed, framing, description)
+
+
+def _say_unframed(count: int, reframed: int, framing: Framing, description: str) -> None:
+    if framing != "celeba" and reframed < count:
+        print(f"The {framing} found no face in {count - reframed} of the {count} images of "
+              f"{description}: they keep CelebA's own framing.", file=sys.stderr, flush=True)
 
 
 def _decoder_init(parent_pid: int) -> None:

@@ -16,7 +16,9 @@ from lit_celeba.data.cache import build_cache, default_cache_dir
 from lit_celeba.data.celeba import label_arrays
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
+from lit_celeba.data.degradations import PhotoDegradations
 from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
+from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
@@ -82,6 +84,12 @@ class CelebADataModule(pl.LightningDataModule):
         brightness, contrast, saturation: colour augmentation of the training images after the
             flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
             0, the recipe, leaves the training transform exactly as it is.
+        framing: ``celeba``, CelebA's faces as CelebA aligned them, or ``detector``, each passed
+            once through ``predict``'s own detector and alignment (:mod:`lit_celeba.data.framing`)
+            so that training, evaluation and predict see faces framed one way.
+        photo: what photos have and CelebA lacks, as training augmentations after the colour
+            changes: alignment errors, low resolution, blur, noise, grey, JPEG
+            (:mod:`lit_celeba.data.degradations` lists the keys); null, the recipe, is off.
         group_balanced: draw the training images so that every group (target value x subgroup
             values, :mod:`lit_celeba.groups`) comes equally often
             (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`); needs one target and
@@ -118,6 +126,8 @@ class CelebADataModule(pl.LightningDataModule):
         brightness: float = 0.0,
         contrast: float = 0.0,
         saturation: float = 0.0,
+        photo: PhotoDegradations | None = None,
+        framing: Framing = "celeba",
         subset_order: SubsetOrder = "file",
         group_balanced: bool = False,
         train_subgroups: bool = False,
@@ -164,12 +174,15 @@ class CelebADataModule(pl.LightningDataModule):
         self.synthetic_seed = synthetic_seed
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.batch_transform = BatchTransform(image_size, **self.colour)
+        self.batch_transform = BatchTransform(image_size, **self.colour, photo=photo)
         self.predict_path = predict_path
         self.predict_output = predict_output
         self.predict_overwrite = predict_overwrite
         self.align, self.predict_maps = align, predict_maps
         self.subset_order = subset_order
+        if framing not in FRAMINGS:
+            raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
+        self.framing = framing
         self.device_resident = device_resident
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
         # Per stage, the cached subset's tensors on the device: copied once per setup.
@@ -209,9 +222,9 @@ class CelebADataModule(pl.LightningDataModule):
             # Built here rather than in prepare_data because only setup knows the stage; the
             # cache's file lock makes the other ranks wait for the one that builds it.
             path = build_cache(source, names, self.cache_dir, columns,
-                               description=f"the {split} subset")  # fmt: skip
+                               description=f"the {split} subset", framing=self.framing)  # fmt: skip
             return CachedImages(path, names, targets, columns, group_values, source=source)
-        return CelebAImages(source, names, targets, columns, group_values)
+        return CelebAImages(source, names, targets, columns, group_values, self.framing)
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lit_celeba.data.cache import decode_face, open_cache
+from lit_celeba.data.framing import Framing
 from lit_celeba.data.sources import FolderSource, ImageSource
 
 
@@ -39,8 +40,10 @@ class CelebAImages(Dataset):
         targets: np.ndarray,
         columns: np.ndarray,
         groups: np.ndarray | None = None,
+        framing: Framing = "celeba",
     ) -> None:
         self.source = source if isinstance(source, ImageSource) else FolderSource(source)
+        self.framing = framing
         self.image_dir = getattr(self.source, "image_dir", None)  # None for archives, TFRecords
         self.image_names = image_names
         self.targets, self.groups = _label_tensors(targets, groups, len(image_names))
@@ -51,7 +54,8 @@ class CelebAImages(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         name = self.image_names[index]
-        image = decode_face(self.source.read(name), self.source.where(name), self.columns)
+        data, where = self.source.read(name), self.source.where(name)
+        image, _ = decode_face(data, where, self.columns, self.framing)
         if self.groups is not None:
             return image, self.targets[index], self.groups[index]
         return image, self.targets[index]

@@ -95,6 +95,11 @@ class FaceDetector:
             )  # fmt: skip
         finally:
             cv_logging.setLogLevel(level)
+        self._settings = f"{YUNET_FILE} score>={score_threshold} nms={nms_threshold}"
+
+    def identity(self) -> str:
+        """What decides the faces found besides the photo (the cache key of reframed faces)."""
+        return f"{self._settings} search={DETECTION_SIZE}"
 
     def __call__(self, image: Image.Image) -> list[Face]:
         """The faces of an RGB ``image``, from left to right."""

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from lit_celeba.data.degradations import Degrade, PhotoDegradations
+
 CROP_SIZE = 178
 EVAL_CROP_TOP = 20
 
@@ -107,9 +109,11 @@ class BatchTransform:
         brightness: float = 0.0,
         contrast: float = 0.0,
         saturation: float = 0.0,
+        photo: PhotoDegradations | None = None,
     ) -> None:
         self.image_size = image_size
         self.colour = (brightness, contrast, saturation)  # all 0: the recipe, no extra draws
+        self.degrade = Degrade(photo)  # off by default: no extra draws either
         row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
         col_lo, col_hi, col_w = _bilinear_taps(CROP_SIZE, image_size)
         # Whole columns in the cache (image sizes from 90): the taps are picked per batch.
@@ -152,15 +156,16 @@ class BatchTransform:
     def train(self, images: torch.Tensor) -> torch.Tensor:
         """Per sample a random vertical offset 0..H-178 and a random flip (p=0.5), drawn from
         torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible; then
-        the colour changes, if any strength is above 0 (:func:`batch_color_jitter`)."""
+        the colour changes, if any strength is above 0 (:func:`batch_color_jitter`), and the
+        photo degradations, if any is on (:class:`~lit_celeba.data.degradations.Degrade`)."""
         device = images.device
         tops = torch.randint(0, images.shape[1] - CROP_SIZE + 1, (len(images), 1), device=device)
         flips = torch.rand(len(images), device=device) < 0.5
         resized = self._crop_resize(images, tops)
-        flipped = torch.where(flips[:, None, None, None], resized.flip(-1), resized)
-        if not any(self.colour):
-            return flipped
-        return batch_color_jitter(flipped, *self.colour)
+        images = torch.where(flips[:, None, None, None], resized.flip(-1), resized)
+        if any(self.colour):
+            images = batch_color_jitter(images, *self.colour)
+        return self.degrade(images)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
         """The recipe's fixed crop (rows 20..197, ``tf.image.crop_to_bounding_box(image, 20, 0,
