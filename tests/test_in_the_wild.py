@@ -1,0 +1,89 @@
+"""benchmarks/in_the_wild.py on a tiny stand-in for the wild development set (generated here
+from scikit-image's astronaut: no downloaded photo), through predict itself."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from lit_celeba.data.faces import FaceDetector
+from tests.conftest import astronaut, write_group_photo
+from tests.test_benchmarks import run_benchmark
+
+FACES_HEADER = ["file", "face_index", "x", "y", "w", "h", "blur", "expression", "illumination",
+                "invalid", "occlusion", "pose", "perceived_gender"]  # fmt: skip
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+
+
+def wild_stand_in(root: Path) -> dict:
+    """LFW: four 250x250 portraits of the astronaut (two labelled as men, so that both genders
+    are there) and one photo without a face; WIDER: the group photo of tests/conftest.py with
+    its two faces boxed where the detector finds each face alone, plus one box on the empty
+    background (a face not found) and one invalid box."""
+    images = root / "lfw" / "images"
+    images.mkdir(parents=True)
+    face = astronaut().crop((100, 0, 400, 300)).resize((250, 250))
+    rows = []
+    for i, picture in enumerate([face, face.rotate(8), face.transpose(0), face.rotate(-8)]):
+        picture.save(images / f"Person_{i}_0001.jpg", quality=90)
+        rows.append([f"Person_{i}_0001.jpg", f"Person_{i}", i % 2])
+    Image.new("RGB", (250, 250), (120, 160, 90)).save(images / "Lawn_0001.jpg")
+    rows.append(["Lawn_0001.jpg", "Lawn", 1])
+    write_csv(root / "lfw" / "balanced.csv", ["file", "person", "male"], rows)
+
+    wider = root / "wider" / "images"
+    wider.mkdir(parents=True)
+    write_group_photo(wider / "group.jpg")
+    detector = FaceDetector()
+    (alone,) = detector(astronaut())
+    x, y, w, h = alone.box
+    boxes = [(x + 20, y + 24, w, h)]  # where write_group_photo pastes her
+    (second,) = [f for f in detector(Image.open(wider / "group.jpg")) if f.box[0] > 500]
+    boxes.append(second.box)
+    faces = [["group.jpg", i, *map(round, box), 0, 0, 0, 0, 0, 0, "Female"]
+             for i, box in enumerate(boxes)]  # fmt: skip
+    faces.append(["group.jpg", 2, 400, 400, 60, 70, 0, 0, 0, 0, 0, 0, ""])  # nobody there
+    faces.append(["group.jpg", 3, 900, 20, 50, 50, 0, 0, 0, 1, 0, 0, ""])  # invalid
+    write_csv(root / "wider" / "faces.csv", FACES_HEADER, faces)
+    write_csv(root / "wider" / "groups.csv", ["file", "wider_path", "width", "height"],
+              [["group.jpg", "0--Parade/group.jpg", 1000, 560]])  # fmt: skip
+    return {"lfw_photos": len(rows)}
+
+
+@pytest.mark.slow
+def test_the_benchmark_scores_predicts_own_rows(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = wild_stand_in(tmp_path / "wild")
+    out = tmp_path / "out"
+    done = run_benchmark(
+        "in_the_wild.py", "--ckpt_path", str(tiny_checkpoint), "--ckpt_path",
+        str(tiny_checkpoint), "--root", str(tmp_path / "wild"), "--out", str(out),
+        "--trainer.enable_progress_bar", "false",
+        tmp_path=tmp_path, timeout=300,
+    )  # fmt: skip
+    (first, second) = json.loads((out / "results.json").read_text())
+    lfw, wider = first["lfw"], first["wider"]
+    assert lfw["photos"] == root["lfw_photos"]
+    assert lfw["found"] == pytest.approx(4 / 5)  # the lawn has no face
+    assert 0 <= lfw["accuracy"] <= 0.8 and 0 <= lfw["auroc"] <= 1 and 0 <= lfw["ece"] <= 1
+    assert lfw["balanced_accuracy"] == pytest.approx((lfw["recall_women"] + lfw["recall_men"]) / 2)
+    assert lfw["photos_per_s"] > 0
+    # Two of the three valid boxes found (nobody stands on the third), no false detection.
+    assert wider["valid_faces_32px"] == 3 and wider["found"] == pytest.approx(2 / 3)
+    assert wider["false_per_photo"] == 0
+    assert wider["gender_faces"] + wider["gender_not_judged"] == 2
+    # The same checkpoint twice: the same figures, and a mean with no spread.
+    assert second["lfw"]["accuracy"] == lfw["accuracy"]
+    assert "mean ± sd over 2 checkpoints" in done.stdout
+    assert f"accuracy                     {lfw['accuracy']:.4f} ± 0.0000" in done.stdout
+    # predict's own CSVs are kept, one row per face found.
+    with open(out / "wider_0_predictions.csv", newline="") as fh:
+        assert [row["face"] for row in csv.DictReader(fh)] == ["1", "2"]
