@@ -17,6 +17,7 @@ EACH = {
     "blur": {"blur": 2.0},
     "noise": {"noise": 0.1},
     "grayscale": {"grayscale": 1.0},
+    "erase": {"erase": [0.1, 0.3]},
     "jpeg": {"jpeg": [20, 30]},
 }
 
@@ -78,6 +79,7 @@ def test_the_training_transform_applies_them_and_evaluation_does_not() -> None:
         ({"blurr": 1.0}, "has no key 'blurr'; valid keys: p, shift"),
         ({"low_res": [0.8, 0.2]}, "photo.low_res"),
         ({"jpeg": [0, 50]}, "photo.jpeg"),
+        ({"erase": [0.5, 0.2]}, "photo.erase"),
         ({"noise": -0.1}, "photo.noise"),
     ],
 )

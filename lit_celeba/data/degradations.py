@@ -15,6 +15,9 @@ and independently, after the recipe's crop, resize, flip and colour changes:
 - ``blur``: a Gaussian blur with sigma up to this, in input pixels;
 - ``noise``: Gaussian noise with a standard deviation up to this (images in [0, 1]);
 - ``grayscale``: (with its own probability) a grey photo, as torchvision's luma;
+- ``erase``: ``[a, b]``, a rectangle covering a share of the image drawn from ``a`` to ``b``
+  (aspect ratio 1/3 to 3) filled with noise: a hand, a microphone, another head in front of
+  the face (random erasing, Zhong et al. 2020);
 - ``jpeg``: ``[q1, q2]``, JPEG compression at a quality drawn from ``q1`` to ``q2``, last, as
   a photo is saved after all the rest.
 
@@ -48,6 +51,7 @@ class PhotoDegradations(TypedDict, total=False):
     blur: float
     noise: float
     grayscale: float
+    erase: tuple[float, float]
     jpeg: tuple[int, int]
 
 
@@ -67,16 +71,19 @@ def check(photo: PhotoDegradations | None) -> PhotoDegradations:
     low, high = photo.get("low_res", (1.0, 1.0))
     if not 0.0 < low <= high <= 1.0:
         raise SettingError("photo.low_res", f"must be [a, b], 0 < a <= b <= 1; got {[low, high]}")
+    low, high = photo.get("erase", (0.0, 0.0))
+    if not 0.0 <= low <= high <= 1.0:
+        raise SettingError("photo.erase", f"must be [a, b], 0 <= a <= b <= 1; got {[low, high]}")
     low, high = photo.get("jpeg", (100, 100))
     if not 1 <= low <= high <= 100:
         raise SettingError("photo.jpeg", f"must be [q1, q2], 1 <= q1 <= q2 <= 100: {[low, high]}")
-    for key in ("low_res", "jpeg"):  # YAML gives lists
+    for key in ("low_res", "erase", "jpeg"):  # YAML gives lists
         if key in photo:
             photo[key] = tuple(photo[key])
     return photo  # type: ignore[return-value]
 
 
-_OFF = {"low_res": (1.0, 1.0), "jpeg": (100, 100)}
+_OFF = {"low_res": (1.0, 1.0), "erase": (0.0, 0.0), "jpeg": (100, 100)}
 
 
 def active(photo: PhotoDegradations) -> list[str]:
@@ -119,6 +126,8 @@ class Degrade:
             grey = tvf.rgb_to_grayscale(images, num_output_channels=3)
             pick = self._chosen(n, device, photo["grayscale"])[:, None, None, None]
             images = torch.where(pick, grey, images)
+        if "erase" in on:
+            images = self._erase(images, self._chosen(n, device))
         if "jpeg" in on:
             images = self._jpeg(images, self._chosen(n, device))
         return images
@@ -172,6 +181,22 @@ class Degrade:
         flat = F.conv2d(flat, kernel[:, None, None, :], groups=n * channels)
         flat = F.conv2d(flat, kernel[:, None, :, None], groups=n * channels)
         return flat.view(n, channels, height, width)
+
+    def _erase(self, images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        device, (low, high) = images.device, self.photo["erase"]
+        area = _uniform(low, high, n, device) * height * width
+        aspect = torch.exp(_uniform(math.log(1 / 3), math.log(3), n, device))
+        h = (area * aspect).sqrt().clamp(max=height)
+        w = (area / aspect).sqrt().clamp(max=width)
+        top = torch.rand(n, device=device) * (height - h)
+        left = torch.rand(n, device=device) * (width - w)
+        rows = torch.arange(height, device=device)[None, :, None]
+        cols = torch.arange(width, device=device)[None, None, :]
+        inside = ((rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
+                  & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None]))
+        inside = (inside & chosen[:, None, None])[:, None]
+        return torch.where(inside, torch.rand_like(images), images)
 
     def _jpeg(self, images: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
         low, high = self.photo["jpeg"]
