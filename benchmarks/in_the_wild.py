@@ -2,6 +2,7 @@
 
     python benchmarks/in_the_wild.py --ckpt_path CKPT [--ckpt_path CKPT ...] --root WILD_DEV \\
         [--out DIR] [--limit N] [--only lfw|wider] [PREDICT OPTIONS ...]
+    python benchmarks/in_the_wild.py --compare COMPARE_OUT [--compare ...] --root WILD_DEV ...
 
 ``WILD_DEV`` is the folder that ``../shared/wild_faces/build.py`` writes (LFW portraits and
 WIDER FACE group photos; never part of this repository). Every photo goes through
@@ -27,8 +28,10 @@ side (< 48, 48-96, >= 96 px). A found face that predict judged too small (no pro
 ``error`` says so) is counted apart, as "not judged".
 
 With several checkpoints (the seeds of one config), each is printed, then the mean and sample
-standard deviation of every figure. ``--out`` keeps each run's predictions CSV and a
-``results.json`` with every figure.
+standard deviation of every figure. ``--compare`` takes the folder of a ``compare`` run instead:
+the ``last.ckpt`` of every finished run, grouped by variant, beside its CelebA test accuracy and
+ECE (``result.json``), so that a comparison is read on CelebA and in the wild together.
+``--out`` keeps each run's predictions CSV and a ``results.json`` with every figure.
 """
 
 from __future__ import annotations
@@ -217,14 +220,36 @@ def show(title: str, figures: dict) -> None:
             print(f"    {key:28s} {value}")
 
 
+def checkpoints(args: argparse.Namespace) -> list[tuple[str, Path, dict]]:
+    """(group, checkpoint, CelebA test figures) of every ``--ckpt_path`` (group
+    "checkpoints") and of every finished run of every ``--compare`` folder (group: its variant;
+    the checkpoint: the fit's ``last.ckpt``, the one compare calls "final")."""
+    found = [("checkpoints", path, {}) for path in args.ckpt_path or []]
+    for folder in args.compare or []:
+        for record in sorted(folder.glob("runs/*/seed_*/result.json")):
+            run = json.loads(record.read_text())
+            if run.get("status") != "ok":
+                continue
+            test = run["test_final"]
+            celeba = {"test_acc": test["test/acc"], "test_ece": test.get("test/ece", float("nan"))}
+            last = record.parent / "fit" / "checkpoints" / "last.ckpt"
+            found.append((run["variant"], last, celeba))
+    return found
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ckpt_path", action="append", required=True, type=Path)
+    parser.add_argument("--ckpt_path", action="append", type=Path)
+    parser.add_argument("--compare", action="append", type=Path,
+                        help="a compare --out folder: every finished run, by variant")  # fmt: skip
     parser.add_argument("--root", required=True, type=Path, help="the wild_faces build")
     parser.add_argument("--out", type=Path, help="keep the CSVs and results.json here")
     parser.add_argument("--limit", type=int, help="N photos of each set only (LFW: N/2 each)")
     parser.add_argument("--only", choices=("lfw", "wider"))
     args, extra = parser.parse_known_args(argv)
+    runs = checkpoints(args)
+    if not runs:
+        parser.error("give --ckpt_path or a --compare folder with finished runs")
     work = args.out or Path(tempfile.mkdtemp(prefix="in_the_wild_"))
     work.mkdir(parents=True, exist_ok=True)
     lfw = read_csv(args.root / "lfw" / "balanced.csv")
@@ -234,8 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     wider_photos = [r["file"] for r in read_csv(args.root / "wider" / "groups.csv")][: args.limit]
     wider_faces = read_csv(args.root / "wider" / "faces.csv")
     results = []
-    for index, ckpt in enumerate(args.ckpt_path):
-        result: dict = {"ckpt_path": str(ckpt), "predict_options": extra}
+    for index, (group, ckpt, celeba) in enumerate(runs):
+        result: dict = {"group": group, "ckpt_path": str(ckpt), "predict_options": extra}
+        if celeba:
+            result["celeba"] = celeba
         if args.only in (None, "lfw"):
             photos = [args.root / "lfw" / "images" / name for name in truth]
             rows, seconds = run_predict(ckpt, photos, work, f"lfw_{index}", extra)
@@ -247,15 +274,17 @@ def main(argv: list[str] | None = None) -> None:
         results.append(result)
     print(f"\nIn the wild ({args.root}), predict options: {' '.join(extra) or 'none'}")
     for result in results:
-        print(result["ckpt_path"])
-        for part in ("lfw", "wider"):
+        print(f"{result['group']}: {result['ckpt_path']}")
+        for part in ("celeba", "lfw", "wider"):
             if part in result:
                 show(part, result[part])
-    if len(results) > 1:
-        print(f"mean ± sd over {len(results)} checkpoints")
-        for part in ("lfw", "wider"):
-            if part in results[0]:
-                show(part, summary([r[part] for r in results]))
+    for group in dict.fromkeys(r["group"] for r in results):
+        members = [r for r in results if r["group"] == group]
+        if len(members) > 1:
+            print(f"{group}: mean ± sd over {len(members)} checkpoints")
+            for part in ("celeba", "lfw", "wider"):
+                if part in members[0]:
+                    show(part, summary([r[part] for r in members]))
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print(f"CSVs and results.json in {work}")
 

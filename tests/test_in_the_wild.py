@@ -62,14 +62,25 @@ def wild_stand_in(root: Path) -> dict:
 @pytest.mark.slow
 def test_the_benchmark_scores_predicts_own_rows(tiny_checkpoint: Path, tmp_path: Path) -> None:
     root = wild_stand_in(tmp_path / "wild")
+    # A compare folder with two finished seeds of one variant (the same checkpoint twice) and
+    # a failed one, which is left out.
+    comparison = tmp_path / "comparison"
+    for seed, status in ((1, "ok"), (2, "ok"), (3, "failed")):
+        run = comparison / "runs" / "tiny" / f"seed_{seed}"
+        (run / "fit" / "checkpoints").mkdir(parents=True)
+        (run / "fit" / "checkpoints" / "last.ckpt").symlink_to(tiny_checkpoint)
+        test = {"test/acc": 0.25 * seed, "test/ece": 0.1}
+        (run / "result.json").write_text(json.dumps({"variant": "tiny", "status": status,
+                                                     "test_final": test}))  # fmt: skip
     out = tmp_path / "out"
     done = run_benchmark(
-        "in_the_wild.py", "--ckpt_path", str(tiny_checkpoint), "--ckpt_path",
-        str(tiny_checkpoint), "--root", str(tmp_path / "wild"), "--out", str(out),
-        "--trainer.enable_progress_bar", "false",
+        "in_the_wild.py", "--compare", str(comparison), "--root", str(tmp_path / "wild"),
+        "--out", str(out), "--trainer.enable_progress_bar", "false",
         tmp_path=tmp_path, timeout=300,
     )  # fmt: skip
     (first, second) = json.loads((out / "results.json").read_text())
+    assert first["group"] == second["group"] == "tiny"
+    assert [first["celeba"]["test_acc"], second["celeba"]["test_acc"]] == [0.25, 0.5]
     lfw, wider = first["lfw"], first["wider"]
     assert lfw["photos"] == root["lfw_photos"]
     assert lfw["found"] == pytest.approx(4 / 5)  # the lawn has no face
@@ -82,7 +93,8 @@ def test_the_benchmark_scores_predicts_own_rows(tiny_checkpoint: Path, tmp_path:
     assert wider["gender_faces"] + wider["gender_not_judged"] == 2
     # The same checkpoint twice: the same figures, and a mean with no spread.
     assert second["lfw"]["accuracy"] == lfw["accuracy"]
-    assert "mean ± sd over 2 checkpoints" in done.stdout
+    assert "tiny: mean ± sd over 2 checkpoints" in done.stdout
+    assert "test_acc                     0.3750 ± 0.1768" in done.stdout
     assert f"accuracy                     {lfw['accuracy']:.4f} ± 0.0000" in done.stdout
     # predict's own CSVs are kept, one row per face found.
     with open(out / "wider_0_predictions.csv", newline="") as fh:
