@@ -21,16 +21,18 @@ from lit_celeba.data.faces import (
     PASS_STEP,
     TILE,
     TILE_OVERLAP,
+    TOO_SMALL,
     FaceDetector,
     align,
     face_columns,
+    face_size,
     search_scales,
     similarity,
     tiles,
 )
 from lit_celeba.data.photos import PhotoDataset
 from lit_celeba.data.transforms import columns_read
-from tests.conftest import astronaut, write_group_photo
+from tests.conftest import CONFIGS, astronaut, run_cli, tiny_overrides, write_group_photo
 from tests.test_readme_commands import Session, documented_commands
 
 
@@ -109,6 +111,44 @@ def test_search_scales_and_tiles_cover_every_face_size_and_the_whole_photo() -> 
         assert spans[0][0] == 0 and spans[-1][1] == length
         assert all(stop - start <= TILE for start, stop in spans)
         assert all(a[1] - b[0] >= TILE_OVERLAP for a, b in pairwise(spans))
+
+
+def test_a_face_under_the_minimum_size_gets_a_row_that_says_so(tmp_path: Path) -> None:
+    group = write_group_photo(tmp_path / "group.jpg")  # her face, about 90 px, and one smaller
+    dataset = PhotoDataset([group], columns_read(64), align="auto", min_face_size=80)
+    batch = dataset.collate([dataset[0]])
+    (_, big), (_, small) = batch.faces
+    assert face_size(small) < 80 <= face_size(big)
+    assert batch.errors == ["", f"{TOO_SMALL}: {int(face_size(small))} px, under "
+                                "data.min_face_size 80"]  # fmt: skip
+    assert batch.images.shape == (1, 218, 128, 3)  # only the face large enough is judged
+    everyone = PhotoDataset([group], columns_read(64), align="auto", min_face_size=0)
+    assert everyone.collate([everyone[0]]).errors == ["", ""]
+    tiny = PhotoDataset([group], columns_read(64), align="auto", min_face_size=1000)
+    assert dataset.collate([tiny[0]]).images.shape[0] == 0
+
+
+@pytest.mark.slow
+def test_predict_says_how_many_faces_were_too_small(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    write_group_photo(tmp_path / "group.jpg")
+    out = tmp_path / "out.csv"
+    predict = run_cli(
+        "predict", "--config", str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--data.predict_output={out}",
+        "--data.min_face_size=80", cwd=tmp_path,
+    )  # fmt: skip
+    output = predict.stdout + predict.stderr
+    assert predict.returncode == 0, output
+    assert "(1 predicted, 0 unreadable, 0 without a face, 1 face(s) too small to judge)" in output
+    assert "1 face(s) smaller than 80 px (data.min_face_size) were not judged" in output
+    with open(out, newline="") as fh:
+        first, second = csv.DictReader(fh)
+    assert first["error"] == "" and 0 <= float(first["prob_Male"]) <= 1
+    assert second["error"].startswith(TOO_SMALL) and second["prob_Male"] == ""
+    assert float(second["box_width"]) < 80 and second["face"] == "2"
 
 
 def test_similarity_recovers_a_known_transform() -> None:

@@ -61,7 +61,11 @@ TILE_OVERLAP = int(HANDOVER * PASS_STEP)
 # Chosen on the 300 WIDER FACE development photos (docs/faces.md): the most faces found at no
 # more than 0.1 false detections a photo.
 SCORE_THRESHOLD = 0.78
+# A face whose box has a shorter side under this many pixels gets a row that says so, without a
+# prediction (data.min_face_size).
+MIN_FACE_SIZE = 32
 NO_FACE = "no face found"
+TOO_SMALL = "face too small to judge"
 
 
 class Face(NamedTuple):
@@ -73,6 +77,20 @@ class Face(NamedTuple):
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]
     score: float
+
+
+def face_size(face: Face) -> float:
+    """A face's size in pixels: the shorter side of its box (as WIDER FACE measures faces)."""
+    return min(face.box[2], face.box[3])
+
+
+def too_small(face: Face, min_size: float) -> str:
+    """The ``error`` of a face under ``min_size`` pixels (:func:`face_size`), which gets no
+    prediction; ``""`` for a face to judge."""
+    size = face_size(face)
+    if size >= min_size:
+        return ""
+    return f"{TOO_SMALL}: {math.floor(size)} px, under data.min_face_size {min_size}"
 
 
 def search_scales(size: tuple[int, int]) -> list[float]:
