@@ -168,14 +168,13 @@ class FaceDetector:
 
     def __call__(self, image: Image.Image) -> list[Face]:
         """The faces of an RGB ``image``, from left to right."""
-        image = image.convert("RGB")
+        image = image if image.mode == "RGB" else image.convert("RGB")  # a large photo: no copy
         scales = search_scales(image.size)
-        passes = []
+        passes, picture = [], image
         for scale, coarser in zip(scales, [*scales[1:], None], strict=True):
-            picture = image
-            if scale < 1.0:
-                size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-                picture = image.resize(size, Image.Resampling.BILINEAR)  # antialiased
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            if size != picture.size:  # from the finer pass's picture (antialiased): cheaper
+                picture = picture.resize(size, Image.Resampling.BILINEAR)
             for rows in self._search(np.asarray(picture)[:, :, ::-1], scale):
                 if coarser is not None:  # the coarser pass answers for the larger faces
                     rows = rows[np.minimum(rows[:, 2], rows[:, 3]) * coarser < HANDOVER]
