@@ -124,8 +124,9 @@ def test_a_face_under_the_minimum_size_gets_a_row_that_says_so(tmp_path: Path) -
     assert batch.images.shape == (1, 218, 128, 3)  # only the face large enough is judged
     everyone = PhotoDataset([group], columns_read(64), align="auto", min_face_size=0)
     assert everyone.collate([everyone[0]]).errors == ["", ""]
-    tiny = PhotoDataset([group], columns_read(64), align="auto", min_face_size=1000)
-    assert dataset.collate([tiny[0]]).images.shape[0] == 0
+    nobody = PhotoDataset([group], columns_read(64), align="auto", min_face_size=1000)
+    batch = nobody.collate([nobody[0]])
+    assert batch.images.shape[0] == 0 and all(e.startswith(TOO_SMALL) for e in batch.errors)
 
 
 @pytest.mark.slow
