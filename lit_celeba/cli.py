@@ -248,12 +248,17 @@ class CelebACLI(LightningCLI):
     after_test = after_validate
 
     def after_predict(self) -> None:
-        """On the user's photos: the count of unreadable files; exit status 1 if none was read."""
+        """On the user's photos: the count of unreadable files and of faces too small to judge;
+        exit status 1 if no file was read."""
         writer = next(
             (c for c in self.trainer.callbacks if isinstance(c, CSVPredictionWriter)), None
         )
         if writer is None or writer.failures is None or not self.trainer.is_global_zero:
             return
+        if writer.too_small:
+            print(f"{writer.too_small} face(s) smaller than {writer.min_face_size} px "
+                  f"(data.min_face_size) were not judged; their rows in {writer.path} say so in "
+                  "the error column.")
         if writer.failures == 0:
             print(f"All {writer.files} file(s) were read.")
             return

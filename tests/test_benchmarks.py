@@ -184,3 +184,15 @@ def test_ece_floor_tells_calibrated_from_miscalibrated(tmp_path: Path) -> None:
     (tmp_path / "photos.csv").write_text("path,prob_Male,pred_Male,error\na.jpg,0.9,1,\n")
     done = run_benchmark("ece_floor.py", "photos.csv", tmp_path=tmp_path, timeout=60, returncode=1)
     assert "no prob_<attribute> and true_<attribute> columns" in done.stderr
+
+
+@pytest.mark.slow
+def test_face_search_prints_the_limits_of_each_photo_size(tmp_path: Path) -> None:
+    done = run_benchmark(
+        "face_search.py", "--sizes", "250x250", "1024x768", "--repeat", "1",
+        tmp_path=tmp_path, timeout=300,
+    )  # fmt: skip
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["250x250", "1024x768"]
+    assert rows[0][1:3] == ["1", "12"]  # one pass; her face found down to 12 px
+    assert rows[1][1:4] == ["1", "0.625", "12"] and "yes" in rows[1]

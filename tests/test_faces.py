@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import pickle
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,24 @@ from PIL import Image
 
 from lit_celeba.data.faces import (
     CELEBA_LANDMARKS,
+    DETECTION_SIZE,
+    FINEST_SIZE,
     NO_FACE,
+    PASS_STEP,
+    TILE,
+    TILE_OVERLAP,
+    TOO_SMALL,
     FaceDetector,
     align,
     face_columns,
+    face_size,
+    search_scales,
     similarity,
+    tiles,
 )
 from lit_celeba.data.photos import PhotoDataset
 from lit_celeba.data.transforms import columns_read
-from tests.conftest import astronaut, write_group_photo
+from tests.conftest import CONFIGS, astronaut, run_cli, tiny_overrides, write_group_photo
 from tests.test_readme_commands import Session, documented_commands
 
 
@@ -58,6 +68,88 @@ def test_alignment_puts_her_landmarks_on_celebas(detector: FaceDetector) -> None
     # face: the least-squares fit leaves her eyes 5 pixels low), whatever the size and angle.
     assert all(np.abs(marks - CELEBA_LANDMARKS).max() < 7 for marks in found)
     assert np.abs(found[0] - found[1]).max() < 5  # the detector's own noise: 3.5 px
+
+
+def _her_face(size: float) -> Image.Image:
+    """The astronaut cut around her face and scaled so that her face's box is about ``size``
+    pixels wide (90 of her 512)."""
+    crop = astronaut().crop((118, 0, 358, 260))
+    scale = size / 90
+    return crop.resize((round(crop.width * scale), round(crop.height * scale)))
+
+
+@pytest.mark.slow
+def test_small_and_large_faces_in_a_very_large_photo_are_each_found_once(
+    detector: FaceDetector,
+) -> None:
+    # The issue's photo: 8000x6000. Searched at 640 only, a 90 px face was 7 px: no face found.
+    photo = Image.new("RGB", (8000, 6000), (120, 130, 110))
+    # 2,550-2,700: where two tiles of the finest pass (at 4096 wide) overlap, so both see it.
+    places = {90: (2550, 300), 60: (600, 4000), 1500: (4000, 800)}
+    for size, place in places.items():
+        photo.paste(_her_face(size), place)
+    faces = detector(photo)
+    assert len(faces) == 3, faces
+    for face, (size, (x, y)) in zip(faces, sorted(places.items(), key=lambda p: p[1]),
+                                    strict=True):  # fmt: skip
+        assert 0.75 * size < face.box[2] < 1.3 * size
+        assert x < face.box[0] < x + 2.67 * size and y < face.box[1] < y + 2.89 * size
+
+
+def test_search_scales_and_tiles_cover_every_face_size_and_the_whole_photo() -> None:
+    assert search_scales((250, 250)) == [1.0]  # a small photo: one pass, as cheap as before
+    assert search_scales((DETECTION_SIZE, 480)) == [1.0]
+    assert search_scales((1024, 768)) == pytest.approx([1.0, DETECTION_SIZE / 1024])
+    for longest in (700, 2049, 4000, 6000, 8000, 30000):
+        scales = search_scales((longest, longest // 2))
+        assert scales[0] == pytest.approx(min(1.0, FINEST_SIZE / longest))
+        assert scales[-1] * longest == pytest.approx(DETECTION_SIZE)
+        steps = [a / b for a, b in pairwise(scales)]
+        assert all(1.0 < step <= PASS_STEP + 1e-9 for step in steps)
+    for length in (100, TILE, TILE + 1, 4096, 8000):
+        spans = tiles(length)
+        assert spans[0][0] == 0 and spans[-1][1] == length
+        assert all(stop - start <= TILE for start, stop in spans)
+        assert all(a[1] - b[0] >= TILE_OVERLAP for a, b in pairwise(spans))
+
+
+def test_a_face_under_the_minimum_size_gets_a_row_that_says_so(tmp_path: Path) -> None:
+    group = write_group_photo(tmp_path / "group.jpg")  # her face, about 90 px, and one smaller
+    dataset = PhotoDataset([group], columns_read(64), align="auto", min_face_size=80)
+    batch = dataset.collate([dataset[0]])
+    (_, big), (_, small) = batch.faces
+    assert face_size(small) < 80 <= face_size(big)
+    assert batch.errors == ["", f"{TOO_SMALL}: {int(face_size(small))} px, under "
+                                "data.min_face_size 80"]  # fmt: skip
+    assert batch.images.shape == (1, 218, 128, 3)  # only the face large enough is judged
+    everyone = PhotoDataset([group], columns_read(64), align="auto", min_face_size=0)
+    assert everyone.collate([everyone[0]]).errors == ["", ""]
+    nobody = PhotoDataset([group], columns_read(64), align="auto", min_face_size=1000)
+    batch = nobody.collate([nobody[0]])
+    assert batch.images.shape[0] == 0 and all(e.startswith(TOO_SMALL) for e in batch.errors)
+
+
+@pytest.mark.slow
+def test_predict_says_how_many_faces_were_too_small(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    write_group_photo(tmp_path / "group.jpg")
+    out = tmp_path / "out.csv"
+    predict = run_cli(
+        "predict", "--config", str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--data.predict_output={out}",
+        "--data.min_face_size=80", cwd=tmp_path,
+    )  # fmt: skip
+    output = predict.stdout + predict.stderr
+    assert predict.returncode == 0, output
+    assert "(1 predicted, 0 unreadable, 0 without a face, 1 face(s) too small to judge)" in output
+    assert "1 face(s) smaller than 80 px (data.min_face_size) were not judged" in output
+    with open(out, newline="") as fh:
+        first, second = csv.DictReader(fh)
+    assert first["error"] == "" and 0 <= float(first["prob_Male"]) <= 1
+    assert second["error"].startswith(TOO_SMALL) and second["prob_Male"] == ""
+    assert float(second["box_width"]) < 80 and second["face"] == "2"
 
 
 def test_similarity_recovers_a_known_transform() -> None:

@@ -179,6 +179,10 @@ SETTING_CASES = {
     "batch-size-not-a-number": (["--data.batch_size=many"], ['"data.batch_size"', "many"]),
     "unknown-optimizer": (["--optimizer=Adamm"], ["Unknown optimizer 'Adamm'", "AdamW", "SGD"]),
     "image-size-too-small": (["--data.image_size=4"], ["data.image_size must be at least 8"]),
+    "negative-min-face-size": (
+        ["--data.min_face_size=-1"],
+        ["Invalid setting: data.min_face_size must be 0 (judge every face) or more pixels, got -1"],
+    ),
     "dropout-out-of-range": (["--model.dropout=1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
     # The CLI sets model.target_attrs from data.target_attr and data.subgroups from
     # model.subgroups: the message names the key the user set.

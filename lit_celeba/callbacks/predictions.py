@@ -17,7 +17,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
 from lit_celeba.attributes import output_attributes
-from lit_celeba.data.faces import NO_FACE, face_cells, face_columns
+from lit_celeba.data.faces import NO_FACE, TOO_SMALL, face_cells, face_columns
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 from lit_celeba.errors import UsageError
 from lit_celeba.processes import temporary_path
@@ -53,7 +53,8 @@ class CSVPredictionWriter(BasePredictionWriter):
     (:func:`check_output`). When faces are sought (``data.align`` not ``never``), each face
     found is a row, with its index in the photo, box, five landmarks and detection score after
     the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without a face is one row
-    whose error says so and which ``faceless`` counts.
+    whose error says so and which ``faceless`` counts, and a face too small to judge a row with
+    its box, no probability and the reason in error, which ``too_small`` counts.
     """
 
     def __init__(self, output_dir: str | None = None, filename: str = FILENAME) -> None:
@@ -66,6 +67,8 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.files = 0  # photos: a photo with several faces has a row for each
         self.failures: int | None = None
         self.faceless = 0
+        self.too_small = 0  # under min_face_size, the photos' data set's least face to judge
+        self.min_face_size = 0
         self._photo_rows: list[tuple[str, Row | None, str, Any]] = []
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -123,7 +126,10 @@ class CSVPredictionWriter(BasePredictionWriter):
             rows = _from_all_ranks(rows, key=lambda row: order[row[0]])
         self.rows, self.files = len(rows), len({photo for photo, _, _, _ in rows})
         self.faceless = sum(error == NO_FACE for _, _, error, _ in rows)
-        self.failures = sum(row is None for _, row, _, _ in rows) - self.faceless
+        self.too_small = sum(error.startswith(TOO_SMALL) for _, _, error, _ in rows)
+        self.min_face_size = dataset.min_face_size
+        unpredicted = sum(row is None for _, row, _, _ in rows)
+        self.failures = unpredicted - self.faceless - self.too_small
         faces = dataset.align != "never"
         header = ["path"] + (face_columns() if faces else [])
         header += [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]
@@ -134,8 +140,9 @@ class CSVPredictionWriter(BasePredictionWriter):
             for photo, row, error, face in rows
         )  # fmt: skip
         if self._write_csv(trainer, header, cells):
-            predicted = self.rows - self.failures - self.faceless
-            without_face = f", {self.faceless} without a face" if faces else ""
+            predicted = self.rows - self.failures - self.faceless - self.too_small
+            without_face = (f", {self.faceless} without a face, {self.too_small} face(s) too "
+                            "small to judge") if faces else ""  # fmt: skip
             rank_zero_info(
                 f"Wrote {self.rows} row(s) ({predicted} predicted, {self.failures} "
                 f"unreadable{without_face}) to {self.path}"

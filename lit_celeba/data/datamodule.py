@@ -18,6 +18,7 @@ from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
 from lit_celeba.data.degradations import PhotoDegradations
 from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
+from lit_celeba.data.faces import MIN_FACE_SIZE
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
@@ -79,6 +80,9 @@ class CelebADataModule(pl.LightningDataModule):
         align: faces in the photos of ``predict_path``: ``auto`` finds and aligns every face in
             a photo that is not 178x218 (CelebA's aligned size, taken as is), ``always`` in
             every photo, ``never`` frames each photo whole (:mod:`lit_celeba.data.photos`).
+        min_face_size: a face whose box has a shorter side under this many pixels (in the
+            photo) is too small to judge: its row gives its box and says so in ``error``, with
+            no prediction (:func:`~lit_celeba.data.faces.too_small`); 0 judges every face.
         predict_maps: ``predict`` on photos also writes, beside the CSV, a picture per photo
             with its faces and their activation maps (:mod:`lit_celeba.callbacks.maps`).
         brightness, contrast, saturation: colour augmentation of the training images after the
@@ -121,6 +125,7 @@ class CelebADataModule(pl.LightningDataModule):
         predict_path: str | None = None,
         predict_output: str | None = None,
         align: Align = "auto",
+        min_face_size: int = MIN_FACE_SIZE,
         predict_maps: bool = False,
         subgroups: list[str] | None = None,
         brightness: float = 0.0,
@@ -141,6 +146,7 @@ class CelebADataModule(pl.LightningDataModule):
             colour={"brightness": brightness, "contrast": contrast, "saturation": saturation},
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache, device_resident=device_resident,
+            min_face_size=min_face_size,
         )  # fmt: skip
         self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
         self.save_hyperparameters()
@@ -179,6 +185,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.predict_output = predict_output
         self.predict_overwrite = predict_overwrite
         self.align, self.predict_maps = align, predict_maps
+        self.min_face_size = min_face_size
         self.subset_order = subset_order
         if framing not in FRAMINGS:
             raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
@@ -229,8 +236,9 @@ class CelebADataModule(pl.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:
             columns = columns_read(self.image_size)
-            self.datasets["predict"] = PhotoDataset.from_path(self.predict_path, columns,
-                                                              self.align)  # fmt: skip
+            self.datasets["predict"] = PhotoDataset.from_path(
+                self.predict_path, columns, self.align, self.min_face_size
+            )
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,
         # nothing is written and the TFRecords are read at every setup.

@@ -24,6 +24,7 @@ aligned CelebA test faces, whose means all lie within 1.7 pixels of it (``docs/f
 
 from __future__ import annotations
 
+import math
 from importlib.resources import files
 from pathlib import Path
 from typing import NamedTuple
@@ -38,10 +39,33 @@ CELEBA_LANDMARKS = np.array(
 )
 LANDMARK_NAMES = ("lefteye", "righteye", "nose", "leftmouth", "rightmouth")
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
-# YuNet finds faces of about 10 to 300 pixels (its model card): a larger photo is searched at a
-# size whose longer side is this, and the boxes are scaled back.
+# One pass of YuNet finds faces of about 10 to 400 pixels in its input (the astronaut's face
+# scaled into a larger picture: scores 0.77 at 10 px, 0.91 from 24 to 400 px; docs/faces.md). A
+# photo larger than DETECTION_SIZE is searched at full resolution (its smallest faces), then at
+# sizes at most PASS_STEP times smaller each (faces too large for the finer pass), down to
+# DETECTION_SIZE on the longer side (YuNet's training size), and the passes are merged by NMS.
 DETECTION_SIZE = 640
+PASS_STEP = 4.0
+# A pass keeps only the faces under this many pixels in the next, coarser pass, which answers
+# for the larger ones: at full resolution a 3x enlarged astronaut's mission patch scored 0.83
+# (at 0.75 of that size 0.37, at 0.42 nothing), and on the WIDER photos no face was lost by it.
+HANDOVER = 64
+# The finest pass of a larger photo is at this size on its longer side: a full-resolution pass
+# costs about 0.2 s a megapixel on one core (under load; docs/faces.md).
+FINEST_SIZE = 4096
+# A pass larger than this on a side is searched in overlapping tiles: at full resolution a
+# 4000x3000 photo took 1.1 GB in one piece. A tiled pass keeps faces under HANDOVER * PASS_STEP
+# pixels, which the overlap holds whole in one tile or the other.
+TILE = 2048
+TILE_OVERLAP = int(HANDOVER * PASS_STEP)
+# Chosen on the 300 WIDER FACE development photos (docs/faces.md): the most faces found at no
+# more than 0.1 false detections a photo.
+SCORE_THRESHOLD = 0.78
+# A face whose box has a shorter side under this many pixels gets a row that says so, without a
+# prediction (data.min_face_size).
+MIN_FACE_SIZE = 32
 NO_FACE = "no face found"
+TOO_SMALL = "face too small to judge"
 
 
 class Face(NamedTuple):
@@ -53,6 +77,45 @@ class Face(NamedTuple):
     box: tuple[float, float, float, float]
     landmarks: tuple[tuple[float, float], ...]
     score: float
+
+
+def face_size(face: Face) -> float:
+    """A face's size in pixels: the shorter side of its box (as WIDER FACE measures faces)."""
+    return min(face.box[2], face.box[3])
+
+
+def too_small(face: Face, min_size: float) -> str:
+    """The ``error`` of a face under ``min_size`` pixels (:func:`face_size`), which gets no
+    prediction; ``""`` for a face to judge."""
+    size = face_size(face)
+    if size >= min_size:
+        return ""
+    return f"{TOO_SMALL}: {math.floor(size)} px, under data.min_face_size {min_size}"
+
+
+def search_scales(size: tuple[int, int]) -> list[float]:
+    """The scales a photo of ``size`` (width, height) is searched at, finest first: its own
+    pixels (at most :data:`FINEST_SIZE` on the longer side), then at most :data:`PASS_STEP`
+    times smaller each, down to :data:`DETECTION_SIZE` on the longer side. A photo no larger
+    than that: one pass at its own size."""
+    longest = max(size)
+    if longest <= DETECTION_SIZE:
+        return [1.0]
+    finest, coarsest = min(1.0, FINEST_SIZE / longest), DETECTION_SIZE / longest
+    steps = math.ceil(math.log(finest / coarsest) / math.log(PASS_STEP))
+    return [finest * (coarsest / finest) ** (k / steps) for k in range(steps + 1)]
+
+
+def tiles(length: int) -> list[tuple[int, int]]:
+    """The (start, stop) of the tiles along one side of ``length`` pixels: as few as keep each
+    at most :data:`TILE` long, of one length, each overlapping the next by :data:`TILE_OVERLAP`;
+    one tile when the side fits."""
+    if length <= TILE:
+        return [(0, length)]
+    count = math.ceil((length - TILE_OVERLAP) / (TILE - TILE_OVERLAP))
+    size = math.ceil((length + (count - 1) * TILE_OVERLAP) / count)
+    starts = [min(i * (size - TILE_OVERLAP), length - size) for i in range(count)]
+    return [(start, start + size) for start in starts]
 
 
 def face_columns() -> list[str]:
@@ -74,13 +137,18 @@ def face_cells(index: int | None, face: Face | None) -> list:
 class FaceDetector:
     """Every face in an RGB photo, with its five landmarks (YuNet, see the module docstring).
 
+    A photo is searched at every scale of :func:`search_scales`, a large pass in tiles
+    (:func:`tiles`), and the faces of all passes are merged by non-maximum suppression.
+
     Args:
         score_threshold: the least confidence for a face (OpenCV's model zoo uses 0.9; lower
-            finds more turned or small faces and more false ones).
-        nms_threshold: overlap above which two boxes are one face.
+            finds more turned, blurred or small faces and more false ones; docs/faces.md).
+        nms_threshold: overlap (IoU) above which two boxes are one face, in a pass and across.
     """
 
-    def __init__(self, score_threshold: float = 0.8, nms_threshold: float = 0.3) -> None:
+    def __init__(
+        self, score_threshold: float = SCORE_THRESHOLD, nms_threshold: float = 0.3
+    ) -> None:
         import cv2  # OpenCV loads in about 0.1 s: only when faces are sought
         from cv2.utils import logging as cv_logging
 
@@ -95,27 +163,55 @@ class FaceDetector:
             )  # fmt: skip
         finally:
             cv_logging.setLogLevel(level)
-        self._settings = f"{YUNET_FILE} score>={score_threshold} nms={nms_threshold}"
+        self._thresholds = (score_threshold, nms_threshold)
+        self._nms = cv2.dnn.NMSBoxes
 
     def identity(self) -> str:
         """What decides the faces found besides the photo (the cache key of reframed faces)."""
-        return f"{self._settings} search={DETECTION_SIZE}"
+        search = f"{DETECTION_SIZE},{PASS_STEP},{HANDOVER},{FINEST_SIZE},{TILE}"
+        return f"{YUNET_FILE} score>={self._thresholds[0]} nms={self._thresholds[1]} {search}"
 
     def __call__(self, image: Image.Image) -> list[Face]:
         """The faces of an RGB ``image``, from left to right."""
-        scale = min(1.0, DETECTION_SIZE / max(image.size))
-        if scale < 1.0:
+        image = image if image.mode == "RGB" else image.convert("RGB")  # a large photo: no copy
+        scales = search_scales(image.size)
+        passes, picture = [], image
+        for scale, coarser in zip(scales, [*scales[1:], None], strict=True):
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.Resampling.BILINEAR)  # antialiased when shrinking
-        bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))
-        _, found = self._detector.detect(bgr)
+            if size != picture.size:  # from the finer pass's picture (antialiased): cheaper
+                picture = picture.resize(size, Image.Resampling.BILINEAR)
+            for rows in self._search(np.asarray(picture)[:, :, ::-1], scale):
+                if coarser is not None:  # the coarser pass answers for the larger faces
+                    rows = rows[np.minimum(rows[:, 2], rows[:, 3]) * coarser < HANDOVER]
+                passes.append(rows)
+        found = np.concatenate(passes) if passes else np.empty((0, 15), np.float32)
+        if len(passes) > 1:  # the same face from several passes or tiles: the surest box
+            keep = self._nms(found[:, :4].tolist(), found[:, 14].tolist(), *self._thresholds)
+            found = found[np.asarray(keep, dtype=np.int64).reshape(-1)]
         faces = []
-        for row in [] if found is None else found / np.array([scale] * 14 + [1.0]):
+        for row in found:
             points = row[4:14].reshape(5, 2)
             faces.append(Face(tuple(map(float, row[:4])),
                               tuple((float(x), float(y)) for x, y in points), float(row[14])))
         return sorted(faces, key=lambda face: face.box[0])
+
+    def _search(self, bgr: np.ndarray, scale: float) -> list[np.ndarray]:
+        """One pass over a BGR picture, tile by tile: YuNet's rows (box, landmarks, score) in
+        the photo's own pixels (the picture's divided by ``scale``)."""
+        height, width = bgr.shape[:2]
+        rows = []
+        for top, bottom in tiles(height):
+            for left, right in tiles(width):
+                tile = np.ascontiguousarray(bgr[top:bottom, left:right])
+                self._detector.setInputSize((tile.shape[1], tile.shape[0]))
+                _, found = self._detector.detect(tile)
+                if found is None:
+                    continue
+                found[:, [0, 4, 6, 8, 10, 12]] += left  # x of the box and the landmarks
+                found[:, [1, 5, 7, 9, 11, 13]] += top
+                found[:, :14] /= scale
+                rows.append(found)
+        return rows
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -24,8 +24,10 @@ Faces (``align``, ``data.align``): ``"auto"`` (the default) takes a photo of exa
 pixels as one of CelebA's own aligned images and frames it as above, and looks for faces in any
 other photo: each face found (:mod:`lit_celeba.data.faces`, YuNet) is warped to CelebA's aligned
 framing on its five landmarks and becomes a row of its own; a photo without a face gets one row
-that says so (:data:`~lit_celeba.data.faces.NO_FACE`) and no prediction. ``"always"`` looks for
-faces in every photo, ``"never"`` frames every photo whole.
+that says so (:data:`~lit_celeba.data.faces.NO_FACE`) and no prediction, and so does a face
+smaller than ``min_face_size`` pixels (:func:`~lit_celeba.data.faces.too_small`: too small to
+judge, its size in the error). ``"always"`` looks for faces in every photo, ``"never"`` frames
+every photo whole.
 
 A file that cannot be read does not stop the run: its item carries an error message and no
 image, and :meth:`PhotoDataset.collate` leaves it out of the batch's images but keeps its path
@@ -43,7 +45,15 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from lit_celeba.data.faces import NO_FACE, Face, FaceDetector, align, is_celeba_aligned
+from lit_celeba.data.faces import (
+    MIN_FACE_SIZE,
+    NO_FACE,
+    Face,
+    FaceDetector,
+    align,
+    is_celeba_aligned,
+    too_small,
+)
 from lit_celeba.data.transforms import CROP_SIZE, keep_columns
 from lit_celeba.errors import PhotoError
 
@@ -58,8 +68,8 @@ ALIGN_MODES: tuple[str, ...] = get_args(Align)
 
 
 class PhotoItem(NamedTuple):
-    # uint8 (218, C, 3) for a framed photo, (F, 218, C, 3) for its F faces; None when the file
-    # could not be read or holds no face
+    # uint8 (218, C, 3) for a framed photo, (F, 218, C, 3) for the F of its faces large enough
+    # to judge; None when the file could not be read or holds no such face
     image: torch.Tensor | None
     path: str
     error: str  # "" when the file was read
@@ -69,10 +79,10 @@ class PhotoItem(NamedTuple):
 class PhotoBatch(NamedTuple):
     """One row per framed photo, per face found, per photo without a face and per unreadable
     file: ``paths``, ``errors`` and ``faces`` hold every row (``error == ""`` marks the rows with
-    an image; ``faces`` is ``(index in its photo, Face)`` or None), ``images`` only the rows with
-    an image, in order. ``batch[0]`` is the images, as for CelebA: uint8 (B, 218, C, 3) from the
-    loader, float (B, 3, S, S) once the data module's ``on_after_batch_transfer`` has transformed
-    them (B may be 0)."""
+    an image, which a face too small to judge lacks; ``faces`` is ``(index in its photo, Face)``
+    or None), ``images`` only the rows with an image, in order. ``batch[0]`` is the images, as
+    for CelebA: uint8 (B, 218, C, 3) from the loader, float (B, 3, S, S) once the data module's
+    ``on_after_batch_transfer`` has transformed them (B may be 0)."""
 
     images: torch.Tensor
     paths: list[str]
@@ -170,17 +180,23 @@ class PhotoDataset(Dataset):
     """Photos read from ``paths``, framed or cut into aligned faces (``align``, see the module
     docstring; ``"never"`` here, ``"auto"`` in the data module), and kept as the decoded cache
     keeps CelebA: uint8 (218, C, 3), only the source ``columns``
-    (``transforms.columns_read(image_size)``). Items are :class:`PhotoItem`; batch them with
+    (``transforms.columns_read(image_size)``). A face under ``min_face_size`` pixels (the
+    shorter side of its box) is not judged. Items are :class:`PhotoItem`; batch them with
     :meth:`collate`."""
 
     def __init__(
-        self, paths: Sequence[str | Path], columns: np.ndarray, align: Align = "never"
+        self,
+        paths: Sequence[str | Path],
+        columns: np.ndarray,
+        align: Align = "never",
+        min_face_size: int = MIN_FACE_SIZE,
     ) -> None:
         if align not in ALIGN_MODES:
             raise PhotoError(f"data.align must be one of {', '.join(ALIGN_MODES)}; got {align!r}")
         self.paths = [str(p) for p in paths]
         self.columns = columns
         self.align = align
+        self.min_face_size = min_face_size
         self.image_shape = (FRAME_HEIGHT, len(columns), 3)
         self._detector: FaceDetector | None = None  # made in the process that reads
 
@@ -189,9 +205,13 @@ class PhotoDataset(Dataset):
 
     @classmethod
     def from_path(
-        cls, predict_path: str | Path, columns: np.ndarray, align: Align = "never"
+        cls,
+        predict_path: str | Path,
+        columns: np.ndarray,
+        align: Align = "never",
+        min_face_size: int = MIN_FACE_SIZE,
     ) -> PhotoDataset:
-        return cls(find_photos(predict_path), columns, align)
+        return cls(find_photos(predict_path), columns, align, min_face_size)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -216,18 +236,18 @@ class PhotoDataset(Dataset):
         if not faces:
             return PhotoItem(None, path, NO_FACE, ())
         crops = [keep_columns(_tensor(align(photo, face.landmarks)), self.columns)
-                 for face in faces]  # fmt: skip
-        return PhotoItem(torch.stack(crops), path, "", faces)
+                 for face in faces if not too_small(face, self.min_face_size)]  # fmt: skip
+        return PhotoItem(torch.stack(crops) if crops else None, path, "", faces)
 
     def collate(self, items: Sequence[PhotoItem]) -> PhotoBatch:
         """Stacks the images of the framed photos and of the faces found (an empty batch of the
         right shape when there is none), one row each, and a row for every other item."""
         images, paths, errors, faces = [], [], [], []
         for item in items:
-            if item.faces:  # one row per face
-                images += list(item.image)
+            if item.faces:  # one row per face; the image rows: the faces large enough to judge
+                images += [] if item.image is None else list(item.image)
                 paths += [item.path] * len(item.faces)
-                errors += [""] * len(item.faces)
+                errors += [too_small(face, self.min_face_size) for face in item.faces]
                 faces += list(enumerate(item.faces))
                 continue
             if item.image is not None:

@@ -16,6 +16,7 @@ def check_numbers(
     synthetic: bool,
     cache: bool,
     device_resident: bool | None,
+    min_face_size: int,
 ) -> None:
     """Raise a :class:`SettingError` for the first setting out of its range."""
     if device_resident and not cache:
@@ -32,6 +33,10 @@ def check_numbers(
         raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
+    if min_face_size < 0:
+        raise SettingError(
+            "min_face_size", f"must be 0 (judge every face) or more pixels, got {min_face_size}"
+        )
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
     if synthetic and (sizes["train_size"] is None or sizes["val_size"] is None):
