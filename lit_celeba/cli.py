@@ -138,7 +138,9 @@ class CelebACLI(LightningCLI):
         # Here rather than before instantiation: `--ckpt_path last` compares this config with
         # the saved ones, which hold the precision that ran.
         trainer = config.trainer
-        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        trainer.precision = supported_precision(
+            trainer.precision, trainer.accelerator, say=subcommand == "fit"
+        )
         check_precision(subcommand, trainer.precision, config.get("optimizer"))
         check_seed(config.get("seed_everything"))
         check_checkpoint_choice(subcommand, config.get("ckpt_path"))
