@@ -111,8 +111,9 @@ class EvaluationPictures:
         add_png(writer, f"{stage}/confusion_matrix", picture, step)
         # During fit the steps' probabilities are uncalibrated; the calibration this validation
         # fits (in the module's epoch end, after this) is the "after".
-        fitting = stage == "val" and trainer.state.fn == "fit"
-        fitted = pl_module.calibration_of(logits, targets) if fitting else None
+        calibration_of = getattr(pl_module, "calibration_of", None)
+        fitting = stage == "val" and trainer.state.fn == "fit" and calibration_of is not None
+        fitted = calibration_of(logits, targets) if fitting else None
         add_png(writer, f"{stage}/reliability",
                 _reliability(logits, probabilities, targets, fitted), step)  # fmt: skip
         self._publish_maps(pl_module, writer, stage, attributes, step)
