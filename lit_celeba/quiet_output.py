@@ -23,15 +23,17 @@ from pytorch_lightning.callbacks import ModelSummary, ProgressBar, TQDMProgressB
 
 from lit_celeba.lightning_internals import summary_table
 
-TIP = "💡 Tip: For seamless cloud logging"
+# The lines of Lightning's rank_zero_info left out: its advertisement, and its note that a
+# summary was given (QuietModelSummary, below: the CLI's own choice, nothing for the user).
+LEFT_OUT = ("💡 Tip: For seamless cloud logging", "Trainer already configured with model summary")
 
 
-def _not_the_tip(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(TIP)
+def _wanted(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(LEFT_OUT)
 
 
 # The logger that Lightning's rank_zero_info writes to (pytorch_lightning.utilities.rank_zero).
-logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_not_the_tip)
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_wanted)
 
 
 def quiet_evaluation(subcommand: str) -> None:

@@ -430,7 +430,7 @@ def test_fit_prints_nothing_a_user_cannot_act_on(
     captured = capfd.readouterr()
     said = captured.out + captured.err + caplog.text
     assert "Trainable params" in said and "Epoch 0" in said
-    for noise in ("💡 Tip", "litlogger", "v_num", "Total Flops", "FLOPs"):
+    for noise in ("💡 Tip", "litlogger", "v_num", "Total Flops", "FLOPs", "already configured"):
         assert noise not in said, noise
 
 

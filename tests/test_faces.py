@@ -96,7 +96,8 @@ def test_predict_on_a_photo_with_two_faces_as_the_readme_shows(
 ) -> None:
     (command,) = [c for d, c in documented_commands() if "--data.predict_maps" in c]
     session = Session(tiny_root, tmp_path)  # writes group.jpg, as for the README's own run
-    trained = tmp_path / "logs" / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    # What the demo leaves, where the README's --config configs/demo.yaml --ckpt_path last looks.
+    trained = tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt"
     trained.parent.mkdir(parents=True)
     shutil.copy(tiny_checkpoint, trained)
     session.run(command)
