@@ -24,16 +24,16 @@ ALL = "all"
 
 def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr") -> list[str]:
     """One attribute name or a list of them as a list; ``None`` is the empty list, and ``all``
-    (alone) is CelebA's 40 attributes in their file's order.
+    (alone, in any case, or as a list of it) is CelebA's 40 attributes in their file's order.
 
     Raises :class:`SettingError` for ``field`` (the caller's argument name) for a repeated or
     empty name.
     """
     if value is None:
         return []
-    if value == ALL:
-        return list(CELEBA_ATTRIBUTES)
     names = [value] if isinstance(value, str) else list(value)
+    if len(names) == 1 and isinstance(names[0], str) and names[0].strip().lower() == ALL:
+        return list(CELEBA_ATTRIBUTES)  # all, ALL, [all]
     if any(not isinstance(n, str) or not n.strip() for n in names):
         raise SettingError(field, f"must be attribute names, got {names!r}")
     repeated = sorted({n for n in names if names.count(n) > 1})
@@ -62,3 +62,10 @@ def check_same_targets(saved: Sequence[str] | None, current: Sequence[str]) -> N
             "to the checkpoint's attributes, in the same order (the config the checkpoint was "
             "trained with does)."
         )
+
+
+def valid_names(name: str, names: Sequence[str]) -> str:
+    """For a message about an unknown attribute ``name``: the one of ``names`` it differs from
+    only in case, if any, then every valid name and the ``all`` keyword."""
+    same = "".join(f"Did you mean {n}? " for n in names if n.lower() == str(name).lower())
+    return f"{same}Valid names: {', '.join(names)}; or {ALL}, for all {len(names)}."

@@ -21,54 +21,53 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 from pytorch_lightning import Trainer
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import (
-    ArgsType,
-    LightningArgumentParser,
-    LightningCLI,
-    ReduceLROnPlateau,
-)
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, ReduceLROnPlateau
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
 from lit_celeba.callbacks.maps import PredictionMaps
-from lit_celeba.callbacks.predictions import CSVPredictionWriter, check_output, output_file
+from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
 from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
+from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder, release_run_folders
 from lit_celeba.checkpoints.runs import (
     CKPT_KEYWORDS,
     check_checkpoint_choice,
     ckpt_path_help,
-    claim_run_folder,
     free_config_name,
-    latest_checkpoint,
-    release_run_folders,
     resolve_last,
 )
+from lit_celeba.cli_endings import CommandEndings
 from lit_celeba.cli_messages import (
     argument_message,
     check_seed,
     check_writable,
-    run_folder_line,
     setting_message,
     worker_message,
 )
-from lit_celeba.commands import COMMANDS, PROG
+from lit_celeba.commands import COMMANDS, PROG, TRAINER_HELP
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.errors import CelebAError, LitCelebaError, SettingError, UsageError
+from lit_celeba.errors import (
+    CelebAError,
+    LitCelebaError,
+    NothingPredicted,
+    SettingError,
+    UsageError,
+)
 from lit_celeba.groups import needs_train_groups
 from lit_celeba.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
-from lit_celeba.no_logger import free_run_dir, has_no_logger, without_logger_only_callbacks
+from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
+from lit_celeba.output_checks import check_outputs
 from lit_celeba.precision import check_precision, supported_precision
 from lit_celeba.processes import die_with_starter
+from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
@@ -79,7 +78,7 @@ BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict", "calibrate")
 
 
-class CelebACLI(LightningCLI):
+class CelebACLI(CommandEndings, LightningCLI):
     checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
 
     @staticmethod
@@ -109,25 +108,25 @@ class CelebACLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         trainer_commands = parser._subcommands_action._name_parser_map.items()  # jsonargparse's
         for name, subparser in trainer_commands:
+            subparser.description = TRAINER_HELP.get(name, subparser.description)
             for action in subparser._actions:
                 if action.dest == "ckpt_path":  # Lightning's help offers best and hpc
                     action.help = ckpt_path_help(name)
+        for choice in subcommands_action(parser)._choices_actions:
+            choice.help = TRAINER_HELP.get(choice.dest, choice.help)
         for name, line in COMMANDS.items():
             command = ArgumentParser(prog=f"{PROG} {name}", description=line)
             subcommands_action(parser).add_subcommand(name, command, help=line)
 
     def before_instantiate_classes(self) -> None:
-        trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
-        if has_no_logger(trainer.get("logger")):
-            self._without_logger(trainer)
-
-    def _without_logger(self, trainer: Any) -> None:
-        """A run folder of its own, and no callbacks that need a logger (see no_logger.py)."""
-        trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
-        check_writable(Path(trainer.default_root_dir).parent, "trainer.default_root_dir")
-        trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
-        left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
-        rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        if self.subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
+            # predict with its own output writes that file (and its maps) and nothing else.
+            trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
+            self.save_config_callback = None
+        elif has_no_logger(trainer.get("logger")):
+            without_logger(trainer)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         super().parse_arguments(parser, args)
@@ -138,7 +137,9 @@ class CelebACLI(LightningCLI):
         # Here rather than before instantiation: `--ckpt_path last` compares this config with
         # the saved ones, which hold the precision that ran.
         trainer = config.trainer
-        trainer.precision = supported_precision(trainer.precision, trainer.accelerator)
+        trainer.precision = supported_precision(
+            trainer.precision, trainer.accelerator, say=subcommand == "fit"
+        )
         check_precision(subcommand, trainer.precision, config.get("optimizer"))
         check_seed(config.get("seed_everything"))
         check_checkpoint_choice(subcommand, config.get("ckpt_path"))
@@ -147,9 +148,8 @@ class CelebACLI(LightningCLI):
             run_dir = resolve_last(subcommand, config, lambda: self._as_saved(config))
             if run_dir is not None:  # fit goes on there: its config is saved beside the first
                 self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
-        if subcommand == "predict":
-            data = config.get("data") or {}
-            check_output(output_file(data.get("predict_output")), data.get("predict_overwrite"))
+        quiet_evaluation(subcommand)
+        check_outputs(subcommand, config)
         ckpt_path = config.get("ckpt_path")
         # Checked before LightningCLI reads the model's class path from it (next step) and before
         # anything is written: a bad checkpoint leaves the log folder as it was. The data
@@ -157,7 +157,10 @@ class CelebACLI(LightningCLI):
         if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
             argv = sys.argv[1:] if args is None else args
             typed = argv if isinstance(argv, list) else []
-            self.checkpoint = load(ckpt_path, config.get("data"), typed)
+            self.checkpoint = load(ckpt_path, config.get("data"), typed, config.get("model"),
+                                   subcommand)  # fmt: skip
+        if subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
+            trainer.logger = False  # the CSV goes where it says, and no run folder is made
         claim_run_folder(subcommand, config, run_dir)  # last: nothing is written if a check fails
 
     def _as_saved(self, config: Any) -> dict[str, Any]:
@@ -185,11 +188,9 @@ class CelebACLI(LightningCLI):
         optimizer: torch.optim.Optimizer,
         lr_scheduler: Any = None,
     ) -> Any:
-        """LightningCLI's, plus: per-batch schedules (:mod:`lit_celeba.models.schedules`) step
-        every batch, and a ReduceLROnPlateau that watches a validation metric steps only
-        at the epochs that validate. Lightning steps it at every epoch's end and stops with
-        "conditioned on metric val/loss which is not available" at the first epoch that skipped
-        validation (``check_val_every_n_epoch`` > 1)."""
+        """LightningCLI's, plus: per-batch schedules step every batch, and a ReduceLROnPlateau
+        that watches a validation metric steps only at the epochs that validate (Lightning steps
+        it at every epoch's end, and stops where validation was skipped)."""
         configured = schedules.configure_optimizers(lightning_module, optimizer, lr_scheduler)
         every = getattr(lightning_module.trainer, "check_val_every_n_epoch", None)
         if isinstance(lr_scheduler, ReduceLROnPlateau) and isinstance(configured, dict):
@@ -208,8 +209,13 @@ class CelebACLI(LightningCLI):
             raise UsageError(setting_message(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        if cli_setting(self, "trainer").get("plugins") is None:
+        trainer = cli_setting(self, "trainer")
+        if trainer.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        quiet = quiet_callbacks(trainer)  # Lightning's progress bar and summary, less noise
+        if quiet:
+            given = trainer.get("callbacks") or []
+            kwargs["callbacks"] = [*(given if isinstance(given, list) else [given]), *quiet]
         return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
@@ -219,56 +225,6 @@ class CelebACLI(LightningCLI):
         for logger in self.trainer.loggers:
             if logger.save_dir is not None:
                 check_writable(logger.save_dir, "trainer.logger.init_args.save_dir")
-
-    def after_fit(self) -> None:
-        # A broadcast under DDP: every rank must take part, or rank 0 waits for the others forever.
-        log_dir = self.trainer.log_dir
-        checkpoint = self.trainer.checkpoint_callback
-        if not isinstance(checkpoint, ModelCheckpoint) or not self.trainer.is_global_zero:
-            return
-        val_acc = self.trainer.callback_metrics.get("val/acc")
-        lines = []
-        if val_acc is not None:
-            lines.append(f"Validation accuracy (last epoch): {float(val_acc):.4f}")
-        if checkpoint.best_model_path:
-            best = checkpoint.best_model_score
-            score = f" ({checkpoint.monitor} {float(best):.4f})" if best is not None else ""
-            lines.append(f"Best checkpoint: {checkpoint.best_model_path}{score}")
-        last = latest_checkpoint(self.trainer)
-        if last:
-            lines.append(f"Last checkpoint: {last}")
-        lines.append(run_folder_line(log_dir, bool(self.trainer.loggers)) or "")
-        rank_zero_info("\n".join(lines).strip())
-
-    def after_validate(self) -> None:
-        line = run_folder_line(self.trainer.log_dir, bool(self.trainer.loggers))  # every rank
-        if line and self.trainer.is_global_zero:
-            print(line)
-
-    after_test = after_validate
-
-    def after_predict(self) -> None:
-        """On the user's photos: the count of unreadable files and of faces too small to judge;
-        exit status 1 if no file was read."""
-        writer = next(
-            (c for c in self.trainer.callbacks if isinstance(c, CSVPredictionWriter)), None
-        )
-        if writer is None or writer.failures is None or not self.trainer.is_global_zero:
-            return
-        if writer.too_small:
-            print(f"{writer.too_small} face(s) smaller than {writer.min_face_size} px "
-                  f"(data.min_face_size) were not judged; their rows in {writer.path} say so in "
-                  "the error column.")
-        if writer.failures == 0:
-            print(f"All {writer.files} file(s) were read.")
-            return
-        print(
-            f"{writer.failures} of {writer.files} files could not be read; "
-            f"their rows in {writer.path} give the reason in the error column."
-        )
-        if writer.failures == writer.files:
-            print("error: none of the files could be read as an image", file=sys.stderr)
-            raise SystemExit(1)
 
 
 # Parse errors raise instead of printing the whole usage: cli_main prints one message. The
@@ -294,28 +250,34 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     argv = sys.argv[1:] if args is None else args
     die_with_starter()  # a command that compare started ends with it
     retain_freed_memory()
+    done = False
     try:
         if isinstance(argv, list) and argv[:1] and argv[0] in COMMANDS:
             status = run_command(argv[0], argv[1:])
             if status:
                 raise SystemExit(status)
             return None
-        return CelebACLI(
+        cli = CelebACLI(
             AttributeClassifier,
             CelebADataModule,
             subclass_mode_model=True,
             trainer_defaults={
                 "callbacks": [
                     CSVPredictionWriter(), PredictionMaps(), TestTables(), ExactResume(),
-                    InterruptNotice(),
+                    InterruptNotice(), RunStarted(),
                 ]
             },
             trainer_class=CelebATrainer,
             parser_kwargs=_PARSER_KWARGS,
             args=args,
         )
+        done = True
+        return cli
     except SIGTERMException:
         raise SystemExit(128 + signal.SIGTERM) from None
+    except NothingPredicted as err:  # valid input that held nothing to predict
+        done = True  # its run folder holds the CSV that says so
+        _fail(str(err), status=1)
     except CelebAError as err:
         _fail(worker_message(str(err)))
     except SettingError as err:  # one raised outside instantiate_classes, which converts its own
@@ -323,11 +285,11 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     except (LitCelebaError, FileExistsError) as err:
         _fail(str(err))
     except ArgumentError as err:
-        _fail(argument_message(err))
+        _fail(argument_message(err, argv if isinstance(argv, list) else []))
     finally:
-        release_run_folders()
+        release_run_folders(failed=not done)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, status: int = 2) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2) from None
+    raise SystemExit(status) from None

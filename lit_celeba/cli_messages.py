@@ -85,9 +85,18 @@ def _section_of(err: BaseException) -> str | None:
     return None
 
 
-def argument_message(err: BaseException) -> str:
-    """jsonargparse's parse errors, without the union-type noise, plus where to look."""
+def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
+    """jsonargparse's parse errors, without the union-type noise, plus where to look; ``argv``,
+    the command line, for the errors that the order of its options explains."""
     text = str(err)
+    later = _configs_after_logger_false(argv or [])
+    if later and "trainer.logger" in text:
+        return (
+            f"--trainer.logger false comes before --config {', '.join(later)}, which is read "
+            "after it and sets the logger's settings (trainer.logger.init_args) over \"no "
+            "logger\": a later option applies over an earlier one. Put --trainer.logger false "
+            "after the --config files."
+        )
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)
@@ -111,6 +120,18 @@ def argument_message(err: BaseException) -> str:
     lines = [line for line in lines if line and not any(n.strip(" -") in line for n in noise)]
     message = " ".join(lines)
     return f"{message}\n(Run with --help for the accepted options and their types.)"
+
+
+def _configs_after_logger_false(argv: list[str]) -> list[str]:
+    """The ``--config`` files given after ``--trainer.logger false`` (or ``=false``)."""
+    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    configs, seen = [], False
+    for i, word in enumerate(words[:-1]):
+        if word == "--trainer.logger" and words[i + 1].lower() in ("false", "null", "[]"):
+            seen = True
+        elif seen and word in ("--config", "-c"):
+            configs.append(words[i + 1])
+    return configs
 
 
 PLATEAU_NEEDS_MONITOR = (

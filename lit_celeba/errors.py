@@ -42,6 +42,11 @@ class PhotoError(LitCelebaError, ValueError):
     """A ``predict_path`` that gives no photos at all; the message names the path."""
 
 
+class NothingPredicted(PhotoError):
+    """``predict`` on photos of which none gave a prediction: exit status 1, not 2 (the input
+    was valid; it held nothing to predict)."""
+
+
 class ReportError(LitCelebaError):
     """A run folder that cannot be turned into a report; the message says why and what to pass."""
 

@@ -68,3 +68,11 @@ def subcommands_action(parser: Any) -> Any:
     """jsonargparse's subcommands action of a parser, the one way to add a subcommand parser
     after LightningCLI made them (``add_subcommands`` may be called only once)."""
     return parser._subcommands_action
+
+
+def summary_table(*args: Any) -> str:
+    """The model summary's table as Lightning's ``ModelSummary`` prints it (its private
+    ``_format_summary_table``), for a summary that leaves out what was not counted."""
+    from pytorch_lightning.utilities.model_summary.model_summary import _format_summary_table
+
+    return _format_summary_table(*args)

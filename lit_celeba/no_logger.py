@@ -14,6 +14,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.utilities import rank_zero_info
+
+from lit_celeba.cli_messages import check_writable
+
 # Ranks that Lightning starts itself (DDP's subprocess launcher) inherit rank 0's environment:
 # they take rank 0's folder instead of choosing one of their own, which rank 0 may already hold.
 RUN_DIR_ENV = "LIT_CELEBA_RUN_DIR"
@@ -58,3 +62,13 @@ def without_logger_only_callbacks(callbacks: Any) -> tuple[list[Any], list[str]]
         else:
             kept.append(callback)
     return kept, dropped
+
+
+def without_logger(trainer: Any) -> None:
+    """``trainer`` (a command's parsed ``trainer`` section) made to run without a logger: a run
+    folder of its own, and no callbacks that need a logger; says which were left out."""
+    trainer.default_root_dir = str(free_run_dir(trainer.get("default_root_dir")))
+    check_writable(Path(trainer.default_root_dir).parent, "trainer.default_root_dir")
+    trainer.callbacks, dropped = without_logger_only_callbacks(trainer.get("callbacks"))
+    left_out = f"; left out, as they need one: {', '.join(dropped)}" if dropped else ""
+    rank_zero_info(f"No logger: this run's files go to {trainer.default_root_dir}{left_out}.")

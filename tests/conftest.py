@@ -42,36 +42,32 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-# Tool caches that may appear in the checkout's root during a session; nothing a test writes.
+# Tool caches that may appear in a working folder during a session; nothing a test writes.
 _TOOL_FILES = {".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__", ".coverage"}
 
 
-def _checkout_files() -> set[str]:
-    """The repository root's entries (ignored ones too: run folders such as lightning_logs/
-    are) and every untracked, non-ignored file below it."""
-    names = {p.name for p in REPO.iterdir() if p.name not in _TOOL_FILES}
-    status = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"],
-        cwd=REPO, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if status.returncode == 0:  # not a git checkout (an unpacked sdist): the root's listing only
-        names |= {line[3:] for line in status.stdout.splitlines() if line.startswith("?? ")}
-    return names
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _checkout_stays_clean() -> Iterator[None]:
-    """Fails the session when a test leaves files in the checkout: a run without a logger
-    writes its tables, predictions and checkpoints to the working folder, and a run of the
-    suite from the repository root once committed test_groups.csv. Under pytest-xdist each
-    worker compares its own start with its end, so the worker whose test wrote a file sees it."""
-    before = _checkout_files()
-    yield
-    new = sorted(_checkout_files() - before)
-    if new:
-        pytest.fail(f"tests wrote into the checkout at {REPO}: {', '.join(new)}; give their runs "
-                    "a folder under tmp_path (default_root_dir, a logger's save_dir, cwd=)",
-                    pytrace=False)  # fmt: skip
+def _tests_run_in_a_folder_of_their_own(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Every test runs in a working folder of the session's (one per xdist worker), never in
+    the checkout, and the session fails if that folder is not left empty: a run without a
+    logger writes its tables, predictions and checkpoints to the working folder, and a run of
+    the suite from the repository root once committed test_groups.csv. The checkout itself is
+    not compared before and after: what a user makes there, before or while the suite runs (the
+    README's predict and export, their photos), is theirs, and a test never writes there."""
+    work = tmp_path_factory.mktemp("working_folder")
+    previous = Path.cwd()
+    os.chdir(work)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+    left = sorted(p.name for p in work.iterdir() if p.name not in _TOOL_FILES)
+    if left:
+        pytest.fail(f"tests wrote into their working folder {work}: {', '.join(left)}; give "
+                    "their runs a folder under tmp_path (default_root_dir, a logger's save_dir, "
+                    "cwd=)", pytrace=False)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -32,3 +32,29 @@ class PauseMidEpoch(Callback):
         # only sets Lightning's flag, which its loop checks after this hook returns.
         while not trainer.received_sigterm and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class PauseInEvaluation(Callback):
+    """Holds a validation loop (``calibrate``'s) or a predict loop after its ``batch``-th batch
+    until the process is killed, having touched ``ready_file``: for the tests that kill
+    calibrate or predict midway and run it again."""
+
+    def __init__(self, ready_file: str, batch: int = 0, timeout: float = 120.0):
+        self.ready_file = Path(ready_file)
+        self.batch, self.timeout = batch, timeout
+
+    def _pause(self, batch_idx: int) -> None:
+        if batch_idx != self.batch:
+            return
+        self.ready_file.touch()
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx=0) -> None:  # fmt: skip
+        self._pause(batch_idx)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                             dataloader_idx=0) -> None:  # fmt: skip
+        self._pause(batch_idx)

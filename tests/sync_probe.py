@@ -16,6 +16,7 @@ import json
 import os
 import traceback
 from collections import Counter
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -32,6 +33,22 @@ _PLUMBING = ("torch/overrides.py", "torch/utils/_python_dispatch.py", "torch/_te
 _PROBE = ("_where", "__torch_function__", "__torch_dispatch__")
 
 
+_PACKAGES = ("lit_celeba", "torch", "torchmetrics", "pytorch_lightning", "lightning_fabric")
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+def short_path(filename: str, checkout: Path = CHECKOUT) -> str:
+    """``package/path.py`` of a frame's file: relative to the checkout for this project's own
+    files (whatever the checkout's folder is called: a clone named ``lit_celeba`` too), else
+    from the installed package's folder on."""
+    path = Path(filename)
+    if path.is_relative_to(checkout):
+        return path.relative_to(checkout).as_posix()
+    parts = path.as_posix().split("site-packages/")[-1].split("/")
+    start = next((i for i, part in enumerate(parts) if part in _PACKAGES), 0)
+    return "/".join(parts[start:])
+
+
 def _where() -> str:
     """The innermost caller that is not this probe or torch's dispatch plumbing, as
     ``package/path.py:line`` (``torch/optim/adam.py:...``, ``lit_celeba/models/module.py:...``)."""
@@ -39,10 +56,7 @@ def _where() -> str:
         path = frame.filename.replace("\\", "/")
         probe = path.endswith("sync_probe.py") and frame.name in _PROBE
         if not probe and not any(path.endswith(p) for p in _PLUMBING):
-            parts = path.split("site-packages/")[-1].split("/")
-            start = next((i for i, part in enumerate(parts) if part in ("lit_celeba", "torch",
-                          "torchmetrics", "pytorch_lightning", "lightning_fabric", "tests")), 0)
-            return f"{'/'.join(parts[start:])}:{frame.lineno}"
+            return f"{short_path(path)}:{frame.lineno}"
     return "?"
 
 

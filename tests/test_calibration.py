@@ -173,3 +173,79 @@ def test_a_checkpoint_from_before_calibration_loads_as_temperature_one_and_thres
         plain = torch.sigmoid(model(images))
     torch.testing.assert_close(outputs["probabilities"], plain)
     assert torch.equal(outputs["predictions"], (plain > 0.5).long())
+
+
+def test_last_ckpt_carries_the_calibration_of_its_own_weights(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 32, item 2: with check_val_every_n_epoch 2 and 3 epochs, the last epoch validates
+    too, so last.ckpt's temperature is the one its own weights fit (calibrate fits it again);
+    a checkpoint whose calibration is older than its weights is named as such."""
+    from lit_celeba.checkpoints.load import load_checkpoint
+    from lit_celeba.cli import cli_main
+
+    logs = tmp_path / "logs"
+    flags = [*tiny_overrides(tiny_root, logs), "--model.channels=[8, 16, 16, 16]",
+             "--data.image_size=32", "--data.batch_size=16", "--trainer.limit_train_batches=2",
+             "--trainer.limit_val_batches=2"]  # fmt: skip
+    cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *flags, "--trainer.max_epochs=3",
+              "--trainer.check_val_every_n_epoch=2"])  # fmt: skip
+    last = logs / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    saved = load_checkpoint(last)
+    assert saved["calibration"]["fitted_at_step"] == saved["global_step"] == 6
+    again = tmp_path / "again.ckpt"
+    cli_main(["calibrate", "--config", str(CONFIGS / "base.yaml"), *flags,
+              f"--ckpt_path={last}", f"--out={again}"])  # fmt: skip
+    refitted = load_checkpoint(again)["calibration"]["temperature"]
+    assert torch.allclose(saved["calibration"]["temperature"], refitted, rtol=1e-4)
+    capsys.readouterr()
+    saved["calibration"]["fitted_at_step"] = 4  # as saved after an epoch without validation
+    stale = tmp_path / "stale.ckpt"
+    torch.save(saved, stale)
+    cli_main(["validate", "--config", str(CONFIGS / "base.yaml"), *flags, f"--ckpt_path={stale}"])
+    err = capsys.readouterr().err
+    assert "was fitted at step 4, to earlier weights than its own (step 6" in err
+
+
+def test_an_attribute_of_one_class_keeps_temperature_one_without_warnings() -> None:
+    """Issue 32, item 3: an attribute whose validation images are all positive (or negative)
+    is calibrated to temperature 1 (not 0.01 or 100), and its undefined metrics are NaN without
+    torchmetrics' warnings, which do not say which attribute."""
+    import warnings
+
+    from lit_celeba.models.calibration import fit_calibration
+    from lit_celeba.models.evaluation import attribute_metrics, one_class_note
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 3, generator=generator) * 3
+    targets = (torch.rand(64, 3, generator=generator) < 0.5).long()
+    targets[:, 1], targets[:, 2] = 1, 0
+    calibration = fit_calibration(logits, targets)
+    assert calibration.temperature[1] == 1 and calibration.temperature[2] == 1
+    assert calibration.temperature[0] != 1
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        metrics = attribute_metrics(*calibration.apply(logits), targets)
+    # torchmetrics' "No positive samples in targets, true positive value should be meaningless"
+    assert not [w for w in seen if "samples in targets" in str(w.message)]
+    assert torch.isnan(metrics["auroc"][1:]).all() and not torch.isnan(metrics["auroc"][0])
+    note = one_class_note("val", ["Male", "Young", "Bald"], targets)
+    assert "validation images hold one class only of Young (all 1), Bald (all 0)" in note
+    assert one_class_note("val", ["Male"], targets[:, :1]) is None
+
+
+def test_fit_names_an_attribute_of_one_class_once(tiny_root: Path, tmp_path: Path, caplog) -> None:
+    """The tiny set's validation split has no Double_Chin: said once for a two-epoch fit, and
+    its temperature in the checkpoint is 1."""
+    from lit_celeba.checkpoints.load import load_checkpoint
+    from lit_celeba.cli import cli_main
+
+    caplog.set_level("INFO")
+    logs = tmp_path / "logs"
+    cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, logs),
+              "--model.channels=[8, 16, 16, 16]", "--data.image_size=32",
+              "--data.target_attr=[Male, Double_Chin]", "--trainer.limit_train_batches=2",
+              "--trainer.max_epochs=2"])  # fmt: skip
+    assert caplog.text.count("hold one class only of Double_Chin (all 0)") == 1
+    saved = load_checkpoint(logs / "base" / "version_0" / "checkpoints" / "last.ckpt")
+    assert saved["calibration"]["temperature"][1] == 1

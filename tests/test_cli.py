@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import pytorch_lightning
 import torch
 import yaml
 
@@ -345,3 +346,101 @@ def test_help_lists_every_command_under_the_program_name(capsys) -> None:
     assert listed == [
         "fit", "validate", "test", "predict", "calibrate", "compare", "report", "export"
     ]  # fmt: skip
+
+
+# -- Issue 32: the command line, fourth round ------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", [["--trainer.logger", "false"], ["--trainer.logger=false"]],
+                         ids=["space", "equals"])  # fmt: skip
+def test_logger_false_before_a_config_that_sets_the_logger(
+    flag: list[str], tmp_path: Path, capsys
+) -> None:
+    """Item 12: was jsonargparse's "Not a valid subclass of Logger ... Expected a <class
+    'bool'>"."""
+    from tests.conftest import run_expecting_error
+
+    message = run_expecting_error(
+        ["fit", *flag, "--config", str(CONFIGS / "fast.yaml"), "--data.root", str(tmp_path)],
+        capsys,
+    )
+    assert f"--trainer.logger false comes before --config {CONFIGS / 'fast.yaml'}" in message
+    assert "Put --trainer.logger false after the --config files." in message
+    assert "Expected a <class" not in message
+
+
+@pytest.mark.parametrize("value", ["ALL", ["all"], "All"], ids=["ALL", "[all]", "All"])
+def test_all_attributes_in_any_case_or_as_a_list(value: str | list[str], tiny_root) -> None:
+    """Item 13: was "Unknown attribute 'all'" (the data module and the model's link both read
+    it with attribute_list)."""
+    from lit_celeba.attributes import attribute_list
+
+    assert attribute_list(value) == attribute_list("all") and len(attribute_list(value)) == 40
+    data = CelebADataModule(root=str(tiny_root), target_attr=value)
+    assert data.target_attrs[20] == "Male" and len(data.target_attrs) == 40
+
+
+def test_an_unknown_attribute_hints_and_leaves_no_run_folder(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    """Item 13: the case-insensitive match and the all keyword named, and no empty version_N
+    left behind by a failure found in the Trainer's setup."""
+    from tests.conftest import run_expecting_error
+
+    logs = tmp_path / "logs"
+    message = run_expecting_error(
+        ["fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, logs),
+         "--data.target_attr=male"], capsys,
+    )  # fmt: skip
+    assert "Unknown attribute 'male'" in message and "Did you mean Male?" in message
+    assert "; or all, for all 40." in message
+    assert not logs.exists(), sorted(logs.rglob("*"))
+
+
+def test_a_failure_after_the_run_started_keeps_its_folder(tiny_root: Path, tmp_path: Path):
+    """The other side of the rule: what a run wrote once it started is kept."""
+    from lit_celeba.checkpoints import run_folders
+
+    logs = tmp_path / "logs"
+
+    run_folders._STARTED[0] = False
+    with pytest.raises(RuntimeError, match="on purpose"):
+        cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, logs),
+                  "--model.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=1",
+                  "--trainer.limit_val_batches=1", "--trainer.max_epochs=1",
+                  "--trainer.callbacks+=tests.test_cli.StopAtEpochEnd"])  # fmt: skip
+    assert (logs / "base" / "version_0" / "config.yaml").is_file()
+
+
+class StopAtEpochEnd(pytorch_lightning.Callback):
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        raise RuntimeError("stopped on purpose")
+
+
+def test_fit_prints_nothing_a_user_cannot_act_on(
+    tiny_root: Path, tmp_path: Path, capfd, caplog
+) -> None:
+    """Item 19: no litlogger tip, no v_num in the progress bar, no FLOPs nobody counted; the
+    summary and the bar themselves stay."""
+    caplog.set_level("INFO")
+    flags = [f for f in tiny_overrides(tiny_root, tmp_path / "logs") if "progress_bar" not in f]
+    cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *flags,
+              "--model.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=2",
+              "--trainer.limit_val_batches=1", "--trainer.max_epochs=1"])  # fmt: skip
+    captured = capfd.readouterr()
+    said = captured.out + captured.err + caplog.text
+    assert "Trainable params" in said and "Epoch 0" in said
+    for noise in ("💡 Tip", "litlogger", "v_num", "Total Flops", "FLOPs", "already configured"):
+        assert noise not in said, noise
+
+
+def test_the_help_gives_each_command_a_whole_sentence(capsys) -> None:
+    """Item 20: was "It's separated from fit to make sure you never run on your"."""
+    from lit_celeba.cli import TRAINER_HELP
+
+    with pytest.raises(SystemExit):
+        cli_main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for command in ("fit", "validate", "test", "predict", "calibrate"):
+        line = TRAINER_HELP[command]
+        assert line.endswith(".") and f"{command} {line}" in shown, command

@@ -555,3 +555,55 @@ def test_dashboards_show_the_numbers_val_acc_counts_under_flip_tta(
     mirrored = (model.net(batch[0].flip(-1)) > 0).long()
     averaged = model.predict_step(batch, 0)["predictions"]
     assert not torch.equal(mirrored, averaged)
+
+
+# -- Issue 32, items 9 and 21 -----------------------------------------------------------------
+
+
+def _pixels_of(picture: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    return (picture[..., :3] == np.array(colour)).all(-1)
+
+
+def test_fits_reliability_shows_before_and_after_the_calibration(
+    dashboard_run: dict[str, Any],
+) -> None:
+    """Item 21: during fit the steps' probabilities are uncalibrated; the picture adds the
+    calibration this validation fitted (the README promises both curves)."""
+    from lit_celeba.callbacks.pictures import RELIABILITY_COLOURS
+
+    for run in ("fit_dir", "test_dir"):
+        events = _events(dashboard_run[run])
+        tag = "val/reliability" if run == "fit_dir" else "test/reliability"
+        picture = np.asarray(Image.open(io.BytesIO(events.Images(tag)[-1].encoded_image_string)))
+        before, after = (_pixels_of(picture, c).sum() for c in RELIABILITY_COLOURS)
+        assert before > 50 and after > 50, (run, before, after)
+
+
+def test_the_reliability_legend_is_clear_of_the_curves() -> None:
+    """Item 21: a curve through the top-left corner, where the legend was drawn."""
+    from lit_celeba.callbacks.pictures import RELIABILITY_COLOURS, reliability_picture
+
+    targets = torch.ones(200, 1)
+    low = torch.full((200, 1), 0.03)  # every bin point at (0.03, 1): the top-left corner
+    picture = reliability_picture([("before calibration: ECE 0.970", low, targets),
+                                   ("after calibration: ECE 0.500", low + 0.47, targets)])
+    size, left, top = 360, 56, 40  # the axes' box, as reliability_picture draws it
+    for colour in RELIABILITY_COLOURS:
+        inside = _pixels_of(picture[top : top + size + 1, left : left + size + 1], colour)
+        below = _pixels_of(picture[top + size + 30 :], colour)  # under the axis' title
+        assert inside.sum() > 20 and below.sum() > 20, colour  # the curve; its legend entry
+
+
+def test_long_attribute_names_are_not_cut_in_the_map_captions() -> None:
+    """Item 9: "not 5_o_Clock_Shadow" under a 128-pixel tile lost both ends."""
+    from lit_celeba.callbacks.maps import _card
+    from lit_celeba.callbacks.pictures import _font, _text_width
+
+    font = _font(14)
+    caption = "not 5_o_Clock_Shadow 95%"
+    card = _card(Image.new("RGB", (128, 128)), caption, font)
+    assert card.width >= _text_width(caption, font) + 8
+    face = torch.rand(1, 3, 64, 64)
+    gallery = gallery_picture(face, torch.tensor([0.95]), torch.tensor([0]), torch.tensor([0]),
+                              class_names("5_o_Clock_Shadow"))  # fmt: skip
+    assert gallery.shape[1] >= _text_width("GT: not 5_o_Clock_Shadow", _font(15))

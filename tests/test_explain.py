@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lit_celeba.callbacks.pictures import maps_picture
+from lit_celeba.callbacks.evaluation_pictures import maps_picture
 from lit_celeba.data.synthetic.faces import draw_face
 from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
 from lit_celeba.explain.maps import activation_maps, overlaid, overlay, split

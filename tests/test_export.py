@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +50,7 @@ def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
         line = next(x for x in result.stdout.splitlines() if x.startswith(f"{kind} vs predict:"))
         assert "0 decision(s) differ (ok)" in line, line
     assert f"Wrote {out / 'model.pt2'}, {out / 'model.pt'}" in result.stdout
+    (out.parent / "stderr.txt").write_text(result.stderr)  # for the test of what it says
     return out
 
 
@@ -249,3 +251,59 @@ def test_every_bad_input_is_one_clear_error(
     assert expected in message and "weights_only=False" not in message
     assert not (tmp_path / "ran").exists()  # no code from the file ran
     assert not out.exists()  # nothing written for a checkpoint that cannot be exported
+
+
+def test_export_prints_no_warning_a_user_cannot_act_on(exported: Path) -> None:
+    """Issue 32, item 19: torch.export.save's "No complete tensor found in the group!" and
+    TorchScript's FutureWarning (in either of its wordings) are left out."""
+    import re
+
+    from lit_celeba.commands.export import TORCHSCRIPT_WARNING
+
+    said = (exported.parent / "stderr.txt").read_text()
+    assert "No complete tensor" not in said and "FutureWarning" not in said, said
+    for text in ("`torch.jit.script` is deprecated. Please switch to `torch.compile`.",
+                 "`torch.jit.script` is not supported in Python 3.14+ and may break."):
+        assert re.match(TORCHSCRIPT_WARNING, text)  # as warnings' filters match it
+
+
+def test_model_json_says_what_the_graph_does_and_how_to_get_predicts_outputs(
+    exported: Path, tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    """Issue 32, item 8: the outputs are (probability, prediction) at the checkpoint's own
+    thresholds, the graph starts from an aligned face, and doing what model.json and the README
+    say to a photo gives predict's very probabilities."""
+    import csv
+
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from lit_celeba.cli import cli_main
+    from lit_celeba.data.faces import FaceDetector, align
+    from tests.conftest import CONFIGS, tiny_overrides, write_group_photo
+
+    info = json.loads((exported / "model.json").read_text())
+    assert "threshold" in info["outputs"]["prediction"]["meaning"]
+    assert "lit_celeba.data.faces.align(photo, face.landmarks)" in info["alignment"]
+    readme = (REPO / "README.md").read_text()
+    assert "threshold at 0.5 for the label" not in readme
+    assert "(probability, prediction)" in readme and "lit_celeba.data.faces.align" in readme
+    photo = write_group_photo(tmp_path / "group.jpg")
+    out = tmp_path / "p.csv"
+    cli_main(["predict", "--config", str(CONFIGS / "base.yaml"),
+              *tiny_overrides(tiny_root, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+              f"--data.predict_path={photo}", f"--data.predict_output={out}"])  # fmt: skip
+    rows = list(csv.DictReader(out.open()))
+    image = Image.open(photo).convert("RGB")
+    faces = FaceDetector()(image)
+    assert len(rows) == len(faces) == 2
+    crops = []
+    for face in faces:  # the steps of model.json, by hand
+        aligned = torch.from_numpy(np.asarray(align(image, face.landmarks))).permute(2, 0, 1)
+        square = aligned[:, 20:198, :].float() / 255
+        crops.append(F.interpolate(square[None], size=(64, 64), mode="bilinear",
+                                   align_corners=False, antialias=False)[0])  # fmt: skip
+    program = torch.export.load(str(exported / "model.pt2")).module()
+    probability, prediction = program(torch.stack(crops))
+    for row, p, d in zip(rows, probability[:, 0].tolist(), prediction[:, 0].tolist(), strict=True):
+        assert abs(float(row["prob_Male"]) - p) < 2e-6 and int(row["pred_Male"]) == d

@@ -150,6 +150,16 @@ def test_predict_says_how_many_faces_were_too_small(
     assert first["error"] == "" and 0 <= float(first["prob_Male"]) <= 1
     assert second["error"].startswith(TOO_SMALL) and second["prob_Male"] == ""
     assert float(second["box_width"]) < 80 and second["face"] == "2"
+    # Every face too small: nothing was predicted, which is an error (exit 1), with the way out.
+    none = run_cli(
+        "predict", "--config", str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--data.predict_output={out}",
+        "--data.predict_overwrite=true", "--data.min_face_size=5000", cwd=tmp_path,
+    )  # fmt: skip
+    assert none.returncode == 1, none.stdout + none.stderr
+    assert "every face found was smaller than 5000 px, so nothing was predicted" in none.stderr
+    assert "--data.min_face_size 0 judges faces of any size" in none.stderr
 
 
 def test_similarity_recovers_a_known_transform() -> None:
@@ -188,7 +198,8 @@ def test_predict_on_a_photo_with_two_faces_as_the_readme_shows(
 ) -> None:
     (command,) = [c for d, c in documented_commands() if "--data.predict_maps" in c]
     session = Session(tiny_root, tmp_path)  # writes group.jpg, as for the README's own run
-    trained = tmp_path / "logs" / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    # What the demo leaves, where the README's --config configs/demo.yaml --ckpt_path last looks.
+    trained = tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt"
     trained.parent.mkdir(parents=True)
     shutil.copy(tiny_checkpoint, trained)
     session.run(command)

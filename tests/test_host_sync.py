@@ -18,6 +18,7 @@ import torch
 from lit_celeba.callbacks.host_sync import NoHostSync
 from lit_celeba.cli import cli_main
 from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.sync_probe import short_path
 
 # Reads of tensors that live on the host whatever the accelerator: Adam's step counts (on the CPU
 # unless `capturable` or `fused`) and the DataLoader's base seed from torch's CPU generator.
@@ -69,6 +70,18 @@ def test_the_probe_sees_a_read(tiny_root: Path, tmp_path: Path, monkeypatch) -> 
     seen = json.loads(out.read_text())["seen"]
     assert any(where.startswith("item at tests/sync_probe.py") or "ReadsTheLoss" in where
                for where in seen), seen  # fmt: skip
+
+
+def test_the_probe_names_places_in_a_checkout_of_any_name(tmp_path: Path) -> None:
+    """A clone in a folder named lit_celeba (the natural name): its own files are named from the
+    checkout, the package's as lit_celeba/..., and installed packages from their folder on."""
+    checkout = tmp_path / "lit_celeba"
+    assert short_path(str(checkout / "tests/sync_probe.py"), checkout) == "tests/sync_probe.py"
+    assert short_path(str(checkout / "lit_celeba/models/module.py"), checkout) == (
+        "lit_celeba/models/module.py"
+    )
+    installed = "/venv/lib/python3.11/site-packages/torch/optim/adam.py"
+    assert short_path(installed, checkout) == "torch/optim/adam.py"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (set_sync_debug_mode)")

@@ -24,7 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
-from lit_celeba.checkpoints import runs
+from lit_celeba.checkpoints import run_folders
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.events import epoch_series
 from lit_celeba.data import synthetic
@@ -458,13 +458,13 @@ def test_two_runs_started_at_once_get_two_folders(tmp_path: Path) -> None:
 
     first, second = config(), config()
     try:
-        runs.claim_run_folder("fit", first, None)
-        runs.claim_run_folder("fit", second, None)
+        run_folders.claim_run_folder("fit", first, None)
+        run_folders.claim_run_folder("fit", second, None)
         versions = [c.trainer["logger"].init_args.version for c in (first, second)]
         assert versions == ["version_0", "version_1"]
         assert sorted(os.listdir(tmp_path / "base")) == versions
     finally:
-        runs.release_run_folders()
+        run_folders.release_run_folders()
     assert not (tmp_path / "base" / "version_0").exists()  # nothing written: removed again
 
 

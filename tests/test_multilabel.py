@@ -18,7 +18,7 @@ from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.errors import AttributeMismatchError
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import count_parameters
-from lit_celeba.models.objectives import positive_weights
+from lit_celeba.models.objectives import positive_weight_note, positive_weights
 
 THREE = ["Male", "Smiling", "Eyeglasses"]
 
@@ -176,3 +176,7 @@ def test_pos_weight_gives_each_attributes_positives_the_weight_of_its_negatives(
     loss = weighted.training_step((logits, targets), 0)["loss"]
     assert loss == pytest.approx(3 * expected.item())
     assert positive_weights(torch.tensor([0.0, 0.5, 1e-6])).tolist() == [1.0, 1.0, 100.0]
+    # Issue 32, item 4: every training image positive is weight 1, not 0, and said.
+    assert positive_weights(torch.tensor([1.0, 0.2])).tolist() == pytest.approx([1.0, 4.0])
+    note = positive_weight_note(torch.tensor([1.0, 0.2, 0.0]), THREE)
+    assert "leaves the weight of Male (every image), Eyeglasses (no image) at 1" in note

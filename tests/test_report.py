@@ -106,7 +106,7 @@ def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) ->
     augmentations = _png(fit_dir / "train_augmentations.png")
     assert augmentations.width > 2 * augmentations.height  # 2 rows of 5 augmentations
     maps, val_maps = _png(fit_dir / "maps.png"), _png(fit_dir / "val_maps.png")
-    assert maps.width == val_maps.width and maps.height > val_maps.height  # the one attribute's
+    assert maps.width > val_maps.width and maps.height > val_maps.height  # the one attribute's
     assert maps.crop((0, 0, *val_maps.size)).tobytes() == val_maps.convert("RGB").tobytes()
 
     report = run_cli("report", str(test_dir), cwd=dashboard_run["cwd"])
@@ -135,3 +135,43 @@ def test_report_out_that_cannot_be_written_is_one_clear_error(tmp_path: Path) ->
     assert len(lines) == 1, report.stderr
     assert lines[0].startswith(f"error: Cannot write the report into {out}")
     assert "Not a directory" in lines[0] and "--out" in lines[0]
+
+
+def test_report_on_a_run_still_being_written_says_so(
+    dashboard_run: dict[str, Any], tmp_path: Path, capsys
+) -> None:
+    """Issue 32, item 14: the run folder is held (its lock) by the command that writes it."""
+    import os
+
+    from lit_celeba.commands.report import main
+    from lit_celeba.processes import FolderLock
+
+    lock = FolderLock(dashboard_run["fit_dir"])
+    assert lock.acquire()
+    try:
+        main([str(dashboard_run["fit_dir"]), "--out", str(tmp_path / "while")])
+    finally:
+        lock.release()
+    said = capsys.readouterr().out
+    assert f"is still being written by process {os.getpid()}" in said
+    main([str(dashboard_run["fit_dir"]), "--out", str(tmp_path / "after")])
+    assert "still being written" not in capsys.readouterr().out
+
+
+def test_the_maps_page_of_40_attributes_is_a_grid(tmp_path: Path) -> None:
+    """Issue 32, item 9: 40 pictures one under the other made a page of 136x16,800 pixels."""
+    from types import SimpleNamespace
+
+    from lit_celeba.commands.maps_page import write_maps_page
+
+    def png(seed: int) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (136, 420), (seed, 0, 0)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    tags = [f"val/maps/attribute_{k}" for k in range(40)]
+    pictures = {tag: [SimpleNamespace(encoded_image_string=png(k))] for k, tag in enumerate(tags)}
+    events = SimpleNamespace(Tags=lambda: {"images": tags}, Images=pictures.__getitem__)
+    page = Image.open(write_maps_page(events, tmp_path))
+    assert 0.5 <= page.width / page.height <= 2, page.size
+    assert page.width * page.height >= 40 * 136 * 420  # every picture on it

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image, ImageDraw
 from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional.classification import (
@@ -24,11 +25,12 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 
 from lit_celeba.attributes import output_attributes
 from lit_celeba.callbacks.pictures import (
+    _font,
+    _text_width,
     class_names,
     confusion_matrices_picture,
     confusion_matrix_picture,
     gallery_picture,
-    maps_picture,
     reliability_picture,
 )
 from lit_celeba.callbacks.summaries import add_png
@@ -107,7 +109,13 @@ class EvaluationPictures:
                 tag = f"{stage}/pr_curve/{name}"
                 writer.add_pr_curve(tag, targets[:, k], probabilities[:, k], step)
         add_png(writer, f"{stage}/confusion_matrix", picture, step)
-        add_png(writer, f"{stage}/reliability", _reliability(logits, probabilities, targets), step)
+        # During fit the steps' probabilities are uncalibrated; the calibration this validation
+        # fits (in the module's epoch end, after this) is the "after".
+        calibration_of = getattr(pl_module, "calibration_of", None)
+        fitting = stage == "val" and trainer.state.fn == "fit" and calibration_of is not None
+        fitted = calibration_of(logits, targets) if fitting else None
+        add_png(writer, f"{stage}/reliability",
+                _reliability(logits, probabilities, targets, fitted), step)  # fmt: skip
         self._publish_maps(pl_module, writer, stage, attributes, step)
         self.reset()
 
@@ -131,10 +139,14 @@ class EvaluationPictures:
 
 
 def _reliability(
-    logits: torch.Tensor, probabilities: torch.Tensor, targets: torch.Tensor
-) -> np.ndarray:
-    """The reliability diagram of the step's probabilities, and of the uncalibrated ones beside
-    them where the run applies a calibration; each labelled with its mean ECE."""
+    logits: torch.Tensor, probabilities: torch.Tensor, targets: torch.Tensor,
+    fitted: Calibration | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The reliability diagram of the uncalibrated probabilities and of the calibrated ones (the
+    steps', or ``fitted``'s where given), each labelled with its mean ECE; one curve where the
+    two are the same (no calibration)."""
+    if fitted is not None:
+        probabilities, _ = fitted.apply(logits)
     plain, _ = Calibration.identity(targets.shape[1]).apply(logits)
     curves = [("before calibration", plain), ("after calibration", probabilities)]
     if torch.allclose(plain, probabilities):
@@ -154,3 +166,32 @@ def _all_ranks(parts: list[torch.Tensor], columns: int, device: torch.device) ->
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return local.cpu()
     return torch.cat(gather_all_tensors(local.float())).cpu()
+
+
+MAP_ROWS = {"right": "most confident right answers", "wrong": "worst mistakes"}
+
+
+def maps_picture(rows: dict[str, Any], names: tuple[str, str]) -> np.ndarray | None:
+    """One attribute's faces with their activation maps laid over: a headed gallery row per
+    kind (:data:`MAP_ROWS`; ``rows`` maps a kind to a
+    :class:`~lit_celeba.explain.candidates.Chosen`), the captions as :func:`gallery_picture`'s
+    for one attribute with class ``names``. ``None`` when there is no face."""
+    parts = []
+    for kind, heading in MAP_ROWS.items():
+        chosen = rows.get(kind)
+        if chosen is None or not len(chosen.images):
+            continue
+        gallery = gallery_picture(chosen.images, chosen.probabilities, chosen.predictions,
+                                  chosen.targets, names, columns=len(chosen.images))  # fmt: skip
+        parts.append((heading, Image.fromarray(gallery)))
+    if not parts:
+        return None
+    font, line = _font(16), 24
+    width = max(max(p.width, _text_width(f"{names[1]}: {h}", font) + 16) for h, p in parts)
+    page = Image.new("RGB", (width, sum(p.height + line for _, p in parts)), (255, 255, 255))
+    draw, top = ImageDraw.Draw(page), 0
+    for heading, picture in parts:
+        draw.text((8, top + 4), f"{names[1]}: {heading}", fill=(0, 0, 0), font=font)
+        page.paste(picture, (0, top + line))
+        top += picture.height + line
+    return np.asarray(page)

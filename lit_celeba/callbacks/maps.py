@@ -12,6 +12,7 @@ class and its probability (``Female 56%``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,14 @@ from PIL import Image, ImageDraw
 from pytorch_lightning.callbacks import Callback
 
 from lit_celeba.attributes import output_attributes
-from lit_celeba.callbacks.pictures import _font, _grid, _scale_for, _to_pil, class_names
+from lit_celeba.callbacks.pictures import (
+    _font,
+    _grid,
+    _scale_for,
+    _text_width,
+    _to_pil,
+    class_names,
+)
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.data.photos import PhotoBatch, read_rgb
 from lit_celeba.explain.maps import activation_maps, overlay
@@ -29,6 +37,7 @@ from lit_celeba.explain.maps import activation_maps, overlay
 PHOTO_WIDTH = 720  # the photo at the top of a picture is shrunk to at most this width
 BOX_COLOUR = (0, 200, 0)
 TILES_PER_ROW = 8
+PICTURE_NAME = re.compile(r"^\d{4}_.*\.png$")  # NNNN_<photo name>.png
 
 
 class PredictionMaps(Callback):
@@ -43,6 +52,15 @@ class PredictionMaps(Callback):
         self.written = []
         dataset = getattr(trainer.predict_dataloaders, "dataset", None)
         self._order = {path: i for i, path in enumerate(getattr(dataset, "paths", []))}
+        if getattr(trainer.datamodule, "predict_maps", False) and self._order:
+            # The pictures of the predictions this run replaces (the CSV was checked to be
+            # replaceable): none of an earlier run's is left beside the new ones.
+            folder = self._folder(trainer)
+            if trainer.is_global_zero and folder.is_dir():
+                for old in folder.iterdir():
+                    if PICTURE_NAME.match(old.name) and old.is_file():
+                        old.unlink()
+            trainer.strategy.barrier("maps folder cleared")
 
     def on_predict_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -117,10 +135,13 @@ def _caption(attribute: str, probability: float, said: int) -> str:
 
 
 def _card(tile: Image.Image, caption: str, font: Any) -> Image.Image:
-    card = Image.new("RGB", (tile.width, tile.height + 20), (255, 255, 255))
-    card.paste(tile, (0, 0))
+    """The tile with its caption under it, the card widened to the caption where it is longer
+    (``not 5_o_Clock_Shadow 95%``)."""
+    width = max(tile.width, _text_width(caption, font) + 8)
+    card = Image.new("RGB", (width, tile.height + 20), (255, 255, 255))
+    card.paste(tile, ((width - tile.width) // 2, 0))
     draw = ImageDraw.Draw(card)
-    draw.text((tile.width // 2, tile.height + 3), caption, fill=(0, 0, 0), font=font, anchor="ma")
+    draw.text((width // 2, tile.height + 3), caption, fill=(0, 0, 0), font=font, anchor="ma")
     return card
 
 

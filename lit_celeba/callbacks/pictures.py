@@ -109,11 +109,9 @@ def gallery_picture(
             ]
             colour = CORRECT_COLOUR if all(right[: len(attributes)]) else WRONG_COLOUR
         face = _to_pil(image, scale)
-        width = face.width + 2 * border
-        if not single:  # long attribute names widen the card rather than run off it
-            measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-            widths = [math.ceil(measure.textlength(text, font=font)) + 8 for text, _ in captions]
-            width = max([width, *widths])
+        # Long attribute names widen the card rather than run off it (5_o_Clock_Shadow).
+        width = max([face.width + 2 * border, *(_text_width(text, font) + 8 for text, _ in
+                                                 captions)])  # fmt: skip
         card = Image.new("RGB", (width, face.height + 2 * border + lines * line + 6))
         card.paste((255, 255, 255), (0, 0, *card.size))
         card.paste(colour, (0, 0, card.width, face.height + 2 * border))
@@ -185,9 +183,11 @@ def reliability_picture(
     """A reliability diagram: per curve ``(label, probabilities, targets)`` (each (N, K), all K
     attributes' predictions pooled), the share of positives against the mean probability in each
     of ``bins`` equal-width probability bins, each bin a dot whose area follows its share of the
-    predictions; the diagonal is perfect calibration. Returns an HxWx3 uint8 array."""
-    size, left, top = 360, 56, 40
-    picture = Image.new("RGB", (left + size + 20, top + size + 50), (255, 255, 255))
+    predictions; the diagonal is perfect calibration; the legend is under the axes, where no
+    curve runs. Returns an HxWx3 uint8 array."""
+    size, left, top, legend = 360, 56, 40, 18
+    height = top + size + 46 + legend * len(curves)
+    picture = Image.new("RGB", (left + size + 20, height), (255, 255, 255))
     draw = ImageDraw.Draw(picture)
     font = _font(13)
 
@@ -216,7 +216,9 @@ def reliability_picture(
         for b, (x, z) in zip([b for b in range(bins) if count[b] > 0], points, strict=True):
             radius = 2 + 10 * math.sqrt(float(count[b]) / len(p))
             draw.ellipse((x - radius, z - radius, x + radius, z + radius), fill=colour)
-        draw.text((left + 8, top + 8 + 18 * index), label, fill=colour, font=font)
+        y = top + size + 46 + legend * index
+        draw.ellipse((left, y + 3, left + 9, y + 12), fill=colour)
+        draw.text((left + 16, y), label, fill=colour, font=font)
     return np.asarray(picture)
 
 
@@ -246,6 +248,10 @@ def _shaded_cell(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], shar
     ink (white or black) that reads on it."""
     draw.rectangle(box, fill=tuple(round(255 + share * (c - 255)) for c in (31, 119, 180)))
     return (255, 255, 255) if share > 0.5 else (0, 0, 0)
+
+
+def _text_width(text: str, font: Any) -> int:
+    return math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=font))
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -278,32 +284,3 @@ def _grid(tiles: Sequence[Image.Image], columns: int, gap: int = 6) -> np.ndarra
     ]  # fmt: skip
     grid = make_grid(padded, nrow=columns, padding=gap, pad_value=255)
     return grid.permute(1, 2, 0).contiguous().numpy()
-
-
-MAP_ROWS = {"right": "most confident right answers", "wrong": "worst mistakes"}
-
-
-def maps_picture(rows: dict[str, Any], names: tuple[str, str]) -> np.ndarray | None:
-    """One attribute's faces with their activation maps laid over: a headed gallery row per
-    kind (:data:`MAP_ROWS`; ``rows`` maps a kind to a
-    :class:`~lit_celeba.explain.candidates.Chosen`), the captions as :func:`gallery_picture`'s
-    for one attribute with class ``names``. ``None`` when there is no face."""
-    parts = []
-    for kind, heading in MAP_ROWS.items():
-        chosen = rows.get(kind)
-        if chosen is None or not len(chosen.images):
-            continue
-        gallery = gallery_picture(chosen.images, chosen.probabilities, chosen.predictions,
-                                  chosen.targets, names, columns=len(chosen.images))  # fmt: skip
-        parts.append((heading, Image.fromarray(gallery)))
-    if not parts:
-        return None
-    font, line = _font(16), 24
-    width = max(p.width for _, p in parts)
-    page = Image.new("RGB", (width, sum(p.height + line for _, p in parts)), (255, 255, 255))
-    draw, top = ImageDraw.Draw(page), 0
-    for heading, picture in parts:
-        draw.text((8, top + 4), f"{names[1]}: {heading}", fill=(0, 0, 0), font=font)
-        page.paste(picture, (0, top + line))
-        top += picture.height + line
-    return np.asarray(page)

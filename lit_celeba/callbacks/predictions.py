@@ -13,13 +13,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.utilities import rank_zero_info
 from torch import distributed
 
 from lit_celeba.attributes import output_attributes
 from lit_celeba.data.faces import NO_FACE, TOO_SMALL, face_cells, face_columns
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 from lit_celeba.errors import UsageError
+from lit_celeba.paths import output_file
 from lit_celeba.processes import temporary_path
 
 FILENAME = "predictions.csv"
@@ -69,10 +69,18 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.faceless = 0
         self.too_small = 0  # under min_face_size, the photos' data set's least face to judge
         self.min_face_size = 0
+        # "Wrote N row(s) ... to PATH", for the CLI to print once the progress bar is closed.
+        self.summary = ""
         self._photo_rows: list[tuple[str, Row | None, str, Any]] = []
 
+    @property
+    def predicted(self) -> int:
+        """The photo rows with probabilities: neither unreadable, without a face nor with a face
+        too small to judge."""
+        return self.rows - (self.failures or 0) - self.faceless - self.too_small
+
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._photo_rows = []
+        self._photo_rows, self.summary = [], ""
 
     def write_on_batch_end(
         self,
@@ -140,11 +148,10 @@ class CSVPredictionWriter(BasePredictionWriter):
             for photo, row, error, face in rows
         )  # fmt: skip
         if self._write_csv(trainer, header, cells):
-            predicted = self.rows - self.failures - self.faceless - self.too_small
             without_face = (f", {self.faceless} without a face, {self.too_small} face(s) too "
                             "small to judge") if faces else ""  # fmt: skip
-            rank_zero_info(
-                f"Wrote {self.rows} row(s) ({predicted} predicted, {self.failures} "
+            self.summary = (
+                f"Wrote {self.rows} row(s) ({self.predicted} predicted, {self.failures} "
                 f"unreadable{without_face}) to {self.path}"
             )
 
@@ -168,7 +175,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         header = ["image"] + [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred", "true")]
         self.rows, self.failures = len(rows), None
         if self._write_csv(trainer, header, (_split_cells(dataset, i, p) for i, p in rows)):
-            rank_zero_info(f"Wrote {self.rows} predictions to {self.path}")
+            self.summary = f"Wrote {self.rows} predictions to {self.path}"
 
 
 def _split_cells(dataset: Any, index: int, row: Row) -> list:
@@ -187,25 +194,17 @@ def _from_all_ranks(rows: list, key: Callable[[Any], int]) -> list:
     return sorted((row for shard in shards for row in shard), key=key)
 
 
-def output_file(predict_output: str | os.PathLike | None, filename: str = FILENAME) -> Path | None:
-    """The file ``--data.predict_output`` names: itself, or ``filename`` inside it when it is a
-    folder (an existing one, or any path that ends with a slash); ``None`` when not set."""
-    if not predict_output:
-        return None
-    path = Path(predict_output).expanduser()
-    folder = str(predict_output).endswith(("/", os.sep)) or path.is_dir()
-    return path / filename if folder else path
-
-
 def is_predictions_file(path: Path) -> bool:
-    """Whether ``path`` starts with the header this writer writes (image or path, then the
-    prob_/pred_/true_ columns and error)."""
+    """Whether ``path`` starts with the header this writer writes (image or path, the face's
+    columns after a path when faces are sought, then the prob_/pred_/true_ columns and error)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             header = next(csv.reader([fh.readline(100_000)]), [])
     except (OSError, UnicodeDecodeError):
         return False
     columns = header[1:]
+    if header[:1] == ["path"] and columns[: len(face_columns())] == face_columns():
+        columns = columns[len(face_columns()) :]  # photos with their faces
     return header[:1] in (["image"], ["path"]) and bool(columns) and all(
         _OUR_COLUMN.match(column) for column in columns
     )

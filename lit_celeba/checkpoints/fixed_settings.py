@@ -1,10 +1,16 @@
-"""The data settings a checkpoint fixes: a network trained at one image size and for some
-attributes is evaluated on images of that size and for those attributes, whatever the config.
+"""What a checkpoint fixes, and what the command line may change.
 
-LightningCLI restores the model's hyperparameters from ``--ckpt_path`` but not the data
-module's, so ``test --config configs/base.yaml --ckpt_path X`` would feed a network trained at
-128 px with 64 px images. :func:`restore_data_settings` takes them from the checkpoint instead;
-a value the user typed on the command line that disagrees is an error, not silently replaced.
+The data settings: a network trained at one image size and for some attributes is evaluated on
+images of that size and for those attributes, whatever the config. LightningCLI restores the
+model's hyperparameters from ``--ckpt_path`` but not the data module's, so ``test --config
+configs/base.yaml --ckpt_path X`` would feed a network trained at 128 px with 64 px images.
+:func:`restore_data_settings` takes them from the checkpoint instead; a value the user typed on
+the command line that disagrees is an error, not silently replaced (:func:`check_targets`).
+
+The model settings: LightningCLI replaces the config's with the checkpoint's, also those typed
+on the command line. :func:`apply_model_settings` applies those that change only how the
+outputs are computed or read (flip TTA, temperatures, thresholds) and refuses the others that
+disagree; :func:`stale_calibration_note` names a calibration older than the weights.
 """
 
 from collections.abc import Mapping, Sequence
@@ -12,7 +18,7 @@ from typing import Any
 
 from lightning_fabric.utilities.types import _PATH
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import CELEBA_ATTRIBUTES, attribute_list
 from lit_celeba.errors import CheckpointError
 
 # Data settings (CelebADataModule arguments) that must equal the ones the checkpoint was trained
@@ -63,3 +69,159 @@ def restore_data_settings(
             "is evaluated on the inputs it was trained on."
         )
     return notes
+
+
+# Model settings that change how a trained network's outputs are computed or read, not its
+# weights: one typed on the command line applies over the checkpoint's. Turning the temperatures
+# off and the thresholds back to 0.5 works anywhere; fitting them (temperatures where the
+# checkpoint has none, thresholds by another rule) needs the validation split: fit or calibrate.
+EVALUATION_SETTINGS = ("tta_flip", "temperature_scaling", "thresholds", "compile", "channels_last")
+FITTING_COMMANDS = ("fit", "calibrate")
+# Settings that make other weights: another value is another network. The rest (dropout,
+# label_smoothing, ema_decay, objective, ...) act only in training.
+SHAPE_SETTINGS = ("channels", "pooling", "batch_norm", "arch", "init", "image_size",
+                  "target_attrs")  # fmt: skip
+
+
+def typed_model_keys(args: Sequence[str]) -> list[str]:
+    """The model settings given on the command line: ``--model.KEY`` or
+    ``--model.init_args.KEY`` (with ``=VALUE`` or before it), and ``model`` for ``--model``."""
+    keys = []
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name == "--model":
+            keys.append("model")
+        elif name.startswith("--model."):
+            key = name.removeprefix("--model.").removeprefix("init_args.")
+            keys.append(key.split(".", 1)[0])
+    return [k for k in dict.fromkeys(keys) if k not in ("subgroups", "class_path", "init_args")]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def apply_model_settings(
+    checkpoint: dict[str, Any], model: Any, args: Sequence[str], path: _PATH, command: str
+) -> list[str]:
+    """Put the evaluation settings typed on the command line (``args``) into the checkpoint's
+    hyperparameters, from which the command builds its model; returns a note for each. A typed
+    model setting that the checkpoint disagrees with and that cannot apply is refused
+    (:class:`CheckpointError`): the network's shape, what acts only in training, and outside
+    ``fit`` and ``calibrate`` temperatures or thresholds that would need fitting. ``model`` is
+    the command's parsed ``model`` section (the typed values)."""
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, dict) or model is None:
+        return []
+    typed = getattr(model, "init_args", None) or {}
+    trained_class = hparams.get("_class_path")
+    notes = []
+    for key in typed_model_keys(args):
+        if key == "model":
+            asked = getattr(model, "class_path", None)
+            if trained_class and asked and asked != trained_class:
+                raise CheckpointError(
+                    f"{path} holds a {trained_class.rsplit('.', 1)[-1]}, but --model is "
+                    f"{asked.rsplit('.', 1)[-1]}: another network. Leave --model out (it is "
+                    "taken from the checkpoint), or train that network with fit."
+                )
+            continue
+        if key not in hparams or key not in typed:
+            continue  # not saved (an older checkpoint): the typed value applies as it is
+        trained, asked = hparams[key], typed[key]
+        if _plain(trained) == _plain(asked):
+            continue
+        _check_applies(key, trained, asked, checkpoint, path, command)
+        hparams[key] = asked
+        notes.append(f"Using --model.{key} {_shown(asked)} over the {_shown(trained)} of {path}.")
+    return notes
+
+
+def _check_applies(
+    key: str, trained: Any, asked: Any, checkpoint: Mapping[str, Any], path: _PATH, command: str
+) -> None:
+    leave_out = f"Leave --model.{key} out (it is taken from the checkpoint)"
+    if key in SHAPE_SETTINGS:
+        raise CheckpointError(
+            f"{path} was trained with model.{key} {_shown(trained)}, but --model.{key} is "
+            f"{_shown(asked)}, which makes another network (other weights). {leave_out}, or "
+            f"train that network with fit (without --ckpt_path)."
+        )
+    if key not in EVALUATION_SETTINGS:
+        what = "resumes a run with" if command == "fit" else "evaluates the network as trained,"
+        raise CheckpointError(
+            f"{path} was trained with model.{key} {_shown(trained)}, but --model.{key} is "
+            f"{_shown(asked)}: model.{key} acts only in training, and `{command}` {what} "
+            f"model.{key} {_shown(trained)}. {leave_out}, or train with it: fit without "
+            "--ckpt_path."
+        )
+    if command in FITTING_COMMANDS:
+        return
+    calibration = checkpoint.get("calibration") or {}
+    fitted_rule = calibration.get("rule", trained) if key == "thresholds" else None
+    needs_fitting = (key == "temperature_scaling" and asked) or (
+        key == "thresholds" and asked not in ("fixed", fitted_rule)
+    )
+    if needs_fitting:
+        raise CheckpointError(
+            f"--model.{key} {_shown(asked)} needs a calibration fitted on the validation split, "
+            f"which {path} (model.{key} {_shown(trained)}) does not hold and `{command}` does "
+            f"not fit. Run calibrate --ckpt_path {path} --model.{key} {_shown(asked)}, then "
+            f"`{command}` its calibrated.ckpt."
+        )
+
+
+def _shown(value: Any) -> str:
+    """A value as it is typed: false, 0.5, [32, 64], balanced_accuracy."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def stale_calibration_note(checkpoint: Mapping[str, Any], path: _PATH) -> str | None:
+    """A note when the checkpoint's calibration was fitted to earlier weights than its own (saved
+    after an epoch that did not validate), or never; None where it fits them, where the model
+    asks for none (no temperatures, thresholds at 0.5), and for checkpoints from before the
+    step was kept."""
+    state = checkpoint.get("calibration")
+    hparams = checkpoint.get("hyper_parameters") or {}
+    wanted = hparams.get("temperature_scaling", True) or hparams.get("thresholds") != "fixed"
+    if not isinstance(state, Mapping) or "fitted_at_step" not in state or not wanted:
+        return None
+    fitted, step = state["fitted_at_step"], checkpoint.get("global_step")
+    if fitted == step:
+        return None
+    fix = f"`calibrate --ckpt_path {path}` fits one to them."
+    if fitted is None:
+        return (
+            f"Note: {path} holds no calibration of its weights (step {step}; no validation ran "
+            f"before it was saved): temperature 1 and threshold 0.5 apply. {fix}"
+        )
+    return (
+        f"Note: the calibration in {path} was fitted at step {fitted}, to earlier weights than "
+        f"its own (step {step}, an epoch that did not validate). {fix}"
+    )
+
+
+def check_targets(checkpoint: Mapping[str, Any], path: _PATH, target_attr: Any) -> None:
+    """Refuse a checkpoint trained for other target attributes than ``target_attr``."""
+    datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
+    trained_for = datamodule.get("target_attr") if isinstance(datamodule, Mapping) else None
+    if target_attr is None or trained_for is None:
+        return
+    trained, asked = attribute_list(trained_for), attribute_list(target_attr)
+    if trained != asked:
+        raise CheckpointError(
+            f"{path} was trained to predict {len(trained)} attribute(s) {_cli_list(trained)}, "
+            f"but --data.target_attr is {_cli_list(asked)}. Pass --data.target_attr "
+            f"{_cli_list(trained)}, or use a checkpoint trained for {_cli_list(asked)}."
+        )
+
+
+def _cli_list(names: list[str]) -> str:
+    """As the command line takes it: a name, ``all`` for CelebA's 40, or a quoted YAML list."""
+    if names == list(CELEBA_ATTRIBUTES):
+        return "all"
+    return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'

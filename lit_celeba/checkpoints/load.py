@@ -23,8 +23,13 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.types import _PATH
 
-from lit_celeba.attributes import attribute_list
-from lit_celeba.checkpoints.fixed_settings import restore_data_settings
+from lit_celeba.checkpoints.fixed_settings import (
+    FITTING_COMMANDS,
+    apply_model_settings,
+    check_targets,
+    restore_data_settings,
+    stale_calibration_note,
+)
 from lit_celeba.errors import CheckpointError
 from lit_celeba.models.module import AttributeClassifier
 
@@ -39,18 +44,30 @@ LEGACY_CLASS_PATHS = {
 
 
 def load(
-    path: _PATH, data: MutableMapping[str, Any] | None = None, typed: Sequence[str] = ()
+    path: _PATH,
+    data: MutableMapping[str, Any] | None = None,
+    typed: Sequence[str] = (),
+    model: Any = None,
+    command: str = "",
 ) -> dict[str, Any]:
     """Read ``path`` safely (:func:`load_checkpoint`) and refuse a model class outside
     lit_celeba. With ``data`` (a command's parsed ``data`` section): set the data settings the
     checkpoint fixes, saying so on stderr for each one the config had otherwise, and refuse one
-    typed on the command line (``typed``, the arguments) that disagrees, and other targets."""
+    typed on the command line (``typed``, the arguments) that disagrees, and other targets.
+    With ``model`` (its parsed ``model`` section): the evaluation settings typed on the command
+    line replace the checkpoint's, and the others that disagree are refused
+    (:func:`~.fixed_settings.apply_model_settings`, for ``command``)."""
     checkpoint = load_checkpoint(path)
     _check_model_class(checkpoint, path)
     if data is not None:
         for note in restore_data_settings(data, checkpoint, path, typed):
             print(note, file=sys.stderr)
-        _check_targets(checkpoint, path, data.get("target_attr"))
+        check_targets(checkpoint, path, data.get("target_attr"))
+    notes = apply_model_settings(checkpoint, model, typed, path, command)
+    if command not in FITTING_COMMANDS:
+        notes.append(stale_calibration_note(checkpoint, path))
+    for note in filter(None, notes):
+        print(note, file=sys.stderr)
     return checkpoint
 
 
@@ -160,26 +177,6 @@ def _check_model_class(checkpoint: Mapping[str, Any], path: _PATH) -> None:
     class_path = _class_path(checkpoint)
     if class_path is not None:
         _own_model_class(class_path, path)
-
-
-def _check_targets(checkpoint: Mapping[str, Any], path: _PATH, target_attr: Any) -> None:
-    """Refuse a checkpoint trained for other target attributes than ``target_attr``."""
-    datamodule = checkpoint.get("datamodule_hyper_parameters") or {}
-    trained_for = datamodule.get("target_attr") if isinstance(datamodule, Mapping) else None
-    if target_attr is None or trained_for is None:
-        return
-    trained, asked = attribute_list(trained_for), attribute_list(target_attr)
-    if trained != asked:
-        raise CheckpointError(
-            f"{path} was trained to predict {len(trained)} attribute(s) {_cli_list(trained)}, "
-            f"but --data.target_attr is {_cli_list(asked)}. Pass --data.target_attr "
-            f"{_cli_list(trained)}, or use a checkpoint trained for {_cli_list(asked)}."
-        )
-
-
-def _cli_list(names: list[str]) -> str:
-    """As the command line takes it: a name, or a quoted YAML list."""
-    return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
 
 
 def _class_path(checkpoint: Mapping[str, Any]) -> Any:

@@ -15,6 +15,15 @@ import importlib
 from collections.abc import Sequence
 
 PROG = "python -m lit_celeba"
+# The Trainer's commands' lines in --help (cli.py): Lightning's are its docstrings' first lines,
+# cut mid-sentence ("It's separated from fit to make sure you never run on your").
+TRAINER_HELP = {
+    "fit": "Train a network; --ckpt_path last resumes the newest run with these settings.",
+    "validate": "Evaluate a checkpoint on the validation split.",
+    "test": "Evaluate a checkpoint on the test split: accuracy, calibration, tables.",
+    "predict": "Predict with a checkpoint on your photos or a CelebA split, into a CSV.",
+    "calibrate": "Fit a checkpoint's calibration again, into a copy of the checkpoint.",
+}
 # name -> the one line --help shows; the module lit_celeba.commands.<name> runs it.
 COMMANDS = {
     "compare": "Train and test variants of a config over seeds; one table and one figure.",

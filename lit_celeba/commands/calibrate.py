@@ -25,6 +25,7 @@ from lit_celeba.models.calibration import fit_calibration
 from lit_celeba.models.evaluation import attribute_metrics
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule
+from lit_celeba.paths import output_file
 
 CALIBRATED_FILE = "calibrated.ckpt"
 
@@ -52,11 +53,12 @@ class CelebATrainer(pl.Trainer):
                 the checkpoint was trained with (``model.thresholds``).
             temperature_scaling: fit a temperature per attribute; by default as trained.
             out: where to write the calibrated checkpoint (default: ``calibrated.ckpt`` in this
-                run's folder); an existing file is refused.
+                run's folder; a folder, ending with ``/`` or existing, gets it inside:
+                :mod:`lit_celeba.paths`); an existing file is refused.
         """
         if ckpt_path is None or not Path(ckpt_path).is_file():
             raise UsageError(f"calibrate needs a checkpoint file as --ckpt_path, got {ckpt_path}")
-        target = Path(out).expanduser() if out else Path(self.log_dir or ".") / CALIBRATED_FILE
+        target = output_file(out, CALIBRATED_FILE) or Path(self.log_dir or ".") / CALIBRATED_FILE
         if target.exists():
             raise FileExistsError(f"--out {target} already exists; choose another path")
         rule = thresholds or model.thresholds
@@ -65,10 +67,14 @@ class CelebATrainer(pl.Trainer):
         if model.validation_rows is None:
             raise UsageError("calibrate found no validation images (data.val_size?)")
         logits, targets = model.validation_rows
-        before, fitted = model.calibration, fit_calibration(logits, targets, scaling, rule)
+        before = getattr(model, "loaded_calibration", model.calibration)
+        fitted = fit_calibration(logits, targets, scaling, rule)
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
-            checkpoint[CHECKPOINT_KEY] = fitted.state()
+            checkpoint[CHECKPOINT_KEY] = fitted.state(checkpoint.get("global_step"))
+            # The settings it was fitted with: test, predict and export apply it with them.
+            hparams = checkpoint.setdefault("hyper_parameters", {})
+            hparams.update(thresholds=rule, temperature_scaling=bool(scaling))
             target.parent.mkdir(parents=True, exist_ok=True)
             self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
             rank_zero_info(_summary(model, logits, targets, before, fitted, target))

@@ -21,13 +21,14 @@ The models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint'
 column k is ``target_attrs[k]``'s calibrated probability and its 0/1 decision at the
 attribute's threshold, exactly as ``predict`` gives them (flip TTA, the temperatures and the
 thresholds included: :class:`~lit_celeba.models.outputs.Predictor`); K = 1 for the recipe. The
-preprocessing that makes the input from a photo, as ``predict`` does it (see
+graph starts from a face in CelebA's aligned framing: ``predict`` first finds each face in a
+photo and warps it there (:mod:`lit_celeba.data.faces`, ``model.json``'s ``alignment``), which
+the export leaves out. From such a 178x218 face, as ``predict`` does it (see
 :mod:`lit_celeba.data.photos` and :mod:`lit_celeba.data.transforms`): 8-bit RGB, upright;
-resize to width 178 keeping the aspect ratio, then pad with black or crop, equally above and
-below, to height 218; crop rows 20..197 (a 178x178 square); scale to [0, 1]; resize to SxS
-bilinearly with
+crop rows 20..197 (a 178x178 square); scale to [0, 1]; resize to SxS bilinearly with
 half-pixel centres and no antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
-align_corners=False, antialias=False)``, ``tf.image.resize``'s default).
+align_corners=False, antialias=False)``, ``tf.image.resize``'s default). A photo framed whole
+(``--data.align never``) is first resized to width 178 and padded or cropped to height 218.
 
 The export then checks that the torch.export program, the TorchScript model and ONNX Runtime
 (when installed) give ``predict``'s probabilities on the same inputs to within 1e-5 and the same
@@ -59,22 +60,34 @@ from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Predictor
 from lit_celeba.processes import process_alive
 
-# The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call; the
-# warning is about torch's roadmap, nothing a user of this command can act on.
-warnings.filterwarnings(
-    "ignore", message=r".*torch\.jit\.\w+` is deprecated", category=FutureWarning
-)
+# The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call ("is
+# deprecated", or on Python 3.14 "is not supported in Python 3.14+ and may break"); the warning
+# is about torch's roadmap, nothing a user of this command can act on, and the export checks
+# the TorchScript file against predict itself.
+TORCHSCRIPT_WARNING = r"`torch\.jit\.\w+` is (deprecated|not supported)"
+warnings.filterwarnings("ignore", message=TORCHSCRIPT_WARNING, category=FutureWarning)
 
 TOLERANCE = 1e-5
 OUTPUTS = {
     "probability": "calibrated probability: column k is target_attrs[k]'s, flip TTA included",
-    "prediction": "0/1 decision: probability above the attribute's threshold",
+    "prediction": "0/1 decision: probability above the attribute's threshold ('threshold', "
+    "0.5 unless the checkpoint chose them per attribute)",
 }
 FILES = {"program": "model.pt2", "torchscript": "model.pt", "onnx": "model.onnx"}
 INFO_FILE = "model.json"
+# What predict does before the network and the export does not: it finds each face and warps it
+# onto CelebA's framing. The exported graph starts from the framed face.
+ALIGNMENT = (
+    "not in the graph: predict first finds each face in a photo (YuNet) and warps it onto "
+    "CelebA's aligned 178x218 framing by its five landmarks; to get predict's outputs, give the "
+    "graph faces framed that way: for each face in lit_celeba.data.faces.FaceDetector()(photo), "
+    "lit_celeba.data.faces.align(photo, face.landmarks) is the 178x218 image the steps below "
+    "start from (a CelebA aligned image is one already; another photo framed whole, as "
+    "predict --data.align never does, is step 2 on)"
+)
 PREPROCESSING = [
-    "decode to 8-bit RGB, upright (EXIF orientation applied)",
-    "resize to width 178 keeping the aspect ratio (bilinear, antialiased)",
+    "decode to 8-bit RGB, upright (EXIF orientation applied); a face aligned as 'alignment' says",
+    "resize to width 178 keeping the aspect ratio (bilinear, antialiased): none for 178x218",
     "pad with black or crop, equally above and below, to height 218",
     "crop rows 20..197: the 178x178 square at top 20, left 0",
     "scale to float32 in [0, 1] (divide by 255)",
@@ -98,7 +111,12 @@ def export_program(predictor: Predictor, path: Path, image_size: int) -> None:
         program = torch.export.export(
             predictor, (example_inputs(image_size),), dynamic_shapes=_batch_dimension()
         )
-    torch.export.save(program, str(path))
+    with warnings.catch_warnings():
+        # torch.export.save says "No complete tensor found in the group! Returning the first
+        # one" as it packs this program's weights (torch 2.14, CPU); the file loads and is
+        # checked against predict below, so there is nothing for the user to act on.
+        warnings.filterwarnings("ignore", message="No complete tensor found in the group")
+        torch.export.save(program, str(path))
 
 
 def export_torchscript(predictor: Predictor, path: Path) -> None:
@@ -198,6 +216,7 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
                 "probability": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["probability"]},
                 "prediction": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["prediction"]},
             },
+            "alignment": ALIGNMENT,
             "tta_flip": model.tta_flip,
             "temperature": calibration.temperature.tolist(),
             "threshold": calibration.threshold.tolist(),

@@ -1,10 +1,11 @@
 """``report``'s page of activation maps: the last ``{stage}/maps`` pictures of a run (one per
-target attribute, :mod:`lit_celeba.callbacks.evaluation_pictures`), one under the other in one
-PNG, ``maps.png``."""
+target attribute, :mod:`lit_celeba.callbacks.evaluation_pictures`), in a grid about as wide as
+it is tall, in one PNG, ``maps.png``."""
 
 from __future__ import annotations
 
 import io
+import math
 import re
 from pathlib import Path
 
@@ -23,12 +24,15 @@ def write_maps_page(events: event_accumulator.EventAccumulator, out_dir: Path) -
         return None
     pictures = [Image.open(io.BytesIO(events.Images(tag)[-1].encoded_image_string))
                 for tag in tags]  # fmt: skip
-    width = max(p.width for p in pictures)
-    page = Image.new("RGB", (width, sum(p.height + GAP for p in pictures)), (255, 255, 255))
-    top = 0
-    for picture in pictures:
-        page.paste(picture.convert("RGB"), (0, top))
-        top += picture.height + GAP
+    # A grid about as wide as it is tall: 40 attributes' pictures one under the other made a
+    # page 136 pixels wide and 16,800 tall.
+    width, height = max(p.width for p in pictures) + GAP, max(p.height for p in pictures) + GAP
+    columns = max(1, min(len(pictures), round(math.sqrt(len(pictures) * height / width))))
+    rows = math.ceil(len(pictures) / columns)
+    page = Image.new("RGB", (columns * width, rows * height), (255, 255, 255))
+    for index, picture in enumerate(pictures):
+        row, column = divmod(index, columns)
+        page.paste(picture.convert("RGB"), (column * width, row * height))
     path = out_dir / MAPS_FILE
     page.save(path)
     return path

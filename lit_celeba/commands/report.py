@@ -30,6 +30,7 @@ from lit_celeba.commands import PROG
 from lit_celeba.commands.events import epoch_series, load_run, text_summaries
 from lit_celeba.commands.maps_page import write_maps_page
 from lit_celeba.errors import ReportError
+from lit_celeba.processes import FolderLock, describe_holders
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -122,9 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def unfinished_note(run_dir: Path) -> str | None:
+    """A line when a command still writes ``run_dir`` (it holds the run folder's lock: a fit
+    that still trains, say), None otherwise."""
+    lock = FolderLock(run_dir)
+    if not run_dir.is_dir() or not lock.holders():
+        return None
+    return (f"Note: {run_dir} is still being written by {describe_holders(lock)}: this report "
+            "shows the run as far as it got. Run report again when it has ended.")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``report RUN_DIR [--out DIR]``; raises :class:`ReportError` for a folder it cannot use."""
     args = build_parser().parse_args(argv)
+    note = unfinished_note(args.run_dir)
     for path in write_report(args.run_dir, args.out):
         print(f"Wrote {path}")
+    if note is not None:
+        print(note)
     return 0

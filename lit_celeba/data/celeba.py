@@ -21,8 +21,7 @@ space, values padded with double spaces, sometimes CRLF line endings, and (after
 a UTF-8 byte-order mark. A root that holds both layouts is refused rather than one of them picked
 silently: the two copies may differ, and the user should say which one the run is about.
 
-The same files still in their archives, and tfds' TFRecords, are found and read by
-:mod:`lit_celeba.data.sources`, which uses this module for the annotations.
+The same files in their archives, and tfds' TFRecords: :mod:`lit_celeba.data.sources`.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from typing import Literal
 
 import numpy as np
 
+from lit_celeba.attributes import valid_names
 from lit_celeba.errors import CelebAError
 
 SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
@@ -85,7 +85,7 @@ class CelebAIndex:
         except ValueError:
             raise CelebAError(
                 f"Unknown attribute {name!r} (not a column of {self.files.attr_file}). "
-                f"Valid names: {', '.join(self.attr_names)}"
+                f"{valid_names(name, self.attr_names)}"
             ) from None
 
     def split_indices(self, split: str, size: int | None = None) -> np.ndarray:

@@ -108,7 +108,15 @@ def find_photos(predict_path: str | Path) -> list[Path]:
             )
         return photos
     if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        try:  # utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark
+            text = path.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise PhotoError(
+                f"--data.predict_path {path} is not UTF-8 text (byte {err.start}: "
+                f"{err.object[err.start:err.start + 1]!r}). Save the list as UTF-8, one image "
+                "path per line."
+            ) from None
+        lines = [line.strip() for line in text.splitlines()]
         photos = [path.parent / line for line in lines if line and not line.startswith("#")]
         if not photos:
             raise PhotoError(f"--data.predict_path {path} lists no image paths.")

@@ -15,6 +15,7 @@ attribute, the cut between two calibrated validation probabilities that maximise
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 
 from lit_celeba.models.outputs import DEFAULT_THRESHOLD, THRESHOLD_RULES, Calibration
@@ -86,9 +87,25 @@ def fit_calibration(
     logits: torch.Tensor, targets: torch.Tensor, temperature: bool = True, rule: str = "fixed"
 ) -> Calibration:
     """A calibration fitted on uncalibrated validation ``logits`` and ``targets`` (N, K): the
-    temperatures (or 1 where ``temperature`` is off), then the thresholds on the probabilities
-    those temperatures give."""
+    temperatures (or 1 where ``temperature`` is off, or the attribute has one class only), then
+    the thresholds on the probabilities those temperatures give."""
     count = targets.shape[1]
     temperatures = fit_temperature(logits, targets).cpu() if temperature else torch.ones(count)
+    # An attribute with one class only: any temperature "fits" it (0.01 or 100, the bounds), and
+    # would wreck its probabilities elsewhere. It stays 1, as its threshold stays 0.5.
+    one_class = (targets.amin(0) == targets.amax(0)).cpu()
+    temperatures = torch.where(one_class, torch.ones(count), temperatures)
     probabilities = torch.sigmoid(logits.float().cpu() / temperatures)
     return Calibration(temperatures, choose_thresholds(probabilities, targets, rule), rule)
+
+
+class ValidateTheLastEpoch(pl.Callback):
+    """The last epoch of a fit validates, whatever ``check_val_every_n_epoch`` says: each
+    validation fits the calibration, so the final checkpoints carry one fitted to their own
+    weights (with 2 and 3 epochs, last.ckpt had epoch 2's temperatures on epoch 3's weights)."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        every = trainer.check_val_every_n_epoch
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 == trainer.max_epochs
+        if last and every is not None and every > 1:
+            trainer.check_val_every_n_epoch = 1

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.functional.classification import (
@@ -112,25 +113,50 @@ def attribute_metrics(
     tp, fp, tn, fn = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     positives, negatives = tp + fn, tn + fp
     share = _ratio(positives, positives + negatives)
-    ranked = [
-        (binary_auroc(probabilities[:, k], targets[:, k], validate_args=False),
-         binary_average_precision(probabilities[:, k], targets[:, k], validate_args=False))
-        for k in range(num)
+    # Both classes present, else ranking (and the true-positive or -negative rate) is undefined:
+    # NaN, without asking torchmetrics (whose warnings would not say which attribute).
+    both, any_positive = ((positives > 0) & (negatives > 0)).tolist(), (positives > 0).tolist()
+    nan = torch.tensor(torch.nan, dtype=torch.float64)
+    auroc = [binary_auroc(probabilities[:, k], targets[:, k], validate_args=False).double().cpu()
+             if both[k] else nan for k in range(num)]  # fmt: skip
+    precision = [
+        binary_average_precision(probabilities[:, k], targets[:, k], validate_args=False)
+        .double().cpu() if any_positive[k] else nan for k in range(num)
     ]  # fmt: skip
-    # Both classes present, else ranking (and the true-positive or -negative rate) is undefined.
-    both = ((positives > 0) & (negatives > 0)).cpu()
     return {
         "accuracy": _ratio(tp + tn, positives + negatives),
         "balanced_accuracy": (_ratio(tp, positives) + _ratio(tn, negatives)) / 2,
-        "auroc": torch.where(both, torch.stack([r[0] for r in ranked]).double().cpu(), torch.nan),
-        "average_precision": torch.where(
-            positives.cpu() > 0, torch.stack([r[1] for r in ranked]).double().cpu(), torch.nan
-        ),
+        "auroc": torch.stack(auroc),
+        "average_precision": torch.stack(precision),
         "f1": _ratio(2 * tp, 2 * tp + fp + fn),
         "ece": calibration_errors(probabilities, targets),
         "positive_share": share,
         "majority_baseline": torch.maximum(share, 1 - share),
     }
+
+
+def one_class_note(stage: str, attributes: Sequence[str], targets: torch.Tensor) -> str | None:
+    """A line naming the attributes of which the epoch's images (``targets``, (N, K)) hold one
+    class only; None when every attribute has both."""
+    single = (targets.amin(0) == targets.amax(0)).tolist() if len(targets) else []
+    named = [f"{a} (all {int(v)})" for a, s, v in zip(attributes, single, targets[0].tolist(),
+                                                      strict=False) if s]  # fmt: skip
+    if not named:
+        return None
+    split = {"val": "validation", "test": "test"}.get(stage, stage)
+    return (f"Note: the {split} images hold one class only of {', '.join(named)}: balanced "
+            "accuracy and AUROC are undefined there (NaN, left out of the means); its "
+            "temperature stays 1 and its threshold 0.5.")  # fmt: skip
+
+
+def say_one_class(
+    stage: str, attributes: Sequence[str], targets: torch.Tensor, said: set[str]
+) -> None:
+    """Says :func:`one_class_note` on rank 0, once per run (``said``: the notes said)."""
+    note = one_class_note(stage, attributes, targets)
+    if note is not None and note not in said:
+        said.add(note)
+        rank_zero_info(note)
 
 
 def calibration_errors(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -18,9 +18,9 @@ from lit_celeba.errors import SettingError
 from lit_celeba.lightning_internals import attached_trainer
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
-from lit_celeba.models.calibration import fit_calibration
+from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
 from lit_celeba.models.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
-from lit_celeba.models.evaluation import EpochRows, epoch_results
+from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
 from lit_celeba.models.objectives import Objective
@@ -109,8 +109,10 @@ class AttributeClassifier(pl.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = DeviceMean(), DeviceMean(), DeviceMean()
         self.val_rows, self.test_rows = EpochRows(self.subgroups), EpochRows(self.subgroups)
         self.calibration = Calibration.identity(num_targets)
+        self.calibration_step: int | None = None  # the training step it was fitted at
         self._identity = Calibration.identity(num_targets)
         self.test_results: dict[str, Any] = {}
+        self._said: set[str] = set()  # the notes said, each once
         self.validation_rows: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -163,6 +165,10 @@ class AttributeClassifier(pl.LightningModule):
         fitting = trainer is not None and trainer.state.fn == "fit"
         return self._identity if fitting else self.calibration
 
+    def calibration_of(self, logits: torch.Tensor, targets: torch.Tensor) -> Calibration:
+        """The calibration that a fit keeps for these uncalibrated validation rows (N, K)."""
+        return fit_calibration(logits, targets, self.temperature_scaling, self.thresholds)
+
     def _evaluation_step(self, batch: Batch, stage: str) -> dict[str, torch.Tensor]:
         images, targets = batch[0], batch[1]
         outputs = self.evaluate(images)
@@ -201,11 +207,12 @@ class AttributeClassifier(pl.LightningModule):
         if rows.empty:
             return {}
         logits, targets, values = rows.collect()
+        say_one_class(stage, self.target_attrs, targets, self._said)
         if stage == "val":
             self.validation_rows = (logits, targets)  # uncalibrated, for the calibrate command
             if self._identity is self.applied_calibration():  # a fit: its checkpoints carry it
-                self.calibration = fit_calibration(logits, targets, self.temperature_scaling,
-                                                   self.thresholds)  # fmt: skip
+                self.calibration = self.calibration_of(logits, targets)
+                self.calibration_step = self.global_step
         scalars, results = epoch_results(
             stage, self.target_attrs, self.subgroups, self.group_names, logits, targets, values,
             self.applied_calibration(),
@@ -219,7 +226,8 @@ class AttributeClassifier(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         averaging = [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []
-        return averaging + ([CompiledSteps(self.compile_net)] if self.compile_net else [])
+        compiled = [CompiledSteps(self.compile_net)] if self.compile_net else []
+        return [*averaging, *compiled, ValidateTheLastEpoch()]
 
     def configure_model(self) -> None:
         if self.compile_net:
@@ -231,18 +239,10 @@ class AttributeClassifier(pl.LightningModule):
         for metric in self.modules():
             if isinstance(metric, Metric):
                 metric.reset()
-        counts = objectives.training_group_counts(
-            self.objective, self.group_names, self.target_attrs, self.subgroups,
-            self.trainer.datamodule,
-        )  # fmt: skip
-        if counts is not None:
-            self.train_group_counts.copy_(counts)
-        if hasattr(self, "pos_weight"):
-            share = getattr(self.trainer.datamodule, "train_positive_share", None)
-            self.pos_weight.copy_(objectives.positive_weights(share))
+        objectives.count_training_set(self, self.trainer.datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.calibration.state()
+        checkpoint[CHECKPOINT_KEY] = self.calibration.state(self.calibration_step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
@@ -250,9 +250,13 @@ class AttributeClassifier(pl.LightningModule):
         # Before the weights load: a clear message instead of a tensor size mismatch.
         check_same_targets(checkpoint.get("hyper_parameters", {}).get("target_attrs"),
                            self.target_attrs)  # fmt: skip
-        # Checkpoints from before calibration load as temperature 1 and threshold 0.5.
-        self.calibration = Calibration.from_state(checkpoint.get(CHECKPOINT_KEY),
-                                                  len(self.target_attrs))  # fmt: skip
+        # Checkpoints from before calibration load as temperature 1 and threshold 0.5; the
+        # calibration applies as this model's settings say (the command line's may differ).
+        state = checkpoint.get(CHECKPOINT_KEY) or {}
+        self.loaded_calibration = Calibration.from_state(state, len(self.target_attrs))
+        self.calibration_step = state.get("fitted_at_step")
+        self.calibration = self.loaded_calibration.evaluated_with(self.temperature_scaling,
+                                                                  self.thresholds)  # fmt: skip
 
 
 class RecipeClassifier(AttributeClassifier):

@@ -6,11 +6,11 @@ them)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from lit_celeba.errors import AttributeMismatchError, SettingError, UsageError
 from lit_celeba.groups import OBJECTIVES, group_index, group_names
@@ -41,14 +41,44 @@ def attribute_bce(
 
 def positive_weights(positive_share: torch.Tensor | None) -> torch.Tensor:
     """BCE's ``pos_weight`` that gives each attribute's positives the weight of its negatives in
-    the training set: negatives / positives, (K,); 1 for an attribute with no positives (nothing
-    to weigh) and at most :data:`MAX_POSITIVE_WEIGHT`."""
+    the training set: negatives / positives, (K,), at most :data:`MAX_POSITIVE_WEIGHT`; 1 for an
+    attribute of one class only (no positives: nothing to weigh; no negatives: weight 0 would
+    leave only the pull of label smoothing's negative part, towards "no")."""
     if positive_share is None:
         raise UsageError("model.pos_weight needs the training set's share of positives per "
                          "attribute, which CelebADataModule counts in setup('fit')")  # fmt: skip
     share = torch.as_tensor(positive_share, dtype=torch.float32)
     weights = (1 - share) / share.clamp(min=1e-12)
-    return torch.where(share > 0, weights.clamp(max=MAX_POSITIVE_WEIGHT), 1.0)
+    both = (share > 0) & (share < 1)
+    return torch.where(both, weights.clamp(max=MAX_POSITIVE_WEIGHT), 1.0)
+
+
+def count_training_set(module: Any, datamodule: Any) -> None:
+    """At the start of a fit, what the objective needs from the training set, into the
+    module's buffers: the images per group (reweight, Group DRO) and the positive weights
+    (``pos_weight``), saying which attributes these leave at 1."""
+    counts = training_group_counts(module.objective, module.group_names, module.target_attrs,
+                                   module.subgroups, datamodule)  # fmt: skip
+    if counts is not None:
+        module.train_group_counts.copy_(counts)
+    if hasattr(module, "pos_weight"):
+        share = getattr(datamodule, "train_positive_share", None)
+        module.pos_weight.copy_(positive_weights(share))
+        note = positive_weight_note(share, module.target_attrs)
+        if note is not None:
+            rank_zero_info(note)
+
+
+def positive_weight_note(positive_share: torch.Tensor, attributes: Sequence[str]) -> str | None:
+    """A line naming the attributes that ``model.pos_weight`` leaves at 1 because the training
+    images hold one class of them only; None when there is none."""
+    share = torch.as_tensor(positive_share, dtype=torch.float32).tolist()
+    named = [f"{a} ({'every' if s >= 1 else 'no'} image)" for a, s in
+             zip(attributes, share, strict=True) if s <= 0 or s >= 1]  # fmt: skip
+    if not named:
+        return None
+    return (f"Note: model.pos_weight leaves the weight of {', '.join(named)} at 1: the training "
+            "images hold one class of it only, so there is nothing to balance.")
 
 
 def training_loss(

@@ -94,10 +94,25 @@ class Calibration:
         return {"logits": logits.detach(), "probabilities": probabilities,
                 "predictions": predictions}  # fmt: skip
 
-    def state(self) -> dict[str, Any]:
-        """Plain tensors and strings, for a checkpoint that loads with ``weights_only``."""
+    def evaluated_with(self, temperature_scaling: bool, rule: str) -> Calibration:
+        """This calibration as a model with these settings applies it: without
+        ``temperature_scaling`` the temperatures are 1 and each threshold moves so that every
+        decision stays (``sigmoid(z / T) > t`` is ``sigmoid(z) > sigmoid(T * logit(t))``); with
+        the ``fixed`` rule every threshold is 0.5. Other rules keep the fitted thresholds."""
+        temperature, threshold, kept = self.temperature, self.threshold, self.rule
+        if not temperature_scaling and not bool((temperature == 1).all()):
+            threshold = torch.sigmoid(temperature * torch.logit(threshold.double())).float()
+            temperature = torch.ones_like(temperature)
+        if rule == "fixed" and kept != "fixed":
+            threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
+        return Calibration(temperature, threshold, kept)
+
+    def state(self, fitted_at_step: int | None = None) -> dict[str, Any]:
+        """Plain tensors and strings, for a checkpoint that loads with ``weights_only``;
+        ``fitted_at_step``, the training step of the weights it was fitted to (None: never)."""
         return {"temperature": self.temperature.detach().cpu().float(),
-                "threshold": self.threshold.detach().cpu().float(), "rule": self.rule}  # fmt: skip
+                "threshold": self.threshold.detach().cpu().float(), "rule": self.rule,
+                "fitted_at_step": fitted_at_step}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None, num_attributes: int) -> Calibration:

@@ -1,0 +1,33 @@
+"""What a Trainer command would write that it may not, refused before anything runs (no run
+folder is made): ``predict``'s CSV over a file it did not write, its maps without photos, and
+``calibrate``'s checkpoint over an existing file. Where each goes follows one rule for every
+command, :mod:`lit_celeba.paths`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lit_celeba.callbacks.predictions import FILENAME, check_output
+from lit_celeba.commands.calibrate import CALIBRATED_FILE
+from lit_celeba.errors import UsageError
+from lit_celeba.paths import output_file
+
+
+def check_outputs(subcommand: str, config: Any) -> None:
+    """What a command would write that it may not, refused before anything runs: predict's CSV
+    over a file it did not write, its maps without photos, calibrate's over an existing file."""
+    data = config.get("data") or {}
+    if subcommand == "predict":
+        check_output(output_file(data.get("predict_output"), FILENAME),
+                     data.get("predict_overwrite"))  # fmt: skip
+        if data.get("predict_maps") and not data.get("predict_path"):
+            raise UsageError(
+                "--data.predict_maps true draws maps on your own photos (--data.predict_path); "
+                "without photos predict runs on a CelebA split, whose maps `test` logs "
+                "(test/maps in TensorBoard, test_maps.png from report). Give --data.predict_path,"
+                " or leave --data.predict_maps out."
+            )
+    out = output_file(config.get("out"), CALIBRATED_FILE) if subcommand == "calibrate" else None
+    if out is not None and out.exists():
+        raise UsageError(f"--out {out} already exists; choose another path (calibrate never "
+                         "overwrites a checkpoint).")  # fmt: skip
