@@ -18,7 +18,6 @@ validation and test splits ``Male`` is a fair coin whatever the hair.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -110,7 +109,7 @@ def _validate(num_train, num_valid, num_test, seed, label_noise, layout) -> None
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
 
 
-def _load_marker(path: Path) -> dict | None:
+def load_marker(path: Path) -> dict | None:
     try:
         content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -123,7 +122,7 @@ def read_marker(root: str | os.PathLike) -> dict | None:
     root = Path(root).expanduser()
     for folder in (root / "celeba", root):  # find_files' order of preference
         if (folder / MARKER_NAME).is_file():
-            return _load_marker(folder / MARKER_NAME)
+            return load_marker(folder / MARKER_NAME)
     return None
 
 
@@ -234,7 +233,7 @@ def generate_celeba(
         marker["correlate"] = list(correlate)
     refuse_data_of_others(root, target)
     with building(target):
-        if not ((target / MARKER_NAME).is_file() and _load_marker(target / MARKER_NAME) == marker):
+        if not ((target / MARKER_NAME).is_file() and load_marker(target / MARKER_NAME) == marker):
             _write_set(target, marker, correlate, progress)
     return target
 
@@ -263,68 +262,3 @@ def _write_set(
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m lit_celeba.data.synthetic ROOT --num-train N ...``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_celeba.data.synthetic",
-        description="Write a synthetic face data set in CelebA's file formats.",
-    )
-    parser.add_argument("root", help="data root (the files go to ROOT/celeba for 'official')")
-    parser.add_argument("--num-train", type=int, default=4000)
-    parser.add_argument("--num-valid", type=int, default=500)
-    parser.add_argument("--num-test", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--label-noise", type=float, default=0.04)
-    parser.add_argument("--layout", choices=LAYOUTS, default="official",
-                        help="the unpacked layout (--form unpacked)")  # fmt: skip
-    parser.add_argument(
-        "--form",
-        choices=("unpacked", "zip", "kaggle-zip", "tfds"),
-        default="unpacked",
-        help="unpacked folders, the official download (img_align_celeba.zip and the .txt "
-        "files), Kaggle's archive.zip, or a tfds data dir of TFRecords",
-    )
-    parser.add_argument(
-        "--correlate",
-        nargs=3,
-        metavar=("TARGET", "SPURIOUS", "SHARE"),
-        help="in the train split only, the share of faces whose SPURIOUS label equals their "
-        "TARGET label (e.g. Blond_Hair Male 0.05); the other splits leave them independent",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    correlate = None
-    if args.correlate is not None:
-        try:
-            correlate = (args.correlate[0], args.correlate[1], float(args.correlate[2]))
-        except ValueError:
-            parser.error(f"--correlate's SHARE must be a number, got {args.correlate[2]!r}")
-    try:
-        if args.form != "unpacked" and correlate is not None:
-            parser.error("--correlate works with --form unpacked only")
-        if args.form != "unpacked":
-            from lit_celeba.data.synthetic.forms import write_form
-
-            folder = write_form(args.root, args.form, args.num_train, args.num_valid,
-                                args.num_test, seed=args.seed, label_noise=args.label_noise,
-                                progress=not args.quiet)  # fmt: skip
-            print(f"Synthetic CelebA ({args.form} form) in {folder}")
-            return 0
-        folder = generate_celeba(
-            args.root,
-            args.num_train,
-            args.num_valid,
-            args.num_test,
-            seed=args.seed,
-            label_noise=args.label_noise,
-            layout=args.layout,
-            progress=not args.quiet,
-            correlate=correlate,
-        )
-    except (ValueError, OSError) as err:  # OSError: FileExistsError, a full disk
-        parser.error(str(err))
-    print(f"Synthetic CelebA ({args.layout} layout) in {folder}")
-    return 0
-
