@@ -18,8 +18,9 @@ EXTRAS = ("cv2", "captum", "google_crc32c", "lit_celeba.data.tfrecord",
 
 def test_fit_help_imports_no_extra(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    run = subprocess.run([sys.executable, "-X", "importtime", "-m", "lit_celeba", "fit", "--help"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [sys.executable, "-X", "importtime", "-m", "lit_celeba", "fit", "--help"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert "--data.root" in run.stdout
     # "import time: self [us] | cumulative | imported package", one line per module.
