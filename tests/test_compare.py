@@ -476,7 +476,7 @@ def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path
 
 def test_jobs_share_the_cpu_cores_unless_the_user_chose(monkeypatch) -> None:
     # Before: --jobs 3 on 2 cores started three runs that each used both cores (261 s an epoch
-    # instead of 43 s on real faces).
+    # instead of 45 s on real faces).
     from lit_celeba.commands import compare_runs
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

@@ -275,7 +275,7 @@ def cpu_cores() -> int:
 def threads_per_job(jobs: int) -> int | None:
     """The CPU threads each of ``jobs`` runs at once may use, or ``None`` to leave torch's
     default: each run's torch would otherwise use every core. ``--jobs 3`` on 2 cores (tuned.yaml,
-    7,000 real faces, other work running beside) took 261 s an epoch that way, and 43 s with
+    7,000 real faces, other work running beside) took 261 s an epoch that way, and 45 s with
     OMP_NUM_THREADS=1."""
     if jobs < 2 or "OMP_NUM_THREADS" in os.environ:
         return None  # one run at a time, or the user's own choice
