@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -136,24 +135,6 @@ def test_bad_arguments_are_one_clear_error(tmp_path: Path, capsys: pytest.Captur
     err = run_expecting_error(["export", "--ckpt_path", str(ckpt), "--out", str(tmp_path)], capsys)
     assert "already exist" in err and "--overwrite" in err
     assert (tmp_path / "model.pt").read_bytes() == b"an earlier export"
-
-
-@pytest.mark.parametrize(
-    ("module", "args", "expected"),
-    [
-        ("export", ["--ckpt_path", "none.ckpt", "--out", "out"], "none.ckpt does not exist"),
-        ("report", ["nowhere"], "nowhere is not a folder"),
-    ],
-)
-def test_the_module_form_documented_before_runs_the_same_command(
-    module: str, args: list[str], expected: str, tmp_path: Path, monkeypatch, capsys
-) -> None:
-    """``python -m lit_celeba.export ...`` is ``python -m lit_celeba export ...`` (and report)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", [module, *args])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_module(f"lit_celeba.{module}", run_name="__main__")
-    assert exit_info.value.code == 2 and expected in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -27,8 +27,8 @@ from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.checkpoints import run_folders
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.events import epoch_series
-from lit_celeba.data import synthetic
 from lit_celeba.data.copies import find_copy
+from lit_celeba.data.synthetic import generate as synthetic
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.errors import CelebAError
@@ -168,7 +168,7 @@ def test_predictions_stopped_midway_leave_the_earlier_file_whole(tmp_path: Path)
 # The generator in a process of its own, its pool forced on (the tests run on one core) and slow.
 _SLOW_GENERATION = """
 import os, sys, time
-from lit_celeba.data import synthetic
+from lit_celeba.data.synthetic import generate as synthetic
 os.sched_getaffinity = lambda pid: {0, 1, 2, 3}
 render = synthetic._render_chunk
 def slow(*args, **kwargs):

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from torchvision.io import decode_jpeg, read_file
 
-from lit_celeba.data import synthetic
 from lit_celeba.data.synthetic import (
     ATTRIBUTE_NAMES,
     MARKER_NAME,
@@ -21,6 +20,8 @@ from lit_celeba.data.synthetic import (
     generate_celeba,
     read_marker,
 )
+from lit_celeba.data.synthetic import generate as synthetic
+from lit_celeba.data.synthetic.command import main
 
 # Spelled out again, in the order of the real list_attr_celeba.txt.
 CELEBA_NAMES = """5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips
@@ -252,14 +253,14 @@ def test_invalid_arguments(tmp_path, kwargs, message):
 def test_command_line(tmp_path, capsys):
     root = tmp_path / "cli"
     args = [str(root), "--num-train", "6", "--num-valid", "2", "--num-test", "3", "--seed", "9"]
-    assert synthetic.main([*args, "--layout", "kaggle"]) == 0
+    assert main([*args, "--layout", "kaggle"]) == 0
     out, err = capsys.readouterr()
     assert str(root) in out
     assert "Generating synthetic CelebA" in err and "11/11" in err  # the progress bar
     marker = read_marker(root)
     assert (marker["layout"], marker["seed"], marker["num_test"]) == ("kaggle", 9, 3)
     with pytest.raises(SystemExit) as exit_info:
-        synthetic.main([str(tmp_path / "bad"), "--num-train", "0", "--quiet"])
+        main([str(tmp_path / "bad"), "--num-train", "0", "--quiet"])
     assert exit_info.value.code == 2
     assert "num_train" in capsys.readouterr().err
 

@@ -43,7 +43,14 @@ from lit_celeba.cli_messages import check_seed
 from lit_celeba.commands import PROG
 from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
 from lit_celeba.commands.compare_configs import configure, prepare_out, refuse_own_settings
-from lit_celeba.commands.compare_runs import Run, Variant, plan_runs, run_all
+from lit_celeba.commands.compare_runs import (
+    Run,
+    Variant,
+    cpu_cores,
+    plan_runs,
+    run_all,
+    threads_per_job,
+)
 from lit_celeba.errors import UsageError
 from lit_celeba.processes import FolderLock, describe_holders
 
@@ -286,6 +293,10 @@ def compare(argv: Sequence[str]) -> list[dict[str, Any]]:
         base = [str(Path(c).expanduser().resolve()) for c in args.config]
         runs = plan_runs(variants, seeds, out)
         print(f"{len(variants)} variant(s) x {len(seeds)} seed(s) = {len(runs)} runs into {out}")
+        if not devices and (threads := threads_per_job(args.jobs)) is not None:
+            print(f"--jobs {args.jobs} on {cpu_cores()} CPU core(s): each run uses {threads} "
+                  "thread(s) (OMP_NUM_THREADS; set it yourself to choose another "
+                  "number).")  # fmt: skip
         children = Children(keep_fds=[lock.fd])  # the runs hold --out's lock while they run
         with stopping_children_on_signals(children):
             differing = configure(variants, runs, base, extra, children)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_celeba.data import tfds_index
 from lit_celeba.data.celeba import CelebAFiles, CelebAIndex, find_files, read_index
 from lit_celeba.data.sources import (
     TFDS_SPLITS,
@@ -250,6 +249,9 @@ def _load_tfds(
 ) -> CelebACopy:
     shards = _shards(folder)
     paths = [path for _, path in shards]
+    # Deferred to a tfds copy: its reader imports google_crc32c and protobuf (sources.py says why).
+    from lit_celeba.data import tfds_index
+
     records = tfds_index.read_index(paths, index_dir, workers)
     _check_counts(folder, shards, records.counts.tolist())
     places = RecordPlaces(paths, records)

@@ -24,7 +24,6 @@ from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
 from lit_celeba.data.settings import check_numbers
-from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import BatchTransform, columns_read
 from lit_celeba.errors import CelebAError, SettingError
 from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
@@ -200,6 +199,9 @@ class CelebADataModule(pl.LightningDataModule):
         if self.predict_path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting on the user's photos needs no CelebA
         if self.synthetic:
+            # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
+            from lit_celeba.data.synthetic import generate_celeba
+
             try:
                 generate_celeba(self.root, self.train_size, self.val_size,
                                 self.test_size or self.val_size, seed=self.synthetic_seed,

@@ -18,12 +18,17 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lit_celeba.data import tfds_index, tfrecord
 from lit_celeba.errors import CelebAError
+
+if TYPE_CHECKING:
+    from lit_celeba.data import tfds_index
+
+# The TFRecord reader (google_crc32c, protobuf) is imported where a tfds copy is read, not with
+# this module: a folder or zip copy never needs it, as timm's reader_factory defers tensorflow.
 
 TFDS_SPLITS = {"train": 0, "validation": 1, "test": 2}  # tfds' split names -> partition
 
@@ -282,6 +287,8 @@ class TFRecordSource(_PerProcess, ImageSource):
         for index, group in by_file.items():
             path = self.files[index]
             places = [(self.places[n].number, self.places[n].offset) for n in group]
+            from lit_celeba.data import tfrecord  # deferred: see the imports
+
             payloads = tfrecord.read_framed(path, self._file(index), places)
             for name, payload in zip(group, payloads, strict=True):
                 out[name] = _image_of(path, self.places[name].number, payload)
@@ -327,6 +334,8 @@ class TFRecordSource(_PerProcess, ImageSource):
 
 
 def _image_of(path: Path, number: int, payload: memoryview) -> bytes:
+    from lit_celeba.data import tfrecord  # deferred: see the imports
+
     try:
         image = tfrecord.parse_example(payload).get("image")
     except ValueError as err:

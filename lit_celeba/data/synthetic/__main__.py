@@ -1,3 +1,3 @@
-from lit_celeba.data.synthetic import main
+from lit_celeba.data.synthetic.command import main
 
 raise SystemExit(main())

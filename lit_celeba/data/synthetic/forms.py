@@ -25,7 +25,7 @@ from pathlib import Path
 from lit_celeba.data import tfrecord
 from lit_celeba.data.celeba import read_attributes, read_partition
 from lit_celeba.data.order import tfds_sorted
-from lit_celeba.data.synthetic import _load_marker, generate_celeba
+from lit_celeba.data.synthetic.generate import generate_celeba, load_marker
 from lit_celeba.data.synthetic.target import MARKER_NAME, building, move_into_place
 
 FORMS = ("unpacked", "zip", "kaggle-zip", "tfds")
@@ -74,7 +74,7 @@ def write_form(
                 "that lit_celeba.data.synthetic did not generate."
             )
     with building(root):
-        if not ((root / MARKER_NAME).is_file() and _load_marker(root / MARKER_NAME) == marker):
+        if not ((root / MARKER_NAME).is_file() and load_marker(root / MARKER_NAME) == marker):
             _write_form(root, form, marker, num_train, num_valid, num_test, seed, label_noise,
                         progress, train_shards)  # fmt: skip
     return root

@@ -1,9 +1,0 @@
-"""``python -m lit_celeba.report ...``, the form documented before the commands moved to
-:mod:`lit_celeba.commands`: the same as ``python -m lit_celeba report ...``."""
-
-if __name__ == "__main__":
-    import sys
-
-    from lit_celeba.cli import cli_main
-
-    cli_main(["report", *sys.argv[1:]])

@@ -1,0 +1,31 @@
+"""docs/architecture.md's rules that a test can hold: what the mission's path imports."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# What only an extra needs: OpenCV (the photo detector), Captum (activation maps), the TFRecord
+# reader's google_crc32c, and the demo's face generator.
+EXTRAS = ("cv2", "captum", "google_crc32c", "lit_celeba.data.tfrecord",
+          "lit_celeba.data.tfds_index", "lit_celeba.data.synthetic")  # fmt: skip
+
+
+def test_fit_help_imports_no_extra(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-X", "importtime", "-m", "lit_celeba", "fit", "--help"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "--data.root" in run.stdout
+    # "import time: self [us] | cumulative | imported package", one line per module.
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}  # fmt: skip
+    assert "lit_celeba.data.datamodule" in imported, "importtime's output changed form"
+    extras = sorted(m for m in imported if re.match(rf"({'|'.join(map(re.escape, EXTRAS))})\b", m))
+    assert not extras, f"fit --help imported what only an extra needs: {extras}"
