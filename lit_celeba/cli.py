@@ -31,6 +31,7 @@ from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
+from lit_celeba.checkpoints.fixed_settings import resumed_subgroups
 from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
 from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder, release_run_folders
 from lit_celeba.checkpoints.runs import (
@@ -121,6 +122,11 @@ class CelebACLI(CommandEndings, LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        if self.subcommand != "fit" and config.get("data") is not None:
+            # Only fit reads the training images' groups. A checkpoint trained with an objective
+            # that weighs groups brings that objective, but not its subgroups (not saved):
+            # test, predict and the others must not ask for them again.
+            config.data.train_subgroups = False
         if self.subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
@@ -176,6 +182,8 @@ class CelebACLI(CommandEndings, LightningCLI):
         model_class, init_args = model_settings(
             self.checkpoint, config.ckpt_path, default=config.model.class_path
         )
+        if self.config.subcommand == "fit":
+            init_args.update(resumed_subgroups(self.checkpoint, config, config.ckpt_path))
         class_path = f"{model_class.__module__}.{model_class.__qualname__}"
         model = {"class_path": class_path, "dict_kwargs": init_args}
         self.config = self.parser.parse_object(

@@ -13,6 +13,7 @@ outputs are computed or read (flip TTA, temperatures, thresholds) and refuses th
 disagree; :func:`stale_calibration_note` names a calibration older than the weights.
 """
 
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -225,3 +226,22 @@ def _cli_list(names: list[str]) -> str:
     if names == list(CELEBA_ATTRIBUTES):
         return "all"
     return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
+
+
+def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, path: _PATH) -> dict[str, Any]:
+    """For ``fit --ckpt_path X``: the subgroups X was trained with, as model arguments, when its
+    objective weighs the loss by group and the config names none (the model does not save them;
+    the data module does). ``{}`` otherwise; a note says when they are taken."""
+    hparams = checkpoint.get("hyper_parameters") or {}
+    objective = hparams.get("objective", "erm") if isinstance(hparams, Mapping) else "erm"
+    init_args = getattr(getattr(config, "model", None), "init_args", None) or {}
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    saved = data.get("subgroups") if isinstance(data, Mapping) else None
+    if objective == "erm" or init_args.get("subgroups") or not saved:
+        return {}
+    print(
+        f"Using model.subgroups {_shown(saved)} from {path}: its model.objective {objective} "
+        "weighs the training loss by these groups, and fit resumes it.",
+        file=sys.stderr,
+    )
+    return {"subgroups": list(saved)}
