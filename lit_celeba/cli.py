@@ -31,7 +31,6 @@ from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
-from lit_celeba.checkpoints.fixed_settings import resumed_subgroups
 from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
 from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder, release_run_folders
 from lit_celeba.checkpoints.runs import (
@@ -41,6 +40,7 @@ from lit_celeba.checkpoints.runs import (
     free_config_name,
     resolve_last,
 )
+from lit_celeba.checkpoints.training_data import resumed_subgroups
 from lit_celeba.cli_endings import CommandEndings
 from lit_celeba.cli_messages import (
     argument_message,

@@ -158,3 +158,98 @@ def test_a_photo_setting_the_parser_refuses_lists_every_key(
     assert "data.photo takes a mapping such as --data.photo '{p: 0.5, blur: 1.0}'" in message
     assert "jpeg [q1, q2], whole numbers, 1 <= q1 <= q2 <= 100" in message
     assert not logs.exists()
+
+
+# --- data.framing ------------------------------------------------------------------------------
+
+
+def test_framing_comes_from_the_checkpoint_and_resuming_with_another_is_refused() -> None:
+    """test/validate/predict on a CelebA split took the config's framing whatever the network
+    was trained on, and fit --ckpt_path resumed on faces framed otherwise, both silently."""
+    from lit_celeba.checkpoints.fixed_settings import restore_data_settings
+    from lit_celeba.errors import CheckpointError
+
+    saved = {"datamodule_hyper_parameters": {"framing": "detector", "photo": {"p": 0.5,
+                                                                              "blur": 1.0}}}
+    data = {"framing": "celeba", "photo": None}
+    notes = restore_data_settings(data, saved, "X.ckpt", [], "test")
+    assert data == {"framing": "detector", "photo": None}  # photo: only training uses it
+    assert notes == ["Using data.framing detector from X.ckpt (the config says celeba): a "
+                     "network is evaluated on the images it was trained on."]  # fmt: skip
+    typed = {"framing": "celeba"}
+    notes = restore_data_settings(typed, saved, "X.ckpt", ["--data.framing=celeba"], "test")
+    assert typed["framing"] == "celeba"
+    assert "Using --data.framing celeba over the detector of X.ckpt" in notes[0]
+    photos = {"framing": "celeba", "predict_path": "me.jpg"}  # photos: the detector's anyway
+    assert restore_data_settings(photos, saved, "X.ckpt", [], "predict") == []
+    resumed = {"framing": "celeba", "photo": None}
+    restore_data_settings(resumed, saved, "X.ckpt", [], "fit")
+    assert resumed == {"framing": "detector", "photo": {"p": 0.5, "blur": 1.0}}
+    for typed_args in (["--data.framing", "celeba"], ["--data.photo={p: 0}"]):
+        with pytest.raises(CheckpointError, match="`fit` resumes a run on the images it was"):
+            restore_data_settings({"framing": "celeba", "photo": {"p": 0}}, saved, "X.ckpt",
+                                  typed_args, "fit")  # fmt: skip
+
+
+def write_faceless_root(root: Path) -> Path:
+    from PIL import Image
+
+    from lit_celeba.data.synthetic import generate_celeba
+
+    generate_celeba(root, 8, 4, 4, seed=5, progress=False)
+    for image in (root / "celeba" / "img_align_celeba").glob("*.jpg"):
+        Image.new("RGB", (178, 218), (90, 120, 150)).save(image)
+    return root
+
+
+def test_detector_framing_of_images_without_any_face_is_an_error(tmp_path: Path) -> None:
+    """Was a line ("found no face in 8 of the 8 images"), then a cache framed by CelebA under
+    the detector's key, which later runs used without a word."""
+    from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.errors import CelebAError
+
+    root = write_faceless_root(tmp_path / "faceless")
+    module = CelebADataModule(root=str(root), train_size=8, val_size=4, test_size=4,
+                              num_workers=0, cache_dir=str(tmp_path / "cache"),
+                              framing="detector")  # fmt: skip
+    with pytest.raises(CelebAError, match=r"found no face in any of the 8 images of the train "
+                                          r"subset.*--data.framing celeba"):  # fmt: skip
+        module.setup("fit")
+    assert not list((tmp_path / "cache").glob("celeba-*.npy*"))
+
+
+@pytest.mark.parametrize("image_size", [8, 100])
+def test_detector_framing_at_other_image_sizes(
+    image_size: int, tiny_root: Path, tmp_path: Path
+) -> None:
+    """(passed on main) Every column from 90 px, the taps only below: both framed alike."""
+    import torch
+
+    from lit_celeba.data.datamodule import CelebADataModule
+
+    kwargs = {"root": str(tiny_root), "train_size": 8, "val_size": 4, "test_size": 4,
+              "num_workers": 0, "cache_dir": str(tmp_path), "image_size": image_size}  # fmt: skip
+    framed, plain = CelebADataModule(**kwargs, framing="detector"), CelebADataModule(**kwargs)
+    for module in (framed, plain):
+        module.setup("test")
+    images = [m.batch_transform.eval(m.datasets["test"][0][0][None]) for m in (framed, plain)]
+    assert images[0].shape == (1, 3, image_size, image_size)
+    assert not torch.equal(*images)
+
+
+def test_variants_that_differ_in_framing_share_a_cache_folder_apart(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(passed on main) compare's runs share data.cache_dir: each framing its own file, each
+    built once."""
+    import lit_celeba.data.cache as cache
+    from lit_celeba.data.transforms import columns_read
+
+    image_dir, names = tiny_root / "celeba" / "img_align_celeba", ["000001.jpg", "000002.jpg"]
+    paths = {f: cache.build_cache(image_dir, names, tmp_path, columns_read(64), workers=1,
+                                  framing=f) for f in ("celeba", "detector")}  # fmt: skip
+    assert paths["celeba"] != paths["detector"] and len(list(tmp_path.glob("*.npy"))) == 2
+    monkeypatch.setattr(cache, "_decode_all", lambda *a: pytest.fail("built again"))
+    for framing, path in paths.items():
+        assert cache.build_cache(image_dir, names, tmp_path, columns_read(64),
+                                 framing=framing) == path  # fmt: skip

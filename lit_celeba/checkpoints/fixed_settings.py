@@ -13,13 +13,14 @@ outputs are computed or read (flip TTA, temperatures, thresholds) and refuses th
 disagree; :func:`stale_calibration_note` names a calibration older than the weights.
 """
 
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.attributes import CELEBA_ATTRIBUTES, attribute_list
+from lit_celeba.checkpoints.training_data import restore_training_data
+from lit_celeba.checkpoints.training_data import shown as _shown
 from lit_celeba.errors import CheckpointError
 
 # Data settings (CelebADataModule arguments) that must equal the ones the checkpoint was trained
@@ -40,16 +41,17 @@ def _same(setting: str, a: Any, b: Any) -> bool:
 
 
 def restore_data_settings(
-    data: Any, checkpoint: Mapping[str, Any], path: _PATH, args: Sequence[str]
+    data: Any, checkpoint: Mapping[str, Any], path: _PATH, args: Sequence[str], command: str = ""
 ) -> list[str]:
     """Set ``data``'s (the parsed ``data`` section) fixed settings to the checkpoint's; returns a
     note for each one that the config had otherwise. Raises :class:`CheckpointError` for an
     image size typed on the command line that the checkpoint disagrees with (a different
-    ``--data.target_attr`` is left for ``check_checkpoint``, whose message names both lists)."""
+    ``--data.target_attr`` is left for ``check_checkpoint``, whose message names both lists).
+    The training data settings of :func:`restore_training_data` follow their own rule."""
     trained = checkpoint.get("datamodule_hyper_parameters")
     if not isinstance(trained, Mapping):
         return []  # a checkpoint without data settings: the config's stand
-    notes = []
+    notes = restore_training_data(data, trained, path, args, command)
     for setting in FIXED_DATA_SETTINGS:
         if setting not in trained or trained[setting] is None:
             continue
@@ -172,15 +174,6 @@ def _check_applies(
         )
 
 
-def _shown(value: Any) -> str:
-    """A value as it is typed: false, 0.5, [32, 64], balanced_accuracy."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
-
-
 def stale_calibration_note(checkpoint: Mapping[str, Any], path: _PATH) -> str | None:
     """A note when the checkpoint's calibration was fitted to earlier weights than its own (saved
     after an epoch that did not validate), or never; None where it fits them, where the model
@@ -227,21 +220,3 @@ def _cli_list(names: list[str]) -> str:
         return "all"
     return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
 
-
-def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, path: _PATH) -> dict[str, Any]:
-    """For ``fit --ckpt_path X``: the subgroups X was trained with, as model arguments, when its
-    objective weighs the loss by group and the config names none (the model does not save them;
-    the data module does). ``{}`` otherwise; a note says when they are taken."""
-    hparams = checkpoint.get("hyper_parameters") or {}
-    objective = hparams.get("objective", "erm") if isinstance(hparams, Mapping) else "erm"
-    init_args = getattr(getattr(config, "model", None), "init_args", None) or {}
-    data = checkpoint.get("datamodule_hyper_parameters") or {}
-    saved = data.get("subgroups") if isinstance(data, Mapping) else None
-    if objective == "erm" or init_args.get("subgroups") or not saved:
-        return {}
-    print(
-        f"Using model.subgroups {_shown(saved)} from {path}: its model.objective {objective} "
-        "weighs the training loss by these groups, and fit resumes it.",
-        file=sys.stderr,
-    )
-    return {"subgroups": list(saved)}
