@@ -253,3 +253,158 @@ def test_variants_that_differ_in_framing_share_a_cache_folder_apart(
     for framing, path in paths.items():
         assert cache.build_cache(image_dir, names, tmp_path, columns_read(64),
                                  framing=framing) == path  # fmt: skip
+
+
+# --- the detector and odd photos ---------------------------------------------------------------
+
+
+def test_a_long_panorama_is_searched_finely_enough_for_its_faces() -> None:
+    """A 12000x400 panorama was searched at 4096 wide at most: her 34 px face became 12 px and
+    was lost. Photos up to 2:1 keep their passes."""
+    from PIL import Image
+
+    from lit_celeba.data.faces import FaceDetector, search_scales
+
+    assert search_scales((8000, 6000))[0] == pytest.approx(4096 / 8000)
+    assert search_scales((6000, 3000))[0] == pytest.approx(4096 / 6000)
+    assert search_scales((20000, 600))[0] * 20000 > 16000
+    panorama = Image.new("RGB", (12000, 400), (128, 128, 128))
+    panorama.paste(astronaut().resize((200, 200)), (7000, 100))
+    (face,) = FaceDetector()(panorama)
+    assert 7000 < face.box[0] < 7200 and 25 < face.box[2] < 45
+
+
+def test_odd_photos_get_a_row_each(tmp_path: Path) -> None:
+    """(passed on main) A 1x1 image, a 20000x100 noise strip, a grey PNG with alpha, a 16-bit
+    grey PNG, a CMYK JPEG; with align never and any min_face_size, each photo framed whole."""
+    import numpy as np
+    from PIL import Image
+
+    from lit_celeba.data.faces import NO_FACE
+    from lit_celeba.data.photos import PhotoDataset
+    from lit_celeba.data.transforms import columns_read
+
+    her = astronaut()
+    noise = np.random.default_rng(0).integers(0, 256, (100, 20000, 3), dtype=np.uint8)
+    grey16 = np.asarray(her.convert("L"), dtype=np.uint16) * 257
+    photos = {"one.png": Image.new("RGB", (1, 1), (200, 90, 40)),
+              "strip.jpg": Image.fromarray(noise), "grey_alpha.png": her.convert("LA"),
+              "grey16.png": Image.fromarray(grey16), "cmyk.jpg": her.convert("CMYK")}  # fmt: skip
+    for name, image in photos.items():
+        image.save(tmp_path / name)
+    paths = [tmp_path / name for name in photos]
+    found = PhotoDataset(paths, columns_read(64), align="auto")
+    items = {p.name: item for p, item in zip(paths, found, strict=True)}
+    assert items["one.png"].error == items["strip.jpg"].error == NO_FACE
+    for name in ("grey_alpha.png", "grey16.png", "cmyk.jpg"):
+        assert items[name].error == "" and len(items[name].faces) == 1, name
+    whole = PhotoDataset(paths, columns_read(64), align="never", min_face_size=10**6)
+    assert all(item.error == "" and item.image.shape == (218, 128, 3) for item in whole)
+
+
+def test_min_face_size_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """(passed on main) Negative: refused; not a whole number: the parser names it; huge: every
+    face's row says it is too small and by how much."""
+    from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.photos import PhotoDataset
+    from lit_celeba.data.transforms import columns_read
+    from lit_celeba.errors import SettingError
+    from tests.conftest import run_expecting_error
+
+    with pytest.raises(SettingError, match="must be 0 .judge every face. or more pixels"):
+        CelebADataModule(min_face_size=-3)
+    message = run_expecting_error(["predict", *BASE, "--data.min_face_size=12.5"], capsys)
+    assert 'data.min_face_size": Expected a <class \'int\'>. Got value: 12.5' in message
+    astronaut().save(tmp_path / "her.jpg")
+    photos = PhotoDataset([tmp_path / "her.jpg"], columns_read(64), "auto", min_face_size=10**9)
+    batch = photos.collate([photos[0]])
+    assert batch.images.shape[0] == 0
+    assert batch.errors == ["face too small to judge: 90 px, under data.min_face_size 1000000000"]
+
+
+@pytest.mark.slow
+def test_a_folder_with_gifs_and_a_gif_alone(
+    reweight_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A folder's GIF and TIFF were passed over without a word ("All 1 file(s) were read");
+    a GIF alone ended with "none of the files could be read as an image", not saying why."""
+    from PIL import Image
+
+    from lit_celeba.cli import cli_main
+
+    flags, ckpt = reweight_run["flags"], reweight_run["ckpt"]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    astronaut().save(folder / "her.jpg")
+    Image.new("RGB", (40, 40)).save(folder / "anim.gif")
+    Image.new("RGB", (40, 40)).save(folder / "scan.tif")
+    capsys.readouterr()
+    cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={folder}",
+              f"--data.predict_output={tmp_path / 'folder.csv'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert ("predicting on its 1 .jpg/.jpeg/.png/.webp/.bmp file(s) only; skipped 2 image(s) of "
+            "a format it does not read (anim.gif, scan.tif): convert them to JPEG or PNG") in err
+    assert [row["path"] for row in read_rows(tmp_path / "folder.csv")] == [str(folder / "her.jpg")]
+    with pytest.raises(SystemExit):
+        cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}",
+                  f"--data.predict_path={folder / 'anim.gif'}",
+                  f"--data.predict_output={tmp_path / 'gif.csv'}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert ("the first: " + str(folder / "anim.gif") + ": ValueError: unsupported image format "
+            "GIF (supported: JPEG, PNG, WebP, BMP)") in err
+
+
+# --- benchmarks/in_the_wild.py -----------------------------------------------------------------
+
+
+def fake_build(root: Path, parts: tuple[str, ...] = ("lfw", "wider")) -> Path:
+    """The files of a wild_faces build, without photos (the checks run before any predict)."""
+    for part in parts:
+        (root / part / "images").mkdir(parents=True)
+    if "lfw" in parts:
+        (root / "lfw" / "balanced.csv").write_text("file,person,male\n")
+    if "wider" in parts:
+        (root / "wider" / "groups.csv").write_text("file,wider_path,width,height\n")
+        (root / "wider" / "faces.csv").write_text("file,face_index,x,y,w,h\n")
+    return root
+
+
+WILD_REFUSALS = {
+    "celeba-root": "is not a wild_faces build (../shared/wild_faces/build.py writes one): it has "
+                   "no lfw/balanced.csv, lfw/images, wider/groups.csv",
+    "lfw-only-build": "it has no wider/groups.csv, wider/faces.csv, wider/images",
+    "limit-0": "--limit 0: give 2 photos or more",
+    "limit-negative": "--limit -4: give 2 photos or more",
+    "no-checkpoint": "no checkpoint file at ",
+    "empty-compare": "has no finished run: none of its runs/NAME/seed_S/result.json says status ok",
+    "compare-of-a-broken-run": "has no finished run",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", WILD_REFUSALS)
+def test_in_the_wild_refuses_what_it_cannot_run_in_one_line(
+    case: str, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Before any predict (was: a FileNotFoundError traceback for a root that is not a build,
+    --limit 0 ran every photo and a negative one all but the last few, a --compare folder
+    without finished runs beside --ckpt_path was passed over, a broken result.json was a
+    JSONDecodeError)."""
+    from benchmarks.in_the_wild import main
+
+    build, ckpt = fake_build(tmp_path / "wild"), tmp_path / "some.ckpt"
+    ckpt.write_bytes(b"")
+    compare = tmp_path / "comparison"
+    (compare / "runs" / "a" / "seed_1").mkdir(parents=True)
+    args = {"celeba-root": ["--root", str(tiny_root)],
+            "lfw-only-build": ["--root", str(fake_build(tmp_path / "lfw_only", ("lfw",)))],
+            "limit-0": ["--limit", "0"], "limit-negative": ["--limit", "-4"],
+            "no-checkpoint": ["--ckpt_path", str(tmp_path / "gone.ckpt")],
+            "empty-compare": ["--compare", str(compare)],
+            "compare-of-a-broken-run": ["--compare", str(compare)]}[case]  # fmt: skip
+    if case == "compare-of-a-broken-run":
+        (compare / "runs" / "a" / "seed_1" / "result.json").write_text('{"status": "o')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--root", str(build), "--ckpt_path", str(ckpt), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert WILD_REFUSALS[case] in err and "Traceback" not in err
