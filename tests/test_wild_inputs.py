@@ -408,3 +408,54 @@ def test_in_the_wild_refuses_what_it_cannot_run_in_one_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert WILD_REFUSALS[case] in err and "Traceback" not in err
+
+
+EVERY_DEGRADATION = {"p": 1.0, "shift": 4.0, "scale": 0.1, "angle": 10.0, "low_res": [0.3, 0.6],
+                     "blur": 1.0, "noise": 0.05, "grayscale": 0.3, "erase": [0.05, 0.2],
+                     "jpeg": [30, 90]}  # fmt: skip
+
+
+@pytest.mark.parametrize("where", ["decoded-on-access", "device-resident"])
+def test_every_degradation_on_detector_framed_faces_either_way(
+    where: str, tiny_root: Path, tmp_path: Path
+) -> None:
+    """(passed on main) data.photo with data.framing detector, JPEGs decoded on access (cache
+    false: each face framed when read) or the cache held on the device (its own batches)."""
+    import torch
+
+    from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.device_batches import DeviceBatches
+
+    cached = where == "device-resident"
+    module = CelebADataModule(
+        root=str(tiny_root), train_size=16, val_size=4, test_size=4, image_size=32,
+        batch_size=16, num_workers=0, cache_dir=str(tmp_path), cache=cached,
+        device_resident=True if cached else None, framing="detector", photo=EVERY_DEGRADATION,
+    )  # fmt: skip
+    module.setup("fit")
+    loader = module.train_dataloader()
+    assert isinstance(loader, DeviceBatches) == cached
+    images, targets = next(iter(loader))
+    torch.manual_seed(0)
+    degraded = module.batch_transform.train(images)
+    assert degraded.shape == (16, 3, 32, 32) and torch.isfinite(degraded).all()
+    torch.manual_seed(0)
+    plain = CelebADataModule(image_size=32).batch_transform.train(images)
+    assert (degraded - plain).abs().amax() > 0.1
+
+
+def test_compare_refuses_a_variant_with_a_bad_photo_setting_before_its_runs() -> None:
+    """compare parses each variant with fit --print_config, which does not build the data
+    module: a variant's {blur: 1} (no p) started a fit for every seed, each ending in the same
+    error; now the variant's runs are failed from the start, with the message."""
+    from lit_celeba.effective_config import effective_config
+
+    refused = effective_config([*BASE, "--data.photo={blur: 1}"])
+    assert refused == {"error": "error: Invalid setting: data.photo.p is not given, so blur would "
+                                "never apply: each training image gets each degradation with "
+                                "probability p. Add it, e.g. {p: 0.5, blur: 1.0} (p: 0 turns "
+                                "them off)."}  # fmt: skip
+    fine = effective_config([*BASE, "--config", str(CONFIGS / "fast.yaml"),
+                             "--data.photo={p: 0.5, blur: 1.0}", "--data.framing=detector"])
+    assert fine["config"]["data"]["photo"] == {"p": 0.5, "blur": 1.0}
+    assert fine["config"]["data"]["framing"] == "detector"
