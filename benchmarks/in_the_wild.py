@@ -129,9 +129,11 @@ def checkpoints(args: argparse.Namespace) -> list[tuple[str, Path, dict]]:
 def checked_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple]:
     """:func:`checkpoints`, once the arguments are checked: each wrong one is ``parser.error``
     (status 2, one line), before any predict runs."""
-    if args.limit is not None and args.limit < 2:
-        parser.error(f"--limit {args.limit}: give 2 photos or more (LFW takes half of them from "
-                     "each gender), or leave it out for every photo")  # fmt: skip
+    least = 1 if args.only == "wider" else 2  # LFW takes half of them from each gender
+    if args.limit is not None and args.limit < least:
+        why = "" if least == 1 else " (LFW takes half of them from each gender)"
+        parser.error(f"--limit {args.limit}: give {least} photo(s) or more{why}, or leave it out "
+                     "for every photo")  # fmt: skip
     wanted = [args.only] if args.only else list(BUILD_FILES)
     missing = [name for part in wanted for name in BUILD_FILES[part]
                if not (args.root / name).exists()]  # fmt: skip

@@ -373,8 +373,8 @@ WILD_REFUSALS = {
     "celeba-root": "is not a wild_faces build (../shared/wild_faces/build.py writes one): it has "
                    "no lfw/balanced.csv, lfw/images, wider/groups.csv",
     "lfw-only-build": "it has no wider/groups.csv, wider/faces.csv, wider/images",
-    "limit-0": "--limit 0: give 2 photos or more",
-    "limit-negative": "--limit -4: give 2 photos or more",
+    "limit-0": "--limit 0: give 2 photo(s) or more (LFW takes half of them from each gender)",
+    "limit-negative": "--limit -4: give 1 photo(s) or more, or leave it out for every photo",
     "no-checkpoint": "no checkpoint file at ",
     "empty-compare": "has no finished run: none of its runs/NAME/seed_S/result.json says status ok",
     "compare-of-a-broken-run": "has no finished run",
@@ -397,7 +397,7 @@ def test_in_the_wild_refuses_what_it_cannot_run_in_one_line(
     (compare / "runs" / "a" / "seed_1").mkdir(parents=True)
     args = {"celeba-root": ["--root", str(tiny_root)],
             "lfw-only-build": ["--root", str(fake_build(tmp_path / "lfw_only", ("lfw",)))],
-            "limit-0": ["--limit", "0"], "limit-negative": ["--limit", "-4"],
+            "limit-0": ["--limit", "0"], "limit-negative": ["--limit", "-4", "--only", "wider"],
             "no-checkpoint": ["--ckpt_path", str(tmp_path / "gone.ckpt")],
             "empty-compare": ["--compare", str(compare)],
             "compare-of-a-broken-run": ["--compare", str(compare)]}[case]  # fmt: skip
