@@ -191,6 +191,24 @@ def test_framing_comes_from_the_checkpoint_and_resuming_with_another_is_refused(
                                   typed_args, "fit")  # fmt: skip
 
 
+def test_fit_ckpt_path_last_with_another_framing_or_photo_starts_a_new_run(tmp_path: Path) -> None:
+    """(passed on main) `last` resumes only a run of the same settings: one framed otherwise,
+    or degraded otherwise, is named and skipped."""
+    import yaml
+
+    from lit_celeba.checkpoints.runs import find_matching_run
+
+    saved = {"data": {"framing": "celeba", "photo": None}}
+    (tmp_path / "version_0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (tmp_path / "version_0" / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert find_matching_run(tmp_path, saved)[0] is not None
+    for data in ({"framing": "detector", "photo": None},
+                 {"framing": "celeba", "photo": {"p": 0.5, "blur": 1.0}}):  # fmt: skip
+        last, skipped = find_matching_run(tmp_path, {"data": data})
+        assert last is None and "other settings (data." in skipped[0]
+
+
 def write_faceless_root(root: Path) -> Path:
     from PIL import Image
 
