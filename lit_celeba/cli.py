@@ -123,10 +123,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         if self.subcommand != "fit" and config.get("data") is not None:
-            # Only fit reads the training images' groups. A checkpoint trained with an objective
-            # that weighs groups brings that objective, but not its subgroups (not saved):
-            # test, predict and the others must not ask for them again.
-            config.data.train_subgroups = False
+            config.data.train_subgroups = False  # only fit reads them (see training_data.py)
         if self.subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
@@ -182,8 +179,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         model_class, init_args = model_settings(
             self.checkpoint, config.ckpt_path, default=config.model.class_path
         )
-        if self.config.subcommand == "fit":
-            init_args.update(resumed_subgroups(self.checkpoint, config, config.ckpt_path))
+        init_args.update(resumed_subgroups(self.checkpoint, config, self.config.subcommand))
         class_path = f"{model_class.__module__}.{model_class.__qualname__}"
         model = {"class_path": class_path, "dict_kwargs": init_args}
         self.config = self.parser.parse_object(

@@ -71,10 +71,16 @@ def restore_training_data(
     return notes
 
 
-def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, path: _PATH) -> dict[str, Any]:
-    """For ``fit --ckpt_path X``: the subgroups X was trained with, as model arguments, when its
-    objective weighs the loss by group and the config names none (the model does not save them;
-    the data module does). ``{}`` otherwise; a note says when they are taken."""
+def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, command: str) -> dict[str, Any]:
+    """For ``fit --ckpt_path X`` (``config``, the command's parsed config): the subgroups X was
+    trained with, as model arguments, when its objective weighs the loss by group and the config
+    names none (the model does not save them; the data module does). ``{}`` otherwise, and for
+    the other commands, which do not train: the CLI turns ``data.train_subgroups`` off for them,
+    so that test, predict and the rest of such a checkpoint ask for no subgroups. A note says
+    when they are taken."""
+    if command != "fit":
+        return {}
+    path = config.ckpt_path
     hparams = checkpoint.get("hyper_parameters") or {}
     objective = hparams.get("objective", "erm") if isinstance(hparams, Mapping) else "erm"
     init_args = getattr(getattr(config, "model", None), "init_args", None) or {}
