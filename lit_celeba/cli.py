@@ -40,6 +40,7 @@ from lit_celeba.checkpoints.runs import (
     free_config_name,
     resolve_last,
 )
+from lit_celeba.checkpoints.training_data import resumed_subgroups
 from lit_celeba.cli_endings import CommandEndings
 from lit_celeba.cli_messages import (
     argument_message,
@@ -121,6 +122,8 @@ class CelebACLI(CommandEndings, LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        if self.subcommand != "fit" and config.get("data") is not None:
+            config.data.train_subgroups = False  # only fit reads them (see training_data.py)
         if self.subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
@@ -176,6 +179,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         model_class, init_args = model_settings(
             self.checkpoint, config.ckpt_path, default=config.model.class_path
         )
+        init_args.update(resumed_subgroups(self.checkpoint, config, self.config.subcommand))
         class_path = f"{model_class.__module__}.{model_class.__qualname__}"
         model = {"class_path": class_path, "dict_kwargs": init_args}
         self.config = self.parser.parse_object(

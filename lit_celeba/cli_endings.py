@@ -64,7 +64,10 @@ class CommandEndings:
                   "the error column.")  # fmt: skip
         faceless = f"; {writer.faceless} without a face" if writer.faceless else ""
         if writer.failures == writer.files:
-            raise NothingPredicted("none of the files could be read as an image")
+            raise NothingPredicted(
+                f"none of the files could be read as an image; their rows in {writer.path} give "
+                f"the reason in the error column (the first: {writer.first_failure})."
+            )
         if writer.failures:
             print(f"{writer.failures} of {writer.files} files could not be read; their rows in "
                   f"{writer.path} give the reason in the error column{faceless}.")  # fmt: skip

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.data.degradations import key_ranges
 from lit_celeba.errors import SettingError, UsageError
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
@@ -108,6 +109,7 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         if key.group(1) == "lr_scheduler" and _plateau_without_monitor(given.group(1)):
             return PLATEAU_NEEDS_MONITOR
         return _unknown_class_message(key.group(1), given.group(1).strip())
+    photo = key and key.group(1) == "data.photo"
     noise = (
         "Does not validate against any of the Union subtypes",
         "Subtypes:",
@@ -119,6 +121,9 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
     lines = [line.strip(" -") for line in text.splitlines()]
     lines = [line for line in lines if line and not any(n.strip(" -") in line for n in noise)]
     message = " ".join(lines)
+    if photo:  # which key is wrong jsonargparse does not say: what each one takes
+        return (f"{message}. data.photo takes a mapping such as --data.photo '{{p: 0.5, blur: "
+                f"1.0}}', of these keys: {key_ranges()}.")  # fmt: skip
     return f"{message}\n(Run with --help for the accepted options and their types.)"
 
 

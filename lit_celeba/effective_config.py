@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 
 from lit_celeba.cli import cli_main
+from lit_celeba.data.degradations import check as check_photo
+from lit_celeba.errors import SettingError
 from lit_celeba.precision import supported_precision
 
 
@@ -40,6 +42,10 @@ def effective_config(args: list[str]) -> dict[str, Any]:
     if status != 0:
         errors = [line for line in err.getvalue().splitlines() if line.startswith("error: ")]
         return {"error": errors[-1] if errors else f"exit status {status}: {err.getvalue()[-300:]}"}
+    try:  # what the parser does not check and fit would refuse at once, each seed again
+        check_photo((config.get("data") or {}).get("photo"))
+    except SettingError as refused:
+        return {"error": f"error: Invalid setting: data.{refused.setting} {refused.problem}"}
     return {"config": config}
 
 

@@ -66,6 +66,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.rows = 0
         self.files = 0  # photos: a photo with several faces has a row for each
         self.failures: int | None = None
+        self.first_failure = ""  # "path: error" of the first unreadable file
         self.faceless = 0
         self.too_small = 0  # under min_face_size, the photos' data set's least face to judge
         self.min_face_size = 0
@@ -138,6 +139,10 @@ class CSVPredictionWriter(BasePredictionWriter):
         self.min_face_size = dataset.min_face_size
         unpredicted = sum(row is None for _, row, _, _ in rows)
         self.failures = unpredicted - self.faceless - self.too_small
+        self.first_failure = next(
+            (f"{photo}: {error}" for photo, row, error, _ in rows
+             if row is None and error != NO_FACE and not error.startswith(TOO_SMALL)), ""
+        )  # fmt: skip
         faces = dataset.align != "never"
         header = ["path"] + (face_columns() if faces else [])
         header += [f"{kind}_{a}" for a in attrs for kind in ("prob", "pred")] + ["error"]

@@ -19,6 +19,8 @@ from typing import Any
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.attributes import CELEBA_ATTRIBUTES, attribute_list
+from lit_celeba.checkpoints.training_data import restore_training_data
+from lit_celeba.checkpoints.training_data import shown as _shown
 from lit_celeba.errors import CheckpointError
 
 # Data settings (CelebADataModule arguments) that must equal the ones the checkpoint was trained
@@ -39,16 +41,17 @@ def _same(setting: str, a: Any, b: Any) -> bool:
 
 
 def restore_data_settings(
-    data: Any, checkpoint: Mapping[str, Any], path: _PATH, args: Sequence[str]
+    data: Any, checkpoint: Mapping[str, Any], path: _PATH, args: Sequence[str], command: str = ""
 ) -> list[str]:
     """Set ``data``'s (the parsed ``data`` section) fixed settings to the checkpoint's; returns a
     note for each one that the config had otherwise. Raises :class:`CheckpointError` for an
     image size typed on the command line that the checkpoint disagrees with (a different
-    ``--data.target_attr`` is left for ``check_checkpoint``, whose message names both lists)."""
+    ``--data.target_attr`` is left for ``check_checkpoint``, whose message names both lists).
+    The training data settings of :func:`restore_training_data` follow their own rule."""
     trained = checkpoint.get("datamodule_hyper_parameters")
     if not isinstance(trained, Mapping):
         return []  # a checkpoint without data settings: the config's stand
-    notes = []
+    notes = restore_training_data(data, trained, path, args, command)
     for setting in FIXED_DATA_SETTINGS:
         if setting not in trained or trained[setting] is None:
             continue
@@ -171,15 +174,6 @@ def _check_applies(
         )
 
 
-def _shown(value: Any) -> str:
-    """A value as it is typed: false, 0.5, [32, 64], balanced_accuracy."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(map(str, value)) + "]"
-    return str(value)
-
-
 def stale_calibration_note(checkpoint: Mapping[str, Any], path: _PATH) -> str | None:
     """A note when the checkpoint's calibration was fitted to earlier weights than its own (saved
     after an epoch that did not validate), or never; None where it fits them, where the model
@@ -225,3 +219,4 @@ def _cli_list(names: list[str]) -> str:
     if names == list(CELEBA_ATTRIBUTES):
         return "all"
     return names[0] if len(names) == 1 else '"[' + ", ".join(names) + ']"'
+

@@ -60,7 +60,7 @@ def load(
     checkpoint = load_checkpoint(path)
     _check_model_class(checkpoint, path)
     if data is not None:
-        for note in restore_data_settings(data, checkpoint, path, typed):
+        for note in restore_data_settings(data, checkpoint, path, typed, command):
             print(note, file=sys.stderr)
         check_targets(checkpoint, path, data.get("target_attr"))
     notes = apply_model_settings(checkpoint, model, typed, path, command)

@@ -40,7 +40,7 @@ from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
 from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
-from lit_celeba.data.framing import Framing, framing_key, reframe
+from lit_celeba.data.framing import Framing, framing_key, reframe, say_unframed
 from lit_celeba.data.sources import FolderSource, ImageSource
 from lit_celeba.data.transforms import keep_columns
 from lit_celeba.errors import CelebAError, UsageError
@@ -272,7 +272,7 @@ def _decode_all(
                 done, moved = _decode_chunk(str(tmp), source, chunk, start, columns, framing)
                 bar.update(done)
                 reframed += moved
-            _say_unframed(len(names), reframed, framing, description)
+            say_unframed(len(names), reframed, framing, description)
             return
         # fork: the workers only need this module, and start in milliseconds.
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
@@ -293,13 +293,7 @@ def _decode_all(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
         pool.shutdown()
-    _say_unframed(len(names), reframed, framing, description)
-
-
-def _say_unframed(count: int, reframed: int, framing: Framing, description: str) -> None:
-    if framing != "celeba" and reframed < count:
-        print(f"The {framing} found no face in {count - reframed} of the {count} images of "
-              f"{description}: they keep CelebA's own framing.", file=sys.stderr, flush=True)
+    say_unframed(len(names), reframed, framing, description)
 
 
 def _decoder_init(parent_pid: int) -> None:

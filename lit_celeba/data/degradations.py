@@ -14,21 +14,24 @@ and independently, after the recipe's crop, resize, flip and colour changes:
   shrunk with antialiasing and enlarged again as ``predict``'s alignment enlarges a small face;
 - ``blur``: a Gaussian blur with sigma up to this, in input pixels;
 - ``noise``: Gaussian noise with a standard deviation up to this (images in [0, 1]);
-- ``grayscale``: (with its own probability) a grey photo, as torchvision's luma;
+- ``grayscale``: with its own probability, whatever ``p``, a grey photo, as torchvision's luma;
 - ``erase``: ``[a, b]``, a rectangle covering a share of the image drawn from ``a`` to ``b``
   (aspect ratio 1/3 to 3) filled with noise: a hand, a microphone, another head in front of
   the face (random erasing, Zhong et al. 2020);
 - ``jpeg``: ``[q1, q2]``, JPEG compression at a quality drawn from ``q1`` to ``q2``, last, as
   a photo is saved after all the rest.
 
-Every draw comes from torch's generator on the batch's device, so ``seed_everything`` repeats it.
-torchvision's v2 transforms draw one set of parameters per call, for the whole batch; these draw
-one per image, which a batch of faces needs (the reason they are written here).
+A key other than ``grayscale`` needs ``p``; ``p: 0`` turns them off (:data:`RANGES` says what
+each key takes, :func:`check` checks it). Every draw comes from torch's generator on the batch's
+device, so ``seed_everything`` repeats it. torchvision's v2 transforms draw one set of
+parameters per call, for the whole batch; these draw one per image, which a batch of faces needs
+(the reason they are written here).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TypedDict
 
 import torch
@@ -55,42 +58,90 @@ class PhotoDegradations(TypedDict, total=False):
     jpeg: tuple[int, int]
 
 
-def check(photo: PhotoDegradations | None) -> PhotoDegradations:
-    """``photo`` with its ranges checked; a :class:`SettingError` names the first wrong key."""
-    photo = dict(photo or {})
-    unknown = set(photo) - set(PhotoDegradations.__annotations__)
-    if unknown:
-        valid = ", ".join(PhotoDegradations.__annotations__)
-        raise SettingError("photo", f"has no key {sorted(unknown)[0]!r}; valid keys: {valid}")
-    for key in ("p", "grayscale", "scale"):
-        if not 0.0 <= photo.get(key, 0.0) <= 1.0:
-            raise SettingError(f"photo.{key}", f"must be from 0 to 1, got {photo[key]}")
-    for key in ("shift", "angle", "blur", "noise"):
-        if photo.get(key, 0.0) < 0.0:
-            raise SettingError(f"photo.{key}", f"must be 0 (off) or more, got {photo[key]}")
-    low, high = photo.get("low_res", (1.0, 1.0))
-    if not 0.0 < low <= high <= 1.0:
-        raise SettingError("photo.low_res", f"must be [a, b], 0 < a <= b <= 1; got {[low, high]}")
-    low, high = photo.get("erase", (0.0, 0.0))
-    if not 0.0 <= low <= high <= 1.0:
-        raise SettingError("photo.erase", f"must be [a, b], 0 <= a <= b <= 1; got {[low, high]}")
-    low, high = photo.get("jpeg", (100, 100))
-    if not 1 <= low <= high <= 100:
-        raise SettingError("photo.jpeg", f"must be [q1, q2], 1 <= q1 <= q2 <= 100: {[low, high]}")
-    for key in ("low_res", "erase", "jpeg"):  # YAML gives lists
-        if key in photo:
-            photo[key] = tuple(photo[key])
-    return photo  # type: ignore[return-value]
-
-
+# What each key takes, as the errors and the command line's help say it.
+RANGES = {
+    "p": "from 0 to 1",
+    "shift": "0 (off) or more, in pixels",
+    "scale": "from 0 to under 1",
+    "angle": "0 (off) or more, in degrees",
+    "low_res": "[a, b], 0 < a <= b <= 1",
+    "blur": "0 (off) or more, in input pixels",
+    "noise": "0 (off) or more",
+    "grayscale": "from 0 to 1",
+    "erase": "[a, b], 0 <= a <= b <= 1",
+    "jpeg": "[q1, q2], whole numbers, 1 <= q1 <= q2 <= 100",
+}
+_PAIRS = ("low_res", "erase", "jpeg")
 _OFF = {"low_res": (1.0, 1.0), "erase": (0.0, 0.0), "jpeg": (100, 100)}
 
 
+def key_ranges() -> str:
+    """Every key of ``data.photo`` with what it takes, for messages."""
+    return "; ".join(f"{key} {what}" for key, what in RANGES.items())
+
+
+def _number(value: object, whole: bool = False) -> bool:
+    kinds = (int,) if whole else (int, float)
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _in_range(key: str, value: object) -> bool:
+    if key in _PAIRS:
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            return False
+        low, high = value
+        if not (_number(low, key == "jpeg") and _number(high, key == "jpeg")):
+            return False
+        lowest = {"low_res": 0.0, "erase": 0.0, "jpeg": 1}[key]
+        top = 100 if key == "jpeg" else 1.0
+        return (lowest < low if key == "low_res" else lowest <= low) and low <= high <= top
+    if not _number(value):
+        return False
+    if key in ("p", "grayscale"):
+        return 0.0 <= value <= 1.0
+    return 0.0 <= value < 1.0 if key == "scale" else value >= 0.0
+
+
+def _shown(value: object) -> str:
+    return repr(list(value) if isinstance(value, tuple) else value)
+
+
+def check(photo: PhotoDegradations | None) -> PhotoDegradations:
+    """``photo`` with its values checked; a :class:`SettingError` names the first wrong key and
+    what it takes: a key without ``p``, which would never apply, is one too."""
+    if photo is None:
+        return {}
+    if not isinstance(photo, Mapping):
+        raise SettingError("photo", f"must be a mapping such as {{p: 0.5, blur: 1.0}}, got "
+                                    f"{photo!r}; its keys: {key_ranges()}")  # fmt: skip
+    photo = dict(photo)
+    unknown = set(photo) - set(RANGES)
+    if unknown:
+        valid = ", ".join(RANGES)
+        raise SettingError("photo", f"has no key {sorted(unknown)[0]!r}; valid keys: {valid} "
+                                    f"({key_ranges()})")  # fmt: skip
+    for key, value in photo.items():
+        if not _in_range(key, value):
+            raise SettingError(f"photo.{key}", f"must be {RANGES[key]}; got {_shown(value)}")
+        if key in _PAIRS:  # YAML gives lists
+            photo[key] = tuple(value)
+    # Every key but grayscale (its own probability) applies with probability p.
+    gated = [key for key in active({**photo, "p": 1.0}) if key != "grayscale"]
+    if "p" not in photo and gated:
+        raise SettingError(
+            "photo.p",
+            f"is not given, so {', '.join(gated)} would never apply: each training image gets "
+            f"each degradation with probability p. Add it, e.g. {{p: 0.5, {gated[0]}: "
+            f"{_shown(photo[gated[0]])}}} (p: 0 turns them off).",
+        )
+    return photo  # type: ignore[return-value]
+
+
 def active(photo: PhotoDegradations) -> list[str]:
-    """The degradations of a checked ``photo`` that change an image."""
-    if photo.get("p", 0.0) <= 0.0:
-        return []
-    return [k for k, v in photo.items() if k != "p" and v and tuple(_OFF.get(k, ())) != v]
+    """The degradations of a checked ``photo`` that change an image: ``grayscale`` with its own
+    probability, the others when ``p`` is above 0."""
+    on = [k for k, v in photo.items() if k != "p" and v and tuple(_OFF.get(k, ())) != v]
+    return [k for k in on if k == "grayscale" or photo.get("p", 0.0) > 0.0]
 
 
 def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
@@ -154,7 +205,8 @@ class Degrade:
         size = images.shape[-1]
         low, high = self.photo["low_res"]
         # Eight sizes between the bounds: one resize per size, for the images that drew it.
-        sides = torch.linspace(low * size, high * size, 8).round().int().unique().tolist()
+        sides = torch.linspace(low * size, high * size, 8).round().int().clamp_min(1)
+        sides = sides.unique().tolist()  # at least a pixel: a tiny a at a small image size
         drawn = torch.randint(0, len(sides), (len(images),), device=images.device)
         out = images.clone()
         for k, side in enumerate(sides):
@@ -171,7 +223,9 @@ class Degrade:
         n, channels, height, width = images.shape
         top = self.photo["blur"]
         sigma = (_uniform(0.0, top, n, images.device) * chosen).clamp_min(1e-3)
-        radius = max(1, math.ceil(3 * top))
+        # Three sigmas, but less than the image's side: reflect padding needs that (a sigma
+        # that large leaves the image almost flat anyway).
+        radius = max(1, min(math.ceil(3 * top), min(height, width) - 1))
         offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
         kernel = torch.exp(-0.5 * (offsets[None] / sigma[:, None].to(images.dtype)) ** 2)
         kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(channels, 0)

@@ -53,6 +53,10 @@ HANDOVER = 64
 # The finest pass of a larger photo is at this size on its longer side: a full-resolution pass
 # costs about 0.2 s a megapixel on one core (under load; docs/faces.md).
 FINEST_SIZE = 4096
+# ... or larger where that leaves it under the pixels of a 2:1 photo FINEST_SIZE wide: a long
+# panorama (20000x600) at 4096 wide had its 50 px faces at 10 px, too small to find. Photos up
+# to 2:1 are searched as before.
+FINEST_PIXELS = FINEST_SIZE * FINEST_SIZE // 2
 # A pass larger than this on a side is searched in overlapping tiles: at full resolution a
 # 4000x3000 photo took 1.1 GB in one piece. A tiled pass keeps faces under HANDOVER * PASS_STEP
 # pixels, which the overlap holds whole in one tile or the other.
@@ -95,13 +99,15 @@ def too_small(face: Face, min_size: float) -> str:
 
 def search_scales(size: tuple[int, int]) -> list[float]:
     """The scales a photo of ``size`` (width, height) is searched at, finest first: its own
-    pixels (at most :data:`FINEST_SIZE` on the longer side), then at most :data:`PASS_STEP`
-    times smaller each, down to :data:`DETECTION_SIZE` on the longer side. A photo no larger
-    than that: one pass at its own size."""
+    pixels (at most :data:`FINEST_SIZE` on the longer side, or :data:`FINEST_PIXELS` in all
+    when that is more: a panorama), then at most :data:`PASS_STEP` times smaller each, down to
+    :data:`DETECTION_SIZE` on the longer side. A photo no larger than that: one pass at its own
+    size."""
     longest = max(size)
     if longest <= DETECTION_SIZE:
         return [1.0]
-    finest, coarsest = min(1.0, FINEST_SIZE / longest), DETECTION_SIZE / longest
+    by_area = math.sqrt(FINEST_PIXELS / (size[0] * size[1]))
+    finest, coarsest = min(1.0, max(FINEST_SIZE / longest, by_area)), DETECTION_SIZE / longest
     steps = math.ceil(math.log(finest / coarsest) / math.log(PASS_STEP))
     return [finest * (coarsest / finest) ** (k / steps) for k in range(steps + 1)]
 

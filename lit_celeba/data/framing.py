@@ -12,6 +12,7 @@ face in which the detector finds no face keeps CelebA's framing (the build says 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Literal, get_args
 
 import numpy as np
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from lit_celeba.data.faces import CELEBA_LANDMARKS, Face, FaceDetector, align
+from lit_celeba.errors import CelebAError
 
 Framing = Literal["celeba", "detector"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)
@@ -60,3 +62,18 @@ def reframe(image: torch.Tensor, framing: Framing) -> tuple[torch.Tensor, bool]:
     # The face whose landmarks lie nearest CelebA's mean ones: the image's own subject.
     subject = min(faces, key=lambda f: np.abs(np.array(f.landmarks) - CELEBA_LANDMARKS).sum())
     return aligned_face(photo, subject), True
+
+
+def say_unframed(count: int, reframed: int, framing: Framing, description: str) -> None:
+    """After ``reframed`` of ``count`` faces of ``description`` were framed (a cache's build):
+    say how many the detector did not find; none found at all is a :class:`CelebAError` (the
+    setting would change nothing), and the build keeps no cache."""
+    if framing != "celeba" and count and not reframed:
+        raise CelebAError(
+            f"data.framing {framing}: the {framing} found no face in any of the {count} images "
+            f"of {description}, so not one would be framed as predict frames a photo. Are they "
+            "CelebA's aligned faces? Check data.root, or train with --data.framing celeba."
+        )
+    if framing != "celeba" and reframed < count:
+        print(f"The {framing} found no face in {count - reframed} of the {count} images of "
+              f"{description}: they keep CelebA's own framing.", file=sys.stderr, flush=True)

@@ -32,6 +32,8 @@ every photo whole.
 A file that cannot be read does not stop the run: its item carries an error message and no
 image, and :meth:`PhotoDataset.collate` leaves it out of the batch's images but keeps its path
 and error, so the prediction writer can give it a row.
+
+Finding the photos is :mod:`lit_celeba.data.photo_paths`.
 """
 
 from __future__ import annotations
@@ -54,12 +56,11 @@ from lit_celeba.data.faces import (
     is_celeba_aligned,
     too_small,
 )
+from lit_celeba.data.photo_paths import find_photos  # noqa: F401 (tests import it here)
 from lit_celeba.data.transforms import CROP_SIZE, keep_columns
 from lit_celeba.errors import PhotoError
 
 FRAME_WIDTH, FRAME_HEIGHT = CROP_SIZE, 218
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-LIST_SUFFIX = ".txt"
 # Pillow's names; MPO is the multi-picture JPEG that many cameras and phones write.
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -88,45 +89,6 @@ class PhotoBatch(NamedTuple):
     paths: list[str]
     errors: list[str]
     faces: list[tuple[int, Face] | None] | None = None
-
-
-def find_photos(predict_path: str | Path) -> list[Path]:
-    """The photo paths that ``predict_path`` names (see the module docstring)."""
-    path = Path(predict_path).expanduser()
-    if path.is_dir():
-        photos = sorted(
-            p
-            for p in path.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES
-            and p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
-        if not photos:
-            raise PhotoError(
-                f"--data.predict_path {path} holds no {'/'.join(IMAGE_SUFFIXES)} files "
-                "(searched recursively)."
-            )
-        return photos
-    if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
-        try:  # utf-8-sig: Windows editors start a UTF-8 file with a byte-order mark
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise PhotoError(
-                f"--data.predict_path {path} is not UTF-8 text (byte {err.start}: "
-                f"{err.object[err.start:err.start + 1]!r}). Save the list as UTF-8, one image "
-                "path per line."
-            ) from None
-        lines = [line.strip() for line in text.splitlines()]
-        photos = [path.parent / line for line in lines if line and not line.startswith("#")]
-        if not photos:
-            raise PhotoError(f"--data.predict_path {path} lists no image paths.")
-        return photos
-    if path.is_file():
-        return [path]
-    raise PhotoError(
-        f"--data.predict_path {path} does not exist; give an image file, a folder of images or "
-        f"a {LIST_SUFFIX} file with one image path per line."
-    )
 
 
 def read_rgb(path: str | Path, draft: bool = True) -> Image.Image:
