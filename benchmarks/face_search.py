@@ -17,7 +17,7 @@ WIDER (``--wider``, instead: the folder ``../shared/wild_faces/build.py`` writes
 photo is searched once at the lowest of ``--thresholds``, and each threshold keeps the faces
 that score at least it (the same faces a search at that threshold finds: a face is only ever
 merged away by a surer one). Printed per threshold: the share of valid faces of at least 32 px
-found and false detections a photo, counted by ``benchmarks/in_the_wild.py``'s own
+found and false detections a photo, counted by ``benchmarks/wild_figures.py``'s
 ``wider_figures`` (IoU >= 0.4).
 
 ``--scales`` replaces the search's scales for this run, either part (each a fraction of the
@@ -37,9 +37,10 @@ from pathlib import Path
 import skimage.data
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # in_the_wild.py, beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # in_the_wild.py and wild_figures.py
 
 import in_the_wild  # noqa: E402
+import wild_figures  # noqa: E402
 
 from lit_celeba.data import faces  # noqa: E402
 from lit_celeba.data.photos import read_rgb  # noqa: E402
@@ -81,7 +82,7 @@ def found_widths(found: list[faces.Face], places: dict[int, tuple[int, int]]) ->
     for width, (x, y) in places.items():
         s = width / FACE_WIDTH
         truth = (x + 60 * s, y + 63 * s, 90 * s, 113 * s)
-        if any(in_the_wild.iou(face.box, truth) >= in_the_wild.IOU_FOUND for face in found):
+        if any(wild_figures.iou(face.box, truth) >= wild_figures.IOU_FOUND for face in found):
             hits.add(width)
     return hits
 
@@ -128,7 +129,7 @@ def wider(root: Path, thresholds: list[float]) -> None:
     print("threshold  found (valid >= 32 px)  false a photo")
     for threshold in sorted(thresholds):
         kept = [row for row in rows if row["score"] >= threshold]
-        figures = in_the_wild.wider_figures(kept, truths, photos, seconds)
+        figures = wild_figures.wider_figures(kept, truths, photos, seconds)
         print(f"{threshold:9.2f}  {figures['found'] * 100:20.1f} %  "
               f"{figures['false_per_photo']:13.3f}")  # fmt: skip
 
