@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from lit_celeba.checkpoints.run_folders import RUN_DIR_ENV
 from lit_celeba.cli import cli_main
-from lit_celeba.no_logger import RUN_DIR_ENV
 from tests.conftest import CONFIGS, run_cli, tiny_overrides
 
 SHORT = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
@@ -77,3 +77,21 @@ def test_validate_twice_without_a_logger_as_a_user_runs_it(
     assert "Traceback" not in second.stderr
     assert (tmp_path / "runs" / "version_0" / "config.yaml").read_bytes() == config
     assert (tmp_path / "runs" / "version_1" / "config.yaml").is_file()
+
+
+def test_a_run_without_a_logger_that_fails_before_it_starts_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # Its folder is now made (mkdir, atomic) and held when the command starts, as a logger's is:
+    # a command that fails in its setup must take it away again, and runs/ with it.
+    from tests.conftest import run_expecting_error
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    message = run_expecting_error(
+        ["fit", "--config", str(CONFIGS / "base.yaml"), "--trainer.logger=false",
+         f"--data.root={tmp_path / 'no_celeba_here'}", "--data.synthetic=false",
+         "--trainer.accelerator=cpu", "--data.num_workers=0"], capsys,
+    )  # fmt: skip
+    assert "no_celeba_here" in message
+    assert not (tmp_path / "runs").exists(), sorted(p.name for p in tmp_path.rglob("*"))

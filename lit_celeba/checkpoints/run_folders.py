@@ -19,6 +19,7 @@ from lit_celeba.processes import FolderLock, describe_holders
 
 # Ranks that Lightning starts itself (DDP) take rank 0's run folder, which rank 0 holds.
 RUN_VERSION_ENV = "LIT_CELEBA_RUN_VERSION"
+RUN_DIR_ENV = "LIT_CELEBA_RUN_DIR"  # the same, for a run without a logger
 # lock, and the folders this process created for it (the run's, its logger's): removed again
 # if nothing was written into them, or if the command failed before its run started
 _CLAIMED: list[tuple[FolderLock, list[Path]]] = []
@@ -60,7 +61,7 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
     if resumed is not None:
         folder = resumed
     elif version is None:
-        folder = _new_version(run_root)
+        folder = new_run_folder(run_root)
         created.insert(0, folder)
     else:
         folder = run_root / (version if isinstance(version, str) else f"version_{version}")
@@ -91,9 +92,9 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
     os.environ[RUN_VERSION_ENV] = folder.name
 
 
-def _new_version(run_root: Path) -> Path:
+def new_run_folder(run_root: Path) -> Path:
     """Create the next ``version_N`` under ``run_root`` (N after the highest, as Lightning
-    counts) and return it."""
+    counts) and return it: the one allocator of run folders, with a logger or without."""
     run_root.mkdir(parents=True, exist_ok=True)
     taken = [
         int(p.name[len("version_"):])
@@ -108,6 +109,26 @@ def _new_version(run_root: Path) -> Path:
             return folder
         except FileExistsError:
             number += 1
+
+
+def claim_folder_without_logger(root: str | os.PathLike | None, default: str) -> Path:
+    """The run folder of a command without a logger (``version_N`` under ``root``, ``default``
+    when ``None``): created and held as :func:`claim_run_folder` does a logger's, so that two
+    runs started at once never share one, and removed again by :func:`release_run_folders`
+    when the command fails before its run starts."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if inherited:
+            return Path(inherited)
+    run_root = Path(root if root is not None else default).expanduser()
+    created = [p for p in (run_root,) if not p.exists()]
+    check_writable(run_root, "trainer.default_root_dir")
+    folder = new_run_folder(run_root)
+    lock = FolderLock(folder)
+    lock.acquire()  # a folder this process just made: no other process can hold it yet
+    _CLAIMED.append((lock, [folder, *created]))
+    os.environ[RUN_DIR_ENV] = str(folder)
+    return folder
 
 
 def release_run_folders(failed: bool = False) -> None:
