@@ -63,8 +63,9 @@ def test_the_probe_sees_a_read(tiny_root: Path, tmp_path: Path, monkeypatch) -> 
     out = tmp_path / "seen.json"
     monkeypatch.setenv("HOST_READ_PROBE_OUT", str(out))
     result = run_cli(
-        "fit", *SETTINGS["recipe"], *tiny_overrides(tiny_root, tmp_path / "logs"),
-        "--trainer.max_epochs=1", "--trainer.callbacks+=tests.sync_probe.ReadsTheLoss",
+        "fit", "--config", str(CONFIGS / "base.yaml"),
+        *tiny_overrides(tiny_root, tmp_path / "logs"), "--trainer.max_epochs=1",
+        "--trainer.callbacks+=tests.sync_probe.ReadsTheLoss",
         "--trainer.callbacks+=tests.sync_probe.HostReadProbe", cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
