@@ -477,14 +477,14 @@ def test_a_signal_to_compare_stops_its_runs_and_what_they_started(stop, tmp_path
 def test_jobs_share_the_cpu_cores_unless_the_user_chose(monkeypatch) -> None:
     # Before: --jobs 3 on 2 cores started three runs that each used both cores (261 s an epoch
     # instead of 45 s on real faces).
-    from lit_celeba.commands import compare_runs
+    from lit_celeba.commands import children
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(compare_runs, "cpu_cores", lambda: 8)
-    assert [compare_runs.threads_per_job(jobs) for jobs in (1, 2, 3, 8, 16)] == [None, 4, 2, 1, 1]
-    assert compare_runs.job_environment(2, 1, None)["OMP_NUM_THREADS"] == "4"
-    on_gpus = compare_runs.job_environment(2, 1, ["0", "1"])
+    monkeypatch.setattr(children, "cpu_cores", lambda: 8)
+    assert [children.threads_per_job(jobs) for jobs in (1, 2, 3, 8, 16)] == [None, 4, 2, 1, 1]
+    assert children.job_environment(2, 1, None)["OMP_NUM_THREADS"] == "4"
+    on_gpus = children.job_environment(2, 1, ["0", "1"])
     assert on_gpus["CUDA_VISIBLE_DEVICES"] == "1" and "OMP_NUM_THREADS" not in on_gpus
-    assert "OMP_NUM_THREADS" not in compare_runs.job_environment(1, 0, None)
+    assert "OMP_NUM_THREADS" not in children.job_environment(1, 0, None)
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own: left as it is
-    assert compare_runs.job_environment(4, 0, None)["OMP_NUM_THREADS"] == "3"
+    assert children.job_environment(4, 0, None)["OMP_NUM_THREADS"] == "3"

@@ -41,16 +41,15 @@ from typing import TYPE_CHECKING, Any
 
 from lit_celeba.cli_messages import check_seed
 from lit_celeba.commands import PROG
-from lit_celeba.commands.children import Children, Stopped, stopping_children_on_signals
-from lit_celeba.commands.compare_configs import configure, prepare_out, refuse_own_settings
-from lit_celeba.commands.compare_runs import (
-    Run,
-    Variant,
+from lit_celeba.commands.children import (
+    Children,
+    Stopped,
     cpu_cores,
-    plan_runs,
-    run_all,
+    stopping_children_on_signals,
     threads_per_job,
 )
+from lit_celeba.commands.compare_configs import configure, prepare_out, refuse_own_settings
+from lit_celeba.commands.compare_runs import Run, Variant, plan_runs, run_all
 from lit_celeba.errors import UsageError
 from lit_celeba.processes import FolderLock, describe_holders
 

@@ -13,7 +13,6 @@ refused while any process of the first still runs.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import shutil
 import statistics
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lit_celeba.checkpoints.load import load, rebuild
-from lit_celeba.commands.children import Children, child_environment
+from lit_celeba.commands.children import Children, job_environment
 from lit_celeba.commands.compare_records import (
     read_json,
     saved_configuration,
@@ -262,35 +261,6 @@ def recorded_result(run: Run, say: Callable[[str], None] = print) -> dict[str, A
             f"{run.folder} to run it again."
         )
     return result
-
-
-def cpu_cores() -> int:
-    """The CPU cores this process may run on (its affinity, where the OS tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def threads_per_job(jobs: int) -> int | None:
-    """The CPU threads each of ``jobs`` runs at once may use, or ``None`` to leave torch's
-    default: each run's torch would otherwise use every core. ``--jobs 3`` on 2 cores (tuned.yaml,
-    7,000 real faces, other work running beside) took 261 s an epoch that way, and 45 s with
-    OMP_NUM_THREADS=1."""
-    if jobs < 2 or "OMP_NUM_THREADS" in os.environ:
-        return None  # one run at a time, or the user's own choice
-    return max(1, cpu_cores() // jobs)
-
-
-def job_environment(jobs: int, slot: int, devices: list[str] | None) -> dict[str, str]:
-    """The environment of the run in ``slot``: its GPU with ``--devices``, else its share of
-    the CPU cores."""
-    env = child_environment()
-    if devices:
-        env["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
-    elif (threads := threads_per_job(jobs)) is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env
 
 
 def run_all(
