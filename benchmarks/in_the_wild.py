@@ -50,9 +50,9 @@ import numpy as np
 from lit_celeba.cli import cli_main
 
 try:  # run as a script: this folder is on the path; imported (the tests): the repository is
-    from wild_figures import lfw_figures, wider_figures
+    from wild_figures import lfw_figures, lfw_half, wider_figures
 except ImportError:
-    from benchmarks.wild_figures import lfw_figures, wider_figures
+    from benchmarks.wild_figures import lfw_figures, lfw_half, wider_figures
 
 # What a wild_faces build holds, for each set.
 BUILD_FILES = {"lfw": ("lfw/balanced.csv", "lfw/images"),
@@ -156,6 +156,22 @@ def checked_runs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> l
     return runs
 
 
+def write_lfw_calibration(root: Path, out: Path) -> None:
+    """The calibration half of LFW's balanced photos as ``file,Male`` (absolute paths)."""
+    rows = [r for r in read_csv(root / "lfw" / "balanced.csv")
+            if lfw_half(r["person"]) == "calibration"]  # fmt: skip
+    if out.exists():
+        sys.exit(f"{out} exists; give a new file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "x", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "Male"])
+        writer.writerows([str((root / "lfw" / "images" / r["file"]).resolve()), r["male"]]
+                         for r in rows)  # fmt: skip
+    women = sum(r["male"] == "0" for r in rows)
+    print(f"Wrote {len(rows)} photos ({women} women, {len(rows) - women} men) to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", action="append", type=Path)
@@ -165,13 +181,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="keep the CSVs and results.json here")
     parser.add_argument("--limit", type=int, help="N photos of each set only (LFW: N/2 each)")
     parser.add_argument("--only", choices=("lfw", "wider"))
+    parser.add_argument("--lfw_half", choices=("calibration", "report"),
+                        help="LFW: only the people of this half (wild_figures.lfw_half)")
+    parser.add_argument("--write_lfw_calibration", type=Path, metavar="CSV",
+                        help="write the calibration half's photos and labels for "
+                             "`calibrate --photo_labels CSV`, then stop")  # fmt: skip
     args, extra = parser.parse_known_args(argv)
+    if args.write_lfw_calibration:
+        write_lfw_calibration(args.root, args.write_lfw_calibration)
+        return
     runs = checked_runs(parser, args)
     work = args.out or Path(tempfile.mkdtemp(prefix="in_the_wild_"))
     work.mkdir(parents=True, exist_ok=True)
     truth, wider_photos, wider_faces = {}, [], []
     if args.only in (None, "lfw"):
         lfw = read_csv(args.root / "lfw" / "balanced.csv")
+        if args.lfw_half:
+            lfw = [r for r in lfw if lfw_half(r["person"]) == args.lfw_half]
         if args.limit:  # as many women as men still
             lfw = [r for g in "01" for r in [r for r in lfw if r["male"] == g][: args.limit // 2]]
         truth = {r["file"]: int(r["male"]) for r in lfw}

@@ -99,3 +99,41 @@ def test_the_benchmark_scores_predicts_own_rows(tiny_checkpoint: Path, tmp_path:
     # predict's own CSVs are kept, one row per face found.
     with open(out / "wider_0_predictions.csv", newline="") as fh:
         assert [row["face"] for row in csv.DictReader(fh)] == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_the_lfw_halves_split_people_and_the_calibration_half_feeds_calibrate(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """--write_lfw_calibration writes one half of the people as calibrate's labels CSV and
+    --lfw_half report scores only the other half (docs/in_the_wild.md, "Calibrating on photos
+    like yours")."""
+    from benchmarks.wild_figures import lfw_half
+    from lit_celeba.data.labelled_photos import read_photo_labels
+
+    wild_stand_in(tmp_path / "wild")
+    people = {f"Person_{i}": i % 2 for i in range(4)} | {"Lawn": 1}
+    halves = {person: lfw_half(person) for person in people}
+    assert lfw_half("Person_0") == lfw_half("Person_0")  # a hash, not chance
+    labels = tmp_path / "calibration.csv"
+    assert set(halves.values()) == {"calibration", "report"}  # both halves have someone here
+    done = run_benchmark("in_the_wild.py", "--root", str(tmp_path / "wild"),
+                         "--write_lfw_calibration", str(labels), tmp_path=tmp_path,
+                         timeout=120)  # fmt: skip
+    listed = read_photo_labels(labels, ["Male"])
+    expected = sorted(p for p, h in halves.items() if h == "calibration")
+    assert sorted(path.name.rsplit("_", 1)[0] for path, _ in listed) == expected
+    assert all(path.is_file() and [people[path.name.rsplit("_", 1)[0]]] == y
+               for path, y in listed)  # fmt: skip
+    assert f"Wrote {len(expected)} photos" in done.stdout
+    again = run_benchmark("in_the_wild.py", "--root", str(tmp_path / "wild"),
+                          "--write_lfw_calibration", str(labels), tmp_path=tmp_path,
+                          timeout=120, returncode=1)  # fmt: skip
+    assert f"{labels} exists; give a new file name" in again.stderr
+    out = tmp_path / "out"
+    run_benchmark("in_the_wild.py", "--ckpt_path", str(tiny_checkpoint), "--root",
+                  str(tmp_path / "wild"), "--only", "lfw", "--lfw_half", "report", "--out",
+                  str(out), "--trainer.enable_progress_bar", "false", tmp_path=tmp_path,
+                  timeout=300)  # fmt: skip
+    (result,) = json.loads((out / "results.json").read_text())
+    assert result["lfw"]["photos"] == sum(h == "report" for h in halves.values())

@@ -142,6 +142,9 @@ class Session:
             shutil.copy(face, photos / face.name)
         (work / "photos.txt").write_text("".join(f"my_photos/{f.name}\n" for f in faces))
         write_group_photo(work / "group.jpg")  # two real faces (tests/test_faces.py)
+        # calibrate --photo_labels: the photos above with labels of both classes (any will do).
+        labelled = [f"my_photos/{f.name},{k % 2}\n" for k, f in enumerate(faces)]
+        (work / "my_labels.csv").write_text("file,Male\n" + "".join(labelled) + "group.jpg,0\n")
 
     def newest_checkpoint(self) -> str:
         found = sorted(
@@ -287,8 +290,11 @@ def test_the_predict_and_export_examples_work_after_the_demo_alone(
     session = Session(tiny_root, work)
     for command in [*demo, *examples]:
         session.run(command)
-    # The demo's fit, and the one predict that has no --data.predict_output.
-    assert sorted(p.name for p in (work / "logs" / "demo").iterdir()) == ["version_0", "version_1"]
+    # The demo's fit, the one predict that has no --data.predict_output, and calibrate on the
+    # labelled photos, which writes its checkpoint into a run folder of its own.
+    folders = sorted(p.name for p in (work / "logs" / "demo").iterdir())
+    assert folders == ["version_0", "version_1", "version_2"]
+    assert (work / "logs" / "demo" / "version_2" / "calibrated.ckpt").is_file()
     assert (work / "results" / "photos.csv").is_file()
     assert (work / "exported" / "model.pt2").is_file()
 

@@ -10,6 +10,11 @@ temperatures off (``--temperature_scaling false``). It runs like ``validate`` (t
 folder (or ``--out``, which must not exist): the checkpoint it read, unchanged but for its
 calibration, so ``test``, ``predict`` and ``export`` use the new one. The checkpoint it read is
 never written to.
+
+``--photo_labels CSV`` fits it on labelled photos instead (each photo's largest face, found and
+aligned as ``predict`` does; :mod:`lit_celeba.data.labelled_photos`): photos like the ones the
+checkpoint will see, where CelebA's validation faces leave probabilities and thresholds that do
+not hold (``docs/in_the_wild.md``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.checkpoints.load import load_checkpoint
+from lit_celeba.data.labelled_photos import LabelledPhotoData
 from lit_celeba.errors import UsageError
 from lit_celeba.models.calibration import fit_calibration
 from lit_celeba.models.evaluation import attribute_metrics
@@ -41,6 +47,7 @@ class CelebATrainer(pl.Trainer):
         thresholds: ThresholdRule | None = None,
         temperature_scaling: bool | None = None,
         out: str | None = None,
+        photo_labels: str | None = None,
     ) -> Calibration:
         """Fit the checkpoint's calibration on the validation split and write the checkpoint
         with it.
@@ -55,6 +62,9 @@ class CelebATrainer(pl.Trainer):
             out: where to write the calibrated checkpoint (default: ``calibrated.ckpt`` in this
                 run's folder; a folder, ending with ``/`` or existing, gets it inside:
                 :mod:`lit_celeba.paths`); an existing file is refused.
+            photo_labels: a CSV of labelled photos to fit on instead of the validation split,
+                each photo's largest face cut as ``predict`` cuts it
+                (:mod:`lit_celeba.data.labelled_photos`).
         """
         if ckpt_path is None or not Path(ckpt_path).is_file():
             raise UsageError(f"calibrate needs a checkpoint file as --ckpt_path, got {ckpt_path}")
@@ -63,10 +73,19 @@ class CelebATrainer(pl.Trainer):
             raise FileExistsError(f"--out {target} already exists; choose another path")
         rule = thresholds or model.thresholds
         scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
+        source = "validation images"
+        if photo_labels is not None:
+            datamodule = LabelledPhotoData(datamodule, photo_labels)
+            listed = len(datamodule.faces)
         self.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        if model.validation_rows is None:
-            raise UsageError("calibrate found no validation images (data.val_size?)")
+        if model.validation_rows is None or len(model.validation_rows[1]) == 0:
+            raise UsageError(f"calibrate found no face in the photos of --photo_labels "
+                             f"{photo_labels}" if photo_labels else
+                             "calibrate found no validation images (data.val_size?)")  # fmt: skip
         logits, targets = model.validation_rows
+        if photo_labels is not None:
+            source = (f"faces of the photos in {photo_labels} ({listed - len(targets)} of its "
+                      f"{listed} photos left out: unreadable or no face large enough to judge)")
         before = getattr(model, "loaded_calibration", model.calibration)
         fitted = fit_calibration(logits, targets, scaling, rule)
         if self.is_global_zero:
@@ -77,17 +96,17 @@ class CelebATrainer(pl.Trainer):
             hparams.update(thresholds=rule, temperature_scaling=bool(scaling))
             target.parent.mkdir(parents=True, exist_ok=True)
             self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
-            rank_zero_info(_summary(model, logits, targets, before, fitted, target))
+            rank_zero_info(_summary(model, logits, targets, before, fitted, target, source))
         return fitted
 
 
 def _summary(
     model: AttributeClassifier, logits, targets, before: Calibration, after: Calibration,
-    written: Path,
+    written: Path, source: str,
 ) -> str:  # fmt: skip
-    """The validation split's mean ECE, accuracy and balanced accuracy under both calibrations,
+    """The fitting set's mean ECE, accuracy and balanced accuracy under both calibrations,
     and the new temperatures and thresholds."""
-    lines = [f"Calibrated on {len(targets)} validation images (thresholds: {after.rule}):"]
+    lines = [f"Calibrated on {len(targets)} {source} (thresholds: {after.rule}):"]
     for name, calibration in (("before", before), ("after", after)):
         probabilities, predictions = calibration.apply(logits)
         metrics = attribute_metrics(probabilities, predictions, targets)

@@ -84,8 +84,11 @@ class EpochRows(nn.Module):
     def empty(self) -> bool:
         return not self.logits.update_called
 
-    def collect(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The epoch's rows from every process; resets them for the next epoch."""
+    def collect(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
+        """The epoch's rows from every process; resets them for the next epoch. None when there
+        are none (no batch, or only empty ones: calibrate's labelled photos without a face)."""
+        if self.empty:
+            return None
         logits, targets = self.logits.compute(), self.targets.compute()
         values = None
         if self.subgroup_values is not None and self.subgroup_values.update_called:
@@ -93,7 +96,7 @@ class EpochRows(nn.Module):
         for metric in (self.logits, self.targets, self.subgroup_values):
             if metric is not None:
                 metric.reset()
-        return logits, targets, values
+        return (logits, targets, values) if len(targets) else None
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:

@@ -204,9 +204,9 @@ class AttributeClassifier(pl.LightningModule):
 
     def _log_evaluation(self, stage: str) -> dict[str, Any]:
         rows: EpochRows = getattr(self, f"{stage}_rows")
-        if rows.empty:
+        if (collected := rows.collect()) is None:
             return {}
-        logits, targets, values = rows.collect()
+        logits, targets, values = collected
         say_one_class(stage, self.target_attrs, targets, self._said)
         if stage == "val":
             self.validation_rows = (logits, targets)  # uncalibrated, for the calibrate command

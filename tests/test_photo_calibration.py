@@ -1,0 +1,161 @@
+"""``calibrate --photo_labels CSV``: a calibration fitted on labelled photos, each photo's largest
+face cut exactly as ``predict`` cuts it (lit_celeba/data/labelled_photos.py)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from lit_celeba.data.labelled_photos import read_photo_labels
+from lit_celeba.errors import PhotoError
+from lit_celeba.models.calibration import fit_calibration
+from tests.conftest import CONFIGS, astronaut, run_cli, tiny_overrides, write_group_photo
+
+
+def _photos(folder: Path) -> list[tuple[str, int]]:
+    """Six photos with one face or two, the astronaut at several sizes, places and brightnesses,
+    then a photo without a face and a file that is no image; labels of both classes (the test
+    is of the mechanics, not of her gender)."""
+    folder.mkdir()
+    face = astronaut()
+    names = []
+    for k, (size, shift, light) in enumerate([(512, 0, 1.0), (400, 60, 0.8), (300, 150, 1.2),
+                                              (460, 30, 0.6), (350, 90, 1.0)]):  # fmt: skip
+        canvas = Image.new("RGB", (700, 600), (180, 190, 200))
+        scaled = face.resize((size, size)).point(lambda v, light=light: min(255, int(v * light)))
+        canvas.paste(scaled, (shift, 600 - size))
+        canvas.save(folder / f"photo_{k}.jpg", quality=90)
+        names.append(f"photo_{k}.jpg")
+    write_group_photo(folder / "group.jpg")  # her face and a smaller one: the larger is labelled
+    Image.new("RGB", (300, 200), (90, 140, 60)).save(folder / "lawn.png")
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    labels = [1, 0, 1, 0, 1, 0, 1, 0]
+    return list(zip([*names, "group.jpg", "lawn.png", "broken.jpg"], labels, strict=True))
+
+
+def _write_labels(path: Path, rows: list[tuple[str, int]], header: str = "file,Male") -> Path:
+    path.write_text(header + "\n" + "".join(f"photos/{name},{label}\n" for name, label in rows))
+    return path
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
+    tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    rows = _photos(tmp_path / "photos")
+    labels = _write_labels(tmp_path / "labels.csv", rows)
+    flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
+    before = tiny_checkpoint.read_bytes()
+    out = tmp_path / "photo_calibrated.ckpt"
+    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={out}",
+                   f"--photo_labels={labels}", "--thresholds=balanced_accuracy",
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = done.stdout + done.stderr
+    assert f"Calibrated on 6 faces of the photos in {labels} (2 of its 8 photos left out" in said
+    assert tiny_checkpoint.read_bytes() == before
+
+    # The same photos through predict with the original checkpoint: its probabilities give back
+    # the uncalibrated logits of every face; the calibration must be the one fitted on the
+    # largest face of each photo with a face, against that photo's label.
+    original = torch.load(tiny_checkpoint, weights_only=True)["calibration"]
+    predicted = run_cli("predict", *flags, f"--ckpt_path={tiny_checkpoint}",
+                        f"--data.predict_path={tmp_path / 'photos'}",
+                        f"--data.predict_output={tmp_path / 'before.csv'}",
+                        cwd=tmp_path)  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr
+    faces: dict[str, list[dict]] = {}
+    for row in _csv_rows(tmp_path / "before.csv"):
+        if row["prob_Male"]:
+            faces.setdefault(Path(row["path"]).name, []).append(row)
+    assert len(faces["group.jpg"]) == 2 and "lawn.png" not in faces
+
+    def area(row: dict) -> float:
+        return float(row["box_width"]) * float(row["box_height"])
+
+    largest = {name: max(found, key=area) for name, found in faces.items()}
+    p = torch.tensor([float(largest[n]["prob_Male"]) for n, _ in rows if n in largest]).double()
+    logits = (torch.logit(p) * float(original["temperature"][0])).float()[:, None]
+    targets = torch.tensor([[label] for n, label in rows if n in largest]).float()
+    expected = fit_calibration(logits, targets, True, "balanced_accuracy")
+    fitted = torch.load(out, weights_only=True)["calibration"]
+    # predict's CSV keeps six decimals of the probability: the temperature to 1e-3 of it.
+    assert float(fitted["temperature"][0]) == pytest.approx(float(expected.temperature[0]),
+                                                           rel=1e-3)  # fmt: skip
+    assert fitted["rule"] == "balanced_accuracy"
+    assert not torch.equal(fitted["temperature"], original["temperature"])
+
+    # predict with the calibrated checkpoint applies it to the same faces.
+    again = run_cli("predict", *flags, f"--ckpt_path={out}",
+                    f"--data.predict_path={tmp_path / 'photos'}",
+                    f"--data.predict_output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    after = [r for r in _csv_rows(tmp_path / "after.csv") if r["prob_Male"]]
+    before_rows = [r for r in _csv_rows(tmp_path / "before.csv") if r["prob_Male"]]
+    z = torch.logit(torch.tensor([float(r["prob_Male"]) for r in before_rows]).double())
+    z = z * float(original["temperature"][0])
+    want = torch.sigmoid(z / float(fitted["temperature"][0]))
+    got = torch.tensor([float(r["prob_Male"]) for r in after]).double()
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+    threshold = float(fitted["threshold"][0])
+    assert [int(r["pred_Male"]) for r in after] == [int(v > threshold) for v in got.tolist()]
+
+
+@pytest.mark.slow
+def test_calibrate_on_photos_without_any_face_is_one_clear_error(
+    tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (300, 200), (90, 140, 60)).save(tmp_path / "photos" / "lawn.png")
+    labels = _write_labels(tmp_path / "labels.csv", [("lawn.png", 1)])
+    flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
+    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
+                   f"--photo_labels={labels}", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"calibrate found no face in the photos of --photo_labels {labels}" in done.stderr
+    assert not list((tmp_path / "logs").rglob("calibrated.ckpt"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("name,Male\na.jpg,1\n", "the first column must name the photo (file or path or image)"),
+        ("file,Young\na.jpg,1\n", "has no column for Male (the checkpoint's attributes); its "
+                                  "columns: file, Young"),
+        ("file,Male\na.jpg,yes\n", "line 2, column Male: 'yes' is not a label (1, or 0 / -1)"),
+        ("file,Male,Young\na.jpg,1\n", "line 2: 2 cells, the header has 3"),
+        ("file,Male\n\n", "lists no photo"),
+    ],
+)  # fmt: skip
+def test_a_bad_labels_file_is_refused_naming_the_line_and_column(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(PhotoError, match="--photo_labels") as refused:
+        read_photo_labels(path, ["Male"])
+    assert message in str(refused.value)
+
+
+def test_labels_read_any_case_celeba_minus_one_and_paths_beside_the_csv(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "labels.csv"
+    path.parent.mkdir()
+    path.write_text(f"Path,male,smiling,note\na.jpg,-1,1,x\n{tmp_path / 'b.png'},1,0,\n")
+    assert read_photo_labels(path, ["Male", "Smiling"]) == [
+        (tmp_path / "sub" / "a.jpg", [0, 1]),
+        (tmp_path / "b.png", [1, 0]),
+    ]
+    with pytest.raises(PhotoError, match="absent.csv does not exist; give a CSV of photos"):
+        read_photo_labels(tmp_path / "absent.csv", ["Male"])
+    with pytest.raises(PhotoError, match="sub is a folder; give a CSV of photos and labels"):
+        read_photo_labels(tmp_path / "sub", ["Male"])
