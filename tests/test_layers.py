@@ -11,8 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 # What only an extra needs: OpenCV (the photo detector), Captum (activation maps), the TFRecord
-# reader's google_crc32c, and the demo's face generator.
+# reader (google_crc32c, and the tf.train.Example parser), and the demo's face generator.
 EXTRAS = ("cv2", "captum", "google_crc32c", "lit_celeba.data.tfrecord",
+          "lit_celeba.data.tf_example", "lit_celeba.data.tfds_records",
           "lit_celeba.data.tfds_index", "lit_celeba.data.synthetic")  # fmt: skip
 
 

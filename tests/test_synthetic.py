@@ -16,9 +16,9 @@ from torchvision.io import decode_jpeg, read_file
 from lit_celeba.data.synthetic import (
     ATTRIBUTE_NAMES,
     MARKER_NAME,
-    faces,
     generate_celeba,
     read_marker,
+    traits,
 )
 from lit_celeba.data.synthetic import generate as synthetic
 from lit_celeba.data.synthetic.command import main
@@ -324,7 +324,7 @@ def test_label_noise_flips_drawn_labels_only(cue_set, tmp_path):
     folder, clean, _ = cue_set
     noisy_folder = generate_celeba(tmp_path, 240, 30, 30, seed=11, label_noise=0.3, progress=False)
     noisy = _labels(noisy_folder)[1]
-    drawn = np.array([n not in faces._INVISIBLE for n in CELEBA_NAMES])
+    drawn = np.array([n not in traits._INVISIBLE for n in CELEBA_NAMES])
     assert np.array_equal(noisy[:, ~drawn], clean[:, ~drawn])
     flipped = (noisy[:, drawn] != clean[:, drawn]).mean()
     assert 0.25 < flipped < 0.35

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lit_celeba.data import tfds_index, tfrecord
+from lit_celeba.data import tf_example, tfds_index, tfds_records, tfrecord
 from lit_celeba.data.copies import load_copy
 from lit_celeba.data.sources import TFDS_SPLITS
 from lit_celeba.data.synthetic.forms import write_form
@@ -57,7 +57,7 @@ def _full_parse(root: Path) -> dict[str, tuple]:
     for path in sorted(_folder(root).glob("celeb_a-*.tfrecord-*")):
         split = path.name.split(".")[0].removeprefix("celeb_a-")
         for number, (_, payload) in enumerate(tfrecord.scan_records(path)):
-            features = tfrecord.parse_example(payload)
+            features = tf_example.parse_example(payload)
             attributes = {key.removeprefix("attributes/"): value[0]
                           for key, value in features.items()
                           if key.startswith("attributes/")}  # fmt: skip
@@ -73,7 +73,7 @@ class _Counter:
         self.records = 0
         self.forbid = False
         scan, framed = tfrecord.scan_records, tfrecord.read_framed
-        entries = tfrecord.feature_entries
+        entries = tf_example.feature_entries
 
         def counted(path, *args, **kwargs):
             self._check(path)
@@ -91,7 +91,7 @@ class _Counter:
 
         monkeypatch.setattr(tfrecord, "scan_records", counted)
         monkeypatch.setattr(tfrecord, "read_framed", read_framed)
-        monkeypatch.setattr(tfrecord, "feature_entries", feature_entries)
+        monkeypatch.setattr(tf_example, "feature_entries", feature_entries)
 
     def _check(self, what) -> None:
         if self.forbid:
@@ -137,9 +137,9 @@ def test_a_changed_shard_is_read_again(root, tmp_path, monkeypatch, capsys) -> N
     shard = _shard(root)
     # Rewrite the shard with record 0's Male attribute flipped (a shard prepared again).
     payloads = [bytes(p) for _, p in tfrecord.scan_records(shard)]
-    features = tfrecord.parse_example(payloads[0])
+    features = tf_example.parse_example(payloads[0])
     features["attributes/Male"] = [1 - features["attributes/Male"][0]]
-    payloads[0] = tfrecord.encode_example(features)
+    payloads[0] = tf_example.encode_example(features)
     tfrecord.write_records(shard, payloads)
     counter = _Counter(monkeypatch)
     copy = load_copy(root, cache)
@@ -251,7 +251,7 @@ def test_an_index_folder_that_cannot_be_written_is_named(root, tmp_path) -> None
 def test_reading_in_parallel_gives_the_same_index(root, monkeypatch, capsys) -> None:
     expected = _summary(load_copy(root))
     assert "Indexing the tfds records" not in capsys.readouterr().err  # a moment: no bar
-    monkeypatch.setattr(tfds_index, "PARALLEL_FROM_BYTES", 0)
+    monkeypatch.setattr(tfds_records, "PARALLEL_FROM_BYTES", 0)
     folder = _folder(root)
     from lit_celeba.data.copies import _load_tfds
 
@@ -269,9 +269,9 @@ def test_reading_in_parallel_gives_the_same_index(root, monkeypatch, capsys) -> 
 
 def _rewrite_shard(shard: Path, change) -> None:
     payloads = [bytes(p) for _, p in tfrecord.scan_records(shard)]
-    records = [tfrecord.parse_example(p) for p in payloads]
+    records = [tf_example.parse_example(p) for p in payloads]
     change(records)
-    tfrecord.write_records(shard, [tfrecord.encode_example(r) for r in records])
+    tfrecord.write_records(shard, [tf_example.encode_example(r) for r in records])
 
 
 def test_records_without_the_attributes_are_named(root) -> None:

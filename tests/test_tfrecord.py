@@ -1,6 +1,7 @@
-"""The TFRecord reader against an independent writer: protobuf's own ``tf.train.Example`` (built
-from a descriptor here, since tensorboard ships no ``example_pb2``) framed by TensorBoard's own
-``RecordWriter``, with its own pure-Python CRC32C."""
+"""The TFRecord reader (:mod:`lit_celeba.data.tfrecord`, :mod:`lit_celeba.data.tf_example`)
+against an independent writer: protobuf's own ``tf.train.Example`` (built from a descriptor
+here, since tensorboard ships no ``example_pb2``) framed by TensorBoard's own ``RecordWriter``,
+with its own pure-Python CRC32C."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from lit_celeba.data import tfrecord
+from lit_celeba.data import tf_example, tfrecord
 from lit_celeba.errors import CelebAError
 
 
@@ -105,7 +106,7 @@ def test_reads_tensorboard_framed_protobuf_examples(records) -> None:
     read = list(tfrecord.scan_records(path))
     assert [bytes(p) for _, p in read] == payloads
     for (_, payload), (image, male, nose_x, score) in zip(read, values, strict=True):
-        features = tfrecord.parse_example(payload)
+        features = tf_example.parse_example(payload)
         assert features["image"] == image
         assert features["attributes/Male"] == [male]
         assert features["landmarks/nose_x"] == [nose_x]  # negative int64s too
@@ -119,7 +120,7 @@ def test_reads_tensorboard_framed_protobuf_examples(records) -> None:
 
 def test_written_records_are_what_tensorboard_and_protobuf_read(tmp_path: Path) -> None:
     features = {"image": b"\xff\xd8 not really", "attributes/Male": [1], "landmarks/x": [-7, 300]}
-    payload = tfrecord.encode_example(features)
+    payload = tf_example.encode_example(features)
     parsed = Example.FromString(payload).features.feature
     assert parsed["image"].bytes_list.value == [features["image"]]
     assert list(parsed["landmarks/x"].int64_list.value) == [-7, 300]
@@ -164,33 +165,33 @@ def test_a_corrupted_length_and_a_truncated_file_are_named(records) -> None:
 def test_feature_entries_read_each_feature_as_protobuf_does(records) -> None:
     _, payloads, values = records
     for payload, (image, male, nose_x, _) in zip(payloads, values, strict=True):
-        entries = tfrecord.feature_entries(memoryview(payload))
-        assert set(entries) == set(tfrecord.parse_example(payload))
-        assert tfrecord.first_bytes(entries["image"]) == image
-        ints = tfrecord.first_ints([entries["attributes/Male"], entries["landmarks/nose_x"]])
+        entries = tf_example.feature_entries(memoryview(payload))
+        assert set(entries) == set(tf_example.parse_example(payload))
+        assert tf_example.first_bytes(entries["image"]) == image
+        ints = tf_example.first_ints([entries["attributes/Male"], entries["landmarks/nose_x"]])
         assert ints == [male, nose_x]  # negative int64s too
         # Another kind of list: no int, no bytes.
-        assert tfrecord.first_ints([entries["score"]]) == [None]
-        assert tfrecord.first_bytes(entries["attributes/Male"]) is None
+        assert tf_example.first_ints([entries["score"]]) == [None]
+        assert tf_example.first_bytes(entries["attributes/Male"]) is None
     # Twice in a row: the second answer comes from the remembered features.
-    assert tfrecord.first_ints([entries["attributes/Male"]]) == [values[-1][1]]
+    assert tf_example.first_ints([entries["attributes/Male"]]) == [values[-1][1]]
 
 
 def test_feature_entries_follow_the_maps_rules() -> None:
-    entry = tfrecord._delimited  # (field number, body) -> one length-delimited field
+    entry = tf_example._delimited  # (field number, body) -> one length-delimited field
     male = entry(3, entry(1, b"\x01"))  # Feature{int64_list{value: 1}}
     female = entry(3, entry(1, b"\x00"))
     twice = entry(1, entry(1, entry(1, b"attributes/Male") + entry(2, male))
                      + entry(1, entry(1, b"attributes/Male") + entry(2, female)))  # fmt: skip
-    assert tfrecord.first_ints([tfrecord.feature_entries(twice)["attributes/Male"]]) == [0]
-    assert tfrecord.parse_example(twice)["attributes/Male"] == [0]  # the last one wins
+    assert tf_example.first_ints([tf_example.feature_entries(twice)["attributes/Male"]]) == [0]
+    assert tf_example.parse_example(twice)["attributes/Male"] == [0]  # the last one wins
     # An entry that has no value (protobuf's writer always writes one): an empty Feature.
     no_value = entry(1, entry(1, entry(1, b"attributes/Male")) + entry(1, entry(2, male)))
-    entries = tfrecord.feature_entries(no_value)
+    entries = tf_example.feature_entries(no_value)
     assert set(entries) == {"attributes/Male", ""}
-    assert tfrecord.first_ints([entries["attributes/Male"]]) == [None]
-    assert tfrecord.first_ints([entries[""]]) == [1]
+    assert tf_example.first_ints([entries["attributes/Male"]]) == [None]
+    assert tf_example.first_ints([entries[""]]) == [1]
     with pytest.raises(ValueError, match="not a tf.train.Example"):
-        tfrecord.feature_entries(b"\x0a\x05ab")
+        tf_example.feature_entries(b"\x0a\x05ab")
     with pytest.raises(ValueError, match="not a tf.train.Feature"):
-        tfrecord.first_ints([b"\x1a\x05\x0a"])
+        tf_example.first_ints([b"\x1a\x05\x0a"])

@@ -58,6 +58,7 @@ from lit_celeba.commands import PROG
 from lit_celeba.errors import ExportError
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Predictor
+from lit_celeba.paths import writing_into
 from lit_celeba.processes import process_alive
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call ("is
@@ -189,57 +190,68 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     # new export beside an earlier one's model.json.
     staging = out_dir / f".export-{os.getpid()}-{secrets.token_hex(4)}"
     staged = {kind: staging / path.name for kind, path in paths.items()}
+    advice = "Choose a folder you can write to."
     try:
-        _remove_abandoned_exports(out_dir)
-        staging.mkdir(parents=True)
-        export_program(predictor, staged["program"], image_size)
-        export_torchscript(predictor, staged["torchscript"])
-        if onnx:
-            export_onnx(predictor, staged["onnx"], image_size)
-        checks: dict[str, Any] = {}
-        for kind in kinds:
-            if kind == "onnx" and importlib.util.find_spec("onnxruntime") is None:
-                checks[kind] = None
-                continue
-            difference, decisions = disagreement(model, kind, staged[kind], inputs)
-            checks[kind] = {"max_abs_difference": difference, "decisions_differing": decisions}
-        attrs = list(model.target_attrs)
-        calibration = model.calibration
-        info = {
-            "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
-            "model_class": type(model).__module__ + "." + type(model).__qualname__,
-            "target_attr": data_hparams.get("target_attr", attrs[0] if len(attrs) == 1 else attrs),
-            "target_attrs": attrs,
-            "input": {"name": "images", "shape": ["N", 3, image_size, image_size],
-                      "dtype": "float32"},  # fmt: skip
-            "outputs": {
-                "probability": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["probability"]},
-                "prediction": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["prediction"]},
-            },
-            "alignment": ALIGNMENT,
-            "tta_flip": model.tta_flip,
-            "temperature": calibration.temperature.tolist(),
-            "threshold": calibration.threshold.tolist(),
-            "threshold_rule": calibration.rule,
-            "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
-            "files": [paths[kind].name for kind in kinds],
-            "checks_against_predict": checks,
-            "tolerance": TOLERANCE,
-        }
-        (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        paths["onnx"].unlink(missing_ok=True)  # an earlier export's ONNX would no longer match
-        for kind in kinds:
-            os.replace(staged[kind], paths[kind])
-        os.replace(staging / INFO_FILE, info_path)  # last: it describes the files above
-    except OSError as err:
-        where = Path(err.filename) if err.filename else out_dir
-        raise ExportError(
-            f"Cannot write to --out {out_dir} ({where}: {err.strerror or err}). Choose a folder "
-            "you can write to."
-        ) from None
+        with writing_into(out_dir, "to --out", advice, ExportError):
+            _remove_abandoned_exports(out_dir)
+            staging.mkdir(parents=True)
+            export_program(predictor, staged["program"], image_size)
+            export_torchscript(predictor, staged["torchscript"])
+            if onnx:
+                export_onnx(predictor, staged["onnx"], image_size)
+            checks: dict[str, Any] = {}
+            for kind in kinds:
+                if kind == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+                    checks[kind] = None
+                    continue
+                difference, decisions = disagreement(model, kind, staged[kind], inputs)
+                checks[kind] = {"max_abs_difference": difference,
+                                "decisions_differing": decisions}  # fmt: skip
+            info = model_info(model, ckpt_path, data_hparams, image_size, kinds, checks)
+            (staging / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+            # An earlier export's ONNX would no longer match.
+            paths["onnx"].unlink(missing_ok=True)
+            for kind in kinds:
+                os.replace(staged[kind], paths[kind])
+            os.replace(staging / INFO_FILE, info_path)  # last: it describes the files above
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+def model_info(
+    model: AttributeClassifier,
+    ckpt_path: str | Path,
+    data_hparams: dict[str, Any],
+    image_size: int,
+    kinds: list[str],
+    checks: dict[str, Any],
+) -> dict[str, Any]:
+    """``model.json``: the exported files (``kinds``), their input and outputs, the calibration,
+    the preprocessing that leads to the input, and the ``checks`` against ``predict``."""
+    attrs = list(model.target_attrs)
+    calibration = model.calibration
+    return {
+        "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
+        "model_class": type(model).__module__ + "." + type(model).__qualname__,
+        "target_attr": data_hparams.get("target_attr", attrs[0] if len(attrs) == 1 else attrs),
+        "target_attrs": attrs,
+        "input": {"name": "images", "shape": ["N", 3, image_size, image_size],
+                  "dtype": "float32"},  # fmt: skip
+        "outputs": {
+            "probability": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["probability"]},
+            "prediction": {"shape": ["N", len(attrs)], "meaning": OUTPUTS["prediction"]},
+        },
+        "alignment": ALIGNMENT,
+        "tta_flip": model.tta_flip,
+        "temperature": calibration.temperature.tolist(),
+        "threshold": calibration.threshold.tolist(),
+        "threshold_rule": calibration.rule,
+        "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
+        "files": [FILES[kind] for kind in kinds],
+        "checks_against_predict": checks,
+        "tolerance": TOLERANCE,
+    }
 
 
 def _remove_abandoned_exports(out_dir: Path) -> None:

@@ -30,6 +30,7 @@ from lit_celeba.commands import PROG
 from lit_celeba.commands.events import epoch_series, load_run, text_summaries
 from lit_celeba.commands.maps_page import write_maps_page
 from lit_celeba.errors import ReportError
+from lit_celeba.paths import writing_into
 from lit_celeba.processes import FolderLock, describe_holders
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else run_dir
     events = load_run(run_dir)
-    try:
+    advice = "Pass a folder you can write to with --out."
+    with writing_into(out_dir, "the report into", advice, ReportError):
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         figure = curves_figure(events)
@@ -97,12 +99,6 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
             written.append(path)
         page = write_maps_page(events, out_dir)
         written += [page] if page is not None else []
-    except OSError as err:
-        where = Path(err.filename) if err.filename else out_dir
-        raise ReportError(
-            f"Cannot write the report into {out_dir} ({where}: {err.strerror or err}). Pass a "
-            "folder you can write to with --out."
-        ) from None
     if not written:
         raise ReportError(
             f"{run_dir} has neither train/val curves nor pictures; was it logged with "

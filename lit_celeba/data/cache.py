@@ -17,7 +17,8 @@ A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: t
 ``filelock``'s, which closes its copy in the forked decoder processes, the decoders die with their
 parent, temporaries nobody is building any more are removed, and a run that waits for another's
 build says for whom and how long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is
-damaged (truncated, header changed) is found by its header and size, named, and rebuilt.
+damaged (truncated, header changed) is found by its header and size, named, and rebuilt. Each
+face is decoded as it is everywhere else, by :func:`lit_celeba.data.images.decode_face`.
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from torchvision.io import ImageReadMode, decode_image
 from tqdm.auto import tqdm
 
-from lit_celeba.data.celeba import FACE_SIZE, face_size_problem
-from lit_celeba.data.framing import Framing, framing_key, reframe, say_unframed
-from lit_celeba.data.sources import FolderSource, ImageSource
-from lit_celeba.data.transforms import keep_columns
+from lit_celeba.data.celeba import FACE_SIZE
+from lit_celeba.data.framing import Framing, framing_key, say_unframed
+from lit_celeba.data.images import ImageSource, as_source, decode_face
 from lit_celeba.errors import CelebAError, UsageError
 from lit_celeba.locks import held
 from lit_celeba.processes import pool_worker_init
@@ -59,11 +58,6 @@ _LOCK_ADVICE = "choose another folder with --data.cache_dir, or set --data.cache
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "lit_celeba"
-
-
-def as_source(images: ImageSource | os.PathLike | str) -> ImageSource:
-    """An image source; a plain path is an unpacked folder."""
-    return images if isinstance(images, ImageSource) else FolderSource(Path(images))
 
 
 def cache_key(
@@ -113,34 +107,6 @@ def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
     if size != expected:
         return f"{size} bytes, expected {expected}"
     return None
-
-
-def decode_bytes(data: bytes, where: str) -> torch.Tensor:
-    """JPEG (or PNG) bytes as uint8 3xHxW RGB; ``where`` names the image in the error."""
-    try:
-        # bytearray: torch.frombuffer warns about read-only buffers; the copy is 10 KB.
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                            mode=ImageReadMode.RGB)  # fmt: skip
-    except (RuntimeError, OSError, ValueError) as err:
-        raise CelebAError(
-            f"Cannot read image {where}: {err}. Replace the file from a fresh copy of CelebA."
-        ) from None
-
-
-def decode_face(
-    data: bytes, path: str, columns: np.ndarray, framing: Framing = "celeba"
-) -> tuple[torch.Tensor, bool]:
-    """A CelebA face's JPEG bytes in ``framing`` (:mod:`~lit_celeba.data.framing`) and in the
-    layout the cache stores and the transforms read
-    (:func:`~lit_celeba.data.transforms.keep_columns`), and whether it was reframed; an image of
-    another size than CelebA's aligned faces is refused with the same message wherever it is
-    read."""
-    image = decode_bytes(data, path)
-    problem = face_size_problem(path, image.shape[2], image.shape[1])
-    if problem is not None:
-        raise CelebAError(problem)
-    image, reframed = reframe(image, framing)
-    return keep_columns(image, columns), reframed
 
 
 def _decode_chunk(

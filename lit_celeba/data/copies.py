@@ -1,7 +1,7 @@
 """Which CelebA copy a data root holds: the official files (unpacked or zipped, also in Google
 Drive's folders), the Kaggle archive or layout, or a tfds data dir. :func:`find_copy` names the
 form from file names alone; :func:`load_copy` reads the annotations and returns them with the
-copy's :class:`~lit_celeba.data.sources.ImageSource` (see :data:`lit_celeba.data.celeba` for the
+copy's :class:`~lit_celeba.data.images.ImageSource` (see :data:`lit_celeba.data.celeba` for the
 list a wrong root prints).
 """
 
@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from lit_celeba.data.celeba import CelebAFiles, CelebAIndex, find_files, read_index
+from lit_celeba.data.images import FolderSource, ImageSource
 from lit_celeba.data.sources import (
     TFDS_SPLITS,
-    FolderSource,
-    ImageSource,
     RecordPlaces,
     TFRecordSource,
     ZipSource,

@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 
-from lit_celeba.attributes import attribute_list
-from lit_celeba.data.cache import build_cache, default_cache_dir
-from lit_celeba.data.celeba import label_arrays
+from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
-from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is
+from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.degradations import PhotoDegradations
-from lit_celeba.data.device_batches import DeviceBatches, subset_on_device
+from lit_celeba.data.device_batches import DeviceBatches, resident_order, resident_tensors
 from lit_celeba.data.faces import MIN_FACE_SIZE
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
-from lit_celeba.data.sampling import balanced_sampler, evaluation_sampler
-from lit_celeba.data.settings import check_numbers
+from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
+from lit_celeba.data.settings import check_numbers, target_and_subgroup_lists
 from lit_celeba.data.transforms import BatchTransform, columns_read
-from lit_celeba.errors import CelebAError, SettingError
-from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
+from lit_celeba.errors import SettingError
 
 Split = Literal["train", "valid", "test"]
 
@@ -151,20 +146,9 @@ class CelebADataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
-        self.target_attrs = attribute_list(target_attr, "target_attr")
-        if not self.target_attrs:
-            raise SettingError("target_attr", "names no attribute")
-        self.subgroups = attribute_list(subgroups, "subgroups")
-        for name, wanted in (("group_balanced", group_balanced),
-                             ("train_subgroups", train_subgroups)):  # fmt: skip
-            if wanted and (len(self.target_attrs) != 1 or not self.subgroups):
-                why = " (model.objective sets it)" if name == "train_subgroups" else ""
-                raise SettingError(
-                    name,
-                    f"needs one target_attr and at least one subgroup (model.subgroups, e.g. "
-                    f"[Male]){why}; got target_attr {self.target_attrs} and subgroups "
-                    f"{self.subgroups or 'none'}",
-                )
+        self.target_attrs, self.subgroups = target_and_subgroup_lists(
+            target_attr, subgroups, group_balanced=group_balanced, train_subgroups=train_subgroups
+        )
         self.group_balanced = group_balanced
         self.train_subgroups = train_subgroups
         self.synthetic_correlate = synthetic_correlate
@@ -200,40 +184,20 @@ class CelebADataModule(pl.LightningDataModule):
             return  # predicting on the user's photos needs no CelebA
         if self.synthetic:
             # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
-            from lit_celeba.data.synthetic import generate_celeba
+            from lit_celeba.data.synthetic.setting import generate_demo_set
 
-            try:
-                generate_celeba(self.root, self.train_size, self.val_size,
-                                self.test_size or self.val_size, seed=self.synthetic_seed,
-                                correlate=self.synthetic_correlate)  # fmt: skip
-            except ValueError as err:  # the generator's own check of synthetic_correlate
-                raise SettingError("synthetic_correlate", str(err)) from None
-            except FileExistsError as err:
-                raise CelebAError(f"data.synthetic is true but {err}") from None
-            except OSError as err:  # a full disk, a read-only folder: nothing is left behind
-                raise CelebAError(
-                    f"data.synthetic is true but the generated set cannot be written into "
-                    f"{self.root}: {err.strerror or err}. Free space there or choose another "
-                    "--data.root; nothing was left behind."
-                ) from None
+            sizes = (self.train_size, self.val_size, self.test_size or self.val_size)
+            generate_demo_set(self.root, sizes, self.synthetic_seed, self.synthetic_correlate)
         find_copy(self.root)
 
     def _subset(self, copy: CelebACopy, split: Split, size: int | None, groups: bool = False):
-        index, source = copy.index, copy.source
-        rows = subset_rows(index, split, size, self.subset_order, source.tfds_order_only)
-        names = [index.image_names[i] for i in rows]
-        source.check(names, split, index.files.attr_file)
-        subgroups = self.subgroups if groups else []
-        targets, group_values = label_arrays(index, rows, self.target_attrs, subgroups)
-        group_values = group_values if subgroups else None
-        columns = columns_read(self.image_size)  # the layout the transforms read, either way
-        if self.cache:
-            # Built here rather than in prepare_data because only setup knows the stage; the
-            # cache's file lock makes the other ranks wait for the one that builds it.
-            path = build_cache(source, names, self.cache_dir, columns,
-                               description=f"the {split} subset", framing=self.framing)  # fmt: skip
-            return CachedImages(path, names, targets, columns, group_values, source=source)
-        return CelebAImages(source, names, targets, columns, group_values, self.framing)
+        # The cache is built here rather than in prepare_data because only setup knows the
+        # stage; the cache's file lock makes the other ranks wait for the one that builds it.
+        return subset_dataset(
+            copy, split, size, self.subset_order, self.target_attrs,
+            self.subgroups if groups else [], columns_read(self.image_size),
+            self.cache_dir if self.cache else None, self.framing,
+        )  # fmt: skip
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict_path is not None:
@@ -254,7 +218,12 @@ class CelebADataModule(pl.LightningDataModule):
             # Each target's share of positives in the training subset (the model's pos_weight).
             self.train_positive_share = self.datasets["train"].targets.float().mean(0)
             if len(self.target_attrs) == 1 and self.subgroups:
-                self._count_train_groups(copy)
+                # Each training image's group (the sampler's) and the images per group.
+                rows = subset_rows(copy.index, "train", self.train_size, self.subset_order,
+                                   copy.source.tfds_order_only)  # fmt: skip
+                self.train_groups, self.train_group_counts = count_train_groups(
+                    copy.index, rows, self.target_attrs[0], self.subgroups
+                )
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).
             self.datasets["val"] = self._subset(copy, "valid", self.val_size, groups=True)
@@ -265,69 +234,20 @@ class CelebADataModule(pl.LightningDataModule):
             split = self.predict_split
             self.datasets["predict"] = self._subset(copy, split, size[split])
 
-    def _count_train_groups(self, copy: CelebACopy) -> None:
-        """The training split's group of each image (for the sampler) and images per group."""
-        index = copy.index
-        rows = subset_rows(index, "train", self.train_size, self.subset_order,
-                           copy.source.tfds_order_only)  # fmt: skip
-        targets, values = label_arrays(index, rows, self.target_attrs, self.subgroups)
-        self.train_groups = group_index(
-            torch.as_tensor(targets).reshape(len(rows), 1), torch.as_tensor(values)
-        )
-        names = group_names(self.target_attrs[0], self.subgroups)
-        self.train_group_counts = group_counts(self.train_groups, len(names))
-        rank_zero_info(
-            f"Training images per group: {describe_counts(names, self.train_group_counts)}"
-        )
-
-    def _train_sampler(self) -> Sampler[int] | None:
-        if not self.group_balanced:
-            return None
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        # One seed for every rank (they all seeded torch alike), so that they shard one draw.
-        seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        groups = self.train_groups
-        return balanced_sampler(groups, len(self.train_group_counts), seed, replicas, rank)
-
-    def _resident_tensors(self, stage: str) -> tuple[torch.Tensor, ...] | None:
-        """The cached subset of ``stage`` on the training device, or None where batches take the
-        memory-mapped path (not asked for, or too large, which it says)."""
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        wanted = device.type == "cuda" if self.device_resident is None else self.device_resident
-        dataset = self.datasets[stage]
-        # predict runs once over its images: nothing to gain from the copy.
-        if not wanted or stage == "predict" or not isinstance(dataset, CachedImages):
-            return None
-        if stage not in self._on_device:
-            self._on_device[stage] = subset_on_device(dataset, device, stage)
-        return self._on_device[stage]
-
-    def _sampler(self, stage: str, dataset: Dataset, shuffle: bool) -> Sampler[int] | None:
-        """The order of a device-resident subset: what the DataLoader path uses for the same
-        stage, including what Lightning gives it under DDP (a shuffling DistributedSampler seeded
-        by ``seed_everything``)."""
-        if stage in ("val", "test"):
-            return evaluation_sampler(dataset, self.trainer)
-        if self.group_balanced:
-            return self._train_sampler()
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            return DistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
-                shuffle=shuffle, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
-            )  # fmt: skip
-        return RandomSampler(dataset) if shuffle else None
-
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader | DeviceBatches:
         dataset = self.datasets[stage]
-        resident = self._resident_tensors(stage)
-        if resident is not None:
-            sampler = self._sampler(stage, dataset, shuffle)
-            return DeviceBatches(dataset, resident, self.batch_size, sampler)
-        sampler = evaluation_sampler(dataset, self.trainer) if stage in ("val", "test") else None
+        balanced = None
         if stage == "train" and self.group_balanced:
-            sampler, shuffle = self._train_sampler(), False
+            balanced = rank_balanced_sampler(self.trainer, self.train_groups,
+                                             len(self.train_group_counts))  # fmt: skip
+        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        resident = resident_tensors(dataset, stage, device, self.device_resident, self._on_device)
+        if resident is not None:
+            order = resident_order(stage, dataset, self.trainer, shuffle, balanced)
+            return DeviceBatches(dataset, resident, self.batch_size, order)
+        sampler = evaluation_sampler(dataset, self.trainer) if stage in ("val", "test") else None
+        if balanced is not None:
+            sampler, shuffle = balanced, False
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

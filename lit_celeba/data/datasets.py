@@ -1,7 +1,8 @@
 """The datasets of one CelebA subset, both in the decoded cache's layout (uint8 (218, C, 3), only
 the source columns the resize reads), transformed per batch on the training device
 (``CelebADataModule.on_after_batch_transfer``): :class:`CelebAImages` decodes each JPEG on access,
-:class:`CachedImages` reads whole batches from the decoded cache."""
+:class:`CachedImages` reads whole batches from the decoded cache; :func:`subset_dataset` makes
+either for a split of a CelebA copy."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lit_celeba.data.cache import decode_face, open_cache
+from lit_celeba.data.cache import build_cache, open_cache
+from lit_celeba.data.celeba import label_arrays
+from lit_celeba.data.copies import CelebACopy
 from lit_celeba.data.framing import Framing
-from lit_celeba.data.sources import FolderSource, ImageSource
+from lit_celeba.data.images import ImageSource, as_source, decode_face
+from lit_celeba.data.order import SubsetOrder, subset_rows
 
 
 def _label_tensors(
@@ -42,7 +46,7 @@ class CelebAImages(Dataset):
         groups: np.ndarray | None = None,
         framing: Framing = "celeba",
     ) -> None:
-        self.source = source if isinstance(source, ImageSource) else FolderSource(source)
+        self.source = as_source(source)
         self.framing = framing
         self.image_dir = getattr(self.source, "image_dir", None)  # None for archives, TFRecords
         self.image_names = image_names
@@ -108,3 +112,31 @@ class CachedImages(Dataset):
 
 def batch_as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return batch  # CachedImages.__getitems__ already returns whole batches
+
+
+def subset_dataset(
+    copy: CelebACopy,
+    split: str,
+    size: int | None,
+    order: SubsetOrder,
+    target_attrs: list[str],
+    subgroups: list[str],
+    columns: np.ndarray,
+    cache_dir: Path | None,
+    framing: Framing,
+) -> CelebAImages | CachedImages:
+    """The first ``size`` images of ``split`` in ``order``, checked against the copy's images,
+    with their targets (and subgroup values when ``subgroups`` names any), in the layout of
+    ``columns``: from the decoded cache in ``cache_dir`` (built first if needed), or decoded on
+    access when that is None."""
+    index, source = copy.index, copy.source
+    rows = subset_rows(index, split, size, order, source.tfds_order_only)
+    names = [index.image_names[i] for i in rows]
+    source.check(names, split, index.files.attr_file)
+    targets, group_values = label_arrays(index, rows, target_attrs, subgroups)
+    group_values = group_values if subgroups else None
+    if cache_dir is not None:
+        path = build_cache(source, names, cache_dir, columns, description=f"the {split} subset",
+                           framing=framing)  # fmt: skip
+        return CachedImages(path, names, targets, columns, group_values, source=source)
+    return CelebAImages(source, names, targets, columns, group_values, framing)

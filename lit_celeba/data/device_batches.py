@@ -17,6 +17,7 @@ too (tests/test_device_batches.py).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator, Sized
 from typing import Any
@@ -24,8 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 from pytorch_lightning.utilities import rank_zero_info
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
+
+from lit_celeba.data.datasets import CachedImages
+from lit_celeba.data.sampling import evaluation_sampler
 
 # Left free on the device beyond the cached subsets: activations, gradients, optimizer state and
 # the allocator's slack of the recipe's network take well under a gigabyte at batch 512.
@@ -135,3 +139,41 @@ def subset_on_device(
         rank_zero_info(f"The {stage} subset is on {device}: batches are taken there "
                        f"({numbers}).")  # fmt: skip
     return (on_device, *(t.to(device) for t in labels))
+
+
+def resident_tensors(
+    dataset: Any,
+    stage: str,
+    device: torch.device,
+    wanted: bool | None,
+    kept: dict[str, tuple[torch.Tensor, ...] | None],
+) -> tuple[torch.Tensor, ...] | None:
+    """The cached subset of ``stage`` on ``device``, copied once into ``kept`` (by stage), or
+    None where its batches take the memory-mapped path: not ``wanted`` (None: on a CUDA device),
+    not cached, or too large (which it says)."""
+    wanted = device.type == "cuda" if wanted is None else wanted
+    # predict runs once over its images: nothing to gain from the copy.
+    if not wanted or stage == "predict" or not isinstance(dataset, CachedImages):
+        return None
+    if stage not in kept:
+        kept[stage] = subset_on_device(dataset, device, stage)
+    return kept[stage]
+
+
+def resident_order(
+    stage: str, dataset: Any, trainer: Any, shuffle: bool, balanced: Sampler[int] | None
+) -> Sampler[int] | None:
+    """The order of a device-resident subset: what the DataLoader path uses for the same stage
+    (``balanced``, the group-balanced sampler of a training subset, when there is one), including
+    what Lightning gives it under DDP (a shuffling DistributedSampler seeded by
+    ``seed_everything``)."""
+    if stage in ("val", "test"):
+        return evaluation_sampler(dataset, trainer)
+    if balanced is not None:
+        return balanced
+    if trainer is not None and trainer.world_size > 1:
+        return DistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank,
+            shuffle=shuffle, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
+        )  # fmt: skip
+    return RandomSampler(dataset) if shuffle else None

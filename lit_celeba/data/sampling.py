@@ -1,4 +1,5 @@
-"""Group-balanced sampling: each group drawn equally often, on one process or under DDP.
+"""Group-balanced sampling: each group drawn equally often, on one process or under DDP; the
+training images' groups it draws by, counted; and the evaluation subsets' order under DDP.
 
 torch's ``WeightedRandomSampler`` draws; under DDP Lightning's ``DistributedSamplerWrapper`` shards
 the draw, which every rank makes alike (same seed, same epoch), into disjoint slices.
@@ -9,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import Sampler, WeightedRandomSampler
 
-from lit_celeba.groups import group_counts
+from lit_celeba.data.celeba import CelebAIndex, label_arrays
+from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
 
 
 class GroupBalancedSampler(WeightedRandomSampler):
@@ -67,6 +71,28 @@ def balanced_sampler(
         GroupBalancedSampler(groups, num_groups, seed, num_samples=draws),
         num_replicas=num_replicas, rank=rank, shuffle=False,
     )  # fmt: skip
+
+
+def rank_balanced_sampler(trainer: Any, groups: torch.Tensor, num_groups: int) -> Sampler[int]:
+    """:func:`balanced_sampler` for this process's rank under ``trainer`` (one process without
+    one), seeded by a draw from torch's generator: every rank seeded torch alike, so they all
+    draw one seed and shard one draw."""
+    replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+    seed = int(torch.randint(0, 2**31 - 1, ()).item())
+    return balanced_sampler(groups, num_groups, seed, replicas, rank)
+
+
+def count_train_groups(
+    index: CelebAIndex, rows: np.ndarray, target: str, subgroups: list[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The group of each training image ``rows`` (:mod:`lit_celeba.groups`) and the images per
+    group, which it prints (the model's objectives read the counts)."""
+    targets, values = label_arrays(index, rows, [target], subgroups)
+    groups = group_index(torch.as_tensor(targets).reshape(len(rows), 1), torch.as_tensor(values))
+    names = group_names(target, subgroups)
+    counts = group_counts(groups, len(names))
+    rank_zero_info(f"Training images per group: {describe_counts(names, counts)}")
+    return groups, counts
 
 
 def evaluation_sampler(dataset: Any, trainer: Any) -> Sampler[int] | None:

@@ -1,8 +1,10 @@
-"""The data module's numeric settings, checked before anything runs: each wrong one is a
-:class:`~lit_celeba.errors.SettingError` that names it and says what it must be."""
+"""The data module's settings, checked before anything runs (its numbers, and what the group
+settings need): each wrong one is a :class:`~lit_celeba.errors.SettingError` that names it and
+says what it must be."""
 
 from __future__ import annotations
 
+from lit_celeba.attributes import attribute_list
 from lit_celeba.errors import SettingError
 
 
@@ -41,3 +43,29 @@ def check_numbers(
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
     if synthetic and (sizes["train_size"] is None or sizes["val_size"] is None):
         raise SettingError("synthetic", "needs train_size and val_size as numbers, not null")
+
+
+def target_and_subgroup_lists(
+    target_attr: str | list[str],
+    subgroups: list[str] | None,
+    *,
+    group_balanced: bool,
+    train_subgroups: bool,
+) -> tuple[list[str], list[str]]:
+    """``target_attr`` and ``subgroups`` as lists of names. Refuses no target, and
+    ``group_balanced`` or ``train_subgroups`` without groups (one target, some subgroups)."""
+    target_attrs = attribute_list(target_attr, "target_attr")
+    if not target_attrs:
+        raise SettingError("target_attr", "names no attribute")
+    subgroups = attribute_list(subgroups, "subgroups")
+    for name, wanted in (("group_balanced", group_balanced),
+                         ("train_subgroups", train_subgroups)):  # fmt: skip
+        if wanted and (len(target_attrs) != 1 or not subgroups):
+            why = " (model.objective sets it)" if name == "train_subgroups" else ""
+            raise SettingError(
+                name,
+                f"needs one target_attr and at least one subgroup (model.subgroups, e.g. "
+                f"[Male]){why}; got target_attr {target_attrs} and subgroups "
+                f"{subgroups or 'none'}",
+            )
+    return target_attrs, subgroups

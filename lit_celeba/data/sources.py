@@ -1,12 +1,10 @@
-"""Where a CelebA copy's JPEGs come from: a folder, a zip archive, or tfds TFRecords.
-
-An :class:`ImageSource` lists names and reads the bytes of a name; it never unpacks anything.
-The decoded cache, the on-the-fly dataset and the augmentation preview read through it, so every
-form of CelebA on disk gives the same pixels. :func:`lit_celeba.data.copies.load_copy` detects the
-form at a data root and returns its annotations with one of these sources.
+"""A CelebA copy's JPEGs read in place from a zip archive or from tfds TFRecords: the
+:class:`~lit_celeba.data.images.ImageSource` kinds besides an unpacked folder
+(:mod:`lit_celeba.data.images`). :func:`lit_celeba.data.copies.load_copy` detects the form at a
+data root and returns its annotations with one of them.
 
 Sources are used from forked worker processes: each process opens its own file handles (a
-shared descriptor would share one file offset between processes).
+shared descriptor would share one file offset between processes), kept for the process's life.
 """
 
 from __future__ import annotations
@@ -22,95 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lit_celeba.data.images import ImageSource, shown_names
 from lit_celeba.errors import CelebAError
 
 if TYPE_CHECKING:
-    from lit_celeba.data import tfds_index
+    from lit_celeba.data import tfds_records
 
-# The TFRecord reader (google_crc32c, protobuf) is imported where a tfds copy is read, not with
-# this module: a folder or zip copy never needs it, as timm's reader_factory defers tensorflow.
+# The TFRecord reader (tfrecord: google_crc32c; tf_example: protobuf) is imported where a tfds
+# copy is read, not with this module: a folder or zip copy never needs it, as timm's
+# reader_factory defers tensorflow.
 
 TFDS_SPLITS = {"train": 0, "validation": 1, "test": 2}  # tfds' split names -> partition
-
-
-class ImageSource:
-    """The JPEG bytes of a CelebA copy, by image name."""
-
-    #: True when the copy stores its images in tfds order and knows no file names.
-    tfds_order_only = False
-
-    def read_many(self, names: Sequence[str]) -> list[bytes]:
-        return [self.read(name) for name in names]
-
-    def read(self, name: str) -> bytes:
-        raise NotImplementedError
-
-    def where(self, name: str) -> str:
-        """The image's place, for messages."""
-        raise NotImplementedError
-
-    def identity(self) -> str:
-        """What tells this copy from any other: the start of the cache key."""
-        raise NotImplementedError
-
-    def key_lines(self, names: Sequence[str]) -> Iterable[str]:
-        """One line per image that changes when the image does (size, date or CRC)."""
-        raise NotImplementedError
-
-    def check(self, names: Sequence[str], split: str, attr_file: Path) -> None:
-        """Raise naming the images of ``names`` that this source lacks."""
-
-    def for_names(self, names: Sequence[str]) -> ImageSource:
-        """This source reduced to ``names``: what a decoding process needs to be sent."""
-        return self
-
-
-class FolderSource(ImageSource):
-    """An unpacked ``img_align_celeba`` folder."""
-
-    def __init__(self, image_dir: Path, layout: str = "official") -> None:
-        self.image_dir = Path(image_dir)
-        self.layout = layout
-
-    def read(self, name: str) -> bytes:
-        path = self.image_dir / name
-        try:
-            return path.read_bytes()
-        except OSError as err:
-            raise CelebAError(
-                f"Cannot read image {path}: {err}. Replace the file from a fresh copy of CelebA."
-            ) from None
-
-    def where(self, name: str) -> str:
-        return str(self.image_dir / name)
-
-    def identity(self) -> str:
-        return str(self.image_dir.resolve())  # the cache key of a folder is unchanged
-
-    def key_lines(self, names: Sequence[str]) -> Iterable[str]:
-        for name in names:
-            stat = (self.image_dir / name).stat()
-            yield f"{name} {stat.st_size} {stat.st_mtime_ns}"
-
-    def check(self, names: Sequence[str], split: str, attr_file: Path) -> None:
-        if not self.image_dir.is_dir():
-            raise CelebAError(
-                f"The image folder {self.image_dir} is missing (the annotation files were found "
-                f"in the {self.layout} layout). Unpack img_align_celeba there, or put "
-                "img_align_celeba.zip beside the annotation files."
-            )
-        on_disk = set(os.listdir(self.image_dir))
-        missing = [n for n in names if n not in on_disk]
-        if missing:
-            raise CelebAError(
-                f"{len(missing)} image(s) of the {split!r} subset listed in {attr_file} are "
-                f"missing from {self.image_dir}: {_shown(missing)}. "
-                "Unpack the complete img_align_celeba archive there."
-            )
-
-
-def _shown(names: Sequence[str]) -> str:
-    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
 
 
 # Open handles by (process, what they open), kept for the process's life: a decoding process
@@ -201,8 +121,8 @@ class ZipSource(_PerProcess, ImageSource):
             raise CelebAError(
                 f"{len(missing)} image(s) of the {split!r} subset listed in {attr_file} are "
                 f"missing from the archive {self.archive} (looked for "
-                f"{self.prefix}{missing[0]}): {_shown(missing)}. Download the complete archive "
-                "again."
+                f"{self.prefix}{missing[0]}): {shown_names(missing)}. Download the complete "
+                "archive again."
             )
 
 
@@ -219,7 +139,7 @@ class RecordPlaces(Mapping[str, RecordPlace]):
     """The places of a tfds copy's records by name, ``<file>#<number>``, each made when asked
     for: making all 200,000 of CelebA when the index is read took 0.5 s of every setup."""
 
-    def __init__(self, paths: Sequence[Path], records: tfds_index.TfdsIndex) -> None:
+    def __init__(self, paths: Sequence[Path], records: tfds_records.TfdsIndex) -> None:
         self._file = {path.name: i for i, path in enumerate(paths)}
         self._counts = records.counts.tolist()
         self._starts = np.cumsum([0, *self._counts[:-1]]).tolist()
@@ -334,10 +254,10 @@ class TFRecordSource(_PerProcess, ImageSource):
 
 
 def _image_of(path: Path, number: int, payload: memoryview) -> bytes:
-    from lit_celeba.data import tfrecord  # deferred: see the imports
+    from lit_celeba.data import tf_example  # deferred: see the imports
 
     try:
-        image = tfrecord.parse_example(payload).get("image")
+        image = tf_example.parse_example(payload).get("image")
     except ValueError as err:
         raise CelebAError(f"{path}, record {number}: {err}.") from None
     if not isinstance(image, bytes):

@@ -22,8 +22,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from lit_celeba.data import tfrecord
-from lit_celeba.data.celeba import read_attributes, read_partition
+from lit_celeba.data import tf_example, tfrecord
+from lit_celeba.data.annotations import read_attributes, read_partition
 from lit_celeba.data.order import tfds_sorted
 from lit_celeba.data.synthetic.generate import generate_celeba, load_marker
 from lit_celeba.data.synthetic.target import MARKER_NAME, building, move_into_place
@@ -150,7 +150,7 @@ def _pack_tfds(unpacked: Path, out: Path, train_shards: int) -> None:
         for shard in range(shards):
             chosen = ordered[bounds[shard] : bounds[shard + 1]]
             payloads = [
-                tfrecord.encode_example(tfds_features(
+                tf_example.encode_example(tfds_features(
                     (image_dir / names[r]).read_bytes(), attr_names, attributes[r].tolist()
                 ))
                 for r in chosen
