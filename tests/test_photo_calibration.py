@@ -130,8 +130,8 @@ def test_calibrate_on_photos_without_any_face_is_one_clear_error(
     [
         ("", "is empty"),
         ("name,Male\na.jpg,1\n", "the first column must name the photo (file or path or image)"),
-        ("file,Young\na.jpg,1\n", "has no column for Male (the checkpoint's attributes); its "
-                                  "columns: file, Young"),
+        ("file,Young\na.jpg,1\n", "has no column for Male (the checkpoint's attributes and "
+                                  "subgroups); its columns: file, Young"),
         ("file,Male\na.jpg,yes\n", "line 2, column Male: 'yes' is not a label (1, or 0 / -1)"),
         ("file,Male,Young\na.jpg,1\n", "line 2: 2 cells, the header has 3"),
         ("file,Male\n\n", "lists no photo"),
@@ -159,3 +159,29 @@ def test_labels_read_any_case_celeba_minus_one_and_paths_beside_the_csv(tmp_path
         read_photo_labels(tmp_path / "absent.csv", ["Male"])
     with pytest.raises(PhotoError, match="sub is a folder; give a CSV of photos and labels"):
         read_photo_labels(tmp_path / "sub", ["Male"])
+
+
+@pytest.mark.slow
+def test_a_checkpoint_with_subgroups_calibrates_on_photos_that_label_them_too(
+    tmp_path: Path,
+) -> None:
+    """blond_hair.yaml's group_dro checkpoint evaluates Blond_Hair per Male subgroup: the CSV
+    must label Male too, and is refused naming it when it does not."""
+    checkpoint = Path(__file__).parent / "data" / "legacy" / "blond_hair_group_dro.ckpt"
+    rows = _photos(tmp_path / "photos")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,Blond_Hair,Male\n" + "".join(
+        f"photos/{name},{label},{1 - label}\n" for name, label in rows))  # fmt: skip
+    flags = ["--config", str(CONFIGS / "blond_hair.yaml"), "--trainer.accelerator=cpu",
+             "--trainer.enable_progress_bar=false", "--data.num_workers=0",
+             f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]  # fmt: skip
+    done = run_cli("calibrate", *flags, f"--ckpt_path={checkpoint}", f"--photo_labels={labels}",
+                   f"--out={tmp_path / 'out.ckpt'}", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Calibrated on 6 faces of the photos" in done.stdout + done.stderr
+    assert (tmp_path / "out.ckpt").is_file()
+    only_targets = _write_labels(tmp_path / "targets.csv", rows, header="file,Blond_Hair")
+    refused = run_cli("calibrate", *flags, f"--ckpt_path={checkpoint}",
+                      f"--photo_labels={only_targets}", cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 2
+    assert "has no column for Male (the checkpoint's attributes and subgroups)" in refused.stderr

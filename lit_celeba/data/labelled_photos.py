@@ -10,8 +10,9 @@ classes falls, and how sure the network should say it is, are what moved.
 
 The CSV: a header, then one row per photo. The first column names the photo (a path, relative to
 the CSV's own folder unless absolute; the column may be called ``file``, ``path`` or ``image``);
-then one column per target attribute of the checkpoint, named as the attribute (any case), with
-1 or 0 (CelebA's -1 is read as 0). Other columns are ignored. Each photo is read and searched
+then one column per target attribute of the checkpoint (and per subgroup, for a checkpoint that
+evaluates subgroups), named as the attribute (any case), with 1 or 0 (CelebA's -1 is read as 0).
+Other columns are ignored. Each photo is read and searched
 for faces by :class:`~lit_celeba.data.photos.PhotoDataset` with the data module's own settings
 (``data.align``, ``data.min_face_size``) and its label goes to its **largest** face: the person
 a portrait is of. A photo that cannot be read, or holds no face large enough to judge, is left
@@ -64,7 +65,8 @@ def read_photo_labels(
     missing = [a for a in attributes if a.lower() not in lower]
     if missing:
         raise PhotoError(f"--photo_labels {path} has no column for {', '.join(missing)} (the "
-                         f"checkpoint's attributes); its columns: {', '.join(header)}")  # fmt: skip
+                         f"checkpoint's attributes and subgroups); its columns: "
+                         f"{', '.join(header)}")  # fmt: skip
     columns = [lower.index(a.lower()) for a in attributes]
     labelled = []
     for number, row in enumerate(rows[1:], start=2):
@@ -89,16 +91,19 @@ def read_photo_labels(
 
 class LabelledFaces(Dataset):
     """Each labelled photo's largest face (uint8 (218, C, 3), as ``predict`` cuts it) and its
-    labels (K,); ``None`` for a photo that is unreadable or has no face large enough to judge."""
+    labels: ``(image, targets)`` with the K target labels, ``(image, targets, groups)`` when the
+    CSV's labels go on past them (the subgroup values that a model with subgroups evaluates);
+    ``None`` for a photo that is unreadable or has no face large enough to judge."""
 
-    def __init__(self, photos: PhotoDataset, labels: Sequence[Sequence[int]]) -> None:
+    def __init__(self, photos: PhotoDataset, labels: Sequence[Sequence[int]], targets: int) -> None:
         self.photos = photos
         self.labels = torch.tensor(labels, dtype=torch.long)
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.photos)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...] | None:
         item = self.photos[index]
         if item.image is None:
             return None
@@ -107,16 +112,20 @@ class LabelledFaces(Dataset):
             image = item.image[max(range(len(judged)), key=lambda i: face_size(judged[i]))]
         else:  # framed whole (data.align never, or one of CelebA's own aligned images)
             image = item.image
-        return image, self.labels[index]
+        labels = self.labels[index]
+        groups = (labels[self.targets :],) if len(labels) > self.targets else ()
+        return image, labels[: self.targets], *groups
 
-    def collate(self, items: Sequence[tuple[torch.Tensor, torch.Tensor] | None]) -> tuple:
+    def collate(self, items: Sequence[tuple[torch.Tensor, ...] | None]) -> tuple:
         """The images and labels of the photos with a face; empty tensors of the right shapes
         when none of the batch's has one."""
         kept = [item for item in items if item is not None]
         if not kept:
-            return (torch.empty((0, *self.photos.image_shape), dtype=torch.uint8),
-                    torch.empty((0, self.labels.shape[1]), dtype=torch.long))  # fmt: skip
-        return torch.stack([image for image, _ in kept]), torch.stack([y for _, y in kept])
+            empty = torch.empty((0, self.labels.shape[1]), dtype=torch.long)
+            labels = (empty[:, : self.targets], empty[:, self.targets :])
+            images = torch.empty((0, *self.photos.image_shape), dtype=torch.uint8)
+            return (images, *labels[: 1 + (self.labels.shape[1] > self.targets)])
+        return tuple(torch.stack(part) for part in zip(*kept, strict=True))
 
 
 class LabelledPhotoData(pl.LightningDataModule):
@@ -128,10 +137,12 @@ class LabelledPhotoData(pl.LightningDataModule):
         self.data = data
         self.target_attrs = list(data.target_attrs)
         self.csv_path = Path(csv_path)
-        photos, labels = zip(*read_photo_labels(csv_path, self.target_attrs), strict=True)
+        # A model with subgroups evaluates them too: the CSV labels them as well.
+        wanted = self.target_attrs + list(data.subgroups)
+        photos, labels = zip(*read_photo_labels(csv_path, wanted), strict=True)
         dataset = PhotoDataset(photos, columns_read(data.image_size), data.align,
                                data.min_face_size)  # fmt: skip
-        self.faces = LabelledFaces(dataset, labels)
+        self.faces = LabelledFaces(dataset, labels, len(self.target_attrs))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
