@@ -157,8 +157,9 @@ def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     lightning = logging.getLogger("pytorch_lightning")
     if not lightning.propagate:
         loggers.append(lightning)
-    previous, environment = Path.cwd(), dict(os.environ)
+    previous, environment, argv = Path.cwd(), dict(os.environ), sys.argv
     os.chdir(cwd)
+    sys.argv = ["lit_celeba"]  # a session fixture's run comes before _plain_argv
     # The processes a command starts (compare's runs) import this checkout, as run_cli's do.
     paths = [str(REPO), os.environ.get("PYTHONPATH")]
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
@@ -180,6 +181,7 @@ def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         os.chdir(previous)
         os.environ.clear()
         os.environ.update(environment)
+        sys.argv = argv
     return subprocess.CompletedProcess(["lit_celeba", *args], status, out.getvalue(),
                                        err.getvalue())  # fmt: skip
 
