@@ -141,12 +141,18 @@ class _Said(logging.Handler):
         self.stream.write(self.format(record) + "\n")
 
 
-def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _out_of_time(signum: int, frame: object) -> None:
+    raise TimeoutError("the command ran past its time limit")
+
+
+def cli_in_process(
+    *args: str, cwd: Path, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """``python -m lit_celeba ARGS`` as :func:`run_cli` gives it (exit status, stdout, stderr),
     but ``cli_main(ARGS)`` in this process: for a test about what a command does, not about a
     process of its own (that costs some 7 s of imports). stderr also holds the Lightning log
     records a process would have printed there; an exception other than SystemExit fails the
-    test with its own traceback."""
+    test with its own traceback, and so does running past ``timeout`` seconds (SIGALRM)."""
     from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
 
     out, err = io.StringIO(), io.StringIO()
@@ -165,6 +171,9 @@ def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     for logger in loggers:
         logger.addHandler(handler)
+    if timeout is not None:
+        alarm = signal.signal(signal.SIGALRM, _out_of_time)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -176,6 +185,9 @@ def cli_in_process(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                     print(status, file=sys.stderr)
                     status = 1
     finally:
+        if timeout is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, alarm)
         for logger in loggers:
             logger.removeHandler(handler)
         os.chdir(previous)

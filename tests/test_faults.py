@@ -130,7 +130,7 @@ def test_killed_cache_build_blocks_no_later_run(
     assert not survivors(decoders, within_s=20), "decoder processes outlived their parent"
 
     start = time.monotonic()
-    second = cli_in_process("fit", *flags, cwd=work)  # the later run: in this process
+    second = cli_in_process("fit", *flags, cwd=work, timeout=120)  # the later run: here
     assert second.returncode == 0, second.stderr[-3000:]
     assert time.monotonic() - start < 120
     assert not list(cache_dir.glob("*.npy.tmp-*")), "a temporary file was left behind"
