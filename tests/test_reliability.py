@@ -575,7 +575,7 @@ def _fit_args(root: Path, logs: Path, *extra: str) -> list[str]:
 def _run_fit(root: Path, logs: Path, *extra: str) -> subprocess.CompletedProcess:
     """A fit that nothing stops (the uninterrupted reference, a resume after a stop): in this
     process; the runs that are stopped are the real subprocesses."""
-    done = cli_in_process(*_fit_args(root, logs, *extra), cwd=logs.parent)
+    done = cli_in_process(*_fit_args(root, logs, *extra), cwd=logs.parent, timeout=300)
     assert done.returncode == 0, done.stderr
     return done
 
