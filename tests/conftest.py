@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
 import signal
 import subprocess
@@ -126,11 +129,80 @@ def run_cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedPr
     )
 
 
+class _Said(logging.Handler):
+    """Lightning's rank_zero_info notes (where a CLI run's messages go), as the text a
+    StreamHandler on stderr would have written."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.write(self.format(record) + "\n")
+
+
+def _out_of_time(signum: int, frame: object) -> None:
+    raise TimeoutError("the command ran past its time limit")
+
+
+def cli_in_process(
+    *args: str, cwd: Path, timeout: float | None = None
+) -> subprocess.CompletedProcess:
+    """``python -m lit_celeba ARGS`` as :func:`run_cli` gives it (exit status, stdout, stderr),
+    but ``cli_main(ARGS)`` in this process: for a test about what a command does, not about a
+    process of its own (that costs some 7 s of imports). stderr also holds the Lightning log
+    records a process would have printed there; an exception other than SystemExit fails the
+    test with its own traceback, and so does running past ``timeout`` seconds (SIGALRM)."""
+    from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = _Said(err)
+    # Lightning's logger propagates to the root logger where that has handlers (pytest's own),
+    # and writes with a handler of its own otherwise.
+    loggers = [logging.getLogger()]
+    lightning = logging.getLogger("pytorch_lightning")
+    if not lightning.propagate:
+        loggers.append(lightning)
+    previous, environment, argv = Path.cwd(), dict(os.environ), sys.argv
+    os.chdir(cwd)
+    sys.argv = ["lit_celeba"]  # a session fixture's run comes before _plain_argv
+    # The processes a command starts (compare's runs) import this checkout, as run_cli's do.
+    paths = [str(REPO), os.environ.get("PYTHONPATH")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+    for logger in loggers:
+        logger.addHandler(handler)
+    if timeout is not None:
+        alarm = signal.signal(signal.SIGALRM, _out_of_time)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                cli_main(list(args))
+                status = 0
+            except SystemExit as stop:  # as the interpreter turns it into an exit status
+                status = 0 if stop.code is None else stop.code
+                if not isinstance(status, int):
+                    print(status, file=sys.stderr)
+                    status = 1
+    finally:
+        if timeout is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, alarm)
+        for logger in loggers:
+            logger.removeHandler(handler)
+        os.chdir(previous)
+        os.environ.clear()
+        os.environ.update(environment)
+        sys.argv = argv
+    return subprocess.CompletedProcess(["lit_celeba", *args], status, out.getvalue(),
+                                       err.getvalue())  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkpoint from ``fit`` (one batch, the CLI in a subprocess), for predict and export."""
+    """A checkpoint from ``fit`` (one batch, the CLI in this process), for predict and export."""
     work = tmp_path_factory.mktemp("tiny_checkpoint")
-    fit = run_cli(
+    fit = cli_in_process(
         "fit",
         "--config",
         str(CONFIGS / "base.yaml"),
@@ -147,19 +219,19 @@ def tiny_checkpoint(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="session")
 def dashboard_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny ``fit`` (2 epochs, every step logged) and a ``test`` of its last checkpoint with
-    configs/demo.yaml, each in its own process: ``logs``, the ``fit_dir`` and ``test_dir`` run
+    configs/demo.yaml, the CLI in this process: ``logs``, the ``fit_dir`` and ``test_dir`` run
     folders, the ``test`` command's stdout, and the ``cwd`` both ran in."""
     work = tmp_path_factory.mktemp("dashboard_run")
     logs = work / "logs"
     flags = tiny_overrides(tiny_root, logs)
     config = ["--config", str(CONFIGS / "demo.yaml")]
-    fit = run_cli(
+    fit = cli_in_process(
         "fit", *config, *flags, "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", cwd=work
     )
     assert fit.returncode == 0, fit.stderr
     fit_dir = logs / "demo" / "version_0"
     ckpt = fit_dir / "checkpoints" / "last.ckpt"
-    test = run_cli("test", *config, *flags, f"--ckpt_path={ckpt}", cwd=work)
+    test = cli_in_process("test", *config, *flags, f"--ckpt_path={ckpt}", cwd=work)
     assert test.returncode == 0, test.stderr
     return {
         "logs": logs,
@@ -178,10 +250,10 @@ def three_attribute_run(
     tiny_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
     """``fit --config configs/base.yaml --data.target_attr "[Male, Young, Smiling]"
-    --model.subgroups "[Young]"`` (the dashboards on, one epoch, the CLI in a subprocess):
+    --model.subgroups "[Young]"`` (the dashboards on, one epoch, the CLI in this process):
     its ``run_dir`` and ``checkpoint``, for the dashboards, predict and export tests."""
     work = tmp_path_factory.mktemp("three_attributes")
-    fit = run_cli(
+    fit = cli_in_process(
         "fit",
         "--config",
         str(CONFIGS / "base.yaml"),

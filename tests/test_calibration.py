@@ -15,7 +15,7 @@ from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.calibration import choose_thresholds, fit_temperature
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.outputs import Calibration
-from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
 
 
 def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
@@ -136,10 +136,11 @@ def test_an_overtrained_network_is_calibrated_by_fit_and_keeps_its_decisions(
 def test_calibrate_writes_a_calibrated_copy_that_test_and_export_use(
     tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
 ) -> None:
+    # The commands in this process: what they write is the test, not a process of their own.
     before = tiny_checkpoint.read_bytes()
     flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
-    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
-                   "--thresholds=balanced_accuracy", cwd=tmp_path)  # fmt: skip
+    done = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
+                          "--thresholds=balanced_accuracy", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     written = tmp_path / "logs" / "base" / "version_0" / "calibrated.ckpt"
     assert f"Wrote {written}" in done.stderr + done.stdout
@@ -150,10 +151,10 @@ def test_calibrate_writes_a_calibrated_copy_that_test_and_export_use(
     for key, value in original["state_dict"].items():
         assert torch.equal(calibrated["state_dict"][key], value)
     # A second calibrate into the same file is refused; the file stays.
-    again = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={written}",
-                    cwd=tmp_path)  # fmt: skip
+    again = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
+                           f"--out={written}", cwd=tmp_path)  # fmt: skip
     assert again.returncode == 2 and "already exists" in again.stderr
-    tested = run_cli("test", *flags, f"--ckpt_path={written}", cwd=tmp_path)
+    tested = cli_in_process("test", *flags, f"--ckpt_path={written}", cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert export_command(written, tmp_path / "exported")["threshold_rule"] == "balanced_accuracy"
 

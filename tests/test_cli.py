@@ -14,7 +14,7 @@ import yaml
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, run_cli, tiny_overrides
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
 
@@ -241,8 +241,10 @@ def test_hyperparameters_restored_from_checkpoint_in_new_process(
         "--model.dropout=0.25",
         "--model.pooling=flatten",
     ]
+    # The fits in this process; the test that restores the settings in a new one (below).
     for _ in range(2):  # the same command twice: two runs side by side, nothing overwritten
-        fit = run_cli("fit", "--config", str(CONFIGS / "base.yaml"), *flags, *variant, cwd=tmp_path)
+        fit = cli_in_process("fit", "--config", str(CONFIGS / "base.yaml"), *flags, *variant,
+                             cwd=tmp_path)  # fmt: skip
         assert fit.returncode == 0, fit.stderr
     runs = sorted((logs / "base").iterdir())
     assert [r.name for r in runs] == ["version_0", "version_1"]

@@ -1,6 +1,7 @@
 """configs/all_attributes.yaml end to end on generated data: fit, then test with subgroups and
-predict in new processes; the logged numbers must equal a recount from predictions.csv and the
-annotation file, and the visible attributes must be learned above chance."""
+predict from its checkpoint; the logged numbers must equal a recount from predictions.csv and the
+annotation file, and the visible attributes must be learned above chance. The commands run in
+this process (``cli_in_process``): what they compute is the test, not a process of their own."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tensorboard.util import tensor_util
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES, generate_celeba
-from tests.conftest import CONFIGS, run_cli
+from tests.conftest import CONFIGS, cli_in_process
 
 SIZES = {"train": 600, "valid": 100, "test": 200}
 CONFIG = CONFIGS / "all_attributes.yaml"
@@ -62,7 +63,7 @@ def trained(mid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     """(work folder, last checkpoint) of a 40-attribute fit: 8 epochs of 600 images at 32x32
     (about 30 s of CPU)."""
     work = tmp_path_factory.mktemp("all_attributes")
-    fit = run_cli(
+    fit = cli_in_process(
         "fit",
         "--config",
         str(CONFIG),
@@ -120,12 +121,12 @@ def test_test_table_and_subgroups_equal_a_recount_of_the_predictions(
     work, ckpt = trained
     logs = work / "logs"
     subgroups = f"--model.subgroups=[{', '.join(TEST_SUBGROUPS)}]"
-    test = run_cli(
+    test = cli_in_process(
         "test", "--config", str(CONFIG), *_flags(mid_root, logs), subgroups, f"--ckpt_path={ckpt}",
         cwd=work,
     )  # fmt: skip
     assert test.returncode == 0, test.stderr
-    predict = run_cli(
+    predict = cli_in_process(
         "predict", "--config", str(CONFIG), *_flags(mid_root, logs), f"--ckpt_path={ckpt}", cwd=work
     )
     assert predict.returncode == 0, predict.stderr
@@ -193,7 +194,7 @@ def test_test_table_and_subgroups_equal_a_recount_of_the_predictions(
                 (tpr + tnr) / 2, abs=1e-6
             )
     # report writes the table as the test run logged it.
-    report = run_cli("report", str(test_dir), cwd=work)
+    report = cli_in_process("report", str(test_dir), cwd=work)
     assert report.returncode == 0, report.stderr
     assert (test_dir / "test_attributes.md").read_text().strip() == text.strip()
     assert (test_dir / "test_reliability.png").stat().st_size > 1000
@@ -212,7 +213,7 @@ def test_checkpoint_for_other_attributes_is_one_clear_message(
     work, ckpt = trained
     flags = _flags(mid_root, work / "other_logs")
     # Typed on the command line: a config file's value would give way to the checkpoint's.
-    test = run_cli(
+    test = cli_in_process(
         "test", "--config", str(CONFIGS / "base.yaml"), *flags, "--data.target_attr=Male",
         f"--ckpt_path={ckpt}", cwd=work,
     )  # fmt: skip

@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from tests.conftest import CONFIGS, REPO, TINY_SIZES, child_processes, run_cli, survivors
+from tests.conftest import (
+    CONFIGS,
+    REPO,
+    TINY_SIZES,
+    child_processes,
+    cli_in_process,
+    survivors,
+)
 
 BROKEN = ["--variant", "broken=--model.dropout 7"]
 # The recipe's metrics and base.yaml's LearningRateMonitor.
@@ -64,7 +71,11 @@ def comparison(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
         *_flags(tiny_root, work / "cache"),
     ]  # fmt: skip
     base = ["compare", "--config", str(CONFIGS / "base.yaml")]
-    done = run_cli(*base, *good, *BROKEN, *rest, cwd=work, timeout=900)
+    # compare itself in this process (its runs still each in their own): what it writes and
+    # prints is the test here; test_a_compare_killed_... starts one as a process of its own.
+    with pytest.MonkeyPatch.context() as patch:
+        _read_configs_in_process(patch)
+        done = cli_in_process(*base, *good, *BROKEN, *rest, cwd=work)
     assert done.returncode == 0, done.stdout + done.stderr
     return {
         "work": work,
@@ -132,8 +143,7 @@ def test_figure_is_written(comparison: dict[str, Any]) -> None:
     assert png.stat().st_size > 10_000
 
 
-@pytest.fixture
-def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def _read_configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """compare reads its variants' configurations in this process, not one of its own (6 s)."""
     try:
         from lit_celeba.commands import compare_configs
@@ -143,6 +153,11 @@ def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(compare_configs, "effective_configs",
                         lambda lists, children: [effective_config(a) for a in lists])  # fmt: skip
+
+
+@pytest.fixture
+def configs_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    _read_configs_in_process(monkeypatch)
 
 
 def in_process(command: list[str], capsys) -> tuple[int, str, str]:

@@ -19,7 +19,7 @@ from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.transforms import columns_read
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import REPO, THREE_ATTRIBUTES, run_expecting_error
+from tests.conftest import REPO, THREE_ATTRIBUTES, cli_in_process, run_expecting_error
 
 HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
 
@@ -143,7 +143,9 @@ def test_three_attributes_export_three_columns_in_order(
 ) -> None:
     # Before: model.json said output shape [N, 1] for a model that returns (N, 3).
     ckpt = three_attribute_run["checkpoint"]
-    result = run_export(f"--ckpt_path={ckpt}", f"--out={tmp_path / 'model'}", cwd=tmp_path)
+    # In this process: the files it writes are the test (`exported` runs one of its own).
+    result = cli_in_process("export", f"--ckpt_path={ckpt}", f"--out={tmp_path / 'model'}",
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     info = json.loads((tmp_path / "model" / "model.json").read_text())
     assert info["outputs"]["probability"]["shape"] == ["N", 3]

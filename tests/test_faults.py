@@ -27,7 +27,7 @@ from lit_celeba.data.celeba import load_index
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import columns_read
 from lit_celeba.errors import CelebAError, UsageError
-from tests.conftest import CONFIGS, REPO, run_cli, survivors, tiny_overrides
+from tests.conftest import CONFIGS, REPO, cli_in_process, survivors, tiny_overrides
 from tests.conftest import child_processes as _children
 
 COLUMNS = columns_read(64)
@@ -130,7 +130,7 @@ def test_killed_cache_build_blocks_no_later_run(
     assert not survivors(decoders, within_s=20), "decoder processes outlived their parent"
 
     start = time.monotonic()
-    second = run_cli("fit", *flags, cwd=work, timeout=120)
+    second = cli_in_process("fit", *flags, cwd=work, timeout=120)  # the later run: here
     assert second.returncode == 0, second.stderr[-3000:]
     assert time.monotonic() - start < 120
     assert not list(cache_dir.glob("*.npy.tmp-*")), "a temporary file was left behind"

@@ -11,7 +11,7 @@ import yaml
 from lit_celeba.cli import cli_main, supported_precision
 from lit_celeba.models.module import ResNetClassifier
 from lit_celeba.models.nets import count_parameters, resnet
-from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 
 
 def _printed_config(capsys: pytest.CaptureFixture, *args: str) -> dict:
@@ -100,7 +100,7 @@ def test_full_config_rewrites_last_ckpt_every_epoch_even_when_val_acc_drops(
     unmonitored checkpoint, not from ``save_last`` on the val/acc one (which, since Lightning 2.6,
     rewrites it only when val/acc improves)."""
     logs = tmp_path / "logs"
-    fit = run_cli(
+    fit = cli_in_process(  # in this process: the checkpoints it writes are the test
         "fit",
         "--config",
         str(CONFIGS / "full.yaml"),

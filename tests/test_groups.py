@@ -191,15 +191,16 @@ def _recount(predictions: Path, labels_root: Path) -> dict[str, tuple[int, float
 def test_blond_hair_config_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
     """configs/blond_hair.yaml through the CLI: the run prints its training groups, checkpoints
     by val/worst_group_acc, saves the Group DRO weights, and the test's group table equals a
-    recount from the predictions of the same checkpoint."""
+    recount from the predictions of the same checkpoint. (In this process: the test is about
+    the config, not about a process of each command's own.)"""
     import csv
 
-    from tests.conftest import CONFIGS, run_cli, tiny_overrides
+    from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 
     flags = [*tiny_overrides(tiny_root, tmp_path / "logs"), "--data.batch_size=16"]
     config = ["--config", str(CONFIGS / "blond_hair.yaml")]
-    fit = run_cli("fit", *config, *flags, "--trainer.max_epochs=2", "--model.dro_eta=0.5",
-                  cwd=tmp_path)  # fmt: skip
+    fit = cli_in_process("fit", *config, *flags, "--trainer.max_epochs=2", "--model.dro_eta=0.5",
+                         cwd=tmp_path)  # fmt: skip
     assert fit.returncode == 0, fit.stderr
     labels = _labels(tiny_root / "celeba")[:96]
     blond, male = (labels[:, ATTRIBUTE_NAMES.index(n)] for n in ("Blond_Hair", "Male"))
@@ -216,14 +217,14 @@ def test_blond_hair_config_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
     q = torch.load(last, weights_only=True)["state_dict"]["dro_q"]
     assert q.sum().item() == pytest.approx(1.0) and not torch.allclose(q, torch.full((4,), 0.25))
 
-    test = run_cli("test", *config, *flags, f"--ckpt_path={last}", cwd=tmp_path)
+    test = cli_in_process("test", *config, *flags, f"--ckpt_path={last}", cwd=tmp_path)
     assert test.returncode == 0, test.stderr
     assert "Test accuracy per group (worst " in test.stdout + test.stderr
     table = {row["group"]: row for row in csv.DictReader(
         (tmp_path / "logs" / "blond_hair" / "version_1" / "test_groups.csv").open())}
     out = tmp_path / "predictions.csv"
-    predict = run_cli("predict", *config, *flags, f"--ckpt_path={last}",
-                      f"--data.predict_output={out}", cwd=tmp_path)  # fmt: skip
+    predict = cli_in_process("predict", *config, *flags, f"--ckpt_path={last}",
+                             f"--data.predict_output={out}", cwd=tmp_path)  # fmt: skip
     assert predict.returncode == 0, predict.stderr
     for name, (size, accuracy) in _recount(out, tiny_root).items():
         assert int(table[name]["images"]) == size
@@ -285,9 +286,10 @@ def test_objectives_raise_the_worst_group(tmp_path: Path) -> None:
 def test_group_training_without_subgroups_is_one_error(
     tiny_root: Path, tmp_path: Path, flag: str, message: str
 ) -> None:
-    from tests.conftest import CONFIGS, run_cli, tiny_overrides
+    from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 
-    result = run_cli("fit", "--config", str(CONFIGS / "base.yaml"),
-                     *tiny_overrides(tiny_root, tmp_path / "logs"), flag, cwd=tmp_path)  # fmt: skip
+    result = cli_in_process("fit", "--config", str(CONFIGS / "base.yaml"),
+                            *tiny_overrides(tiny_root, tmp_path / "logs"), flag,
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr

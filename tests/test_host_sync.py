@@ -2,7 +2,8 @@
 back from the device, so a GPU never idles waiting for Python.
 
 On the CPU, ``tests/sync_probe.py`` records every such read (``.item()``, ``bool(tensor)``,
-``.tolist()``, data-dependent shapes) during real CLI runs; on a GPU,
+``.tolist()``, data-dependent shapes) during real CLI runs (in this process: the probe watches
+the training steps, not a process); on a GPU,
 ``lit_celeba.callbacks.host_sync.NoHostSync`` makes any sync an error with PyTorch's own
 ``torch.cuda.set_sync_debug_mode``.
 """
@@ -17,7 +18,7 @@ import torch
 
 from lit_celeba.callbacks.host_sync import NoHostSync
 from lit_celeba.cli import cli_main
-from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 from tests.sync_probe import short_path
 
 # Reads of tensors that live on the host whatever the accelerator: Adam's step counts (on the CPU
@@ -44,7 +45,7 @@ def test_training_reads_nothing_back_from_the_device(
 ) -> None:
     out = tmp_path / "seen.json"
     monkeypatch.setenv("HOST_READ_PROBE_OUT", str(out))
-    result = run_cli(
+    result = cli_in_process(
         "fit", *SETTINGS[name], *tiny_overrides(tiny_root, tmp_path / "logs"),
         "--trainer.max_epochs=2", "--trainer.log_every_n_steps=1", "--data.batch_size=16",
         "--trainer.enable_progress_bar=true", "--trainer.callbacks+=tests.sync_probe.HostReadProbe",
@@ -62,7 +63,7 @@ def test_the_probe_sees_a_read(tiny_root: Path, tmp_path: Path, monkeypatch) -> 
     """The probe itself: a callback that calls .item() on the loss every step is caught."""
     out = tmp_path / "seen.json"
     monkeypatch.setenv("HOST_READ_PROBE_OUT", str(out))
-    result = run_cli(
+    result = cli_in_process(
         "fit", "--config", str(CONFIGS / "base.yaml"),
         *tiny_overrides(tiny_root, tmp_path / "logs"), "--trainer.max_epochs=1",
         "--trainer.callbacks+=tests.sync_probe.ReadsTheLoss",

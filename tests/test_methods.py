@@ -25,7 +25,7 @@ from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR, configure_optimizers
-from tests.conftest import CONFIGS, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, cli_in_process, run_cli, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
 
@@ -334,7 +334,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
         # No temperature: validate then computes the very loss the fit's validation did.
         "--model.temperature_scaling=false",
     ]  # fmt: skip
-    fit = run_cli("fit", "--config", BASE, *flags, "--trainer.max_epochs=1", cwd=tmp_path)
+    # fit and its resume in this process; validate in a new one (below).
+    fit = cli_in_process("fit", "--config", BASE, *flags, "--trainer.max_epochs=1", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     fit_dir = logs / "base" / "version_0"
     last = fit_dir / "checkpoints" / "last.ckpt"
@@ -365,7 +366,7 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
         torch.testing.assert_close(probabilities, expected)
 
     # Resume: the average and the schedule go on from where they were (3 more steps).
-    resume = run_cli(
+    resume = cli_in_process(
         "fit", "--config", BASE, *flags, "--trainer.max_epochs=2", f"--ckpt_path={last}",
         cwd=tmp_path,
     )  # fmt: skip

@@ -32,7 +32,7 @@ from lit_celeba.data.photos import (
 from lit_celeba.data.transforms import columns_read, keep_columns
 from lit_celeba.errors import PhotoError
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, THREE_ATTRIBUTES, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, THREE_ATTRIBUTES, cli_in_process, run_cli, tiny_overrides
 
 READABLE = [
     "a_rgb.jpg",
@@ -252,7 +252,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
     logs = tmp_path / "logs"
     # No CelebA at --data.root: predicting on photos must not need it.
     flags = tiny_overrides(tmp_path / "no_celeba_here", logs) + ["--data.batch_size=4"]
-    predict = run_cli(
+    predict = cli_in_process(  # in this process: the rows it writes are the test
         "predict",
         "--config",
         str(CONFIGS / "base.yaml"),
@@ -327,7 +327,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     # --data.predict_output results/ (a new folder) wrote a file named `results`.
     ckpt = three_attribute_run["checkpoint"]
     out = tmp_path / "results"
-    predict = run_cli(
+    predict = cli_in_process(  # in this process: the rows it writes are the test
         "predict",
         "--config",
         str(CONFIGS / "base.yaml"),

@@ -31,6 +31,7 @@ from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import (
     CONFIGS,
     REPO,
+    cli_in_process,
     last_ckpt,
     run_expecting_error,
     tiny_overrides,
@@ -572,14 +573,9 @@ def _fit_args(root: Path, logs: Path, *extra: str) -> list[str]:
 
 
 def _run_fit(root: Path, logs: Path, *extra: str) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [sys.executable, "-m", "lit_celeba", *_fit_args(root, logs, *extra)],
-        cwd=logs.parent,
-        env=_cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """A fit that nothing stops (the uninterrupted reference, a resume after a stop): in this
+    process; the runs that are stopped are the real subprocesses."""
+    done = cli_in_process(*_fit_args(root, logs, *extra), cwd=logs.parent, timeout=300)
     assert done.returncode == 0, done.stderr
     return done
 

@@ -16,7 +16,7 @@ from lit_celeba.cli import cli_main
 from lit_celeba.commands.events import load_run
 from lit_celeba.commands.report import curves_figure, picture_file_name, write_report
 from lit_celeba.errors import ReportError
-from tests.conftest import run_cli
+from tests.conftest import cli_in_process, run_cli
 
 CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi
 
@@ -84,7 +84,8 @@ def test_report_of_a_folder_without_events(tmp_path: Path, capsys) -> None:
 @pytest.mark.slow
 def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) -> None:
     fit_dir, test_dir = dashboard_run["fit_dir"], dashboard_run["test_dir"]
-    report = run_cli("report", str(fit_dir), cwd=dashboard_run["cwd"])
+    # In this process: the pictures it writes are the test, not a process of its own.
+    report = cli_in_process("report", str(fit_dir), cwd=dashboard_run["cwd"])
     assert report.returncode == 0, report.stderr
     events = event_accumulator.EventAccumulator(str(fit_dir), size_guidance={"images": 0})
     events.Reload()
@@ -109,7 +110,7 @@ def test_report_command_on_a_real_fit_and_test(dashboard_run: dict[str, Any]) ->
     assert maps.width > val_maps.width and maps.height > val_maps.height  # the one attribute's
     assert maps.crop((0, 0, *val_maps.size)).tobytes() == val_maps.convert("RGB").tobytes()
 
-    report = run_cli("report", str(test_dir), cwd=dashboard_run["cwd"])
+    report = cli_in_process("report", str(test_dir), cwd=dashboard_run["cwd"])
     assert report.returncode == 0, report.stderr
     assert _not_blank(_png(test_dir / "test_predictions.png"))
     assert not (test_dir / "curves.png").exists()  # a test run has no per-epoch curves

@@ -17,8 +17,8 @@ import yaml
 from lit_celeba.cli import cli_main
 from tests.conftest import (
     CONFIGS,
+    cli_in_process,
     last_ckpt,
-    run_cli,
     run_expecting_error,
     tiny_overrides,
     tree_digest,
@@ -67,7 +67,7 @@ FINISHED_RUN_FLAGS = [*ONE_EPOCH, "--model.pooling=flatten", "--data.target_attr
 def test_fit_last_never_resumes_a_run_with_other_settings(tiny_root: Path, logs: Path) -> None:
     before = tree_digest(logs / "base" / "version_0")
     # Another recipe (another learning rate), started with --ckpt_path last as a job script does.
-    fit = run_cli(
+    fit = cli_in_process(
         "fit",
         "--config",
         BASE,

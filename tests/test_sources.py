@@ -18,7 +18,7 @@ from lit_celeba.data.order import subset_rows, tfds_key, tfds_sorted
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.data.transforms import columns_read
 from lit_celeba.errors import CelebAError
-from tests.conftest import CONFIGS, TINY_SIZES, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
 
 SIZES = (TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"])
 FORMS = ("zip", "kaggle-zip", "tfds")
@@ -237,7 +237,7 @@ def test_a_root_of_none_of_the_forms_lists_them_all(tmp_path) -> None:
 def test_cli_trains_from_each_form(forms, form, tmp_path) -> None:
     work = tmp_path / "run"
     work.mkdir()
-    result = run_cli(
+    result = cli_in_process(  # in this process: the caches it builds are the test
         "fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(forms[form], work / "logs"),
         "--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=32",
         "--trainer.max_epochs=1", cwd=work,
