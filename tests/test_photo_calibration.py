@@ -13,7 +13,13 @@ from PIL import Image
 from lit_celeba.data.labelled_photos import read_photo_labels
 from lit_celeba.errors import PhotoError
 from lit_celeba.models.calibration import fit_calibration
-from tests.conftest import CONFIGS, astronaut, run_cli, tiny_overrides, write_group_photo
+from tests.conftest import (
+    CONFIGS,
+    astronaut,
+    cli_in_process,
+    tiny_overrides,
+    write_group_photo,
+)
 
 
 def _photos(folder: Path) -> list[tuple[str, int]]:
@@ -56,7 +62,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
     before = tiny_checkpoint.read_bytes()
     out = tmp_path / "photo_calibrated.ckpt"
-    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={out}",
+    done = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={out}",
                    f"--photo_labels={labels}", "--thresholds=balanced_accuracy",
                    cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -68,7 +74,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     # the uncalibrated logits of every face; the calibration must be the one fitted on the
     # largest face of each photo with a face, against that photo's label.
     original = torch.load(tiny_checkpoint, weights_only=True)["calibration"]
-    predicted = run_cli("predict", *flags, f"--ckpt_path={tiny_checkpoint}",
+    predicted = cli_in_process("predict", *flags, f"--ckpt_path={tiny_checkpoint}",
                         f"--data.predict_path={tmp_path / 'photos'}",
                         f"--data.predict_output={tmp_path / 'before.csv'}",
                         cwd=tmp_path)  # fmt: skip
@@ -95,7 +101,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     assert not torch.equal(fitted["temperature"], original["temperature"])
 
     # predict with the calibrated checkpoint applies it to the same faces.
-    again = run_cli("predict", *flags, f"--ckpt_path={out}",
+    again = cli_in_process("predict", *flags, f"--ckpt_path={out}",
                     f"--data.predict_path={tmp_path / 'photos'}",
                     f"--data.predict_output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
@@ -118,7 +124,7 @@ def test_calibrate_on_photos_without_any_face_is_one_clear_error(
     Image.new("RGB", (300, 200), (90, 140, 60)).save(tmp_path / "photos" / "lawn.png")
     labels = _write_labels(tmp_path / "labels.csv", [("lawn.png", 1)])
     flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
-    done = run_cli("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
+    done = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
                    f"--photo_labels={labels}", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"calibrate found no face in the photos of --photo_labels {labels}" in done.stderr
@@ -175,13 +181,14 @@ def test_a_checkpoint_with_subgroups_calibrates_on_photos_that_label_them_too(
     flags = ["--config", str(CONFIGS / "blond_hair.yaml"), "--trainer.accelerator=cpu",
              "--trainer.enable_progress_bar=false", "--data.num_workers=0",
              f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]  # fmt: skip
-    done = run_cli("calibrate", *flags, f"--ckpt_path={checkpoint}", f"--photo_labels={labels}",
-                   f"--out={tmp_path / 'out.ckpt'}", cwd=tmp_path)  # fmt: skip
+    done = cli_in_process("calibrate", *flags, f"--ckpt_path={checkpoint}",
+                          f"--photo_labels={labels}", f"--out={tmp_path / 'out.ckpt'}",
+                          cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Calibrated on 6 faces of the photos" in done.stdout + done.stderr
     assert (tmp_path / "out.ckpt").is_file()
     only_targets = _write_labels(tmp_path / "targets.csv", rows, header="file,Blond_Hair")
-    refused = run_cli("calibrate", *flags, f"--ckpt_path={checkpoint}",
+    refused = cli_in_process("calibrate", *flags, f"--ckpt_path={checkpoint}",
                       f"--photo_labels={only_targets}", cwd=tmp_path)  # fmt: skip
     assert refused.returncode == 2
     assert "has no column for Male (the checkpoint's attributes and subgroups)" in refused.stderr
