@@ -160,14 +160,15 @@ def write_lfw_calibration(root: Path, out: Path) -> None:
     """The calibration half of LFW's balanced photos as ``file,Male`` (absolute paths)."""
     rows = [r for r in read_csv(root / "lfw" / "balanced.csv")
             if lfw_half(r["person"]) == "calibration"]  # fmt: skip
-    if out.exists():
-        sys.exit(f"{out} exists; give a new file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "x", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["file", "Male"])
-        writer.writerows([str((root / "lfw" / "images" / r["file"]).resolve()), r["male"]]
-                         for r in rows)  # fmt: skip
+    try:
+        with open(out, "x", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["file", "Male"])
+            writer.writerows([str((root / "lfw" / "images" / r["file"]).resolve()), r["male"]]
+                             for r in rows)  # fmt: skip
+    except FileExistsError:
+        sys.exit(f"{out} exists; give a new file name")
     women = sum(r["male"] == "0" for r in rows)
     print(f"Wrote {len(rows)} photos ({women} women, {len(rows) - women} men) to {out}")
 

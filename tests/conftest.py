@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import logging
@@ -96,6 +97,12 @@ def write_group_photo(path: Path, background: tuple[int, int, int] = (200, 210, 
     canvas.paste(turned, (580, 60))
     canvas.save(path, quality=92)
     return path
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file the commands wrote (predictions, tables), as dicts by header."""
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def tiny_overrides(root: Path, log_dir: Path) -> list[str]:

@@ -15,8 +15,8 @@ import torchvision
 
 from tests.conftest import REPO, run_cli, tiny_overrides
 from tests.data.legacy.make_fixtures import (
-    FACES,
     export_inputs,
+    legacy_faces,
     predicted_probabilities,
     printed_metrics,
 )
@@ -61,7 +61,7 @@ def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_pa
         "predict",
         *tiny_overrides(tiny_root, tmp_path / "logs"),
         f"--ckpt_path={LEGACY / f'{name}.ckpt'}",
-        f"--data.predict_path={FACES}",
+        f"--data.predict_path={legacy_faces(tiny_root, tmp_path / 'faces')}",
         f"--data.predict_output={output}",
         cwd=tmp_path,
     )
@@ -76,7 +76,7 @@ def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_export_gives_the_same_outputs(name: str, tmp_path: Path) -> None:
+def test_export_gives_the_same_outputs(name: str, tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
     result = run_cli("export", f"--ckpt_path={LEGACY / f'{name}.ckpt'}", f"--out={out}",
                      cwd=tmp_path)  # fmt: skip
@@ -91,7 +91,8 @@ def test_export_gives_the_same_outputs(name: str, tmp_path: Path) -> None:
             assert info[key] == value, key
     program = torch.export.load(str(out / "model.pt2")).module()
     with torch.no_grad():
-        probability, prediction = program(export_inputs(info["input"]["shape"][-1]))
+        faces = legacy_faces(tiny_root, tmp_path / "faces")
+        probability, prediction = program(export_inputs(faces, info["input"]["shape"][-1]))
     assert torch.allclose(probability, torch.tensor(wanted["probability"]),
                           atol=PROBABILITY_TOLERANCE, rtol=0)  # fmt: skip
     assert prediction.tolist() == wanted["prediction"]
@@ -132,7 +133,8 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
 ) -> None:
     ckpt = tmp_path / "resnet.ckpt"
     net = write_old_resnet_checkpoint(ckpt)
-    images = export_inputs(64)
+    faces = legacy_faces(tiny_root, tmp_path / "faces")
+    images = export_inputs(faces, 64)
     with torch.no_grad():
         expected = torch.sigmoid(net(images) / 1.5)
     out = tmp_path / "export"
@@ -144,11 +146,11 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
     assert torch.allclose(probability, expected, atol=PROBABILITY_TOLERANCE, rtol=0)
     output = tmp_path / "predictions.csv"
     flags = tiny_overrides(tiny_root, tmp_path / "logs")
-    result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={FACES}",
+    result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
                      f"--data.predict_output={output}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     predicted = predicted_probabilities(output)
-    photos = sorted(p.name for p in FACES.glob("*.jpg"))
+    photos = sorted(p.name for p in faces.glob("*.jpg"))
     assert sorted(predicted) == photos
     for photo, value in zip(photos, expected[:, 0].tolist(), strict=True):
         assert predicted[photo]["prob_Male"] == pytest.approx(value, abs=PROBABILITY_TOLERANCE)

@@ -9,7 +9,6 @@ count, subgroups on and off, and the cache on and off all meet every command.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from PIL import Image
 from lit_celeba.attributes import attribute_list
 from lit_celeba.cli import cli_main
 from lit_celeba.data.faces import face_columns
-from tests.conftest import CONFIGS, TINY_SIZES, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, csv_rows, tiny_overrides
 
 THREE = ["Male", "Young", "Smiling"]
 ALL_40 = None  # all_attributes.yaml's own list
@@ -82,11 +81,6 @@ def photo_folder(tiny_root: Path, folder: Path) -> Path:
     Image.open(images[3]).save(folder / "face.png")
     (folder / "broken.jpg").write_bytes(b"not an image")
     return folder
-
-
-def csv_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ face cut exactly as ``predict`` cuts it (lit_celeba/data/labelled_photos.py)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from tests.conftest import (
     CONFIGS,
     astronaut,
     cli_in_process,
+    csv_rows,
     tiny_overrides,
     write_group_photo,
 )
@@ -48,11 +48,6 @@ def _write_labels(path: Path, rows: list[tuple[str, int]], header: str = "file,M
     return path
 
 
-def _csv_rows(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.mark.slow
 def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
@@ -80,7 +75,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
                         cwd=tmp_path)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     faces: dict[str, list[dict]] = {}
-    for row in _csv_rows(tmp_path / "before.csv"):
+    for row in csv_rows(tmp_path / "before.csv"):
         if row["prob_Male"]:
             faces.setdefault(Path(row["path"]).name, []).append(row)
     assert len(faces["group.jpg"]) == 2 and "lawn.png" not in faces
@@ -105,8 +100,8 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
                     f"--data.predict_path={tmp_path / 'photos'}",
                     f"--data.predict_output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
-    after = [r for r in _csv_rows(tmp_path / "after.csv") if r["prob_Male"]]
-    before_rows = [r for r in _csv_rows(tmp_path / "before.csv") if r["prob_Male"]]
+    after = [r for r in csv_rows(tmp_path / "after.csv") if r["prob_Male"]]
+    before_rows = [r for r in csv_rows(tmp_path / "before.csv") if r["prob_Male"]]
     z = torch.logit(torch.tensor([float(r["prob_Male"]) for r in before_rows]).double())
     z = z * float(original["temperature"][0])
     want = torch.sigmoid(z / float(fitted["temperature"][0]))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import struct
 import zlib
@@ -32,7 +31,14 @@ from lit_celeba.data.photos import (
 from lit_celeba.data.transforms import columns_read, keep_columns
 from lit_celeba.errors import PhotoError
 from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, THREE_ATTRIBUTES, cli_in_process, run_cli, tiny_overrides
+from tests.conftest import (
+    CONFIGS,
+    THREE_ATTRIBUTES,
+    cli_in_process,
+    csv_rows,
+    run_cli,
+    tiny_overrides,
+)
 
 READABLE = [
     "a_rgb.jpg",
@@ -240,11 +246,6 @@ def transformed(batch: PhotoBatch) -> PhotoBatch:
     return out
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.mark.slow
 def test_predict_on_a_folder_writes_rows_that_match_predict_step(
     photos: Path, tiny_checkpoint: Path, tmp_path: Path
@@ -268,7 +269,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
     assert str(written) in output
     assert "2 of 12 files could not be read" in output
 
-    rows = _rows(written)
+    rows = csv_rows(written)
     assert list(rows[0]) == ["path", "prob_Male", "pred_Male", "error"]
     assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]
 
@@ -314,7 +315,7 @@ def test_predict_exits_non_zero_only_when_nothing_was_read(
     assert predict.returncode == 1, predict.stdout + predict.stderr
     assert "error: none of the files could be read" in predict.stderr
     assert "Traceback" not in predict.stderr
-    rows = _rows(out)
+    rows = csv_rows(out)
     assert [r["error"] for r in rows][1] == "file not found"
     assert all(r["prob_Male"] == "" and r["error"] for r in rows)
 
@@ -342,7 +343,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     )
     assert predict.returncode == 0, predict.stdout + predict.stderr
     assert out.is_dir()
-    rows = _rows(out / "predictions.csv")
+    rows = csv_rows(out / "predictions.csv")
     columns = ["path"] + [f"{k}_{a}" for a in THREE_ATTRIBUTES for k in ("prob", "pred")]
     assert list(rows[0]) == columns + ["error"]
     assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]

@@ -7,7 +7,6 @@ Issue 32, items 5, 6, 7, 10, 11, 14 and 18; docs/bad_input.md, fourth round.
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 from PIL import Image
 
 from lit_celeba.cli import cli_main
-from tests.conftest import CONFIGS, REPO, run_expecting_error, tiny_overrides
+from tests.conftest import CONFIGS, REPO, csv_rows, run_expecting_error, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
 
@@ -38,11 +37,6 @@ def _predict(ckpt: Path, root: Path, logs: Path, *flags: str):
                      f"--ckpt_path={ckpt}", *flags])  # fmt: skip
 
 
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_predict_replaces_its_own_photo_predictions_with_faces(
     tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -54,7 +48,7 @@ def test_predict_replaces_its_own_photo_predictions_with_faces(
     (photos / sorted(os.listdir(photos))[0]).unlink()
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
              f"--data.predict_output={out}", "--data.predict_overwrite=true")  # fmt: skip
-    assert len(_rows(out)) == 1
+    assert len(csv_rows(out)) == 1
 
 
 def test_overwritten_maps_leave_no_earlier_picture(
@@ -87,7 +81,7 @@ def test_a_list_saved_with_a_byte_order_mark_reads_as_without(
     out = tmp_path / "out.csv"
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
              f"--data.predict_output={out}")  # fmt: skip
-    rows = _rows(out)
+    rows = csv_rows(out)
     assert [row["error"] for row in rows] == ["", ""], rows
 
 
@@ -174,7 +168,7 @@ def test_photos_without_any_face_end_with_an_error_and_status_1(
     captured = capsys.readouterr()
     assert "error: no face was found in any of the 1 readable photo(s)" in captured.err
     assert "All 1 file(s) were read; 1 without a face." in captured.out
-    assert [row["error"] for row in _rows(out)] == ["no face found"]
+    assert [row["error"] for row in csv_rows(out)] == ["no face found"]
 
 
 def test_predict_with_an_output_of_its_own_makes_no_run_folder(
@@ -225,7 +219,7 @@ def test_overwriting_twice_keeps_one_run_of_pictures(
         listing.write_text("".join(f"photos/{n}\n" for n in names), encoding="utf-8-sig")
         _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
                  *flags, "--data.predict_overwrite=true")  # fmt: skip
-        assert len(_rows(out)) == kept
+        assert len(csv_rows(out)) == kept
         assert len(list(out.with_name("p_maps").glob("*.png"))) == kept
 
 
@@ -261,7 +255,7 @@ def test_predict_killed_midway_then_run_again(
     _killed_midway(["predict", *flags, *pause], ready, tmp_path)
     assert not out.exists() and len(list(out.with_name("p_maps").glob("*.png"))) == 1
     cli_main(["predict", *flags])
-    assert len(_rows(out)) == 3 and len(list(out.with_name("p_maps").glob("*.png"))) == 3
+    assert len(csv_rows(out)) == 3 and len(list(out.with_name("p_maps").glob("*.png"))) == 3
 
 
 def test_calibrate_killed_midway_then_run_again(
@@ -314,4 +308,4 @@ def test_only_unreadable_photos_with_maps_is_status_1_and_no_picture(
                  f"--data.predict_output={out}", "--data.predict_maps=true")  # fmt: skip
     assert exit_info.value.code == 1
     assert "error: none of the files could be read as an image" in capsys.readouterr().err
-    assert not list(tmp_path.glob("p_maps/*.png")) and len(_rows(out)) == 1
+    assert not list(tmp_path.glob("p_maps/*.png")) and len(csv_rows(out)) == 1

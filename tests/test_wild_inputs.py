@@ -4,23 +4,17 @@ docs/bad_input.md, "Fourth round, ours", has a row for each."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIGS, astronaut, tiny_overrides
+from tests.conftest import CONFIGS, astronaut, csv_rows, tiny_overrides
 
 BASE = ["--config", str(CONFIGS / "base.yaml")]
 # A small network at 32 px: the checkpoints here only need to exist.
 SMALL = ["--model.channels=[8, 8, 8, 8]", "--data.image_size=32", "--data.batch_size=16",
          "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
          "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"]  # fmt: skip
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +44,7 @@ def test_predict_and_test_from_a_reweight_checkpoint_need_no_subgroups(
     out = work / "predictions.csv"
     cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={photo}",
               f"--data.predict_output={out}"])  # fmt: skip
-    assert [row["error"] for row in read_rows(out)] == [""]
+    assert [row["error"] for row in csv_rows(out)] == [""]
     cli_main(["test", *BASE, *flags, f"--ckpt_path={ckpt}"])
     err = capsys.readouterr().err
     assert "train_subgroups" not in err and "for other groups" not in err
@@ -362,7 +356,7 @@ def test_a_folder_with_gifs_and_a_gif_alone(
     err = capsys.readouterr().err
     assert ("predicting on its 1 .jpg/.jpeg/.png/.webp/.bmp file(s) only; skipped 2 image(s) of "
             "a format it does not read (anim.gif, scan.tif): convert them to JPEG or PNG") in err
-    assert [row["path"] for row in read_rows(tmp_path / "folder.csv")] == [str(folder / "her.jpg")]
+    assert [row["path"] for row in csv_rows(tmp_path / "folder.csv")] == [str(folder / "her.jpg")]
     with pytest.raises(SystemExit):
         cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}",
                   f"--data.predict_path={folder / 'anim.gif'}",

@@ -73,19 +73,15 @@ class CelebATrainer(pl.Trainer):
             raise FileExistsError(f"--out {target} already exists; choose another path")
         rule = thresholds or model.thresholds
         scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
-        source = "validation images"
-        if photo_labels is not None:
-            datamodule = LabelledPhotoData(datamodule, photo_labels)
-            listed = len(datamodule.faces)
-        self.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
-        if model.validation_rows is None or len(model.validation_rows[1]) == 0:
+        photos = None if photo_labels is None else LabelledPhotoData(datamodule, photo_labels)
+        data = datamodule if photos is None else photos
+        self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
+        if model.validation_rows is None:
             raise UsageError(f"calibrate found no face in the photos of --photo_labels "
-                             f"{photo_labels}" if photo_labels else
+                             f"{photo_labels}" if photos is not None else
                              "calibrate found no validation images (data.val_size?)")  # fmt: skip
         logits, targets = model.validation_rows
-        if photo_labels is not None:
-            source = (f"faces of the photos in {photo_labels} ({listed - len(targets)} of its "
-                      f"{listed} photos left out: unreadable or no face large enough to judge)")
+        source = "validation images" if photos is None else photos.fitted_on(len(targets))
         before = getattr(model, "loaded_calibration", model.calibration)
         fitted = fit_calibration(logits, targets, scaling, rule)
         if self.is_global_zero:

@@ -112,20 +112,22 @@ class LabelledFaces(Dataset):
             image = item.image[max(range(len(judged)), key=lambda i: face_size(judged[i]))]
         else:  # framed whole (data.align never, or one of CelebA's own aligned images)
             image = item.image
-        labels = self.labels[index]
-        groups = (labels[self.targets :],) if len(labels) > self.targets else ()
-        return image, labels[: self.targets], *groups
+        return image, *self._parts(self.labels[index])
+
+    def _parts(self, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """A photo's (or a batch's) labels as ``(targets,)`` or ``(targets, groups)``."""
+        if self.labels.shape[1] == self.targets:
+            return (labels,)
+        return labels[..., : self.targets], labels[..., self.targets :]
 
     def collate(self, items: Sequence[tuple[torch.Tensor, ...] | None]) -> tuple:
         """The images and labels of the photos with a face; empty tensors of the right shapes
         when none of the batch's has one."""
         kept = [item for item in items if item is not None]
-        if not kept:
-            empty = torch.empty((0, self.labels.shape[1]), dtype=torch.long)
-            labels = (empty[:, : self.targets], empty[:, self.targets :])
-            images = torch.empty((0, *self.photos.image_shape), dtype=torch.uint8)
-            return (images, *labels[: 1 + (self.labels.shape[1] > self.targets)])
-        return tuple(torch.stack(part) for part in zip(*kept, strict=True))
+        if kept:
+            return tuple(torch.stack(part) for part in zip(*kept, strict=True))
+        images = torch.empty((0, *self.photos.image_shape), dtype=torch.uint8)
+        return images, *self._parts(self.labels[:0])
 
 
 class LabelledPhotoData(pl.LightningDataModule):
@@ -136,13 +138,19 @@ class LabelledPhotoData(pl.LightningDataModule):
         super().__init__()
         self.data = data
         self.target_attrs = list(data.target_attrs)
-        self.csv_path = Path(csv_path)
+        self.csv_path = csv_path
         # A model with subgroups evaluates them too: the CSV labels them as well.
         wanted = self.target_attrs + list(data.subgroups)
         photos, labels = zip(*read_photo_labels(csv_path, wanted), strict=True)
         dataset = PhotoDataset(photos, columns_read(data.image_size), data.align,
                                data.min_face_size)  # fmt: skip
         self.faces = LabelledFaces(dataset, labels, len(self.target_attrs))
+
+    def fitted_on(self, faces: int) -> str:
+        """What a calibration fitted on ``faces`` of these photos' faces was fitted on."""
+        listed = len(self.faces)
+        return (f"faces of the photos in {self.csv_path} ({listed - faces} of its {listed} "
+                "photos left out: unreadable or no face large enough to judge)")  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
@@ -152,7 +160,9 @@ class LabelledPhotoData(pl.LightningDataModule):
             collate_fn=self.faces.collate,
         )
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # The run's data module transforms the batch, as it does CelebA's and predict's photos.
+    def setup(self, stage: str) -> None:
+        # The run's data module transforms the batches (its hook reads the trainer's state).
         self.data.trainer = self.trainer
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return self.data.on_after_batch_transfer(batch, dataloader_idx)

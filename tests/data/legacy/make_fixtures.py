@@ -24,14 +24,13 @@ network (channels 4, 8, 8, 16) so that each file stays small:
 
 Beside each ``NAME.ckpt``, ``NAME.json`` holds what the commands gave with that commit: the
 metrics ``test`` printed on the test split of tests/conftest.py's ``tiny_root`` (the generated
-set, seed 3), the probabilities ``predict`` wrote for the photos in ``faces/`` (four generated
-178x218 test faces, kept here so that they do not depend on the generator), and ``export``'s
-``model.json`` values with the exported program's outputs on the same faces (``export_inputs``).
+set, seed 3), the probabilities ``predict`` wrote for four of its test faces
+(:func:`legacy_faces`), and ``export``'s ``model.json`` values with the exported program's
+outputs on the same faces (``export_inputs``).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -46,10 +45,9 @@ from PIL import Image
 
 from lit_celeba.data.celeba import find_files
 from lit_celeba.data.synthetic import generate_celeba
-from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, REPO, TINY_SIZES, csv_rows, run_cli, tiny_overrides
 
 HERE = Path(__file__).resolve().parent
-FACES = HERE / "faces"
 CHANNELS = "--model.channels=[4, 8, 8, 16]"
 # The generated training set: larger than tiny_root's 96 faces so that a few epochs learn
 # something and the probabilities spread; seed 11 keeps it apart from the evaluation set's 3.
@@ -73,16 +71,26 @@ FIXTURES: dict[str, dict[str, list[str]]] = {
 }
 
 
-def export_inputs(image_size: int) -> torch.Tensor:
-    """The photos in ``faces/`` as the exported program takes them, prepared as ``model.json``
+def legacy_faces(tiny_root: Path, folder: Path) -> Path:
+    """``folder``, holding the four photos that ``predict`` and ``export`` are checked on: the
+    last four test faces of tests/conftest.py's generated ``tiny_root`` (seed 3), copied there.
+    The ``test`` figures need that same generated set, so these need no copy of their own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for image in sorted(find_files(tiny_root).image_dir.glob("*.jpg"))[-4:]:  # test split
+        shutil.copy(image, folder / image.name)
+    return folder
+
+
+def export_inputs(faces: Path, image_size: int) -> torch.Tensor:
+    """The photos in ``faces`` as the exported program takes them, prepared as ``model.json``
     says (written out here, so that it does not depend on lit_celeba's transforms): rows 20..197,
     scaled to [0, 1], resized to ``image_size`` bilinearly without antialiasing."""
-    faces = []
-    for path in sorted(FACES.glob("*.jpg")):
+    crops = []
+    for path in sorted(faces.glob("*.jpg")):
         with Image.open(path) as photo:
             pixels = torch.from_numpy(np.asarray(photo.convert("RGB")).copy())
-        faces.append(pixels.permute(2, 0, 1)[:, 20:198].float() / 255)
-    return F.interpolate(torch.stack(faces), size=(image_size, image_size), mode="bilinear",
+        crops.append(pixels.permute(2, 0, 1)[:, 20:198].float() / 255)
+    return F.interpolate(torch.stack(crops), size=(image_size, image_size), mode="bilinear",
                          align_corners=False, antialias=False)  # fmt: skip
 
 
@@ -100,11 +108,9 @@ def printed_metrics(stdout: str) -> dict[str, float]:
 
 def predicted_probabilities(csv_path: Path) -> dict[str, dict[str, float]]:
     """``predict``'s CSV on the photos: each photo's (by file name) ``prob_<attribute>``s."""
-    with open(csv_path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
     return {
         Path(row["path"]).name: {k: float(v) for k, v in row.items() if k.startswith("prob_")}
-        for row in rows
+        for row in csv_rows(csv_path)
     }
 
 
@@ -118,8 +124,8 @@ def expected_figures(ckpt: Path, test_flags: list[str], tiny_root: Path, work: P
     """What ``test``, ``predict`` and ``export`` give for ``ckpt``, as the test runs them."""
     flags = tiny_overrides(tiny_root, work / "logs")
     test = checked(run_cli("test", *flags, *test_flags, f"--ckpt_path={ckpt}", cwd=work))
-    output = work / "predictions.csv"
-    checked(run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={FACES}",
+    output, faces = work / "predictions.csv", legacy_faces(tiny_root, work / "faces")
+    checked(run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
                     f"--data.predict_output={output}", cwd=work))  # fmt: skip
     out = work / "export"
     checked(run_cli("export", f"--ckpt_path={ckpt}", f"--out={out}", cwd=work))
@@ -127,7 +133,7 @@ def expected_figures(ckpt: Path, test_flags: list[str], tiny_root: Path, work: P
     image_size = info["input"]["shape"][-1]
     program = torch.export.load(str(out / "model.pt2")).module()
     with torch.no_grad():
-        probability, prediction = program(export_inputs(image_size))
+        probability, prediction = program(export_inputs(faces, image_size))
     return {
         "test": printed_metrics(test.stdout),
         "predict": predicted_probabilities(output),
@@ -166,9 +172,6 @@ def main() -> None:
         tiny_root = work / "tiny_celeba"
         generate_celeba(tiny_root, TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"],
                         seed=3, progress=False)  # as tests/conftest.py's tiny_root  # fmt: skip
-        FACES.mkdir(exist_ok=True)
-        for image in sorted(find_files(tiny_root).image_dir.glob("*.jpg"))[-4:]:  # test split
-            shutil.copy(image, FACES / image.name)
         train_root = work / "train_set"
         generate_celeba(train_root, TRAIN_SET["train"], TRAIN_SET["valid"], TRAIN_SET["test"],
                         seed=TRAIN_SET["seed"], progress=False)  # fmt: skip
