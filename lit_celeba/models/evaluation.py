@@ -164,10 +164,10 @@ def say_one_class(
 
 def calibration_errors(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The expected calibration error (:data:`ECE_BINS` bins, L1) of each attribute, (K,)."""
+    # Contiguous per attribute: torchmetrics warns on a column slice of several attributes.
     return torch.stack([
-        binary_calibration_error(probabilities[:, k], targets[:, k], n_bins=ECE_BINS, norm="l1",
-                                 validate_args=False)
-        for k in range(targets.shape[1])
+        binary_calibration_error(p, y, n_bins=ECE_BINS, norm="l1", validate_args=False)
+        for p, y in zip(probabilities.T.contiguous(), targets.T.contiguous(), strict=True)
     ]).double().cpu()  # fmt: skip
 
 
