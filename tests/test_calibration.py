@@ -12,9 +12,11 @@ import torch
 from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.models.calibration import choose_thresholds, fit_temperature
+from lit_celeba.errors import CheckpointError
+from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_temperature
+from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.module import RecipeClassifier
-from lit_celeba.models.outputs import Calibration
+from lit_celeba.models.outputs import Calibration, Predictor
 from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
 
 
@@ -70,6 +72,54 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
     # Logits three and a half times too large for the first attribute, right for the second.
     temperatures = fit_temperature(z * torch.tensor([3.5, 1.0]), targets)
     assert temperatures.tolist() == pytest.approx([3.5, 1.0], rel=0.05)
+
+
+def test_platt_scaling_recovers_a_known_temperature_and_bias() -> None:
+    gen = torch.Generator().manual_seed(2)
+    z = torch.randn(20000, 2, generator=gen) * 2
+    # The truth is sigmoid(z / 2 + 1.5) for the first attribute, sigmoid(z - 0.8) for the second.
+    truth = torch.sigmoid(z / torch.tensor([2.0, 1.0]) + torch.tensor([1.5, -0.8]))
+    targets = (torch.rand(20000, 2, generator=gen) < truth).long()
+    calibration = fit_calibration(z, targets, temperature=True, bias=True)
+    assert calibration.temperature.tolist() == pytest.approx([2.0, 1.0], rel=0.06)
+    assert calibration.bias.tolist() == pytest.approx([1.5, -0.8], abs=0.06)
+    probabilities, _ = calibration.apply(z)
+    torch.testing.assert_close(probabilities, truth, atol=0.02, rtol=0)
+    # A temperature alone cannot move the line between the classes: its bias stays 0, and the
+    # bias is what brings the calibration error down.
+    without = fit_calibration(z, targets, temperature=True, bias=False)
+    assert without.bias.tolist() == [0.0, 0.0]
+    errors = [calibration_errors(c.apply(z)[0], targets) for c in (calibration, without)]
+    assert float(errors[0].max()) < 0.02 < float(errors[1].max())
+
+
+def test_a_bias_keeps_every_decision_where_the_temperature_is_turned_off() -> None:
+    gen = torch.Generator().manual_seed(3)
+    z = torch.randn(500, 2, generator=gen) * 3
+    calibration = Calibration(torch.tensor([0.7, 1.4]), torch.tensor([0.62, 0.35]),
+                              "balanced_accuracy", torch.tensor([-1.1, 0.4]))  # fmt: skip
+    plain = calibration.evaluated_with(temperature_scaling=False, rule="balanced_accuracy")
+    assert plain.temperature.tolist() == [1.0, 1.0] and plain.bias.tolist() == [0.0, 0.0]
+    assert torch.equal(plain.apply(z)[1], calibration.apply(z)[1])
+    torch.testing.assert_close(plain.apply(z)[0], torch.sigmoid(z))
+
+
+def test_the_bias_travels_in_checkpoints_and_exports_and_old_ones_load_with_bias_zero() -> None:
+    calibration = Calibration(torch.tensor([0.7]), torch.tensor([0.6]), "f1", torch.tensor([-0.9]))
+    state = calibration.state(fitted_at_step=12)
+    again = Calibration.from_state(state, 1)
+    assert again.bias.tolist() == pytest.approx([-0.9]) and again.rule == "f1"
+    old = {k: v for k, v in state.items() if k != "bias"}  # written before the bias existed
+    assert Calibration.from_state(old, 1).bias.tolist() == [0.0]
+    with pytest.raises(CheckpointError, match="for 1 attribute"):
+        Calibration.from_state({**state, "bias": torch.zeros(3)}, 1)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    images = torch.rand(4, 3, 8, 8)
+    net(images)
+    predictor = Predictor(net, calibration)
+    got, want = predictor(images), calibration.apply(net(images))
+    torch.testing.assert_close(got[0], want[0])
+    assert torch.equal(got[1], want[1])
 
 
 def test_thresholds_maximise_balanced_accuracy_and_f1_among_all_cuts() -> None:

@@ -4,8 +4,9 @@ fitted again on the validation split, written into a copy of the checkpoint.
 ``fit`` already fits a calibration at each validation (:mod:`lit_celeba.models.calibration`)
 and stores it in every checkpoint; this command is for a checkpoint from before calibration
 existed, or to choose the thresholds by another rule (``--thresholds fixed`` puts every threshold
-back at 0.5, ``balanced_accuracy`` or ``f1`` chooses each attribute's own) or to turn the
-temperatures off (``--temperature_scaling false``). It runs like ``validate`` (the same config,
+back at 0.5, ``balanced_accuracy`` or ``f1`` chooses each attribute's own), to turn the
+temperatures off (``--temperature_scaling false``) or to fit a bias beside them (``--bias true``,
+Platt scaling). It runs like ``validate`` (the same config,
 ``--data.*`` settings and ``--ckpt_path last``), then writes ``calibrated.ckpt`` into its own run
 folder (or ``--out``, which must not exist): the checkpoint it read, unchanged but for its
 calibration, so ``test``, ``predict`` and ``export`` use the new one. The checkpoint it read is
@@ -48,6 +49,7 @@ class CelebATrainer(pl.Trainer):
         temperature_scaling: bool | None = None,
         out: str | None = None,
         photo_labels: str | None = None,
+        bias: bool = False,
     ) -> Calibration:
         """Fit the checkpoint's calibration on the validation split and write the checkpoint
         with it.
@@ -65,6 +67,9 @@ class CelebATrainer(pl.Trainer):
             photo_labels: a CSV of labelled photos to fit on instead of the validation split,
                 each photo's largest face cut as ``predict`` cuts it
                 (:mod:`lit_celeba.data.labelled_photos`).
+            bias: fit a bias per attribute beside the temperature (Platt scaling): for photos
+                where the line between the classes is not where CelebA puts it, so that the
+                probabilities hold there too, not only the decisions.
         """
         if ckpt_path is None or not Path(ckpt_path).is_file():
             raise UsageError(f"calibrate needs a checkpoint file as --ckpt_path, got {ckpt_path}")
@@ -73,6 +78,10 @@ class CelebATrainer(pl.Trainer):
             raise FileExistsError(f"--out {target} already exists; choose another path")
         rule = thresholds or model.thresholds
         scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
+        if bias and not scaling:
+            raise UsageError("calibrate --bias true needs the temperature scaling on: without it "
+                             "(--temperature_scaling false) the probabilities are the network's "
+                             "own and a bias would only move the thresholds; drop one of the two")
         photos = None if photo_labels is None else LabelledPhotoData(datamodule, photo_labels)
         data = datamodule if photos is None else photos
         self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
@@ -83,7 +92,7 @@ class CelebATrainer(pl.Trainer):
         logits, targets = model.validation_rows
         source = "validation images" if photos is None else photos.fitted_on(len(targets))
         before = getattr(model, "loaded_calibration", model.calibration)
-        fitted = fit_calibration(logits, targets, scaling, rule)
+        fitted = fit_calibration(logits, targets, scaling, rule, bias)
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
             checkpoint[CHECKPOINT_KEY] = fitted.state(checkpoint.get("global_step"))
@@ -112,7 +121,8 @@ def _summary(
             f"{metrics['balanced_accuracy'].nanmean():.4f}"
         )
     for k, attribute in enumerate(model.target_attrs[:5]):
-        lines.append(f"  {attribute}: temperature {after.temperature[k]:.3f}, threshold "
+        shift = f", bias {after.bias[k]:+.3f}" if bool((after.bias != 0).any()) else ""
+        lines.append(f"  {attribute}: temperature {after.temperature[k]:.3f}{shift}, threshold "
                      f"{after.threshold[k]:.3f}")  # fmt: skip
     if len(model.target_attrs) > 5:
         lines.append(f"  ... and {len(model.target_attrs) - 5} more attributes")

@@ -19,7 +19,7 @@ writes into ``--out``:
 The models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint's image size
 (64 for the recipe), RGB in [0, 1], and return ``(probability, prediction)``, each (N, K):
 column k is ``target_attrs[k]``'s calibrated probability and its 0/1 decision at the
-attribute's threshold, exactly as ``predict`` gives them (flip TTA, the temperatures and the
+attribute's threshold, exactly as ``predict`` gives them (flip TTA, the temperatures, biases and
 thresholds included: :class:`~lit_celeba.models.outputs.Predictor`); K = 1 for the recipe. The
 graph starts from a face in CelebA's aligned framing: ``predict`` first finds each face in a
 photo and warps it there (:mod:`lit_celeba.data.faces`, ``model.json``'s ``alignment``), which
@@ -245,6 +245,7 @@ def model_info(
         "alignment": ALIGNMENT,
         "tta_flip": model.tta_flip,
         "temperature": calibration.temperature.tolist(),
+        "bias": calibration.bias.tolist(),
         "threshold": calibration.threshold.tolist(),
         "threshold_rule": calibration.rule,
         "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],

@@ -6,7 +6,9 @@ divided by it: one convex problem in ``1 / temperature`` per attribute, solved h
 method on all attributes at once (torch's LBFGS would need autograd inside a validation epoch,
 which runs under inference mode). Dividing by a positive temperature keeps every logit's sign,
 so decisions at 0.5 and the ranking of the faces (AUROC) do not change; only how confident the
-probabilities are.
+probabilities are. ``calibrate --bias`` fits a bias per attribute beside it (Platt scaling, the
+same Newton's method with two unknowns): for photos where the line between the classes sits
+elsewhere than on CelebA (``docs/in_the_wild.md``), which a temperature alone cannot move.
 
 The thresholds (``rule``): ``fixed`` keeps 0.5; ``balanced_accuracy`` and ``f1`` take, per
 attribute, the cut between two calibrated validation probabilities that maximises that score
@@ -24,22 +26,67 @@ NEWTON_STEPS = 50
 # 1 / temperature stays within these: a network whose logits say nothing (or the opposite of the
 # labels) would otherwise be "calibrated" to a constant or a flipped probability.
 MIN_INVERSE, MAX_INVERSE = 1e-2, 1e2
+# The bias in logit units: 10 moves a probability of 0.5 to 0.99995.
+MAX_BIAS = 10.0
+LINE_SEARCH_HALVINGS = 12
+
+
+def fit_scaling(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: bool = True, bias: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The temperature and bias (each (K,)) of each attribute that minimise the mean binary
+    cross-entropy of ``logits / temperature + bias`` against ``targets`` (both (N, K)); a part
+    that is off stays 1 (temperature) or 0 (bias). With both on this is Platt scaling: a
+    logistic regression on the logit, two unknowns per attribute, solved by Newton's method."""
+    z, y = logits.double(), targets.double()
+    count = z.shape[1]
+    inverse = torch.ones(count, dtype=torch.float64, device=z.device)
+    shift = torch.zeros(count, dtype=torch.float64, device=z.device)
+    current = _mean_nll(z, y, inverse, shift)
+    for _ in range(NEWTON_STEPS if temperature or bias else 0):
+        p = torch.sigmoid(inverse * z + shift)
+        w = (p * (1 - p)).clamp(min=1e-12)
+        g_a, g_b = ((p - y) * z).mean(0), (p - y).mean(0)
+        h_aa, h_ab, h_bb = (w * z * z).mean(0), (w * z).mean(0), w.mean(0)
+        if temperature and bias:
+            det = (h_aa * h_bb - h_ab * h_ab).clamp(min=1e-12)
+            step_a, step_b = (h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det
+        elif temperature:
+            step_a, step_b = g_a / h_aa.clamp(min=1e-12), torch.zeros_like(g_b)
+        else:
+            step_a, step_b = torch.zeros_like(g_a), g_b / h_bb
+        # A full Newton step can overshoot where the logits barely tell the classes apart (two
+        # unknowns, a nearly flat likelihood): each attribute takes the longest of the halved
+        # steps that lowers its likelihood, or none.
+        best_a, best_b, best = inverse, shift, current
+        for halvings in range(LINE_SEARCH_HALVINGS):
+            scale = 0.5**halvings
+            a = (inverse - scale * step_a).clamp(MIN_INVERSE, MAX_INVERSE)
+            b = (shift - scale * step_b).clamp(-MAX_BIAS, MAX_BIAS)
+            nll = _mean_nll(z, y, a, b)
+            better = nll < best
+            best_a, best_b = torch.where(better, a, best_a), torch.where(better, b, best_b)
+            best = torch.where(better, nll, best)
+        gain = float((current - best).max())
+        inverse, shift, current = best_a, best_b, best
+        if gain < 1e-12:
+            break
+    return (1.0 / inverse).float(), shift.float()
+
+
+def _mean_nll(
+    z: torch.Tensor, y: torch.Tensor, inverse: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """The mean binary cross-entropy (K,) of the logits ``inverse * z + shift``."""
+    u = inverse * z + shift
+    return (torch.nn.functional.softplus(u) - y * u).mean(0)
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The temperature (K,) of each attribute that minimises the mean binary cross-entropy of
-    ``logits / temperature`` against ``targets`` (both (N, K))."""
-    z, y = logits.double(), targets.double()
-    inverse = torch.ones(z.shape[1], dtype=torch.float64, device=z.device)
-    for _ in range(NEWTON_STEPS):
-        p = torch.sigmoid(inverse * z)
-        gradient = ((p - y) * z).mean(0)
-        curvature = (p * (1 - p) * z * z).mean(0).clamp(min=1e-12)
-        step = gradient / curvature
-        inverse = (inverse - step).clamp(MIN_INVERSE, MAX_INVERSE)
-        if step.abs().max() < 1e-10:
-            break
-    return (1.0 / inverse).float()
+    ``logits / temperature`` against ``targets`` (both (N, K)): :func:`fit_scaling` without a
+    bias."""
+    return fit_scaling(logits, targets, temperature=True, bias=False)[0]
 
 
 def choose_thresholds(
@@ -84,19 +131,23 @@ def _best_cut(p: torch.Tensor, y: torch.Tensor, rule: str) -> float | None:
 
 
 def fit_calibration(
-    logits: torch.Tensor, targets: torch.Tensor, temperature: bool = True, rule: str = "fixed"
-) -> Calibration:
+    logits: torch.Tensor, targets: torch.Tensor, temperature: bool = True, rule: str = "fixed",
+    bias: bool = False,
+) -> Calibration:  # fmt: skip
     """A calibration fitted on uncalibrated validation ``logits`` and ``targets`` (N, K): the
-    temperatures (or 1 where ``temperature`` is off, or the attribute has one class only), then
-    the thresholds on the probabilities those temperatures give."""
+    temperatures (or 1 where ``temperature`` is off, or the attribute has one class only) and,
+    with ``bias``, a bias per attribute (Platt scaling; else 0), then the thresholds on the
+    probabilities those give."""
     count = targets.shape[1]
-    temperatures = fit_temperature(logits, targets).cpu() if temperature else torch.ones(count)
+    temperatures, biases = (part.cpu() for part in fit_scaling(logits, targets, temperature, bias))
     # An attribute with one class only: any temperature "fits" it (0.01 or 100, the bounds), and
-    # would wreck its probabilities elsewhere. It stays 1, as its threshold stays 0.5.
+    # would wreck its probabilities elsewhere. It stays 1 (and its bias 0), as its threshold
+    # stays 0.5.
     one_class = (targets.amin(0) == targets.amax(0)).cpu()
     temperatures = torch.where(one_class, torch.ones(count), temperatures)
-    probabilities = torch.sigmoid(logits.float().cpu() / temperatures)
-    return Calibration(temperatures, choose_thresholds(probabilities, targets, rule), rule)
+    biases = torch.where(one_class, torch.zeros(count), biases)
+    probabilities = torch.sigmoid(logits.float().cpu() / temperatures + biases)
+    return Calibration(temperatures, choose_thresholds(probabilities, targets, rule), rule, biases)
 
 
 class ValidateTheLastEpoch(pl.Callback):

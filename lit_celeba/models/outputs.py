@@ -1,15 +1,16 @@
 """The one place where logits become what a user sees: probabilities and 0/1 decisions.
 
 An image's *final logit* per attribute is the network's, averaged with its mirror image's under
-``tta_flip`` (:func:`final_logits`), then divided by the attribute's temperature; its probability
-is the sigmoid of that, and its decision is 1 where the probability is above the attribute's
-threshold (:class:`Calibration`). The LightningModule's evaluation steps return these, and every
-consumer reads them there: the metrics, the dashboards, the prediction writer, the test tables.
+``tta_flip`` (:func:`final_logits`), then divided by the attribute's temperature and shifted by its
+bias; its probability is the sigmoid of that, and its decision is 1 where the probability is above
+the attribute's threshold (:class:`Calibration`). The LightningModule's evaluation steps return
+these, and every consumer reads them there: the metrics, the dashboards, the prediction writer,
+the test tables.
 The exports wrap the same computation in :class:`Predictor`.
 
 A checkpoint without a calibration (one written before calibration existed, or trained with it
-off) has temperature 1 and threshold 0.5 for every attribute: the plain sigmoid and the rule
-"above 0.5 is 1" of torchmetrics.
+off) has temperature 1, bias 0 and threshold 0.5 for every attribute: the plain sigmoid and the
+rule "above 0.5 is 1" of torchmetrics. A calibration from before the bias existed has bias 0.
 """
 
 from __future__ import annotations
@@ -46,22 +47,29 @@ def final_logits(
 
 @dataclass
 class Calibration:
-    """Per attribute a temperature (the logit is divided by it) and a decision threshold on the
+    """Per attribute a temperature (the logit is divided by it), a bias (added after: Platt
+    scaling; 0 unless ``calibrate --bias`` fitted one) and a decision threshold on the
     probability, as (K,) float tensors; ``rule`` says how the thresholds were chosen."""
 
     temperature: torch.Tensor
     threshold: torch.Tensor
     rule: str = "fixed"
+    bias: torch.Tensor | None = None
     # Copies on each device, made once: a copy from the host in every training step would make
     # the host wait for the GPU there.
-    _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+    _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
-    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The temperatures and thresholds on ``device``."""
+    def __post_init__(self) -> None:
+        if self.bias is None:
+            self.bias = torch.zeros_like(self.temperature)
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The temperatures, thresholds and biases on ``device``."""
         if device not in self._on_device:
-            self._on_device[device] = (self.temperature.to(device), self.threshold.to(device))
+            self._on_device[device] = (self.temperature.to(device), self.threshold.to(device),
+                                       self.bias.to(device))  # fmt: skip
         return self._on_device[device]
 
     @staticmethod
@@ -73,16 +81,18 @@ class Calibration:
 
     @classmethod
     def identity(cls, num_attributes: int) -> Calibration:
-        """Temperature 1 and threshold 0.5: the plain sigmoid and the 0.5 rule."""
+        """Temperature 1, bias 0 and threshold 0.5: the plain sigmoid and the 0.5 rule."""
         return cls(torch.ones(num_attributes), torch.full((num_attributes,), DEFAULT_THRESHOLD))
 
     @property
     def is_identity(self) -> bool:
-        return bool((self.temperature == 1).all() and (self.threshold == DEFAULT_THRESHOLD).all())
+        return bool((self.temperature == 1).all() and (self.bias == 0).all()
+                    and (self.threshold == DEFAULT_THRESHOLD).all())  # fmt: skip
 
     def scaled(self, logits: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (B, K) of uncalibrated ones, for the loss."""
-        return logits / self.on(logits.device)[0].to(logits.dtype)
+        temperature, _, bias = self.on(logits.device)
+        return logits / temperature.to(logits.dtype) + bias.to(logits.dtype)
 
     def apply(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Calibrated probabilities and 0/1 decisions (B, K) of uncalibrated logits."""
@@ -96,45 +106,53 @@ class Calibration:
 
     def evaluated_with(self, temperature_scaling: bool, rule: str) -> Calibration:
         """This calibration as a model with these settings applies it: without
-        ``temperature_scaling`` the temperatures are 1 and each threshold moves so that every
-        decision stays (``sigmoid(z / T) > t`` is ``sigmoid(z) > sigmoid(T * logit(t))``); with
-        the ``fixed`` rule every threshold is 0.5. Other rules keep the fitted thresholds."""
-        temperature, threshold, kept = self.temperature, self.threshold, self.rule
-        if not temperature_scaling and not bool((temperature == 1).all()):
-            threshold = torch.sigmoid(temperature * torch.logit(threshold.double())).float()
-            temperature = torch.ones_like(temperature)
+        ``temperature_scaling`` the temperatures are 1, the biases 0, and each threshold moves so
+        that every decision stays (``sigmoid(z / T + b) > t`` is ``sigmoid(z) > sigmoid(T *
+        (logit(t) - b))``); with the ``fixed`` rule every threshold is 0.5. Other rules keep the
+        fitted thresholds."""
+        temperature, threshold, bias, kept = self.temperature, self.threshold, self.bias, self.rule
+        if not temperature_scaling and not bool((temperature == 1).all() and (bias == 0).all()):
+            moved = temperature.double() * (torch.logit(threshold.double()) - bias.double())
+            threshold = torch.sigmoid(moved).float()
+            temperature, bias = torch.ones_like(temperature), torch.zeros_like(bias)
         if rule == "fixed" and kept != "fixed":
             threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
-        return Calibration(temperature, threshold, kept)
+        return Calibration(temperature, threshold, kept, bias)
 
     def state(self, fitted_at_step: int | None = None) -> dict[str, Any]:
         """Plain tensors and strings, for a checkpoint that loads with ``weights_only``;
         ``fitted_at_step``, the training step of the weights it was fitted to (None: never)."""
         return {"temperature": self.temperature.detach().cpu().float(),
                 "threshold": self.threshold.detach().cpu().float(), "rule": self.rule,
+                "bias": self.bias.detach().cpu().float(),
                 "fitted_at_step": fitted_at_step}  # fmt: skip
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None, num_attributes: int) -> Calibration:
-        """A checkpoint's calibration; the identity when it has none."""
+        """A checkpoint's calibration; the identity when it has none, bias 0 when it is from
+        before the bias existed."""
         if not state:
             return cls.identity(num_attributes)
         temperature = torch.as_tensor(state["temperature"], dtype=torch.float32).reshape(-1)
         threshold = torch.as_tensor(state["threshold"], dtype=torch.float32).reshape(-1)
-        if len(temperature) != num_attributes or len(threshold) != num_attributes:
+        bias = state.get("bias")
+        bias = (torch.zeros_like(temperature) if bias is None
+                else torch.as_tensor(bias, dtype=torch.float32).reshape(-1))  # fmt: skip
+        if {len(temperature), len(threshold), len(bias)} != {num_attributes}:
             raise CheckpointError(
                 f"The checkpoint's calibration is for {len(temperature)} attribute(s) but its "
                 f"network has {num_attributes}: the file was changed after it was written."
             )
-        return cls(temperature, threshold, str(state.get("rule", "fixed")))
+        return cls(temperature, threshold, str(state.get("rule", "fixed")), bias)
 
 
 def decide(
-    logits: torch.Tensor, temperature: torch.Tensor, threshold: torch.Tensor
+    logits: torch.Tensor, temperature: torch.Tensor, threshold: torch.Tensor, bias: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities ``sigmoid(logit / temperature)`` and decisions ``probability > threshold``
-    (long 0/1) of uncalibrated logits (B, K), per attribute (K,) temperatures and thresholds."""
-    probability = torch.sigmoid(logits / temperature)
+    """Probabilities ``sigmoid(logit / temperature + bias)`` and decisions ``probability >
+    threshold`` (long 0/1) of uncalibrated logits (B, K), per attribute (K,) temperatures,
+    thresholds and biases."""
+    probability = torch.sigmoid(logits / temperature + bias)
     return probability, (probability > threshold).long()
 
 
@@ -149,9 +167,10 @@ class Predictor(nn.Module):
         self.tta_flip = tta_flip
         self.register_buffer("temperature", calibration.temperature.detach().clone().float())
         self.register_buffer("threshold", calibration.threshold.detach().clone().float())
+        self.register_buffer("bias", calibration.bias.detach().clone().float())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.net(images)
         if self.tta_flip:
             logits = flip_averaged_logit(logits, self.net(images.flip(-1)))
-        return decide(logits, self.temperature, self.threshold)
+        return decide(logits, self.temperature, self.threshold, self.bias)
