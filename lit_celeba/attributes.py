@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lit_celeba.errors import AttributeMismatchError, SettingError
+from lit_celeba.base.errors import AttributeMismatchError, SettingError
 
 # CelebA's 40 attributes, in the order of list_attr_celeba.txt; ``all`` names them all.
 CELEBA_ATTRIBUTES: tuple[str, ...] = tuple(

@@ -26,6 +26,14 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException, SI
 
 from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
+from lit_celeba.base.errors import (
+    CelebAError,
+    LitCelebaError,
+    NothingPredicted,
+    SettingError,
+    UsageError,
+)
+from lit_celeba.base.processes import die_with_starter
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
@@ -53,13 +61,6 @@ from lit_celeba.commands import COMMANDS, PROG, TRAINER_HELP
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.errors import (
-    CelebAError,
-    LitCelebaError,
-    NothingPredicted,
-    SettingError,
-    UsageError,
-)
 from lit_celeba.groups import needs_train_groups
 from lit_celeba.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.models import schedules
@@ -67,7 +68,6 @@ from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
 from lit_celeba.output_checks import check_outputs
 from lit_celeba.precision import check_precision, supported_precision
-from lit_celeba.processes import die_with_starter
 from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
 
 # An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.

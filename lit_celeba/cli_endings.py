@@ -9,10 +9,10 @@ from typing import Any
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.base.errors import NothingPredicted
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.checkpoints.runs import latest_checkpoint
 from lit_celeba.cli_messages import run_folder_line
-from lit_celeba.errors import NothingPredicted
 
 
 class CommandEndings:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.base.errors import SettingError, UsageError
 from lit_celeba.data.degradations import key_ranges
-from lit_celeba.errors import SettingError, UsageError
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
 # sets. model.subgroups is the source of its link, so it stays as it is.

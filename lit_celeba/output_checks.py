@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from lit_celeba.base.errors import UsageError
 from lit_celeba.callbacks.predictions import FILENAME, check_output
 from lit_celeba.commands.calibrate import CALIBRATED_FILE
-from lit_celeba.errors import UsageError
 from lit_celeba.paths import output_file
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 
-from lit_celeba.errors import UsageError
+from lit_celeba.base.errors import UsageError
 
 RECIPE_EPS = 1e-7  # the model's own Adam (AttributeClassifier.configure_optimizers)
 # "0" or "1" overrides the CPU's answer: the tests take the path of a CPU without native

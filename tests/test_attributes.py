@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lit_celeba.attributes import attribute_list
+from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import label_arrays, load_index
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.errors import CelebAError, SettingError
 from tests.conftest import TINY_SIZES
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data import cache
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.errors import CelebAError
 from tests.conftest import REPO
 
 COLUMNS = columns_read(64)

@@ -9,10 +9,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.base.errors import CheckpointError
 from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.errors import CheckpointError
 from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_temperature
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.module import RecipeClassifier

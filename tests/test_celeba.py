@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.annotations import read_attributes
 from lit_celeba.data.celeba import find_files, load_index
-from lit_celeba.errors import CelebAError
 
 NAMES = ["5_o_Clock_Shadow", "Eyeglasses", "Male", "Smiling", "Young"]
 # (image, partition, values in NAMES order)

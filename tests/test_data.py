@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.errors import CelebAError, SettingError
 from tests.conftest import TINY_SIZES
 
 

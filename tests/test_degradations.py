@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.data.degradations import Degrade
 from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
-from lit_celeba.errors import SettingError
 
 EACH = {
     "shift": {"shift": 8.0},

@@ -9,9 +9,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.device_batches import DeviceBatches, fits_on_device
-from lit_celeba.errors import SettingError
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import TINY_SIZES
 

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lit_celeba import locks
+from lit_celeba.base import locks
+from lit_celeba.base.errors import CelebAError, UsageError
 from lit_celeba.data import cache
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.errors import CelebAError, UsageError
 from tests.conftest import CONFIGS, REPO, cli_in_process, survivors, tiny_overrides
 from tests.conftest import child_processes as _children
 
@@ -70,7 +70,7 @@ def _cli(root: Path, work: Path, *extra: str, command: str = "fit", whole: bool 
 # The real CLI, each image's decoding slowed down so that a kill lands mid-build on any machine.
 _SLOW_CLI = """
 import runpy, sys, time
-from lit_celeba import locks
+from lit_celeba.base import locks
 from lit_celeba.data import cache
 cache._CHUNK = 8
 decode = cache._decode_chunk
@@ -398,15 +398,16 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
 ) -> None:
     import torch
 
+    from lit_celeba.base import files
+    from lit_celeba.base.errors import CheckpointError
     from lit_celeba.checkpoints import atomic_io
-    from lit_celeba.errors import CheckpointError
 
     io = atomic_io.AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     before = path.read_bytes()
     if failure == "ENOSPC":
-        monkeypatch.setattr(atomic_io, "_create_exclusive", _to_dev_full)
+        monkeypatch.setattr(files, "create_exclusive", _to_dev_full)
     else:
         # What torch.save says when it writes the file itself and the disk fills up.
         def writer_fails(*args, **kwargs) -> None:
@@ -429,9 +430,9 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(
 def test_full_disk_while_saving_is_one_error_line_from_the_cli(
     tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lit_celeba.checkpoints import atomic_io
+    from lit_celeba.base import files
 
-    monkeypatch.setattr(atomic_io, "_create_exclusive", _to_dev_full)
+    monkeypatch.setattr(files, "create_exclusive", _to_dev_full)
     message = _cli(tiny_root, tmp_path)
     assert "error: Cannot save the checkpoint " in message and "the disk is full" in message
     assert "No earlier" in message or "intact" in message

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.data.cache import build_cache, cache_key
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.datasets import CelebAImages
@@ -17,7 +18,6 @@ from lit_celeba.data.faces import CELEBA_LANDMARKS
 from lit_celeba.data.framing import process_detector
 from lit_celeba.data.photos import PhotoDataset
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.errors import SettingError
 from tests.conftest import TINY_SIZES
 
 COLUMNS = columns_read(64)

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.sampling import GroupBalancedSampler, balanced_sampler
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
-from lit_celeba.errors import SettingError
 from lit_celeba.groups import group_counts, group_index, group_names
 from lit_celeba.models.methods import group_dro_step, group_loss_sums, inverse_frequency_weights
 from lit_celeba.models.module import RecipeClassifier

@@ -23,6 +23,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.checkpoints import run_folders
 from lit_celeba.cli import cli_main
@@ -31,7 +32,6 @@ from lit_celeba.data.copies import find_copy
 from lit_celeba.data.synthetic import generate as synthetic
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.forms import write_form
-from lit_celeba.errors import CelebAError
 from tests.conftest import (
     CONFIGS,
     REPO,
@@ -592,8 +592,8 @@ def test_an_export_that_fails_midway_leaves_no_half_export(
 ) -> None:
     # Before: model.pt2 stayed, beside an earlier export's model.pt and model.json (or alone,
     # and the next export then wanted --overwrite); a killed export's files stayed too.
+    from lit_celeba.base.errors import ExportError
     from lit_celeba.commands import export
-    from lit_celeba.errors import ExportError
 
     out = tmp_path / "exported"
     killed = out / f".export-{2**22 + 12345}-0123abcd"  # a pid above Linux's default pid_max

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 

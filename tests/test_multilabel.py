@@ -12,10 +12,10 @@ import torch.nn.functional as F
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import nn
 
+from lit_celeba.base.errors import AttributeMismatchError
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
-from lit_celeba.errors import AttributeMismatchError
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import count_parameters
 from lit_celeba.models.objectives import positive_weight_note, positive_weights

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+from lit_celeba.base.errors import PhotoError
 from lit_celeba.data.labelled_photos import read_photo_labels
-from lit_celeba.errors import PhotoError
 from lit_celeba.models.calibration import fit_calibration
 from tests.conftest import (
     CONFIGS,

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.base.errors import PhotoError
 from lit_celeba.data.celeba import find_files
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import (
@@ -29,7 +30,6 @@ from lit_celeba.data.photos import (
     read_rgb,
 )
 from lit_celeba.data.transforms import columns_read, keep_columns
-from lit_celeba.errors import PhotoError
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import (
     CONFIGS,

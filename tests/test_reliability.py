@@ -22,11 +22,11 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lit_celeba.base.errors import CheckpointError
 from lit_celeba.callbacks.resume import InterruptNotice
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.cli import cli_main
-from lit_celeba.errors import CheckpointError
 from lit_celeba.models.module import RecipeClassifier
 from tests.conftest import (
     CONFIGS,

@@ -12,10 +12,10 @@ from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from lit_celeba.base.errors import ReportError
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.events import load_run
 from lit_celeba.commands.report import curves_figure, picture_file_name, write_report
-from lit_celeba.errors import ReportError
 from tests.conftest import cli_in_process, run_cli
 
 CURVES_PIXELS = (1200, 400)  # the post's figsize (12, 4) at 100 dpi
@@ -144,8 +144,8 @@ def test_report_on_a_run_still_being_written_says_so(
     """Issue 32, item 14: the run folder is held (its lock) by the command that writes it."""
     import os
 
+    from lit_celeba.base.processes import FolderLock
     from lit_celeba.commands.report import main
-    from lit_celeba.processes import FolderLock
 
     lock = FolderLock(dashboard_run["fit_dir"])
     assert lock.acquire()

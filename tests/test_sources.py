@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.cache import build_cache
 from lit_celeba.data.celeba import label_arrays
 from lit_celeba.data.copies import find_copy, load_copy
 from lit_celeba.data.order import subset_rows, tfds_key, tfds_sorted
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.errors import CelebAError
 from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
 
 SIZES = (TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"])

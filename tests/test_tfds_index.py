@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lit_celeba.base.errors import CelebAError, UsageError
 from lit_celeba.data import tf_example, tfds_index, tfds_records, tfrecord
 from lit_celeba.data.copies import load_copy
 from lit_celeba.data.sources import TFDS_SPLITS
 from lit_celeba.data.synthetic.forms import write_form
-from lit_celeba.errors import CelebAError, UsageError
 from tests.conftest import TINY_SIZES
 
 SIZES = (TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"])

@@ -14,8 +14,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data import tf_example, tfrecord
-from lit_celeba.errors import CelebAError
 
 
 def _example_class():

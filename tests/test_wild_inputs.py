@@ -94,8 +94,8 @@ def test_resuming_a_reweight_run_takes_its_subgroups_from_the_checkpoint(
 def test_a_bad_photo_setting_names_the_key_and_its_range(photo: object, message: str) -> None:
     """In Python as on the command line: the data module refuses it when built, before any
     training (was: NaN images or a traceback in training, or, without p, nothing at all)."""
+    from lit_celeba.base.errors import SettingError
     from lit_celeba.data.datamodule import CelebADataModule
-    from lit_celeba.errors import SettingError
 
     with pytest.raises(SettingError) as refused:
         CelebADataModule(photo=photo)
@@ -160,8 +160,8 @@ def test_a_photo_setting_the_parser_refuses_lists_every_key(
 def test_framing_comes_from_the_checkpoint_and_resuming_with_another_is_refused() -> None:
     """test/validate/predict on a CelebA split took the config's framing whatever the network
     was trained on, and fit --ckpt_path resumed on faces framed otherwise, both silently."""
+    from lit_celeba.base.errors import CheckpointError
     from lit_celeba.checkpoints.fixed_settings import restore_data_settings
-    from lit_celeba.errors import CheckpointError
 
     saved = {"datamodule_hyper_parameters": {"framing": "detector", "photo": {"p": 0.5,
                                                                               "blur": 1.0}}}
@@ -217,8 +217,8 @@ def write_faceless_root(root: Path) -> Path:
 def test_detector_framing_of_images_without_any_face_is_an_error(tmp_path: Path) -> None:
     """Was a line ("found no face in 8 of the 8 images"), then a cache framed by CelebA under
     the detector's key, which later runs used without a word."""
+    from lit_celeba.base.errors import CelebAError
     from lit_celeba.data.datamodule import CelebADataModule
-    from lit_celeba.errors import CelebAError
 
     root = write_faceless_root(tmp_path / "faceless")
     module = CelebADataModule(root=str(root), train_size=8, val_size=4, test_size=4,
@@ -317,10 +317,10 @@ def test_odd_photos_get_a_row_each(tmp_path: Path) -> None:
 def test_min_face_size_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """(passed on main) Negative: refused; not a whole number: the parser names it; huge: every
     face's row says it is too small and by how much."""
+    from lit_celeba.base.errors import SettingError
     from lit_celeba.data.datamodule import CelebADataModule
     from lit_celeba.data.photos import PhotoDataset
     from lit_celeba.data.transforms import columns_read
-    from lit_celeba.errors import SettingError
     from tests.conftest import run_expecting_error
 
     with pytest.raises(SettingError, match="must be 0 .judge every face. or more pixels"):

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw
 from pytorch_lightning.callbacks import Callback
 
 from lit_celeba.attributes import output_attributes
+from lit_celeba.base.files import atomic_write
 from lit_celeba.callbacks.pictures import (
     _font,
     _grid,
@@ -92,8 +93,8 @@ class PredictionMaps(Callback):
                                     probabilities[image_rows], decisions[image_rows],
                                     attributes)  # fmt: skip
             target = folder / f"{self._order.get(path, 0):04d}_{Path(path).stem}.png"
-            folder.mkdir(parents=True, exist_ok=True)
-            picture.save(target)
+            with atomic_write(target, "wb", fsync=False) as fh:  # a picture predict can redo
+                picture.save(fh, format="PNG")
             self.written.append(target)
 
     def _folder(self, trainer: pl.Trainer) -> Path:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -16,11 +14,11 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import distributed
 
 from lit_celeba.attributes import output_attributes
+from lit_celeba.base.errors import UsageError
+from lit_celeba.base.files import atomic_write
 from lit_celeba.data.faces import NO_FACE, TOO_SMALL, face_cells, face_columns
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
-from lit_celeba.errors import UsageError
 from lit_celeba.paths import output_file
-from lit_celeba.processes import temporary_path
 
 FILENAME = "predictions.csv"
 # The header's columns after the first ("image" for a CelebA split, "path" for photos).
@@ -114,17 +112,10 @@ class CSVPredictionWriter(BasePredictionWriter):
             return False
         self.path = path
         check_output(path, getattr(trainer.datamodule, "predict_overwrite", False))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = temporary_path(path)
-        try:
-            with open(temporary, "x", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(header)
-                writer.writerows(rows)
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
+        with atomic_write(path, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(header)
+            writer.writerows(rows)
         return True
 
     def _write_photo_rows(self, trainer: pl.Trainer, dataset: PhotoDataset) -> None:

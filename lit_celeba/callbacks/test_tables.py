@@ -24,6 +24,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.base.files import atomic_write
 from lit_celeba.models.evaluation import ATTRIBUTE_METRICS
 
 Row = dict[str, "str | float"]
@@ -115,7 +116,7 @@ def write_csv(
     """The table as CSV, six decimals, ``nan`` for an undefined value (an empty subgroup value,
     the AUROC of an attribute without positives)."""
     columns = columns or _column_names(subgroups)
-    with open(path, "w", newline="") as fh:
+    with atomic_write(Path(path), "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for row in rows:

@@ -3,7 +3,6 @@
 
 import contextlib
 import errno
-import os
 
 try:
     import resource  # Unix only
@@ -17,9 +16,9 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from lit_celeba.base.errors import CheckpointError
+from lit_celeba.base.files import atomic_write
 from lit_celeba.checkpoints.load import load_checkpoint
-from lit_celeba.errors import CheckpointError
-from lit_celeba.processes import remove_stale_temporaries, temporary_path
 
 # torch.save's own writer reports a failed write (a full disk among others) as a RuntimeError
 # "[enforce fail at inline_container.cc:...] ... PytorchStreamWriter failed writing file ...";
@@ -33,9 +32,10 @@ _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO)
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``TorchCheckpointIO`` that never leaves a half-written checkpoint and never unpickles code.
 
-    A save goes to ``.NAME.PID.RANDOM.tmp`` next to the target, is flushed to disk, then renamed
-    over the target (``os.replace`` is atomic on POSIX and Windows). Temporaries left by a process
-    that was killed mid-save are removed on the next save.
+    A save goes through :func:`lit_celeba.base.files.atomic_write`: to ``.NAME.PID.RANDOM.tmp``
+    next to the target, flushed to disk, then renamed over the target (``os.replace`` is atomic on
+    POSIX and Windows). Temporaries left by a process that was killed mid-save are removed on the
+    next save.
 
     Not Lightning's own save (``TorchCheckpointIO`` -> ``lightning_fabric``'s ``_atomic_save``, an
     fsspec transaction; read in pytorch-lightning 2.6.6 and fsspec 2026.9.0): it writes the
@@ -55,23 +55,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = temporary_path(path)
+        written = 0
         try:
-            with os.fdopen(_create_exclusive(temporary), "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(temporary, path)
+            with atomic_write(path, "wb") as fh:
+                try:
+                    torch.save(checkpoint, fh)
+                except BaseException:
+                    with contextlib.suppress(OSError, ValueError):
+                        written = fh.tell()
+                    raise
         except BaseException as err:
-            written = temporary.stat().st_size if temporary.exists() else 0
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
             if _write_failed(err):
                 raise _cannot_save(path, err, written) from None
             raise
-        _fsync_folder(path.parent)
-        remove_stale_temporaries(path)
 
     def load_checkpoint(
         self,
@@ -83,12 +79,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().load_checkpoint(path, map_location, weights_only)
         # None means "not chosen": choose the safe way whatever torch's default is.
         return load_checkpoint(path, map_location, weights_only=weights_only is not False)
-
-
-def _create_exclusive(path: Path) -> int:
-    # O_EXCL: never write through someone else's file; 0o666 lets the umask decide, as for any
-    # other file the user creates.
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
 
 def _write_failed(err: BaseException) -> bool:
@@ -125,16 +115,3 @@ def _cannot_save(path: Path, err: BaseException, written: int = 0) -> Checkpoint
         f"Cannot save the checkpoint {path} in {path.parent}: {reason}. {previous} {fix} (or "
         "choose another folder for the logs and checkpoints), then resume with --ckpt_path last."
     )
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on every platform.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-

@@ -19,9 +19,9 @@ from typing import Any
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.attributes import CELEBA_ATTRIBUTES, attribute_list
+from lit_celeba.base.errors import CheckpointError
 from lit_celeba.checkpoints.training_data import restore_training_data
 from lit_celeba.checkpoints.training_data import shown as _shown
-from lit_celeba.errors import CheckpointError
 
 # Data settings (CelebADataModule arguments) that must equal the ones the checkpoint was trained
 # with. target_attr is compared as a list of names ("Male" and "[Male]" are the same targets).

@@ -23,6 +23,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.types import _PATH
 
+from lit_celeba.base.errors import CheckpointError
 from lit_celeba.checkpoints.fixed_settings import (
     FITTING_COMMANDS,
     apply_model_settings,
@@ -30,7 +31,6 @@ from lit_celeba.checkpoints.fixed_settings import (
     restore_data_settings,
     stale_calibration_note,
 )
-from lit_celeba.errors import CheckpointError
 from lit_celeba.models.module import AttributeClassifier
 
 OWN_PACKAGE = "lit_celeba."

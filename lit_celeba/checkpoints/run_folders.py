@@ -13,9 +13,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from lit_celeba.base.errors import UsageError
+from lit_celeba.base.processes import FolderLock, describe_holders
 from lit_celeba.cli_messages import check_writable
-from lit_celeba.errors import UsageError
-from lit_celeba.processes import FolderLock, describe_holders
 
 # Ranks that Lightning starts itself (DDP) take rank 0's run folder, which rank 0 holds.
 RUN_VERSION_ENV = "LIT_CELEBA_RUN_VERSION"

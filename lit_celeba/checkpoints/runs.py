@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import yaml
 from lightning_fabric.utilities.types import _PATH
 
-from lit_celeba.errors import CheckpointError, UsageError
+from lit_celeba.base.errors import CheckpointError, UsageError
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})

@@ -10,7 +10,7 @@ from typing import Any
 
 from lightning_fabric.utilities.types import _PATH
 
-from lit_celeba.errors import CheckpointError
+from lit_celeba.base.errors import CheckpointError
 
 
 def shown(value: Any) -> str:

@@ -2,8 +2,8 @@
 ``python -m lit_celeba compare|report|export ...``.
 
 Each module here has ``main(argv) -> int`` (the exit status) with an argparse parser of its own,
-and raises a :class:`lit_celeba.errors.LitCelebaError` for input it cannot use: ``cli_main`` runs
-the command named first on the command line (before LightningCLI, whose parser knows only the
+and raises a :class:`lit_celeba.base.errors.LitCelebaError` for input it cannot use: ``cli_main``
+runs the command named first on the command line (before LightningCLI, whose parser knows only the
 Trainer's commands), lists them all in ``--help`` and prints the one ``error:`` line. The modules
 import downward only (data, models, callbacks, checkpoints, errors), never cli.py nor each other:
 the event reading that ``report`` and ``compare`` share is :mod:`.events`.

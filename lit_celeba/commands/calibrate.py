@@ -25,9 +25,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.data.labelled_photos import LabelledPhotoData
-from lit_celeba.errors import UsageError
 from lit_celeba.models.calibration import fit_calibration
 from lit_celeba.models.evaluation import attribute_metrics
 from lit_celeba.models.module import AttributeClassifier

@@ -1,8 +1,8 @@
 """The processes one ``compare`` starts (its fits, tests and the reading of its configurations):
 each in a session of its own, so that a Ctrl-C in the terminal reaches compare, which stops them
 all, rather than each separately; each dies with compare however compare dies
-(``PR_SET_PDEATHSIG``: :func:`lit_celeba.processes.die_with_starter`); and each keeps the lock on
-``--out`` (its descriptor is passed on), so that no second compare writes there while any of them
+(``PR_SET_PDEATHSIG``: :func:`lit_celeba.base.processes.die_with_starter`); and each keeps the lock
+on ``--out`` (its descriptor is passed on), so that no second compare writes there while any of them
 still runs.
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from lit_celeba.base.processes import PARENT_ENV
 from lit_celeba.callbacks.progress import PREFIX
-from lit_celeba.processes import PARENT_ENV
 
 STOP_GRACE_S = 5.0  # how long stopped runs get to end on SIGTERM before SIGKILL
 

@@ -36,6 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lit_celeba.base.errors import UsageError
+from lit_celeba.base.processes import FolderLock, describe_holders
 from lit_celeba.cli_messages import check_seed
 from lit_celeba.commands import PROG
 from lit_celeba.commands.children import (
@@ -48,8 +50,6 @@ from lit_celeba.commands.children import (
 from lit_celeba.commands.compare_configs import configure, prepare_out, refuse_own_settings
 from lit_celeba.commands.compare_results import summarise, write_results
 from lit_celeba.commands.compare_runs import Variant, plan_runs, run_all
-from lit_celeba.errors import UsageError
-from lit_celeba.processes import FolderLock, describe_holders
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.runs import differing_keys, flat_settings
 from lit_celeba.commands.children import Children, child_environment
 from lit_celeba.commands.compare_runs import Run, Variant, shared_arguments
-from lit_celeba.errors import UsageError
 
 # What compare writes into --out; a folder holding other files only is not a comparison.
 OUT_ENTRIES = {"runs", "comparison.csv", "comparison.md", "comparison.png", "runs.csv"}

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load, rebuild
 from lit_celeba.commands.events import epoch_series, load_run
-from lit_celeba.errors import UsageError
 from lit_celeba.models.nets import count_parameters
 
 REACH_SHARE = 0.9  # "epochs to reach 90 % of the final validation accuracy"

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lit_celeba.base.files import atomic_write
 from lit_celeba.checkpoints.runs import changed_settings
-from lit_celeba.processes import temporary_path
 
 # compare sets the logger's name to "" for every run; a run folder's config.yaml says so.
 _SAME_FOR_EVERY_RUN = ("trainer.logger.init_args.name:",)
@@ -23,13 +22,8 @@ _SAME_FOR_EVERY_RUN = ("trainer.logger.init_args.name:",)
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
     """Whole or not at all: a compare stopped while it writes leaves no half file."""
-    temporary = temporary_path(path)
-    try:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    with atomic_write(path) as fh:
+        fh.write(json.dumps(content, indent=2) + "\n")
 
 
 def read_json(path: Path, say: Callable[[str], None] = print) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lit_celeba.base.files import atomic_write
 from lit_celeba.commands.compare_runs import Run, Variant
 
 if TYPE_CHECKING:
@@ -72,7 +73,7 @@ def summarise(
 def write_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     if not rows:
         return
-    with path.open("w", newline="") as stream:
+    with atomic_write(path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -166,8 +167,10 @@ def write_results(
     write_csv(rows, out / "comparison.csv")
     _write_runs_csv(runs, out / "runs.csv")
     table = markdown_table(rows, seeds)
-    (out / "comparison.md").write_text(table)
-    curves_figure(variants, runs).savefig(out / "comparison.png", dpi=FIGURE_DPI)
+    with atomic_write(out / "comparison.md") as fh:
+        fh.write(table)
+    with atomic_write(out / "comparison.png", "wb") as fh:
+        curves_figure(variants, runs).savefig(fh, format="png", dpi=FIGURE_DPI)
     return table
 
 
@@ -176,7 +179,7 @@ def _write_runs_csv(runs: Sequence[Run], path: Path) -> None:
         "variant", "seed", "status", "test_acc_final", "test_acc_best", "val_acc_last5",
         "epochs_to_90pct", "parameters", "train_seconds", "best_checkpoint", "error",
     ]  # fmt: skip
-    with path.open("w", newline="") as stream:
+    with atomic_write(path, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(r.result for r in runs)

@@ -5,7 +5,7 @@ best-validation checkpoint, each in a process of its own, ``--jobs`` at a time; 
 
 The processes are compare's own (:class:`Children`): each runs in a session of its own (a Ctrl-C
 in the terminal reaches compare, which stops them, rather than each separately), dies with compare
-however compare dies (``PR_SET_PDEATHSIG``, :func:`lit_celeba.processes.die_with_starter`), and
+however compare dies (``PR_SET_PDEATHSIG``, :func:`lit_celeba.base.processes.die_with_starter`), and
 shares the lock on ``--out`` (its descriptor is passed on), so that a second compare there is
 refused while any process of the first still runs.
 """
@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lit_celeba.base.errors import LitCelebaError, UsageError
+from lit_celeba.base.processes import FolderLock, describe_holders
 from lit_celeba.commands.children import Children, job_environment
 from lit_celeba.commands.compare_measures import (
     best_and_last,
@@ -40,8 +42,6 @@ from lit_celeba.commands.compare_records import (
     settings_changes,
     write_json,
 )
-from lit_celeba.errors import LitCelebaError, UsageError
-from lit_celeba.processes import FolderLock, describe_holders
 
 RESULT_FILE = "result.json"
 FIT_FILE = "fit.json"

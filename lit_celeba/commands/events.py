@@ -8,7 +8,7 @@ from pathlib import Path
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.compat.proto import types_pb2
 
-from lit_celeba.errors import ReportError
+from lit_celeba.base.errors import ReportError
 
 EVENT_GLOB = "events.out.tfevents.*"
 

@@ -53,13 +53,13 @@ from typing import Any
 
 import torch
 
+from lit_celeba.base.errors import ExportError
+from lit_celeba.base.processes import process_alive
 from lit_celeba.checkpoints.load import load, rebuild
 from lit_celeba.commands import PROG
-from lit_celeba.errors import ExportError
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Predictor
 from lit_celeba.paths import writing_into
-from lit_celeba.processes import process_alive
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call ("is
 # deprecated", or on Python 3.14 "is not supported in Python 3.14+ and may break"); the warning

@@ -12,6 +12,8 @@ from pathlib import Path
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
+from lit_celeba.base.files import atomic_write
+
 MAPS_FILE = "maps.png"
 MAPS_TAG = re.compile(r"^(val|test)/maps(/.+)?$")
 GAP = 12
@@ -34,5 +36,6 @@ def write_maps_page(events: event_accumulator.EventAccumulator, out_dir: Path) -
         row, column = divmod(index, columns)
         page.paste(picture.convert("RGB"), (column * width, row * height))
     path = out_dir / MAPS_FILE
-    page.save(path)
+    with atomic_write(path, "wb") as fh:
+        page.save(fh, format="PNG")
     return path

@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING
 
 from tensorboard.backend.event_processing import event_accumulator
 
+from lit_celeba.base.errors import ReportError
+from lit_celeba.base.files import atomic_write
+from lit_celeba.base.processes import FolderLock, describe_holders
 from lit_celeba.commands import PROG
 from lit_celeba.commands.events import epoch_series, load_run, text_summaries
 from lit_celeba.commands.maps_page import write_maps_page
-from lit_celeba.errors import ReportError
 from lit_celeba.paths import writing_into
-from lit_celeba.processes import FolderLock, describe_holders
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,16 +87,19 @@ def write_report(run_dir: Path | str, out_dir: Path | str | None = None) -> list
         written = []
         figure = curves_figure(events)
         if figure is not None:
-            figure.savefig(out_dir / CURVES_FILE, dpi=CURVES_DPI)
+            with atomic_write(out_dir / CURVES_FILE, "wb") as fh:
+                figure.savefig(fh, format="png", dpi=CURVES_DPI)
             written.append(out_dir / CURVES_FILE)
         for tag in events.Tags()["images"]:
             last = events.Images(tag)[-1]
             path = out_dir / picture_file_name(tag)
-            path.write_bytes(last.encoded_image_string)
+            with atomic_write(path, "wb") as fh:
+                fh.write(last.encoded_image_string)
             written.append(path)
         for tag, text in text_summaries(events).items():
             path = (out_dir / picture_file_name(tag)).with_suffix(".md")
-            path.write_text(text + "\n")
+            with atomic_write(path) as fh:
+                fh.write(text + "\n")
             written.append(path)
         page = write_maps_page(events, out_dir)
         written += [page] if page is not None else []

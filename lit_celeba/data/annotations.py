@@ -4,7 +4,7 @@ their text (``.txt``, the official release) or CSV (``.csv``, Kaggle's) form.
 The real text files have quirks that the parsers accept: a count line, a header with a trailing
 space, values padded with double spaces, sometimes CRLF line endings, and (after a Windows editor)
 a UTF-8 byte-order mark. What they refuse (a truncated file, a value that is not 1 or -1, an image
-listed twice) is a :class:`~lit_celeba.errors.CelebAError` naming the file and the line.
+listed twice) is a :class:`~lit_celeba.base.errors.CelebAError` naming the file and the line.
 :mod:`lit_celeba.data.celeba` finds the files and joins the two into one index.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lit_celeba.errors import CelebAError
+from lit_celeba.base.errors import CelebAError
 
 
 def _lines(path: Path) -> list[str]:

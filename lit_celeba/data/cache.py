@@ -39,12 +39,12 @@ import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from lit_celeba.base.errors import CelebAError, UsageError
+from lit_celeba.base.locks import held
+from lit_celeba.base.processes import pool_worker_init
 from lit_celeba.data.celeba import FACE_SIZE
 from lit_celeba.data.framing import Framing, framing_key, say_unframed
 from lit_celeba.data.images import ImageSource, as_source, decode_face
-from lit_celeba.errors import CelebAError, UsageError
-from lit_celeba.locks import held
-from lit_celeba.processes import pool_worker_init
 
 CACHE_VERSION = 1
 IMAGE_SHAPE = (FACE_SIZE[1], FACE_SIZE[0], 3)  # CelebA's aligned faces: height, width, RGB

@@ -34,8 +34,8 @@ from typing import Literal
 import numpy as np
 
 from lit_celeba.attributes import valid_names
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.annotations import read_attributes, read_partition
-from lit_celeba.errors import CelebAError
 
 SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 FACE_SIZE = (178, 218)  # CelebA's aligned faces (img_align_celeba): width, height

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.celeba import CelebAFiles, CelebAIndex, find_files, read_index
 from lit_celeba.data.images import FolderSource, ImageSource
 from lit_celeba.data.sources import (
@@ -27,7 +28,6 @@ from lit_celeba.data.sources import (
     ZipSource,
     open_zip,
 )
-from lit_celeba.errors import CelebAError
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
@@ -21,7 +22,6 @@ from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
 from lit_celeba.data.settings import check_numbers, target_and_subgroup_lists
 from lit_celeba.data.transforms import BatchTransform, columns_read
-from lit_celeba.errors import SettingError
 
 Split = Literal["train", "valid", "test"]
 

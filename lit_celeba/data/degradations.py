@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as tvf
 
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 
 FRAME_WIDTH = 178  # pixels of the aligned frame that ``shift`` counts in
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.faces import CELEBA_LANDMARKS, Face, FaceDetector, align
-from lit_celeba.errors import CelebAError
 
 Framing = Literal["celeba", "detector"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)

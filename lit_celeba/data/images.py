@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torchvision.io import ImageReadMode, decode_image
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.celeba import face_size_problem
 from lit_celeba.data.framing import Framing, reframe
 from lit_celeba.data.transforms import keep_columns
-from lit_celeba.errors import CelebAError
 
 
 class ImageSource:

@@ -30,10 +30,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from lit_celeba.base.errors import PhotoError
 from lit_celeba.data.faces import face_size, too_small
 from lit_celeba.data.photos import PhotoDataset
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.errors import PhotoError
 
 PHOTO_COLUMNS = ("file", "path", "image")
 _VALUES = {"1": 1, "0": 0, "-1": 0}

@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.celeba import CelebAIndex
-from lit_celeba.errors import CelebAError
 
 SubsetOrder = Literal["file", "tfds"]
 ORDERS = ("file", "tfds")

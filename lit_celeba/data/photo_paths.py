@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from lit_celeba.errors import PhotoError
+from lit_celeba.base.errors import PhotoError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 LIST_SUFFIX = ".txt"

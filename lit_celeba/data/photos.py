@@ -47,6 +47,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from lit_celeba.base.errors import PhotoError
 from lit_celeba.data.faces import (
     MIN_FACE_SIZE,
     NO_FACE,
@@ -58,7 +59,6 @@ from lit_celeba.data.faces import (
 )
 from lit_celeba.data.photo_paths import find_photos  # noqa: F401 (tests import it here)
 from lit_celeba.data.transforms import CROP_SIZE, keep_columns
-from lit_celeba.errors import PhotoError
 
 FRAME_WIDTH, FRAME_HEIGHT = CROP_SIZE, 218
 # Pillow's names; MPO is the multi-picture JPEG that many cameras and phones write.

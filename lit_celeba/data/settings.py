@@ -1,11 +1,11 @@
 """The data module's settings, checked before anything runs (its numbers, and what the group
-settings need): each wrong one is a :class:`~lit_celeba.errors.SettingError` that names it and
+settings need): each wrong one is a :class:`~lit_celeba.base.errors.SettingError` that names it and
 says what it must be."""
 
 from __future__ import annotations
 
 from lit_celeba.attributes import attribute_list
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 
 
 def check_numbers(

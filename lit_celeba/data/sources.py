@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.images import ImageSource, shown_names
-from lit_celeba.errors import CelebAError
 
 if TYPE_CHECKING:
     from lit_celeba.data import tfds_records

@@ -19,10 +19,8 @@ the same sizes and times.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -30,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lit_celeba.base.errors import UsageError
+from lit_celeba.base.files import atomic_write
 from lit_celeba.data.tfds_records import ARRAYS, TfdsIndex, index_records
-from lit_celeba.errors import UsageError
-from lit_celeba.processes import remove_stale_temporaries, temporary_path
 
 INDEX_VERSION = 1
 
@@ -88,26 +86,16 @@ def _keep(path: Path, key: list[list], index: TfdsIndex) -> None:
     meta = {"version": INDEX_VERSION, "shards": key, "attr_names": index.attr_names}
     arrays["meta"] = np.array(json.dumps(meta))
     arrays["digest"] = np.array(_digest(arrays))
-    tmp = temporary_path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(path)
         # No fsync: a file the system lost part of in a crash fails its digest and is rebuilt.
-        with open(tmp, "wb") as fh:
+        with atomic_write(path, "wb", fsync=False) as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UsageError(
             f"Cannot keep the index of the tfds records in {path.parent}: "
             f"{err.strerror or err}. Choose a writable folder with --data.cache_dir, or set "
             "--data.cache false (the records are then read at every setup)."
         ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _load_kept(path: Path, key: list[list]) -> TfdsIndex | None:

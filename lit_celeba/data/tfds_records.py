@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from lit_celeba.base.errors import CelebAError
+from lit_celeba.base.processes import pool_worker_init
 from lit_celeba.data import tf_example, tfrecord
-from lit_celeba.errors import CelebAError
-from lit_celeba.processes import pool_worker_init
 
 # Below this many bytes of shards, reading takes a moment (about 0.2 s): no progress bar, and no
 # processes, whose start would cost more than they save.

@@ -8,7 +8,8 @@ A TFRecord file is a sequence of records, each framed as::
 (little-endian).
 
 Both CRCs are checked on every read; a mismatch or a truncated record raises
-:class:`~lit_celeba.errors.CelebAError` naming the file, the record's number and its byte offset.
+:class:`~lit_celeba.base.errors.CelebAError` naming the file, the record's number and its byte
+offset.
 
 CRC32C (Castagnoli) is not in the standard library; ``google-crc32c`` (Google's C library,
 with the SSE4.2 / ARMv8 CRC instructions) computes it at about 1 us per 13 KB record. The numpy
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import google_crc32c
 
-from lit_celeba.errors import CelebAError
+from lit_celeba.base.errors import CelebAError
 
 _MASK_DELTA = 0xA282EAD8
 

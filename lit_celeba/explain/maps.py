@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 from lit_celeba.explain.candidates import Chosen
 
 

@@ -30,7 +30,7 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
-from lit_celeba.errors import AttributeMismatchError
+from lit_celeba.base.errors import AttributeMismatchError
 from lit_celeba.groups import group_index
 from lit_celeba.models.outputs import Calibration
 

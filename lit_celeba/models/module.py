@@ -14,7 +14,7 @@ from torchmetrics import Metric
 from torchmetrics.classification import MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list, check_same_targets
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 from lit_celeba.lightning_internals import attached_trainer
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA

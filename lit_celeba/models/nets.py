@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from lit_celeba.errors import SettingError
+from lit_celeba.base.errors import SettingError
 
 Pooling = Literal["gap", "flatten"]
 Init = Literal["keras", "torch"]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-from lit_celeba.errors import AttributeMismatchError, SettingError, UsageError
+from lit_celeba.base.errors import AttributeMismatchError, SettingError, UsageError
 from lit_celeba.groups import OBJECTIVES, group_index, group_names
 from lit_celeba.models.methods import (
     group_dro_step,

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from lit_celeba.errors import CheckpointError, SettingError
+from lit_celeba.base.errors import CheckpointError, SettingError
 from lit_celeba.models.methods import flip_averaged_logit
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).

@@ -20,7 +20,7 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
 )
 
-from lit_celeba.errors import CheckpointError, UsageError
+from lit_celeba.base.errors import CheckpointError, UsageError
 
 # ConstantLR's step at which it would stop scaling (and divide by a factor of 0): never reached.
 _FOREVER = 2**62

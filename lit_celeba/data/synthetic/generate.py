@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from lit_celeba.base.processes import pool_worker_init
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
 from lit_celeba.data.synthetic.target import (
     MARKER_NAME,
@@ -40,7 +41,6 @@ from lit_celeba.data.synthetic.target import (
     refuse_data_of_others,
 )
 from lit_celeba.data.synthetic.traits import Correlation
-from lit_celeba.processes import pool_worker_init
 
 __all__ = ["ATTRIBUTE_NAMES", "MARKER_NAME", "generate_celeba", "read_marker"]
 

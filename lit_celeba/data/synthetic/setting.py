@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.synthetic.generate import generate_celeba
 from lit_celeba.data.synthetic.traits import Correlation
-from lit_celeba.errors import CelebAError, SettingError
 
 
 def generate_demo_set(

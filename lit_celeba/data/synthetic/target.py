@@ -13,8 +13,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from lit_celeba.base.processes import FolderLock, process_alive
 from lit_celeba.data.copies import tfds_dir
-from lit_celeba.processes import FolderLock, process_alive
 
 MARKER_NAME = "SYNTHETIC.json"  # what marks a folder as generated (and its settings)
 

@@ -1,7 +1,6 @@
-"""Processes: whether one still runs; the temporary files named after the process that writes them
-(a checkpoint's, the tfds index's), which a killed writer leaves behind; child processes that die
-with their parent (:func:`die_with_parent`); and a folder lock that the processes started under it
-share (:class:`FolderLock`)."""
+"""Processes: whether one still runs; child processes that die with their parent
+(:func:`die_with_parent`); and a folder lock that the processes started under it share
+(:class:`FolderLock`)."""
 
 from __future__ import annotations
 
@@ -9,8 +8,6 @@ import contextlib
 import ctypes
 import fcntl
 import os
-import re
-import secrets
 import signal
 import sys
 from pathlib import Path
@@ -29,22 +26,6 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return True  # exists but belongs to someone else
     return True
-
-
-def temporary_path(path: Path) -> Path:
-    """Where this process writes ``path`` before renaming it into place:
-    ``.NAME.PID.RANDOM.tmp`` beside it."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-
-
-def remove_stale_temporaries(path: Path) -> None:
-    """The :func:`temporary_path` files of ``path`` whose writer no longer runs."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
-        match = pattern.match(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
 
 
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from lit_celeba.errors import CelebAError, LitCelebaError
-from lit_celeba.processes import process_alive
+from lit_celeba.base.errors import CelebAError, LitCelebaError
+from lit_celeba.base.processes import process_alive
 
 WAIT_REPORT_EVERY_S = 30.0  # how often a waiting process says that it still waits
 
