@@ -31,7 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from lit_celeba.allocator import retain_freed_memory
+from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.cli import supported_precision
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule

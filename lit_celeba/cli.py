@@ -24,8 +24,8 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, ReduceLROnPlateau
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lit_celeba.allocator import retain_freed_memory
 from lit_celeba.attributes import attribute_list
+from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.base.errors import (
     CelebAError,
     LitCelebaError,
@@ -33,6 +33,7 @@ from lit_celeba.base.errors import (
     SettingError,
     UsageError,
 )
+from lit_celeba.base.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.base.processes import die_with_starter
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import CSVPredictionWriter
@@ -62,7 +63,6 @@ from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.groups import needs_train_groups
-from lit_celeba.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks

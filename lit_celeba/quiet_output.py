@@ -21,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelSummary, ProgressBar, TQDMProgressBar
 
-from lit_celeba.lightning_internals import summary_table
+from lit_celeba.base.lightning_internals import summary_table
 
 # The lines of Lightning's rank_zero_info left out: its advertisement, and its note that a
 # summary was given (QuietModelSummary, below: the CLI's own choice, nothing for the user).

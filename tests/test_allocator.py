@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a 
 # free bytes its heap holds once the tensor is gone.
 BLOCK = """
 import ctypes, json, sys, torch
-from lit_celeba.allocator import retain_freed_memory
+from lit_celeba.base.allocator import retain_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -36,7 +36,7 @@ print(json.dumps({"made": made, "mmapped": mmapped, "heap_free": libc.mallinfo2(
 STEPS = """
 import json, resource, torch
 import torch.nn.functional as F
-from lit_celeba.allocator import retain_freed_memory
+from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.models.nets import RecipeCNN
 assert retain_freed_memory()
 torch.manual_seed(0)

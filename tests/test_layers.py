@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -30,3 +31,18 @@ def test_fit_help_imports_no_extra(tmp_path: Path) -> None:
     assert "lit_celeba.data.datamodule" in imported, "importtime's output changed form"
     extras = sorted(m for m in imported if re.match(rf"({'|'.join(map(re.escape, EXTRAS))})\b", m))
     assert not extras, f"fit --help imported what only an extra needs: {extras}"
+
+
+def test_base_imports_nothing_of_lit_celeba_outside_it() -> None:
+    """Section 1: ``base/`` is what every other package builds on, so it may not import them
+    (function-level imports included: they would hide a circle)."""
+    outside = []
+    for path in sorted((REPO / "lit_celeba" / "base").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            outside += [f"{path.name}:{node.lineno} imports {name}" for name in names
+                        if name.split(".")[0] == "lit_celeba"
+                        and not name.startswith("lit_celeba.base")]  # fmt: skip
+    assert len(list((REPO / "lit_celeba" / "base").glob("*.py"))) >= 7, "base/ moved?"
+    assert not outside, outside

@@ -43,18 +43,18 @@ from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
+from lit_celeba.base.lightning_internals import (
+    default_hp_metric,
+    file_writer,
+    logging_step,
+    should_log_this_step,
+)
 from lit_celeba.callbacks.evaluation_pictures import EvaluationPictures
 from lit_celeba.callbacks.pictures import (
     augmentation_preview,
 )
 from lit_celeba.callbacks.summaries import add_png, run_hyperparameters, session_end_summary
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.lightning_internals import (
-    default_hp_metric,
-    file_writer,
-    logging_step,
-    should_log_this_step,
-)
 
 # The per-epoch train/* and val/* values again, under one tag in two sub-runs (<run>/train and
 # <run>/val), the way Keras writes them: TensorBoard colours lines by run, so only this puts train

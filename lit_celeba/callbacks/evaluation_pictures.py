@@ -24,6 +24,7 @@ from torchmetrics.functional.classification import (
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from lit_celeba.attributes import output_attributes
+from lit_celeba.base.lightning_internals import logging_step
 from lit_celeba.callbacks.pictures import (
     _font,
     _text_width,
@@ -36,7 +37,6 @@ from lit_celeba.callbacks.pictures import (
 from lit_celeba.callbacks.summaries import add_png
 from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
 from lit_celeba.explain.maps import has_maps, overlaid
-from lit_celeba.lightning_internals import logging_step
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.outputs import Calibration
 

@@ -17,7 +17,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard import SummaryWriter
 
-from lit_celeba.lightning_internals import file_writer
+from lit_celeba.base.lightning_internals import file_writer
 
 NOT_HYPERPARAMETERS = {"data/num_workers", "data/predict_split"}
 

@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.callbacks import WeightAveraging
 from torch.optim.swa_utils import AveragedModel
 
-from lit_celeba.lightning_internals import averaged_model, use_averaged_model
+from lit_celeba.base.lightning_internals import averaged_model, use_averaged_model
 
 
 def warmup_ema_avg_fn(decay: float) -> Callable[..., torch.Tensor]:

@@ -15,7 +15,7 @@ from torchmetrics.classification import MultilabelAccuracy
 
 from lit_celeba.attributes import attribute_list, check_same_targets
 from lit_celeba.base.errors import SettingError
-from lit_celeba.lightning_internals import attached_trainer
+from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
 from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
