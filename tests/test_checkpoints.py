@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from lit_celeba.base.errors import CheckpointError
@@ -29,10 +30,13 @@ from tests.conftest import (
     BASE,
     REPO,
     SHORT,
+    SHORTER,
     SMALL,
     assert_untouched,
+    base_flags,
     last_ckpt,
     run_expecting_error,
+    small_flags,
     tiny_overrides,
     tree_digest,
 )
@@ -226,6 +230,27 @@ def test_fit_ckpt_path_last_without_any_run_starts_fresh(tiny_root: Path, tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------
+# --ckpt_path keywords that do not apply.
+
+
+@pytest.mark.parametrize("keyword", ["hpc", "registry"])
+def test_ckpt_path_keywords_lightning_has_and_we_do_not(keyword, tiny_root, tmp_path, capsys):
+    message = run_expecting_error(
+        ["test", *small_flags(tiny_root, tmp_path / "l"), f"--ckpt_path={keyword}"], capsys
+    )
+    assert f"--ckpt_path {keyword} is Lightning's keyword for" in message
+    assert "lit_celeba does not use" in message
+
+
+def test_help_offers_only_the_checkpoints_that_work(capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli_main(["test", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    help_line = text[text.index("--ckpt_path CKPT_PATH the"):][:300]
+    assert "'last'" in help_line and "best" not in help_line and "hpc" not in help_line
+
+
+# ---------------------------------------------------------------------------------------------
 # Atomic saves.
 
 
@@ -292,3 +317,35 @@ def test_the_cli_saves_through_the_atomic_plugin(trained_run: Path, tiny_root: P
         + [f"--ckpt_path={last_ckpt(trained_run)}"]
     )
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+# ---------------------------------------------------------------------------------------------
+# A file-size limit (RLIMIT_FSIZE) reached while a checkpoint is written.
+
+
+class LimitFileSizeAfterFirstEpoch(pl.Callback):
+    """From the second epoch on, no file of this process may grow past half of last.ckpt."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import resource
+
+        if trainer.current_epoch == 1:
+            size = (Path(trainer.log_dir) / "checkpoints" / "last.ckpt").stat().st_size // 2
+            resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_file_size_limit_while_saving_keeps_last_ckpt(tiny_root: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    logs = tmp_path / "logs"
+    # The recipe's network: its checkpoint (4.7 MB) is larger than the event file.
+    result = run_cli("fit", *base_flags(tiny_root, logs), *SHORTER, "--trainer.max_epochs=2",
+                     "--trainer.callbacks+=tests.test_checkpoints.LimitFileSizeAfterFirstEpoch",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    message = [line for line in result.stderr.splitlines() if line.startswith("error: ")][-1]
+    assert "the file reached the largest size this process may write" in message
+    assert "the newest checkpoint there, last.ckpt, is intact" in message
+    last = logs / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the first epoch's, loadable
+    assert sorted(p.name for p in last.parent.iterdir() if p.name.startswith(".")) == []
