@@ -307,6 +307,7 @@ def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
 
 
 # ---- Short fits of a small network, for what a run folder, a checkpoint or a message holds ------
+# One of each a test process: the tests only read them (``logs`` hands out a private copy).
 
 BASE = str(CONFIGS / "base.yaml")
 # A small network on small images: the runs that use it test bookkeeping, not learning.
@@ -332,7 +333,7 @@ def assert_untouched(before: dict[str, str], folder: Path) -> None:
     assert not changed, f"files lost or changed: {changed}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Logs of one short in-process ``fit`` (small network, SHORT, target Male) in
     logs/base/version_0."""
@@ -355,7 +356,7 @@ def logs(trained_run: Path, tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The logs of one short in-process ``fit`` (small network, SHORTER): logs/base/version_0."""
     from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
