@@ -8,6 +8,7 @@ import hashlib
 import io
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -303,6 +304,66 @@ def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
     messages = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(messages) == 1, err
     return err[err.index("error: ") :]
+
+
+# ---- Short fits of a small network, for what a run folder, a checkpoint or a message holds ------
+# One of each a test process: the tests only read them (``logs`` hands out a private copy).
+
+BASE = str(CONFIGS / "base.yaml")
+# A small network on small images: the runs that use it test bookkeeping, not learning.
+SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
+SHORT = ["--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2"]
+SHORTER = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+
+
+def small_flags(root: Path, logs: Path) -> list[str]:
+    """``--config base.yaml``, the tiny data set, the small network and the SHORTER limits."""
+    return ["--config", BASE, *tiny_overrides(root, logs), *SMALL, *SHORTER]
+
+
+def base_flags(root: Path, logs: Path) -> list[str]:
+    """``--config base.yaml`` and the tiny data set, at the configs' own image size (for
+    tiny_checkpoint, trained at that size)."""
+    return ["--config", BASE, *tiny_overrides(root, logs)]
+
+
+def assert_untouched(before: dict[str, str], folder: Path) -> None:
+    after = tree_digest(folder)
+    changed = [name for name, digest in before.items() if after.get(name) != digest]
+    assert not changed, f"files lost or changed: {changed}"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Logs of one short in-process ``fit`` (small network, SHORT, target Male) in
+    logs/base/version_0."""
+    from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
+
+    logs = tmp_path_factory.mktemp("trained") / "logs"
+    cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *SMALL, *SHORT]
+        + ["--trainer.max_epochs=1"]
+    )
+    assert (logs / "base" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    return logs
+
+
+@pytest.fixture
+def logs(trained_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished run's log folder (a module may define its own ``logs``)."""
+    copy = tmp_path / "logs"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def small_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The logs of one short in-process ``fit`` (small network, SHORTER): logs/base/version_0."""
+    from lit_celeba.cli import cli_main  # here: Lightning only loads once the threads are set
+
+    logs = tmp_path_factory.mktemp("small_run") / "logs"
+    cli_main(["fit", *small_flags(tiny_root, logs), "--trainer.max_epochs=1"])
+    return logs
 
 
 def _parents() -> dict[int, int]:

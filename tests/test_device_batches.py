@@ -99,13 +99,13 @@ def test_device_resident_resume_equals_an_uninterrupted_run(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     """``--ckpt_path last`` after a SIGTERM mid-epoch, with device_resident: the same weights and
-    curves as a run that never stopped, as tests/test_reliability.py checks for the DataLoader."""
+    curves as a run that never stopped, as tests/test_interrupts.py checks for the DataLoader."""
     import signal
     import subprocess
     import sys
     import time
 
-    from tests.test_reliability import _assert_same_training, _cli_env, _fit_args, _run_fit
+    from tests.test_interrupts import _assert_same_training, _cli_env, _fit_args, _run_fit
 
     resident = "--data.device_resident=true"
     reference = tmp_path / "reference" / "logs"

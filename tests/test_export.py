@@ -3,6 +3,7 @@ checkpoint's outputs, for one and three attributes, and one clear error for each
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import os
@@ -290,3 +291,28 @@ def test_model_json_says_what_the_graph_does_and_how_to_get_predicts_outputs(
     probability, prediction = program(torch.stack(crops))
     for row, p, d in zip(rows, probability[:, 0].tolist(), prediction[:, 0].tolist(), strict=True):
         assert abs(float(row["prob_Male"]) - p) < 2e-6 and int(row["pred_Male"]) == d
+
+
+# -- an export stopped midway ----------------------------------------------------------------------
+
+
+def test_an_export_that_fails_midway_leaves_no_half_export(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch
+) -> None:
+    # Before: model.pt2 stayed, beside an earlier export's model.pt and model.json (or alone,
+    # and the next export then wanted --overwrite); a killed export's files stayed too.
+    from lit_celeba.base.errors import ExportError
+    from lit_celeba.commands import export
+
+    out = tmp_path / "exported"
+    killed = out / f".export-{2**22 + 12345}-0123abcd"  # a pid above Linux's default pid_max
+    killed.mkdir(parents=True)
+    (killed / "model.pt2").write_bytes(b"half")
+
+    def full_disk(predictor, path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export, "export_torchscript", full_disk)
+    with pytest.raises(ExportError, match="No space left on device"):
+        export.export(tiny_checkpoint, out)
+    assert os.listdir(out) == []

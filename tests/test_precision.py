@@ -13,7 +13,7 @@ import pytest
 
 from lit_celeba import precision
 from lit_celeba.cli import cli_main
-from tests.conftest import CONFIGS, tiny_overrides
+from tests.conftest import CONFIGS, run_expecting_error, small_flags, tiny_overrides
 
 NOTE = "has no native bfloat16"
 
@@ -58,3 +58,30 @@ def test_fit_says_the_precision_it_chose_once(
     said = captured.err + captured.out + caplog.text  # Lightning's logger, in process
     assert said.count(NOTE) == 1, said
     assert "using precision 32-true instead" in said
+
+
+# -- every true precision --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true", "16-true"])
+def test_every_true_precision_evaluates(
+    precision: str, tiny_root: Path, small_run: Path, tmp_path: Path
+) -> None:
+    ckpt = small_run / "base" / "version_0" / "checkpoints" / "last.ckpt"
+    cli = cli_main(["validate", *small_flags(tiny_root, tmp_path / "l"), f"--ckpt_path={ckpt}",
+                    f"--trainer.precision={precision}"])  # fmt: skip
+    assert 0 <= float(cli.trainer.callback_metrics["val/acc"]) <= 1
+
+
+def test_training_at_bf16_true_works_and_16_true_says_what_does(
+    tiny_root: Path, tmp_path: Path, capsys
+) -> None:
+    cli = cli_main(["fit", *small_flags(tiny_root, tmp_path / "a"), "--trainer.precision=bf16-true",
+                    "--trainer.max_epochs=1"])  # fmt: skip
+    assert not any(p.isnan().any() for p in cli.model.parameters())
+    message = run_expecting_error(
+        ["fit", *small_flags(tiny_root, tmp_path / "b"), "--trainer.precision=16-true"], capsys
+    )
+    assert "16-true trains float16 weights, and the optimizer's eps 1e-07" in message
+    assert "--optimizer.eps 1e-4" in message and "16-mixed" in message and "bf16-true" in message
+    assert not (tmp_path / "b").exists()  # no empty version_N left behind

@@ -7,6 +7,8 @@ Issue 32, items 5, 6, 7, 10, 11, 14 and 18; docs/bad_input.md, fourth round.
 
 from __future__ import annotations
 
+import csv
+import errno
 import os
 import shutil
 import subprocess
@@ -14,12 +16,22 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 
+from lit_celeba.callbacks.predictions import CSVPredictionWriter
 from lit_celeba.cli import cli_main
-from tests.conftest import CONFIGS, REPO, csv_rows, run_expecting_error, tiny_overrides
+from tests.conftest import (
+    CONFIGS,
+    REPO,
+    base_flags,
+    csv_rows,
+    run_expecting_error,
+    tiny_overrides,
+    tree_digest,
+)
 
 BASE = str(CONFIGS / "base.yaml")
 
@@ -309,3 +321,84 @@ def test_only_unreadable_photos_with_maps_is_status_1_and_no_picture(
     assert exit_info.value.code == 1
     assert "error: none of the files could be read as an image" in capsys.readouterr().err
     assert not list(tmp_path.glob("p_maps/*.png")) and len(csv_rows(out)) == 1
+
+
+# -- predict never overwrites a file it did not write ----------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["the-photo", "the-list", "the-checkpoint", "earlier"])
+def test_predict_never_overwrites_a_file_it_did_not_write(
+    target: str, tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    photo = tmp_path / "face.jpg"
+    shutil.copy(tiny_root / "celeba" / "img_align_celeba" / "000001.jpg", photo)
+    listing = tmp_path / "photos.txt"
+    listing.write_text(f"{photo}\n")
+    ckpt = tmp_path / "model.ckpt"
+    shutil.copy(tiny_checkpoint, ckpt)
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("path,prob_Male,pred_Male,error\nx.jpg,0.5,1,\n")
+    output = {"the-photo": photo, "the-list": listing, "the-checkpoint": ckpt,
+              "earlier": earlier}[target]  # fmt: skip
+    before = tree_digest(tmp_path)
+    message = run_expecting_error(
+        ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={ckpt}",
+         f"--data.predict_path={listing if target != 'the-list' else photo}",
+         f"--data.predict_output={output}"], capsys,
+    )  # fmt: skip
+    if target == "earlier":
+        assert f"--data.predict_output {output} holds earlier predictions" in message
+        assert "--data.predict_overwrite true" in message
+    else:
+        assert f"--data.predict_output {output} is an existing file that predict did not write" in (
+            message
+        )
+        assert "never overwrites it" in message
+    assert tree_digest(tmp_path) == before and not (tmp_path / "logs").exists()
+
+
+def test_predict_replaces_earlier_predictions_when_asked(
+    tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    earlier = tmp_path / "earlier.csv"
+    earlier.write_text("path,prob_Male,pred_Male,error\nx.jpg,0.5,1,\n")
+    photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
+    cli_main(["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+              f"--data.predict_path={photo}", f"--data.predict_output={earlier}",
+              "--data.predict_overwrite=true"])  # fmt: skip
+    rows = list(csv.DictReader(earlier.open()))
+    assert [row["path"] for row in rows] == [str(photo)]
+
+
+def test_predictions_output_under_a_file_is_one_clear_error(
+    tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    # Before: predicted everything, then a NotADirectoryError traceback.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
+    message = run_expecting_error(
+        ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
+         f"--data.predict_path={photo}", f"--data.predict_output={blocker}/out.csv"], capsys,
+    )  # fmt: skip
+    assert f"Cannot write the predictions to {blocker}/out.csv: {blocker} is a file" in message
+    assert blocker.read_text() == "mine"
+
+
+def test_predictions_stopped_midway_leave_the_earlier_file_whole(tmp_path: Path) -> None:
+    # Before: the file was opened for writing at once, so a failure (or a kill) midway left the
+    # header and some rows, and the earlier predictions gone.
+    path = tmp_path / "predictions.csv"
+    path.write_text("image,prob_Male,pred_Male,true_Male\n000001.jpg,0.9,1,1\n")
+    before = path.read_bytes()
+    datamodule = SimpleNamespace(predict_output=str(path), predict_overwrite=True)
+    trainer = SimpleNamespace(datamodule=datamodule, is_global_zero=True, log_dir=str(tmp_path))
+
+    def rows():
+        yield ["000002.jpg", "0.1", 0, 0]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        CSVPredictionWriter()._write_csv(trainer, ["image", "prob_Male", "pred_Male"], rows())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temporary left

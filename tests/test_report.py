@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lit_celeba.base.errors import ReportError
 from lit_celeba.cli import cli_main
-from lit_celeba.commands.events import load_run
+from lit_celeba.commands.events import epoch_series, load_run
 from lit_celeba.commands.report import curves_figure, picture_file_name, write_report
 from tests.conftest import cli_in_process, run_cli
 
@@ -176,3 +176,22 @@ def test_the_maps_page_of_40_attributes_is_a_grid(tmp_path: Path) -> None:
     page = Image.open(write_maps_page(events, tmp_path))
     assert 0.5 <= page.width / page.height <= 2, page.size
     assert page.width * page.height >= 40 * 136 * 420  # every picture on it
+
+
+# -- validation more than once an epoch ------------------------------------------------------------
+
+
+def test_validation_twice_an_epoch_gives_two_points_at_two_places(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing import event_accumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    # val_check_interval 0.5 with 4 steps an epoch: validation at steps 1, 3, 5, 7.
+    for step, epoch, value in [(1, 0, 0.6), (3, 0, 0.7), (5, 1, 0.75), (7, 1, 0.8)]:
+        writer.add_scalar("epoch", epoch, step)
+        writer.add_scalar("val/acc", value, step)
+    writer.close()
+    events = event_accumulator.EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert epoch_series(events, "val/acc") == ([0.5, 1.0, 1.5, 2.0], pytest.approx([0.6, 0.7,
+                                                                                 0.75, 0.8]))

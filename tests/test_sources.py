@@ -255,3 +255,22 @@ def test_cli_trains_from_each_form(forms, form, tmp_path) -> None:
                                             columns_read(32), workers=1)))  # fmt: skip
     arrays = sorted((np.load(p) for p in caches), key=len)
     assert np.array_equal(arrays[1], expected[0]) and np.array_equal(arrays[0], expected[1])
+
+
+# -- the official image archive, or the image folder, given as the root ----------------------------
+
+
+def test_the_official_image_zip_as_the_root_is_named_as_such(tmp_path: Path) -> None:
+    root = write_form(tmp_path / "zipped", "zip", 8, 4, 4, progress=False)
+    with pytest.raises(CelebAError) as caught:
+        find_copy(root / "img_align_celeba.zip")
+    message = str(caught.value)
+    assert "an archive of images only (CelebA's official img_align_celeba.zip" in message
+    assert f"{root} has them: pass --data.root {root}" in message and "Kaggle's archive" in message
+    assert zipfile.is_zipfile(root / "img_align_celeba.zip")
+
+
+def test_the_image_folder_as_the_root_names_the_folder_above(tiny_root: Path) -> None:
+    with pytest.raises(CelebAError, match=r"looks like CelebA's image folder.*--data.root "
+                       rf"{tiny_root / 'celeba'}"):  # fmt: skip
+        find_copy(tiny_root / "celeba" / "img_align_celeba")

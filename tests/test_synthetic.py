@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +29,14 @@ from lit_celeba.data.synthetic import (
 )
 from lit_celeba.data.synthetic import generate as synthetic
 from lit_celeba.data.synthetic.command import main
+from tests.conftest import (
+    CONFIGS,
+    REPO,
+    child_processes,
+    run_expecting_error,
+    survivors,
+    tree_digest,
+)
 
 # Spelled out again, in the order of the real list_attr_celeba.txt.
 CELEBA_NAMES = """5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips
@@ -331,3 +346,133 @@ def test_label_noise_flips_drawn_labels_only(cue_set, tmp_path):
     for name in NAMES[:20]:  # the pictures do not depend on label_noise
         image = f"img_align_celeba/{name}"
         assert (noisy_folder / image).read_bytes() == (folder / image).read_bytes()
+
+
+# -- the generation killed: no worker left, its partial folder removed -----------------------------
+# The generator in a process of its own, its pool forced on (the tests run on one core) and slow.
+_SLOW_GENERATION = """
+import os, sys, time
+from lit_celeba.data.synthetic import generate as synthetic
+os.sched_getaffinity = lambda pid: {0, 1, 2, 3}
+render = synthetic._render_chunk
+def slow(*args, **kwargs):
+    time.sleep(2)
+    return render(*args, **kwargs)
+synthetic._render_chunk = slow
+synthetic.generate_celeba(sys.argv[1], 800, 8, 8, progress=False)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="lists the workers in /proc")
+def test_killed_generation_leaves_no_worker_and_is_cleaned_next_time(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    generator = subprocess.Popen([sys.executable, "-c", _SLOW_GENERATION, str(tmp_path)],
+                                 env=env)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(child_processes(generator.pid)) < 2 or not list(tmp_path.glob(".celeba.partial-*")):
+        assert generator.poll() is None and time.monotonic() < deadline, "no pool started"
+        time.sleep(0.1)
+    workers = child_processes(generator.pid)
+    generator.send_signal(signal.SIGKILL)
+    generator.wait()
+    assert not survivors(workers), "pool workers outlived the killed generation"
+    assert list(tmp_path.glob(".celeba.partial-*"))  # what a kill leaves ...
+    generate_celeba(tmp_path, 8, 4, 4, progress=False)
+    assert os.listdir(tmp_path) == ["celeba"]  # ... is removed by the next generation
+
+
+def test_a_set_left_half_swapped_is_cleaned_next_time(tmp_path: Path) -> None:
+    # A generation killed while it swapped an older set out left .celeba.old-PID-*: never removed.
+    generate_celeba(tmp_path, 8, 4, 4, progress=False)
+    leftover = tmp_path / ".celeba.old-999999999-0123abcd"
+    shutil.copytree(tmp_path / "celeba", leftover)
+    generate_celeba(tmp_path, 8, 4, 4, seed=1, progress=False)
+    assert os.listdir(tmp_path) == ["celeba"]
+
+
+def test_two_generations_at_once_make_the_set_once(tmp_path: Path, monkeypatch) -> None:
+    # Two fits of the demo started together (compare --jobs 2 on a fresh root): the second
+    # generated the set again and swapped it in while the first was reading it.
+    calls, started = [], threading.Event()
+    render = synthetic._render_all
+
+    def slow_render(*args, **kwargs):
+        calls.append(1)
+        started.set()
+        time.sleep(0.5)
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "_render_all", slow_render)
+    first = threading.Thread(target=generate_celeba, args=(tmp_path, 8, 4, 4),
+                             kwargs={"progress": False})  # fmt: skip
+    first.start()
+    started.wait(10)
+    generate_celeba(tmp_path, 8, 4, 4, progress=False)
+    first.join()
+    assert len(calls) == 1
+    assert os.listdir(tmp_path) == ["celeba"]
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_generating_is_one_clear_error(tmp_path: Path, monkeypatch, capsys):
+    # At module level: with two or more CPUs the generator's pool pickles the function by name
+    # (a local one cannot be, and the pool then waited forever, 2026-12-05).
+    monkeypatch.setattr(synthetic, "_render_chunk", _full_disk)
+    root = tmp_path / "demo"
+    message = run_expecting_error(
+        ["fit", "--config", str(CONFIGS / "demo.yaml"), f"--data.root={root}",
+         "--trainer.accelerator=cpu", f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+         f"--data.cache_dir={tmp_path / 'cache'}"], capsys,
+    )  # fmt: skip
+    assert f"cannot be written into {root}: No space left on device" in message
+    assert os.listdir(root) == []  # no partial folder
+
+
+# -- the generator never writes beside a real copy -------------------------------------------------
+
+
+def _kaggle_copy(root: Path) -> None:
+    generate_celeba(root, 8, 4, 4, layout="kaggle", progress=False)
+    (root / synthetic.MARKER_NAME).unlink()  # as a real copy is: no marker of ours
+
+
+@pytest.mark.parametrize(
+    "copy", ["kaggle-unpacked", "official-at-root", "kaggle-archive", "official-zip", "drive",
+             "tfds"],
+)  # fmt: skip
+def test_generation_refuses_a_root_that_holds_a_celeba_copy(copy: str, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    if copy == "kaggle-unpacked":
+        _kaggle_copy(root)
+    elif copy == "tfds":
+        (root / "celeb_a" / "2.1.0").mkdir(parents=True)
+        (root / "celeb_a" / "2.1.0" / "dataset_info.json").write_text("{}")
+        (root / "celeb_a" / "2.1.0" / "celeb_a-train.tfrecord-00000-of-00001").write_bytes(b"")
+    else:
+        name = {"official-at-root": "list_attr_celeba.txt", "kaggle-archive": "archive.zip",
+                "official-zip": "img_align_celeba.zip", "drive": "Anno/list_attr_celeba.txt"}[copy]
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_text("a real file")  # fmt: skip
+    before = tree_digest(root)
+    with pytest.raises(FileExistsError, match=rf"{root} holds a CelebA copy that .* did not"):
+        generate_celeba(root, 8, 4, 4, progress=False)
+    assert tree_digest(root) == before and not (root / "celeba").exists()
+
+
+def test_the_demo_on_a_root_with_a_real_copy_is_one_error_line(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "data"
+    _kaggle_copy(root)
+    before = tree_digest(root)
+    message = run_expecting_error(
+        ["fit", "--config", str(CONFIGS / "demo.yaml"), f"--data.root={root}",
+         "--trainer.accelerator=cpu", f"--trainer.logger.init_args.save_dir={tmp_path / 'l'}"],
+        capsys,
+    )  # fmt: skip
+    assert message.startswith(f"error: data.synthetic is true but {root} holds a CelebA copy")
+    assert "--data.synthetic false" in message and message.count("\n") == 1
+    assert tree_digest(root) == before

@@ -1,0 +1,254 @@
+"""Bad input that ends with one clear message: a broken data set, an invalid setting, a log
+folder that cannot be written (or a file where the run folders go), a seed out of range, a
+subgroup that is the target. Each is one ``error:`` line and exit status 2, and leaves what was
+already written untouched.
+
+docs/bad_input.md points at the tests here by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    BASE,
+    SHORT,
+    SMALL,
+    assert_untouched,
+    run_expecting_error,
+    small_flags,
+    tiny_overrides,
+    tree_digest,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one clear message, nothing already written lost. Each row of the README table.
+
+
+def _edit_root(tiny_root: Path, tmp_path: Path, edit: Callable[[Path], None]) -> Path:
+    root = tmp_path / "celeba_copy"
+    shutil.copytree(tiny_root, root)
+    edit(root / "celeba")
+    return root
+
+
+def _replace_line(path: Path, line_no: int, text: str) -> None:
+    lines = path.read_text().splitlines()
+    lines[line_no - 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _drop_last_line(path: Path) -> None:
+    path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:200])
+
+
+DATA_CASES = {
+    "partial-no-partition-file": (
+        lambda d: (d / "list_eval_partition.txt").unlink(),
+        [],
+        ["but not", "list_eval_partition.txt", "needs both"],
+    ),
+    "partial-missing-images": (
+        lambda d: [(d / "img_align_celeba" / f"{i:06d}.jpg").unlink() for i in (2, 9)],
+        [],
+        ["2 image(s) of the 'train' subset", "000002.jpg", "000009.jpg", "complete"],
+    ),
+    "partial-no-image-folder": (
+        lambda d: shutil.rmtree(d / "img_align_celeba"),
+        [],
+        ["image folder", "img_align_celeba is missing", "Unpack"],
+    ),
+    "wrong-layout": (
+        lambda d: d.rename(d.with_name("faces")),
+        [],
+        [
+            "No CelebA annotation files",
+            "ROOT/celeba/list_attr_celeba.txt",
+            "ROOT/list_attr_celeba.csv",
+        ],
+    ),
+    "malformed-attribute-line": (
+        lambda d: _replace_line(d / "list_attr_celeba.txt", 5, "000003.jpg " + "2 " * 40),
+        [],
+        ["list_attr_celeba.txt, line 5", "'2' is not 1 or -1"],
+    ),
+    "malformed-partition-line": (
+        lambda d: _replace_line(d / "list_eval_partition.txt", 7, "000007.jpg train"),
+        [],
+        ["list_eval_partition.txt, line 7", "expected '<image name> <0|1|2>'"],
+    ),
+    "partition-and-attributes-disagree": (
+        lambda d: _drop_last_line(d / "list_eval_partition.txt"),
+        [],
+        ["disagree", "192 and 191 images", "same CelebA release"],
+    ),
+    # Validation images (97 on, in file order): the sanity check reads them first, every time.
+    "truncated-jpeg": (
+        lambda d: _truncate(d / "img_align_celeba" / "000100.jpg"),
+        [],
+        ["Cannot read image", "000100.jpg", "Replace the file"],
+    ),
+    "not-a-jpeg-in-a-worker": (
+        lambda d: (d / "img_align_celeba" / "000101.jpg").write_text("<html>not found</html>"),
+        ["--data.num_workers=1"],
+        ["Cannot read image", "000101.jpg", "Replace the file"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DATA_CASES, ids=str)
+def test_bad_data_set(case: str, tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:
+    edit, extra, expected = DATA_CASES[case]
+    root = _edit_root(tiny_root, tmp_path, edit)
+    before = tree_digest(logs)
+    message = run_expecting_error(
+        ["fit", "--config", BASE, *tiny_overrides(root, logs), *SMALL, *SHORT, *extra], capsys
+    )
+    for fragment in expected:
+        assert fragment in message, message
+    assert_untouched(before, logs)
+
+
+SETTING_CASES = {
+    "subset-size-zero": (["--data.val_size=0"], ["data.val_size must be a positive number"]),
+    "negative-batch-size": (
+        ["--data.batch_size=-1"], ["Invalid setting: data.batch_size must be at least 1, got -1"]
+    ),
+    "batch-size-not-a-number": (["--data.batch_size=many"], ['"data.batch_size"', "many"]),
+    "unknown-optimizer": (["--optimizer=Adamm"], ["Unknown optimizer 'Adamm'", "AdamW", "SGD"]),
+    "image-size-too-small": (["--data.image_size=4"], ["data.image_size must be at least 8"]),
+    "negative-min-face-size": (
+        ["--data.min_face_size=-1"],
+        ["Invalid setting: data.min_face_size must be 0 (judge every face) or more pixels, got -1"],
+    ),
+    "dropout-out-of-range": (["--model.dropout=1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
+    # The CLI sets model.target_attrs from data.target_attr and data.subgroups from
+    # model.subgroups: the message names the key the user set.
+    "repeated-target": (
+        ["--data.target_attr=[Male, Male]"],
+        ["Invalid setting: data.target_attr names Male more than once"],
+    ),
+    "repeated-subgroup": (["--model.subgroups=[Young, Young]"], ["model.subgroups names Young"]),
+    "no-target": (
+        ["--data.target_attr=[]"], ["Invalid setting: data.target_attr names no attribute"]
+    ),
+    "unknown-pooling": (["--model.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
+    "negative-max-epochs": (["--trainer.max_epochs=-5"], ["trainer setting", "max_epochs", "-5"]),
+    "missing-config-file": (["--config=nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
+    "resident-without-cache": (
+        ["--data.cache=false", "--data.device_resident=true"],
+        ["Invalid setting: data.device_resident keeps the decoded cache on the device: it needs "
+         "cache true"],
+    ),  # fmt: skip
+    "unknown-compile-mode": (
+        ["--model.compile=fastest"],
+        ["model.compile must be one of false, true, default, reduce-overhead, max-autotune; "
+         "got 'fastest'"],
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", SETTING_CASES, ids=str)
+def test_invalid_setting(case: str, tiny_root: Path, logs: Path, capsys) -> None:
+    flags, expected = SETTING_CASES[case]
+    before = tree_digest(logs)
+    message = run_expecting_error(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *SMALL, *SHORT, *flags], capsys
+    )
+    for fragment in expected:
+        assert fragment in message, message
+    assert_untouched(before, logs)
+    assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
+
+
+def test_log_folder_under_a_file(tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    before = tree_digest(logs)
+    message = run_expecting_error(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, blocker / "logs"), *SMALL], capsys
+    )
+    assert "Cannot write to the log folder" in message and str(blocker / "logs") in message
+    assert "--trainer.logger.init_args.save_dir" in message
+    assert blocker.read_text() == "not a folder"
+    assert_untouched(before, logs)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_log_folder(tiny_root: Path, tmp_path: Path, capsys) -> None:
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        message = run_expecting_error(
+            ["fit", "--config", BASE, *tiny_overrides(tiny_root, read_only), *SMALL], capsys
+        )
+    finally:
+        read_only.chmod(0o755)
+    assert "Cannot write to the log folder" in message and "ermission denied" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# A log folder where a file is, and a file where the run folders go.
+
+
+def test_no_logger_in_a_folder_under_a_file_is_one_clear_error(tiny_root, tmp_path, capsys):
+    # Before: a NotADirectoryError traceback.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    message = run_expecting_error(
+        ["fit", *small_flags(tiny_root, tmp_path / "l"), "--trainer.logger=false",
+         f"--trainer.default_root_dir={blocker / 'runs'}"], capsys,
+    )  # fmt: skip
+    assert f"Cannot write to the log folder {blocker / 'runs'}: Not a directory" in message
+    assert "--trainer.default_root_dir" in message and blocker.read_text() == "mine"
+
+
+def test_a_file_where_the_run_folders_go_is_one_clear_error(tiny_root, tmp_path, capsys) -> None:
+    # logs/base a file: before, "error: [Errno 17] File exists: '…/base'", nothing more.
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "base").write_text("mine")
+    message = run_expecting_error(["fit", *small_flags(tiny_root, tmp_path / "logs")], capsys)
+    assert f"Cannot write to the log folder {tmp_path / 'logs' / 'base'}: a file of that name" in (
+        message
+    )
+    assert "--trainer.logger.init_args.save_dir" in message
+    assert (tmp_path / "logs" / "base").read_text() == "mine"
+
+
+# ---------------------------------------------------------------------------------------------
+# A seed out of range.
+
+
+@pytest.mark.parametrize("seed", ["-3", str(2**32)])
+def test_a_seed_out_of_range_is_one_clear_error(seed: str, tiny_root: Path, tmp_path, capsys):
+    message = run_expecting_error(
+        ["fit", *small_flags(tiny_root, tmp_path / "l"), f"--seed_everything={seed}"], capsys
+    )
+    assert f"--seed_everything {seed} is out of range" in message and "4294967295" in message
+    assert not (tmp_path / "l").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A subgroup that is the target.
+
+
+def test_a_subgroup_that_is_the_target_is_refused(tiny_root, tmp_path, capsys) -> None:
+    # Refused before this issue already (kept, with this test). Several targets may have one of
+    # them as a subgroup (each target's accuracy within the other's values; conftest's
+    # three_attribute_run).
+    message = run_expecting_error(
+        ["fit", *small_flags(tiny_root, tmp_path / "l"), "--model.objective=group_dro",
+         "--model.subgroups=[Male]"], capsys,
+    )  # fmt: skip
+    assert "model.subgroups must not hold the target Male" in message
+    assert not (tmp_path / "l").exists()
