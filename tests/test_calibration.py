@@ -102,6 +102,14 @@ def test_a_bias_keeps_every_decision_where_the_temperature_is_turned_off() -> No
     assert plain.temperature.tolist() == [1.0, 1.0] and plain.bias.tolist() == [0.0, 0.0]
     assert torch.equal(plain.apply(z)[1], calibration.apply(z)[1])
     torch.testing.assert_close(plain.apply(z)[0], torch.sigmoid(z))
+    # The fixed rule is "calibrated probability above 0.5", with the temperature folded in or not
+    # (the order of the two used to matter: the fold first put the cut at a logit of 0).
+    fixed = calibration.evaluated_with(temperature_scaling=True, rule="fixed")
+    fixed_plain = calibration.evaluated_with(temperature_scaling=False, rule="fixed")
+    assert fixed.threshold.tolist() == [0.5, 0.5]
+    assert torch.equal(fixed_plain.apply(z)[1], fixed.apply(z)[1])
+    above = (z / calibration.temperature + calibration.bias > 0).long()
+    assert torch.equal(fixed.apply(z)[1], above)
 
 
 def test_the_bias_travels_in_checkpoints_and_exports_and_old_ones_load_with_bias_zero() -> None:
@@ -111,7 +119,7 @@ def test_the_bias_travels_in_checkpoints_and_exports_and_old_ones_load_with_bias
     assert again.bias.tolist() == pytest.approx([-0.9]) and again.rule == "f1"
     old = {k: v for k, v in state.items() if k != "bias"}  # written before the bias existed
     assert Calibration.from_state(old, 1).bias.tolist() == [0.0]
-    with pytest.raises(CheckpointError, match="for 1 attribute"):
+    with pytest.raises(CheckpointError, match="has bias for 3 attribute.s. but its network has 1"):
         Calibration.from_state({**state, "bias": torch.zeros(3)}, 1)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(1))
     images = torch.rand(4, 3, 8, 8)

@@ -464,3 +464,17 @@ def test_checkpoint_that_would_call_os_system_is_refused_as_unsafe(
     assert f"(GLOBAL {os.system.__module__}.system)" in message and "could run code" in message
     assert "weights_only" not in message and "truncated" not in message
     assert not marker.exists(), "the command in the file ran"
+
+
+def test_a_file_with_a_long_name_is_written_whole(tmp_path: Path) -> None:
+    """A 249-character name: the temporary beside it must still be a valid name (it failed with
+    'File name too long'), and a killed writer's temporary of it is still cleaned up."""
+    from lit_celeba.base.files import atomic_write, temporary_path
+
+    target = tmp_path / ("p" * 245 + ".csv")
+    stale = temporary_path(target).with_name(f".{'p' * 200}.999999999.0badf00d.tmp")
+    stale.write_text("left by a killed writer")
+    with atomic_write(target, newline="") as fh:
+        fh.write("a,b\n")
+    assert target.read_text() == "a,b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

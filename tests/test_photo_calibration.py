@@ -118,6 +118,20 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     threshold = float(fitted["threshold"][0])
     assert [int(r["pred_Male"]) for r in after] == [int(v > threshold) for v in got.tolist()]
 
+    # Calibrated again for another rule, it keeps its bias (as it keeps the temperature scaling);
+    # --bias false drops it, and says so.
+    kept, dropped = tmp_path / "kept.ckpt", tmp_path / "dropped.ckpt"
+    for path, extra in ((kept, []), (dropped, ["--bias=false"])):
+        redone = cli_in_process("calibrate", *flags, f"--ckpt_path={out}", f"--out={path}",
+                                f"--photo_labels={labels}", "--thresholds=fixed", *extra,
+                                cwd=tmp_path)  # fmt: skip
+        assert redone.returncode == 0, redone.stderr
+        said = redone.stdout + redone.stderr
+        assert ("The checkpoint's biases were dropped" in said) == (path == dropped), said
+    assert float(torch.load(kept, weights_only=True)["calibration"]["bias"][0]) == pytest.approx(
+        float(fitted["bias"][0]), rel=1e-6)  # fmt: skip
+    assert torch.load(dropped, weights_only=True)["calibration"]["bias"].tolist() == [0.0]
+
 
 @pytest.mark.slow
 def test_calibrate_on_photos_without_any_face_is_one_clear_error(

@@ -14,6 +14,7 @@ itself (``checkpoints/atomic_io.py`` says what that did to a checkpoint); neithe
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import secrets
@@ -24,17 +25,21 @@ from typing import IO, Any
 
 from lit_celeba.base.processes import process_alive
 
+# A file name may have 255 bytes; the temporary adds up to 30 characters to the target's.
+_NAME_KEPT = 200
+
 
 def temporary_path(path: Path) -> Path:
     """Where this process writes ``path`` before renaming it into place:
-    ``.NAME.PID.RANDOM.tmp`` beside it."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    ``.NAME.PID.RANDOM.tmp`` beside it (NAME cut to its first 200 characters)."""
+    return path.with_name(f".{path.name[:_NAME_KEPT]}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
 def remove_stale_temporaries(path: Path) -> None:
     """The :func:`temporary_path` files of ``path`` whose writer no longer runs."""
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp$")
-    for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+    name = path.name[:_NAME_KEPT]
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(\d+)\.[0-9a-f]+\.tmp$")
+    for leftover in path.parent.glob(f".{glob.escape(name)}.*.tmp"):
         match = pattern.match(leftover.name)
         if match and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
@@ -78,7 +83,9 @@ def atomic_write(
                 os.fsync(fh.fileno())
         os.replace(temporary, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # Only a temporary that was made is removed; the error that stopped the write is the one
+        # the caller sees, not one from the clean-up.
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
     if fsync:
         fsync_folder(path.parent)

@@ -49,7 +49,7 @@ class CelebATrainer(pl.Trainer):
         temperature_scaling: bool | None = None,
         out: str | None = None,
         photo_labels: str | None = None,
-        bias: bool = False,
+        bias: bool | None = None,
     ) -> Calibration:
         """Fit the checkpoint's calibration on the validation split and write the checkpoint
         with it.
@@ -69,7 +69,8 @@ class CelebATrainer(pl.Trainer):
                 (:mod:`lit_celeba.data.labelled_photos`).
             bias: fit a bias per attribute beside the temperature (Platt scaling): for photos
                 where the line between the classes is not where CelebA puts it, so that the
-                probabilities hold there too, not only the decisions.
+                probabilities hold there too, not only the decisions; by default as the
+                checkpoint's calibration (a bias if it has one).
         """
         if ckpt_path is None or not Path(ckpt_path).is_file():
             raise UsageError(f"calibrate needs a checkpoint file as --ckpt_path, got {ckpt_path}")
@@ -79,9 +80,13 @@ class CelebATrainer(pl.Trainer):
         rule = thresholds or model.thresholds
         scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
         if bias and not scaling:
-            raise UsageError("calibrate --bias true needs the temperature scaling on: without it "
-                             "(--temperature_scaling false) the probabilities are the network's "
-                             "own and a bias would only move the thresholds; drop one of the two")
+            typed = ("--temperature_scaling false" if temperature_scaling is not None else
+                     "this checkpoint was calibrated with --temperature_scaling false")
+            raise UsageError(f"calibrate --bias true needs the temperature scaling on: without it "
+                             f"({typed}) the probabilities are the network's own and a bias would "
+                             f"only move the thresholds; "
+                             + ("drop one of the two" if temperature_scaling is not None
+                                else "add --temperature_scaling true"))  # fmt: skip
         photos = None if photo_labels is None else LabelledPhotoData(datamodule, photo_labels)
         data = datamodule if photos is None else photos
         self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
@@ -92,6 +97,9 @@ class CelebATrainer(pl.Trainer):
         logits, targets = model.validation_rows
         source = "validation images" if photos is None else photos.fitted_on(len(targets))
         before = getattr(model, "loaded_calibration", model.calibration)
+        had_bias = bool((before.bias != 0).any())
+        if bias is None:  # as the checkpoint: a rule or source changed keeps its bias
+            bias = had_bias and bool(scaling)
         fitted = fit_calibration(logits, targets, scaling, rule, bias)
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
@@ -101,7 +109,11 @@ class CelebATrainer(pl.Trainer):
             hparams.update(thresholds=rule, temperature_scaling=bool(scaling))
             target.parent.mkdir(parents=True, exist_ok=True)
             self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
-            rank_zero_info(_summary(model, logits, targets, before, fitted, target, source))
+            summary = _summary(model, logits, targets, before, fitted, target, source)
+            if had_bias and not bias:
+                summary += ("\nThe checkpoint's biases were dropped (--bias false, or the "
+                            "temperature scaling off).")  # fmt: skip
+            rank_zero_info(summary)
         return fitted
 
 

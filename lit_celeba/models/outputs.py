@@ -105,18 +105,21 @@ class Calibration:
                 "predictions": predictions}  # fmt: skip
 
     def evaluated_with(self, temperature_scaling: bool, rule: str) -> Calibration:
-        """This calibration as a model with these settings applies it: without
-        ``temperature_scaling`` the temperatures are 1, the biases 0, and each threshold moves so
-        that every decision stays (``sigmoid(z / T + b) > t`` is ``sigmoid(z) > sigmoid(T *
-        (logit(t) - b))``); with the ``fixed`` rule every threshold is 0.5. Other rules keep the
-        fitted thresholds."""
+        """This calibration as a model with these settings applies it: with the
+        ``fixed`` rule every threshold is 0.5 on the calibrated probability; other rules keep the
+        fitted thresholds. Then, without ``temperature_scaling``, the temperatures are 1, the
+        biases 0, and each threshold moves so that every decision stays (``sigmoid(z / T + b) >
+        t`` is ``sigmoid(z) > sigmoid(T * (logit(t) - b))``: a fixed 0.5 becomes ``sigmoid(-T *
+        b)``)."""
         temperature, threshold, bias, kept = self.temperature, self.threshold, self.bias, self.rule
+        # The rule first, on the calibrated probabilities: "fixed" is always "calibrated
+        # probability above 0.5", whether the temperature is then folded in or not.
+        if rule == "fixed" and kept != "fixed":
+            threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
         if not temperature_scaling and not bool((temperature == 1).all() and (bias == 0).all()):
             moved = temperature.double() * (torch.logit(threshold.double()) - bias.double())
             threshold = torch.sigmoid(moved).float()
             temperature, bias = torch.ones_like(temperature), torch.zeros_like(bias)
-        if rule == "fixed" and kept != "fixed":
-            threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
         return Calibration(temperature, threshold, kept, bias)
 
     def state(self, fitted_at_step: int | None = None) -> dict[str, Any]:
@@ -138,10 +141,13 @@ class Calibration:
         bias = state.get("bias")
         bias = (torch.zeros_like(temperature) if bias is None
                 else torch.as_tensor(bias, dtype=torch.float32).reshape(-1))  # fmt: skip
-        if {len(temperature), len(threshold), len(bias)} != {num_attributes}:
+        sizes = {"temperature": len(temperature), "threshold": len(threshold), "bias": len(bias)}
+        wrong = {name: size for name, size in sizes.items() if size != num_attributes}
+        if wrong:
+            said = ", ".join(f"{name} for {size}" for name, size in wrong.items())
             raise CheckpointError(
-                f"The checkpoint's calibration is for {len(temperature)} attribute(s) but its "
-                f"network has {num_attributes}: the file was changed after it was written."
+                f"The checkpoint's calibration has {said} attribute(s) but its network has "
+                f"{num_attributes}: the file was changed after it was written."
             )
         return cls(temperature, threshold, str(state.get("rule", "fixed")), bias)
 
