@@ -149,6 +149,26 @@ def test_calibrate_on_photos_without_any_face_is_one_clear_error(
 
 
 @pytest.mark.slow
+def test_photos_of_one_class_keep_the_checkpoints_calibration(
+    tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
+) -> None:
+    rows = [(name, 1) for name, _ in _photos(tmp_path / "photos")]
+    labels = _write_labels(tmp_path / "labels.csv", rows)
+    flags = ["--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, tmp_path / "logs")]
+    out = tmp_path / "one_class.ckpt"
+    done = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}", f"--out={out}",
+                          f"--photo_labels={labels}", "--bias=true", cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "The labelled faces hold one class only of Male (all 1): their calibration is the " \
+        "checkpoint's, unchanged" in done.stdout + done.stderr  # fmt: skip
+    original = torch.load(tiny_checkpoint, weights_only=True)["calibration"]
+    fitted = torch.load(out, weights_only=True)["calibration"]
+    assert torch.equal(fitted["temperature"], original["temperature"])
+    assert torch.equal(fitted["threshold"], original["threshold"])
+    assert fitted["bias"].tolist() == [0.0]
+
+
+@pytest.mark.slow
 def test_a_bias_without_the_temperature_is_refused_before_anything_is_read(
     tiny_checkpoint: Path, tiny_root: Path, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import UsageError
@@ -101,6 +102,9 @@ class CelebATrainer(pl.Trainer):
         if bias is None:  # as the checkpoint: a rule or source changed keeps its bias
             bias = had_bias and bool(scaling)
         fitted = fit_calibration(logits, targets, scaling, rule, bias)
+        kept_note = None
+        if photos is not None:
+            fitted, kept_note = _keep_one_class(fitted, before, targets, model.target_attrs)
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
             checkpoint[CHECKPOINT_KEY] = fitted.state(checkpoint.get("global_step"))
@@ -110,11 +114,36 @@ class CelebATrainer(pl.Trainer):
             target.parent.mkdir(parents=True, exist_ok=True)
             self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
             summary = _summary(model, logits, targets, before, fitted, target, source)
+            if kept_note is not None:
+                summary += "\n" + kept_note
             if had_bias and not bias:
                 summary += ("\nThe checkpoint's biases were dropped (--bias false, or the "
                             "temperature scaling off).")  # fmt: skip
             rank_zero_info(summary)
         return fitted
+
+
+def _keep_one_class(
+    fitted: Calibration, before: Calibration, targets: torch.Tensor, attributes: list[str]
+) -> tuple[Calibration, str | None]:
+    """On labelled photos, an attribute whose photos hold one class only keeps the checkpoint's
+    calibration: nothing can be fitted on one class, and fit's rule for it (temperature 1, bias 0,
+    threshold 0.5) would throw away the calibration the checkpoint had."""
+    one_class = (targets.amin(0) == targets.amax(0)).cpu()
+    if not bool(one_class.any()):
+        return fitted, None
+    kept = Calibration(
+        torch.where(one_class, before.temperature, fitted.temperature),
+        torch.where(one_class, before.threshold, fitted.threshold),
+        fitted.rule,
+        torch.where(one_class, before.bias, fitted.bias),
+    )
+    values = targets[0].tolist()
+    named = [f"{a} (all {int(v)})"
+             for a, one, v in zip(attributes, one_class.tolist(), values, strict=False) if one]
+    return kept, (f"The labelled faces hold one class only of {', '.join(named)}: their "
+                  "calibration is the checkpoint's, unchanged. Label photos of both classes to "
+                  "fit it.")  # fmt: skip
 
 
 def _summary(

@@ -248,6 +248,8 @@ def model_info(
         "bias": calibration.bias.tolist(),
         "threshold": calibration.threshold.tolist(),
         "threshold_rule": calibration.rule,
+        "calibration": "probability = sigmoid(logit / temperature + bias), per attribute, of the "
+        "network's logit (flip-averaged with tta_flip); prediction = probability > threshold",
         "preprocessing": [step.format(s=image_size) for step in PREPROCESSING],
         "files": [FILES[kind] for kind in kinds],
         "checks_against_predict": checks,
