@@ -348,12 +348,17 @@ def trained_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return logs
 
 
+def private_copy(run_logs: Path, tmp_path: Path) -> Path:
+    """A copy of a shared run's log folder that one test may change: ``tmp_path / "logs"``."""
+    copy = tmp_path / "logs"
+    shutil.copytree(run_logs, copy)
+    return copy
+
+
 @pytest.fixture
 def logs(trained_run: Path, tmp_path: Path) -> Path:
     """A private copy of the finished run's log folder (a module may define its own ``logs``)."""
-    copy = tmp_path / "logs"
-    shutil.copytree(trained_run, copy)
-    return copy
+    return private_copy(trained_run, tmp_path)
 
 
 @pytest.fixture(scope="session")

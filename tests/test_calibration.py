@@ -13,7 +13,7 @@ from lit_celeba.base.errors import CheckpointError
 from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_temperature
+from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_scaling
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.outputs import Calibration, Predictor
@@ -70,7 +70,7 @@ def test_temperature_scaling_recovers_a_known_overconfidence() -> None:
     z = torch.randn(20000, 2, generator=gen) * 2
     targets = (torch.rand(20000, 2, generator=gen) < torch.sigmoid(z)).long()
     # Logits three and a half times too large for the first attribute, right for the second.
-    temperatures = fit_temperature(z * torch.tensor([3.5, 1.0]), targets)
+    temperatures, _ = fit_scaling(z * torch.tensor([3.5, 1.0]), targets)
     assert temperatures.tolist() == pytest.approx([3.5, 1.0], rel=0.05)
 
 

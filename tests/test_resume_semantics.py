@@ -7,7 +7,6 @@ Issue 13, cases 2, 3, 4, 5, 13 and 18; docs/bad_input.md and docs/resume.md poin
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,18 @@ import yaml
 
 from lit_celeba.cli import cli_main
 from tests.conftest import (
+    BASE,
     CONFIGS,
+    SMALL,
     cli_in_process,
     last_ckpt,
+    private_copy,
     run_expecting_error,
     tiny_overrides,
     tree_digest,
 )
+from tests.conftest import SHORTER as SHORT  # the name these tests use
 
-BASE = str(CONFIGS / "base.yaml")
-# A small network on small images: these runs test bookkeeping, not learning.
-SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
-SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
 ONE_EPOCH = [*SMALL, *SHORT, "--trainer.max_epochs=1"]
 
 
@@ -52,9 +51,7 @@ def finished_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 @pytest.fixture
 def logs(finished_run: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "logs"
-    shutil.copytree(finished_run, copy)
-    return copy
+    return private_copy(finished_run, tmp_path)
 
 
 FINISHED_RUN_FLAGS = [*ONE_EPOCH, "--model.pooling=flatten", "--data.target_attr=Young"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +19,7 @@ import torch
 
 from lit_celeba.checkpoints import run_folders
 from lit_celeba.cli import cli_main
-from tests.conftest import run_expecting_error, small_flags, tree_digest
+from tests.conftest import private_copy, run_expecting_error, small_flags, tree_digest
 
 
 def lock_folder(folder: Path) -> int | None:
@@ -37,9 +36,7 @@ def lock_folder(folder: Path) -> int | None:
 @pytest.fixture
 def logs(small_run: Path, tmp_path: Path) -> Path:
     """A private copy of ``small_run``'s logs (here, not conftest's copy of ``trained_run``)."""
-    copy = tmp_path / "logs"
-    shutil.copytree(small_run, copy)
-    return copy
+    return private_copy(small_run, tmp_path)
 
 
 # -- one process writes a run folder ---------------------------------------------------------------

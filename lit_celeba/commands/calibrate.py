@@ -23,14 +23,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.data.labelled_photos import LabelledPhotoData
 from lit_celeba.models.calibration import fit_calibration
-from lit_celeba.models.evaluation import attribute_metrics
+from lit_celeba.models.evaluation import attribute_metrics, one_class_names
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule
 from lit_celeba.paths import output_file
@@ -81,13 +80,13 @@ class CelebATrainer(pl.Trainer):
         rule = thresholds or model.thresholds
         scaling = model.temperature_scaling if temperature_scaling is None else temperature_scaling
         if bias and not scaling:
-            typed = ("--temperature_scaling false" if temperature_scaling is not None else
-                     "this checkpoint was calibrated with --temperature_scaling false")
+            typed, fix = (("--temperature_scaling false", "drop one of the two")
+                          if temperature_scaling is not None else
+                          ("this checkpoint was calibrated with --temperature_scaling false",
+                           "add --temperature_scaling true"))  # fmt: skip
             raise UsageError(f"calibrate --bias true needs the temperature scaling on: without it "
                              f"({typed}) the probabilities are the network's own and a bias would "
-                             f"only move the thresholds; "
-                             + ("drop one of the two" if temperature_scaling is not None
-                                else "add --temperature_scaling true"))  # fmt: skip
+                             f"only move the thresholds; {fix}")  # fmt: skip
         photos = None if photo_labels is None else LabelledPhotoData(datamodule, photo_labels)
         data = datamodule if photos is None else photos
         self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
@@ -98,13 +97,13 @@ class CelebATrainer(pl.Trainer):
         logits, targets = model.validation_rows
         source = "validation images" if photos is None else photos.fitted_on(len(targets))
         before = getattr(model, "loaded_calibration", model.calibration)
-        had_bias = bool((before.bias != 0).any())
         if bias is None:  # as the checkpoint: a rule or source changed keeps its bias
-            bias = had_bias and bool(scaling)
-        fitted = fit_calibration(logits, targets, scaling, rule, bias)
-        kept_note = None
-        if photos is not None:
-            fitted, kept_note = _keep_one_class(fitted, before, targets, model.target_attrs)
+            bias = before.has_bias and bool(scaling)
+        # On labelled photos, an attribute of one class keeps the checkpoint's calibration: fit's
+        # rule for it (temperature 1, threshold 0.5) would throw that away.
+        keep = None if photos is None else before
+        fitted = fit_calibration(logits, targets, scaling, rule, bias, keep)
+        named = one_class_names(model.target_attrs, targets) if photos is not None else []
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
             checkpoint[CHECKPOINT_KEY] = fitted.state(checkpoint.get("global_step"))
@@ -114,36 +113,15 @@ class CelebATrainer(pl.Trainer):
             target.parent.mkdir(parents=True, exist_ok=True)
             self.strategy.checkpoint_io.save_checkpoint(checkpoint, target)
             summary = _summary(model, logits, targets, before, fitted, target, source)
-            if kept_note is not None:
-                summary += "\n" + kept_note
-            if had_bias and not bias:
+            if named:
+                summary += (f"\nThe labelled faces hold one class only of {', '.join(named)}: "
+                            "their calibration is the checkpoint's, unchanged. Label photos of "
+                            "both classes to fit it.")  # fmt: skip
+            if before.has_bias and not bias:
                 summary += ("\nThe checkpoint's biases were dropped (--bias false, or the "
                             "temperature scaling off).")  # fmt: skip
             rank_zero_info(summary)
         return fitted
-
-
-def _keep_one_class(
-    fitted: Calibration, before: Calibration, targets: torch.Tensor, attributes: list[str]
-) -> tuple[Calibration, str | None]:
-    """On labelled photos, an attribute whose photos hold one class only keeps the checkpoint's
-    calibration: nothing can be fitted on one class, and fit's rule for it (temperature 1, bias 0,
-    threshold 0.5) would throw away the calibration the checkpoint had."""
-    one_class = (targets.amin(0) == targets.amax(0)).cpu()
-    if not bool(one_class.any()):
-        return fitted, None
-    kept = Calibration(
-        torch.where(one_class, before.temperature, fitted.temperature),
-        torch.where(one_class, before.threshold, fitted.threshold),
-        fitted.rule,
-        torch.where(one_class, before.bias, fitted.bias),
-    )
-    values = targets[0].tolist()
-    named = [f"{a} (all {int(v)})"
-             for a, one, v in zip(attributes, one_class.tolist(), values, strict=False) if one]
-    return kept, (f"The labelled faces hold one class only of {', '.join(named)}: their "
-                  "calibration is the checkpoint's, unchanged. Label photos of both classes to "
-                  "fit it.")  # fmt: skip
 
 
 def _summary(
@@ -162,7 +140,7 @@ def _summary(
             f"{metrics['balanced_accuracy'].nanmean():.4f}"
         )
     for k, attribute in enumerate(model.target_attrs[:5]):
-        shift = f", bias {after.bias[k]:+.3f}" if bool((after.bias != 0).any()) else ""
+        shift = f", bias {after.bias[k]:+.3f}" if after.has_bias else ""
         lines.append(f"  {attribute}: temperature {after.temperature[k]:.3f}{shift}, threshold "
                      f"{after.threshold[k]:.3f}")  # fmt: skip
     if len(model.target_attrs) > 5:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
+from torch.nn.functional import binary_cross_entropy_with_logits
 
 from lit_celeba.models.outputs import DEFAULT_THRESHOLD, THRESHOLD_RULES, Calibration
 
@@ -58,15 +59,24 @@ def fit_scaling(
         # A full Newton step can overshoot where the logits barely tell the classes apart (two
         # unknowns, a nearly flat likelihood): each attribute takes the longest of the halved
         # steps that lowers its likelihood, or none.
+        if float(torch.maximum(step_a.abs(), step_b.abs()).max()) < 1e-10:
+            break  # converged: no line search left to run
+        # Most steps are taken whole: one likelihood each. On 20,000 x 40 logits, one core: 198
+        # ms a fit, against 65 ms for Newton without a search and 904 ms for a search that tried
+        # every halving at every step.
         best_a, best_b, best = inverse, shift, current
+        pending = torch.ones(count, dtype=torch.bool, device=z.device)
         for halvings in range(LINE_SEARCH_HALVINGS):
             scale = 0.5**halvings
             a = (inverse - scale * step_a).clamp(MIN_INVERSE, MAX_INVERSE)
             b = (shift - scale * step_b).clamp(-MAX_BIAS, MAX_BIAS)
             nll = _mean_nll(z, y, a, b)
-            better = nll < best
-            best_a, best_b = torch.where(better, a, best_a), torch.where(better, b, best_b)
-            best = torch.where(better, nll, best)
+            take = pending & (nll < current)
+            best_a, best_b = torch.where(take, a, best_a), torch.where(take, b, best_b)
+            best = torch.where(take, nll, best)
+            pending &= ~take
+            if not bool(pending.any()):
+                break
         gain = float((current - best).max())
         inverse, shift, current = best_a, best_b, best
         if gain < 1e-12:
@@ -78,15 +88,7 @@ def _mean_nll(
     z: torch.Tensor, y: torch.Tensor, inverse: torch.Tensor, shift: torch.Tensor
 ) -> torch.Tensor:
     """The mean binary cross-entropy (K,) of the logits ``inverse * z + shift``."""
-    u = inverse * z + shift
-    return (torch.nn.functional.softplus(u) - y * u).mean(0)
-
-
-def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The temperature (K,) of each attribute that minimises the mean binary cross-entropy of
-    ``logits / temperature`` against ``targets`` (both (N, K)): :func:`fit_scaling` without a
-    bias."""
-    return fit_scaling(logits, targets, temperature=True, bias=False)[0]
+    return binary_cross_entropy_with_logits(inverse * z + shift, y, reduction="none").mean(0)
 
 
 def choose_thresholds(
@@ -132,22 +134,25 @@ def _best_cut(p: torch.Tensor, y: torch.Tensor, rule: str) -> float | None:
 
 def fit_calibration(
     logits: torch.Tensor, targets: torch.Tensor, temperature: bool = True, rule: str = "fixed",
-    bias: bool = False,
+    bias: bool = False, keep: Calibration | None = None,
 ) -> Calibration:  # fmt: skip
     """A calibration fitted on uncalibrated validation ``logits`` and ``targets`` (N, K): the
-    temperatures (or 1 where ``temperature`` is off, or the attribute has one class only) and,
-    with ``bias``, a bias per attribute (Platt scaling; else 0), then the thresholds on the
-    probabilities those give."""
+    temperatures (or 1 where ``temperature`` is off) and, with ``bias``, a bias per attribute
+    (Platt scaling; else 0), then the thresholds on the probabilities those give. An attribute
+    with one class only gets ``keep``'s calibration, or the identity's."""
     count = targets.shape[1]
     temperatures, biases = (part.cpu() for part in fit_scaling(logits, targets, temperature, bias))
     # An attribute with one class only: any temperature "fits" it (0.01 or 100, the bounds), and
-    # would wreck its probabilities elsewhere. It stays 1 (and its bias 0), as its threshold
-    # stays 0.5.
+    # would wreck its probabilities elsewhere. It keeps what it had (calibrate on labelled photos)
+    # or temperature 1, bias 0 and threshold 0.5.
     one_class = (targets.amin(0) == targets.amax(0)).cpu()
-    temperatures = torch.where(one_class, torch.ones(count), temperatures)
-    biases = torch.where(one_class, torch.zeros(count), biases)
-    probabilities = torch.sigmoid(logits.float().cpu() / temperatures + biases)
-    return Calibration(temperatures, choose_thresholds(probabilities, targets, rule), rule, biases)
+    kept = keep or Calibration.identity(count)
+    temperatures = torch.where(one_class, kept.temperature, temperatures)
+    biases = torch.where(one_class, kept.bias, biases)
+    probabilities, _ = Calibration(temperatures, kept.threshold, rule, biases).apply(logits.cpu())
+    thresholds = torch.where(one_class, kept.threshold, choose_thresholds(probabilities, targets,
+                                                                          rule))  # fmt: skip
+    return Calibration(temperatures, thresholds, rule, biases)
 
 
 class ValidateTheLastEpoch(pl.Callback):

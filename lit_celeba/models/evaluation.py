@@ -138,12 +138,17 @@ def attribute_metrics(
     }
 
 
+def one_class_names(attributes: Sequence[str], targets: torch.Tensor) -> list[str]:
+    """``Name (all v)`` for each attribute of which ``targets`` (N, K) hold one class only."""
+    single = (targets.amin(0) == targets.amax(0)).tolist() if len(targets) else []
+    return [f"{a} (all {int(v)})" for a, s, v in zip(attributes, single, targets[0].tolist(),
+                                                     strict=False) if s]  # fmt: skip
+
+
 def one_class_note(stage: str, attributes: Sequence[str], targets: torch.Tensor) -> str | None:
     """A line naming the attributes of which the epoch's images (``targets``, (N, K)) hold one
     class only; None when every attribute has both."""
-    single = (targets.amin(0) == targets.amax(0)).tolist() if len(targets) else []
-    named = [f"{a} (all {int(v)})" for a, s, v in zip(attributes, single, targets[0].tolist(),
-                                                      strict=False) if s]  # fmt: skip
+    named = one_class_names(attributes, targets)
     if not named:
         return None
     split = {"val": "validation", "test": "test"}.get(stage, stage)

@@ -85,8 +85,13 @@ class Calibration:
         return cls(torch.ones(num_attributes), torch.full((num_attributes,), DEFAULT_THRESHOLD))
 
     @property
+    def has_bias(self) -> bool:
+        """Whether any attribute has a bias (``calibrate --bias``)."""
+        return bool((self.bias != 0).any())
+
+    @property
     def is_identity(self) -> bool:
-        return bool((self.temperature == 1).all() and (self.bias == 0).all()
+        return bool((self.temperature == 1).all() and not self.has_bias
                     and (self.threshold == DEFAULT_THRESHOLD).all())  # fmt: skip
 
     def scaled(self, logits: torch.Tensor) -> torch.Tensor:
