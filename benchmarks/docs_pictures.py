@@ -4,7 +4,7 @@
 
 Writes ``predict_maps.png``: a 1200x640 photo with three faces (scikit-image's astronaut, NASA,
 public domain: as she is, mirrored and enlarged, smaller and turned by 15 degrees), through
-``predict --data.predict_maps true`` with the checkpoint. With ``--logdir`` also
+``predict --prediction.maps true`` with the checkpoint. With ``--logdir`` also
 ``tensorboard_maps.png``: TensorBoard serving that run, its Images tab filtered to the maps,
 taken by headless Chromium (Debian's ``chromium``). Prints each file written.
 """
@@ -46,8 +46,8 @@ def predict_picture(ckpt_path: str, out: Path, work: Path) -> Path:
     results = work / "results"
     cli_main([
         "predict", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
-        f"--ckpt_path={ckpt_path}", f"--data.predict_path={photo}", "--data.predict_maps=true",
-        f"--data.predict_output={results}/", "--trainer.logger=false",
+        f"--ckpt_path={ckpt_path}", f"--data.predict_path={photo}", "--prediction.maps=true",
+        f"--prediction.output={results}/", "--trainer.logger=false",
         f"--trainer.default_root_dir={work}", "--data.num_workers=0",
         "--trainer.enable_progress_bar=false",
     ])  # fmt: skip

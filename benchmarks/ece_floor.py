@@ -8,8 +8,8 @@ computes each attribute's ECE as ``test/ece`` does (torchmetrics, 15 equal-width
 the labels again from the predicted probabilities ``--draws`` times, as a perfectly calibrated
 network's labels would fall, and prints the mean ECE over the attributes for both and their ratio.
 
-    python -m lit_celeba predict --config CONFIG --ckpt_path CKPT --data.predict_split test \\
-        --data.predict_output predictions.csv --data.root PATH
+    python -m lit_celeba predict --config CONFIG --ckpt_path CKPT \\
+        --prediction.output predictions.csv --data.root PATH
     python benchmarks/ece_floor.py predictions.csv
 """
 

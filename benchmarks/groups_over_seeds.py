@@ -30,7 +30,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
@@ -93,7 +93,7 @@ def train_and_test(
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
         # Without a logger the run's files (test_groups.csv, ...) go to default_root_dir.
         default_root_dir=str(run_dir or root / f"run-{objective}-{seed}"),
-        callbacks=[TestTables(), *([CSVPredictionWriter()] if run_dir else [])],
+        callbacks=[TestTables(), *([PredictionWriter()] if run_dir else [])],
     )  # fmt: skip
     trainer.fit(model, data)
     metrics = trainer.test(model, data, verbose=False)[0]

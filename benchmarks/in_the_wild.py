@@ -66,7 +66,7 @@ def run_predict(ckpt: Path, photos: list[Path], work: Path, name: str, extra: li
     output = work / f"{name}_predictions.csv"
     output.unlink(missing_ok=True)
     args = ["predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(listing),
-            "--data.predict_output", str(output),
+            "--prediction.output", str(output),
             "--trainer.logger.init_args.save_dir", str(work / "logs"), *extra]  # fmt: skip
     sys.argv = [sys.argv[0]]  # LightningCLI warns when it sees this script's own options
     start = time.perf_counter()

@@ -36,7 +36,7 @@ from lit_celeba.base.errors import (
 from lit_celeba.base.lightning_internals import cli_parser, cli_setting, subcommands_action
 from lit_celeba.base.processes import die_with_starter
 from lit_celeba.callbacks.maps import PredictionMaps
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
@@ -89,6 +89,10 @@ class CelebACLI(CommandEndings, LightningCLI):
         return {**LightningCLI.subcommands(), "calibrate": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # predict's output settings (--prediction.output, .overwrite, .maps) belong to what
+        # writes the predictions, not to the data module; LightningCLI adds the instance to the
+        # trainer's callbacks. Every command has it; only predict writes.
+        parser.add_lightning_class_args(PredictionWriter, "prediction")
         parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
         # The network's input size is the data's image size; one setting, not two to keep equal.
         parser.link_arguments("data.image_size", "model.init_args.image_size")
@@ -124,7 +128,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         trainer = config.trainer
         if self.subcommand != "fit" and config.get("data") is not None:
             config.data.train_subgroups = False  # only fit reads them (see training_data.py)
-        if self.subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
+        if self.subcommand == "predict" and config.prediction.output:
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
             self.save_config_callback = None
@@ -162,7 +166,7 @@ class CelebACLI(CommandEndings, LightningCLI):
             typed = argv if isinstance(argv, list) else []
             self.checkpoint = load(ckpt_path, config.get("data"), typed, config.get("model"),
                                    subcommand)  # fmt: skip
-        if subcommand == "predict" and (config.get("data") or {}).get("predict_output"):
+        if subcommand == "predict" and config.prediction.output:
             trainer.logger = False  # the CSV goes where it says, and no run folder is made
         claim_run_folder(subcommand, config, run_dir)  # last: nothing is written if a check fails
 
@@ -267,8 +271,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             subclass_mode_model=True,
             trainer_defaults={
                 "callbacks": [
-                    CSVPredictionWriter(), PredictionMaps(), TestTables(), ExactResume(),
-                    InterruptNotice(), RunStarted(),
+                    PredictionMaps(), TestTables(), ExactResume(), InterruptNotice(),
+                    RunStarted(),
                 ]
             },
             trainer_class=CelebATrainer,

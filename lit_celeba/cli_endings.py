@@ -10,7 +10,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import NothingPredicted
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.checkpoints.runs import latest_checkpoint
 from lit_celeba.cli_messages import run_folder_line
 
@@ -49,9 +49,7 @@ class CommandEndings:
         """What the writer wrote, on a line of its own once the progress bar is closed; on the
         user's photos the count of unreadable files and of photos without a face, and exit
         status 1 when nothing at all was predicted."""
-        writer = next(
-            (c for c in self.trainer.callbacks if isinstance(c, CSVPredictionWriter)), None
-        )
+        writer = next((c for c in self.trainer.callbacks if isinstance(c, PredictionWriter)), None)
         if writer is None or not self.trainer.is_global_zero:
             return
         if writer.summary:

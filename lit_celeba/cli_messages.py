@@ -28,6 +28,19 @@ LINKED_KEYS = {
 }
 
 
+# Settings that moved to another key: the old key's error names the new one.
+MOVED_KEYS = {
+    "data.predict_output": "prediction.output",
+    "data.predict_overwrite": "prediction.overwrite",
+    "data.predict_maps": "prediction.maps",
+}
+# Settings that are gone, and why: the old key's error says so.
+REMOVED_KEYS = {
+    "data.predict_split": "predict without --data.predict_path always reads the test split (as "
+    "test does); validate or calibrate cover the validation split",
+}
+
+
 def setting_key(section: str | None, setting: str) -> str:
     """The command-line key of a class's argument ``setting`` in ``section`` (data/model/...)."""
     key = f"{section}.{setting}" if section else setting
@@ -98,6 +111,15 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "logger\": a later option applies over an earlier one. Put --trainer.logger false "
             "after the --config files."
         )
+    moved = [old for old in MOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
+    removed = [old for old in REMOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
+    if removed:
+        return f"--{removed[0]} is gone: {REMOVED_KEYS[removed[0]]}."
+    if moved:
+        return " ".join(
+            f"--{old} is now --{MOVED_KEYS[old]} (in a config file: {_nested(MOVED_KEYS[old])} "
+            f"at the top level, not under {old.split('.')[0]}:)." for old in moved
+        )
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)
@@ -125,6 +147,12 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         return (f"{message}. data.photo takes a mapping such as --data.photo '{{p: 0.5, blur: "
                 f"1.0}}', of these keys: {key_ranges()}.")  # fmt: skip
     return f"{message}\n(Run with --help for the accepted options and their types.)"
+
+
+def _nested(key: str) -> str:
+    """``prediction.output`` as a config file writes it: ``prediction: {output: ...}``."""
+    section, name = key.split(".", 1)
+    return f"{section}: {{{name}: ...}}"
 
 
 def _configs_after_logger_false(argv: list[str]) -> list[str]:

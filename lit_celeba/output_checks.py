@@ -16,16 +16,19 @@ from lit_celeba.paths import output_file
 def check_outputs(subcommand: str, config: Any) -> None:
     """What a command would write that it may not, refused before anything runs: predict's CSV
     over a file it did not write, its maps without photos, calibrate's over an existing file."""
-    data = config.get("data") or {}
+    data, prediction = config.get("data") or {}, config.get("prediction") or {}
+    given = [f"--prediction.{k}" for k in ("output", "overwrite", "maps") if prediction.get(k)]
+    if subcommand != "predict" and given:
+        raise UsageError(f"{', '.join(given)}: predict's setting(s); {subcommand} writes no "
+                         "predictions. Leave them out, or run predict.")  # fmt: skip
     if subcommand == "predict":
-        check_output(output_file(data.get("predict_output"), FILENAME),
-                     data.get("predict_overwrite"))  # fmt: skip
-        if data.get("predict_maps") and not data.get("predict_path"):
+        check_output(output_file(prediction.get("output"), FILENAME), prediction.get("overwrite"))
+        if prediction.get("maps") and not data.get("predict_path"):
             raise UsageError(
-                "--data.predict_maps true draws maps on your own photos (--data.predict_path); "
+                "--prediction.maps true draws maps on your own photos (--data.predict_path); "
                 "without photos predict runs on a CelebA split, whose maps `test` logs "
                 "(test/maps in TensorBoard, test_maps.png from report). Give --data.predict_path,"
-                " or leave --data.predict_maps out."
+                " or leave --prediction.maps out."
             )
     out = output_file(config.get("out"), CALIBRATED_FILE) if subcommand == "calibrate" else None
     if out is not None and out.exists():

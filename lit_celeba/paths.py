@@ -1,6 +1,6 @@
 """Output paths given on the command line, one rule for every command: a path that ends with a
 slash, or an existing folder, is a folder, and the command's file goes inside it under its own
-name; any other path is the file itself. ``predict --data.predict_output`` and ``calibrate
+name; any other path is the file itself. ``predict --prediction.output`` and ``calibrate
 --out`` follow it (``export --out`` and ``report --out`` always name a folder, and
 :func:`writing_into` says what kept them from writing there)."""
 

@@ -146,7 +146,7 @@ def test_predict_says_how_many_faces_were_too_small(
     predict = cli_in_process(
         "predict", "--config", str(CONFIGS / "base.yaml"),
         *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--data.predict_output={out}",
+        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
         "--data.min_face_size=80", cwd=tmp_path,
     )  # fmt: skip
     output = predict.stdout + predict.stderr
@@ -162,8 +162,8 @@ def test_predict_says_how_many_faces_were_too_small(
     none = run_cli(
         "predict", "--config", str(CONFIGS / "base.yaml"),
         *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--data.predict_output={out}",
-        "--data.predict_overwrite=true", "--data.min_face_size=5000", cwd=tmp_path,
+        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
+        "--prediction.overwrite=true", "--data.min_face_size=5000", cwd=tmp_path,
     )  # fmt: skip
     assert none.returncode == 1, none.stdout + none.stderr
     assert "every face found was smaller than 5000 px, so nothing was predicted" in none.stderr
@@ -204,7 +204,7 @@ def test_a_row_per_face_a_row_for_no_face_and_celeba_faces_as_they_are(tmp_path:
 def test_predict_on_a_photo_with_two_faces_as_the_readme_shows(
     tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    (command,) = [c for d, c in documented_commands() if "--data.predict_maps" in c]
+    (command,) = [c for d, c in documented_commands() if "--prediction.maps" in c]
     session = Session(tiny_root, tmp_path)  # writes group.jpg, as for the README's own run
     # What the demo leaves, where the README's --config configs/demo.yaml --ckpt_path last looks.
     trained = tmp_path / "logs" / "demo" / "version_0" / "checkpoints" / "last.ckpt"

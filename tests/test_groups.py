@@ -224,7 +224,7 @@ def test_blond_hair_config_end_to_end(tiny_root: Path, tmp_path: Path) -> None:
         (tmp_path / "logs" / "blond_hair" / "version_1" / "test_groups.csv").open())}
     out = tmp_path / "predictions.csv"
     predict = cli_in_process("predict", *config, *flags, f"--ckpt_path={last}",
-                             f"--data.predict_output={out}", cwd=tmp_path)  # fmt: skip
+                             f"--prediction.output={out}", cwd=tmp_path)  # fmt: skip
     assert predict.returncode == 0, predict.stderr
     for name, (size, accuracy) in _recount(out, tiny_root).items():
         assert int(table[name]["images"]) == size

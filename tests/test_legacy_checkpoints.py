@@ -62,7 +62,7 @@ def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_pa
         *tiny_overrides(tiny_root, tmp_path / "logs"),
         f"--ckpt_path={LEGACY / f'{name}.ckpt'}",
         f"--data.predict_path={legacy_faces(tiny_root, tmp_path / 'faces')}",
-        f"--data.predict_output={output}",
+        f"--prediction.output={output}",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -147,7 +147,7 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
     output = tmp_path / "predictions.csv"
     flags = tiny_overrides(tiny_root, tmp_path / "logs")
     result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
-                     f"--data.predict_output={output}", cwd=tmp_path)  # fmt: skip
+                     f"--prediction.output={output}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     predicted = predicted_probabilities(output)
     photos = sorted(p.name for p in faces.glob("*.jpg"))

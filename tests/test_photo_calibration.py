@@ -72,7 +72,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     original = torch.load(tiny_checkpoint, weights_only=True)["calibration"]
     predicted = cli_in_process("predict", *flags, f"--ckpt_path={tiny_checkpoint}",
                         f"--data.predict_path={tmp_path / 'photos'}",
-                        f"--data.predict_output={tmp_path / 'before.csv'}",
+                        f"--prediction.output={tmp_path / 'before.csv'}",
                         cwd=tmp_path)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
     faces: dict[str, list[dict]] = {}
@@ -102,7 +102,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     # predict with the calibrated checkpoint applies it to the same faces.
     again = cli_in_process("predict", *flags, f"--ckpt_path={out}",
                     f"--data.predict_path={tmp_path / 'photos'}",
-                    f"--data.predict_output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
+                    f"--prediction.output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
     after = [r for r in csv_rows(tmp_path / "after.csv") if r["prob_Male"]]
     before_rows = [r for r in csv_rows(tmp_path / "before.csv") if r["prob_Male"]]

@@ -309,7 +309,7 @@ def test_predict_exits_non_zero_only_when_nothing_was_read(
         f"--ckpt_path={tiny_checkpoint}",
         f"--data.predict_path={listing}",
         "--data.align=never",
-        f"--data.predict_output={out}",
+        f"--prediction.output={out}",
         cwd=tmp_path,
     )
     assert predict.returncode == 1, predict.stdout + predict.stderr
@@ -325,7 +325,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     photos: Path, three_attribute_run: dict[str, Any], tmp_path: Path
 ) -> None:
     # Before: one column prob_['Male', 'Young', 'Smiling'] and each photo over three rows; and
-    # --data.predict_output results/ (a new folder) wrote a file named `results`.
+    # --prediction.output results/ (a new folder) wrote a file named `results`.
     ckpt = three_attribute_run["checkpoint"]
     out = tmp_path / "results"
     predict = cli_in_process(  # in this process: the rows it writes are the test
@@ -338,7 +338,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
         f"--ckpt_path={ckpt}",
         f"--data.predict_path={photos}",
         "--data.align=never",  # the framing rule on every photo (tests/test_faces.py: faces)
-        f"--data.predict_output={out}/",
+        f"--prediction.output={out}/",
         cwd=tmp_path,
     )
     assert predict.returncode == 0, predict.stdout + predict.stderr

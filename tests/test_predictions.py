@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.cli import cli_main
 from tests.conftest import (
     CONFIGS,
@@ -55,11 +55,11 @@ def test_predict_replaces_its_own_photo_predictions_with_faces(
     """Item 5: the face columns (face, box, landmarks, score) are predict's own too."""
     photos, out = _faces(tiny_root, tmp_path / "photos", 2), tmp_path / "out.csv"
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
-             f"--data.predict_output={out}")  # fmt: skip
+             f"--prediction.output={out}")  # fmt: skip
     assert "face_score" in out.read_text().splitlines()[0]
     (photos / sorted(os.listdir(photos))[0]).unlink()
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
-             f"--data.predict_output={out}", "--data.predict_overwrite=true")  # fmt: skip
+             f"--prediction.output={out}", "--prediction.overwrite=true")  # fmt: skip
     assert len(csv_rows(out)) == 1
 
 
@@ -68,8 +68,8 @@ def test_overwritten_maps_leave_no_earlier_picture(
 ) -> None:
     """Item 6: the maps of the predictions replaced go with them; other files stay."""
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "results" / "p.csv"
-    flags = [f"--data.predict_path={photos}", f"--data.predict_output={out}",
-             "--data.predict_maps=true"]  # fmt: skip
+    flags = [f"--data.predict_path={photos}", f"--prediction.output={out}",
+             "--prediction.maps=true"]  # fmt: skip
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", *flags)
     maps = out.with_name("p_maps")
     assert len(list(maps.glob("*.png"))) == 3
@@ -77,7 +77,7 @@ def test_overwritten_maps_leave_no_earlier_picture(
     for extra in sorted(photos.iterdir())[1:]:
         extra.unlink()
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", *flags,
-             "--data.predict_overwrite=true")  # fmt: skip
+             "--prediction.overwrite=true")  # fmt: skip
     assert len(list(maps.glob("*.png"))) == 1 and (maps / "notes.txt").read_text() == "mine"
 
 
@@ -92,7 +92,7 @@ def test_a_list_saved_with_a_byte_order_mark_reads_as_without(
                         .encode(encoding))  # fmt: skip
     out = tmp_path / "out.csv"
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
-             f"--data.predict_output={out}")  # fmt: skip
+             f"--prediction.output={out}")  # fmt: skip
     rows = csv_rows(out)
     assert [row["error"] for row in rows] == ["", ""], rows
 
@@ -112,7 +112,7 @@ def test_a_list_that_is_not_utf8_is_one_clear_error(
 def test_a_trailing_slash_names_a_folder_for_every_command(
     tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """Item 10: the rule of lit_celeba/paths.py, for calibrate --out as for predict_output."""
+    """Item 10: the rule of lit_celeba/paths.py, for calibrate --out as for --prediction.output."""
     from lit_celeba.paths import output_file
 
     assert output_file("new/", "x.csv") == Path("new/x.csv")
@@ -157,9 +157,9 @@ def test_predict_maps_on_a_celeba_split_is_one_clear_error(
     logs = tmp_path / "logs"
     message = run_expecting_error(
         ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs),
-         f"--ckpt_path={tiny_checkpoint}", "--data.predict_maps=true"], capsys,
+         f"--ckpt_path={tiny_checkpoint}", "--prediction.maps=true"], capsys,
     )  # fmt: skip
-    assert "--data.predict_maps true draws maps on your own photos (--data.predict_path)" in (
+    assert "--prediction.maps true draws maps on your own photos (--data.predict_path)" in (
         message
     )
     assert not logs.exists()
@@ -175,7 +175,7 @@ def test_photos_without_any_face_end_with_an_error_and_status_1(
     out = tmp_path / "out.csv"
     with pytest.raises(SystemExit) as exit_info:
         _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
-                 f"--data.predict_output={out}")  # fmt: skip
+                 f"--prediction.output={out}")  # fmt: skip
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     assert "error: no face was found in any of the 1 readable photo(s)" in captured.err
@@ -186,11 +186,11 @@ def test_photos_without_any_face_end_with_an_error_and_status_1(
 def test_predict_with_an_output_of_its_own_makes_no_run_folder(
     tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """Item 18: the CSV (and its maps) go where --data.predict_output says, and nothing goes
+    """Item 18: the CSV (and its maps) go where --prediction.output says, and nothing goes
     into the logs."""
     photos, logs = _faces(tiny_root, tmp_path / "photos", 1), tmp_path / "logs"
     _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict_path={photos}",
-             f"--data.predict_output={tmp_path / 'results'}/")  # fmt: skip
+             f"--prediction.output={tmp_path / 'results'}/")  # fmt: skip
     assert (tmp_path / "results" / "predictions.csv").is_file()
     assert not logs.exists()
 
@@ -223,14 +223,14 @@ def test_overwriting_twice_keeps_one_run_of_pictures(
 ) -> None:
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "r" / "p.csv"
     listing = tmp_path / "photos.txt"
-    flags = [f"--data.predict_output={out}", "--data.predict_maps=true"]
+    flags = [f"--prediction.output={out}", "--prediction.maps=true"]
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
              *flags)  # fmt: skip
     for kept in (2, 1):
         names = sorted(p.name for p in photos.iterdir())[:kept]
         listing.write_text("".join(f"photos/{n}\n" for n in names), encoding="utf-8-sig")
         _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
-                 *flags, "--data.predict_overwrite=true")  # fmt: skip
+                 *flags, "--prediction.overwrite=true")  # fmt: skip
         assert len(csv_rows(out)) == kept
         assert len(list(out.with_name("p_maps").glob("*.png"))) == kept
 
@@ -259,8 +259,8 @@ def test_predict_killed_midway_then_run_again(
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "r" / "p.csv"
     flags = ["--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"),
              "--data.batch_size=1", f"--ckpt_path={tiny_checkpoint}",
-             f"--data.predict_path={photos}", f"--data.predict_output={out}",
-             "--data.predict_maps=true"]  # fmt: skip
+             f"--data.predict_path={photos}", f"--prediction.output={out}",
+             "--prediction.maps=true"]  # fmt: skip
     ready = tmp_path / "ready"
     pause = ["--trainer.callbacks+={class_path: tests.interrupt_callbacks.PauseInEvaluation, "
              f"init_args: {{ready_file: '{ready}', batch: 1}}}}"]  # fmt: skip
@@ -291,7 +291,7 @@ def test_predict_last_without_any_run_writes_nothing(
     logs, results = tmp_path / "logs", tmp_path / "results"
     message = run_expecting_error(
         ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs), "--ckpt_path=last",
-         f"--data.predict_path={tiny_root}", f"--data.predict_output={results}/"], capsys,
+         f"--data.predict_path={tiny_root}", f"--prediction.output={results}/"], capsys,
     )  # fmt: skip
     assert "--ckpt_path last: no last.ckpt under" in message
     assert not logs.exists() and not results.exists()
@@ -303,7 +303,7 @@ def test_predict_without_a_logger_and_with_an_output_makes_no_folder(
     photos = _faces(tiny_root, tmp_path / "photos", 1)
     root = tmp_path / "runs_here"
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
-             f"--data.predict_output={tmp_path / 'p.csv'}", "--trainer.logger=false",
+             f"--prediction.output={tmp_path / 'p.csv'}", "--trainer.logger=false",
              f"--trainer.default_root_dir={root}")  # fmt: skip
     assert (tmp_path / "p.csv").is_file() and not root.exists()
 
@@ -317,7 +317,7 @@ def test_only_unreadable_photos_with_maps_is_status_1_and_no_picture(
     out = tmp_path / "p.csv"
     with pytest.raises(SystemExit) as exit_info:
         _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
-                 f"--data.predict_output={out}", "--data.predict_maps=true")  # fmt: skip
+                 f"--prediction.output={out}", "--prediction.maps=true")  # fmt: skip
     assert exit_info.value.code == 1
     assert "error: none of the files could be read as an image" in capsys.readouterr().err
     assert not list(tmp_path.glob("p_maps/*.png")) and len(csv_rows(out)) == 1
@@ -344,13 +344,13 @@ def test_predict_never_overwrites_a_file_it_did_not_write(
     message = run_expecting_error(
         ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={ckpt}",
          f"--data.predict_path={listing if target != 'the-list' else photo}",
-         f"--data.predict_output={output}"], capsys,
+         f"--prediction.output={output}"], capsys,
     )  # fmt: skip
     if target == "earlier":
-        assert f"--data.predict_output {output} holds earlier predictions" in message
-        assert "--data.predict_overwrite true" in message
+        assert f"--prediction.output {output} holds earlier predictions" in message
+        assert "--prediction.overwrite true" in message
     else:
-        assert f"--data.predict_output {output} is an existing file that predict did not write" in (
+        assert f"--prediction.output {output} is an existing file that predict did not write" in (
             message
         )
         assert "never overwrites it" in message
@@ -364,8 +364,8 @@ def test_predict_replaces_earlier_predictions_when_asked(
     earlier.write_text("path,prob_Male,pred_Male,error\nx.jpg,0.5,1,\n")
     photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
     cli_main(["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-              f"--data.predict_path={photo}", f"--data.predict_output={earlier}",
-              "--data.predict_overwrite=true"])  # fmt: skip
+              f"--data.predict_path={photo}", f"--prediction.output={earlier}",
+              "--prediction.overwrite=true"])  # fmt: skip
     rows = list(csv.DictReader(earlier.open()))
     assert [row["path"] for row in rows] == [str(photo)]
 
@@ -379,7 +379,7 @@ def test_predictions_output_under_a_file_is_one_clear_error(
     photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
     message = run_expecting_error(
         ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-         f"--data.predict_path={photo}", f"--data.predict_output={blocker}/out.csv"], capsys,
+         f"--data.predict_path={photo}", f"--prediction.output={blocker}/out.csv"], capsys,
     )  # fmt: skip
     assert f"Cannot write the predictions to {blocker}/out.csv: {blocker} is a file" in message
     assert blocker.read_text() == "mine"
@@ -391,14 +391,46 @@ def test_predictions_stopped_midway_leave_the_earlier_file_whole(tmp_path: Path)
     path = tmp_path / "predictions.csv"
     path.write_text("image,prob_Male,pred_Male,true_Male\n000001.jpg,0.9,1,1\n")
     before = path.read_bytes()
-    datamodule = SimpleNamespace(predict_output=str(path), predict_overwrite=True)
-    trainer = SimpleNamespace(datamodule=datamodule, is_global_zero=True, log_dir=str(tmp_path))
+    trainer = SimpleNamespace(is_global_zero=True, log_dir=str(tmp_path))
 
     def rows():
         yield ["000002.jpg", "0.1", 0, 0]
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with pytest.raises(OSError):
-        CSVPredictionWriter()._write_csv(trainer, ["image", "prob_Male", "pred_Male"], rows())
+        writer = PredictionWriter(str(path), overwrite=True)
+        writer._write_csv(trainer, ["image", "prob_Male", "pred_Male"], rows())
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["predictions.csv"]  # no temporary left
+
+
+def test_predict_settings_belong_to_the_writer_and_the_old_keys_say_where(
+    tiny_root: Path, tiny_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    """Issue 33, steps 5 and 8: --data.predict_output/overwrite/maps moved to --prediction.*;
+    the old keys, typed or in a config file, name the new ones, and the dropped predict_split
+    says why; another command refuses --prediction.*; nothing is written either way."""
+    logs, photos = tmp_path / "logs", _faces(tiny_root, tmp_path / "photos", 1)
+    predict = ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs),
+               f"--ckpt_path={tiny_checkpoint}", f"--data.predict_path={photos}"]  # fmt: skip
+    message = run_expecting_error([*predict, f"--data.predict_output={tmp_path / 'a.csv'}"],
+                                  capsys)  # fmt: skip
+    assert message.startswith("error: --data.predict_output is now --prediction.output")
+    message = run_expecting_error([*predict, "--data.predict_split=valid"], capsys)
+    assert message.startswith("error: --data.predict_split is gone: predict without --data.pre")
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  predict_maps: true\n")
+    message = run_expecting_error([*predict, "--config", str(old)], capsys)
+    assert "--data.predict_maps is now --prediction.maps (in a config file: prediction: " in (
+        message
+    )
+    message = run_expecting_error(
+        ["test", "--config", BASE, *tiny_overrides(tiny_root, logs),
+         f"--ckpt_path={tiny_checkpoint}", "--prediction.maps=true"], capsys,
+    )  # fmt: skip
+    assert message.startswith("error: --prediction.maps: predict's setting(s); test writes")
+    assert not logs.exists() and not (tmp_path / "a.csv").exists()
+    out = tmp_path / "new" / "p.csv"
+    _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict_path={photos}",
+             f"--prediction.output={out}", "--prediction.maps=true")  # fmt: skip
+    assert len(csv_rows(out)) == 1 and len(list((out.parent / "p_maps").glob("*.png"))) == 1

@@ -280,7 +280,7 @@ def test_the_predict_and_export_examples_work_after_the_demo_alone(
 ) -> None:
     """Issue 32, item 18: a user who ran the demo, and nothing else, then the README's predict
     and export examples as written (they named logs/base/version_0, which the demo does not
-    make). A predict with --data.predict_output makes no run folder."""
+    make). A predict with --prediction.output makes no run folder."""
     demo = [c for c in commands_in(readme_section("Two commands")) if "configs/demo.yaml" in c]
     examples = commands_in(readme_section("Predict on your own photos and export"))
     assert len(demo) == 1 and any(" predict " in c for c in examples)
@@ -290,7 +290,7 @@ def test_the_predict_and_export_examples_work_after_the_demo_alone(
     session = Session(tiny_root, work)
     for command in [*demo, *examples]:
         session.run(command)
-    # The demo's fit, the one predict that has no --data.predict_output, and calibrate on the
+    # The demo's fit, the one predict that has no --prediction.output, and calibrate on the
     # labelled photos, which writes its checkpoint into a run folder of its own.
     folders = sorted(p.name for p in (work / "logs" / "demo").iterdir())
     assert folders == ["version_0", "version_1", "version_2"]

@@ -43,7 +43,7 @@ def test_predict_and_test_from_a_reweight_checkpoint_need_no_subgroups(
     astronaut().save(photo)
     out = work / "predictions.csv"
     cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={photo}",
-              f"--data.predict_output={out}"])  # fmt: skip
+              f"--prediction.output={out}"])  # fmt: skip
     assert [row["error"] for row in csv_rows(out)] == [""]
     cli_main(["test", *BASE, *flags, f"--ckpt_path={ckpt}"])
     err = capsys.readouterr().err
@@ -352,7 +352,7 @@ def test_a_folder_with_gifs_and_a_gif_alone(
     Image.new("RGB", (40, 40)).save(folder / "scan.tif")
     capsys.readouterr()
     cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={folder}",
-              f"--data.predict_output={tmp_path / 'folder.csv'}"])  # fmt: skip
+              f"--prediction.output={tmp_path / 'folder.csv'}"])  # fmt: skip
     err = capsys.readouterr().err
     assert ("predicting on its 1 .jpg/.jpeg/.png/.webp/.bmp file(s) only; skipped 2 image(s) of "
             "a format it does not read (anim.gif, scan.tif): convert them to JPEG or PNG") in err
@@ -360,7 +360,7 @@ def test_a_folder_with_gifs_and_a_gif_alone(
     with pytest.raises(SystemExit):
         cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}",
                   f"--data.predict_path={folder / 'anim.gif'}",
-                  f"--data.predict_output={tmp_path / 'gif.csv'}"])  # fmt: skip
+                  f"--prediction.output={tmp_path / 'gif.csv'}"])  # fmt: skip
     err = capsys.readouterr().err
     assert ("the first: " + str(folder / "anim.gif") + ": ValueError: unsupported image format "
             "GIF (supported: JPEG, PNG, WebP, BMP)") in err

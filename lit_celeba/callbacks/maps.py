@@ -1,4 +1,4 @@
-"""``predict --data.predict_maps true``: beside the CSV, one picture per photo with where the
+"""``predict --prediction.maps true``: beside the CSV, one picture per photo with where the
 network looked for each face and attribute.
 
 The pictures go into the folder ``<csv name without .csv>_maps/`` next to the CSV, one
@@ -31,7 +31,7 @@ from lit_celeba.callbacks.pictures import (
     _to_pil,
     class_names,
 )
-from lit_celeba.callbacks.predictions import CSVPredictionWriter
+from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.data.photos import PhotoBatch, read_rgb
 from lit_celeba.explain.maps import activation_maps, overlay
 
@@ -42,8 +42,9 @@ PICTURE_NAME = re.compile(r"^\d{4}_.*\.png$")  # NNNN_<photo name>.png
 
 
 class PredictionMaps(Callback):
-    """Writes the pictures of the module docstring when the data module's ``predict_maps`` is
-    true and ``predict`` runs on photos; otherwise does nothing. ``written`` lists the files."""
+    """Writes the pictures of the module docstring when the trainer's :class:`PredictionWriter`
+    has ``maps`` true and ``predict`` runs on photos; otherwise does nothing. ``written`` lists
+    the files."""
 
     def __init__(self) -> None:
         self.written: list[Path] = []
@@ -53,7 +54,7 @@ class PredictionMaps(Callback):
         self.written = []
         dataset = getattr(trainer.predict_dataloaders, "dataset", None)
         self._order = {path: i for i, path in enumerate(getattr(dataset, "paths", []))}
-        if getattr(trainer.datamodule, "predict_maps", False) and self._order:
+        if _wanted(trainer) and self._order:
             # The pictures of the predictions this run replaces (the CSV was checked to be
             # replaceable): none of an earlier run's is left beside the new ones.
             folder = self._folder(trainer)
@@ -67,8 +68,7 @@ class PredictionMaps(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        wanted = getattr(trainer.datamodule, "predict_maps", False)
-        if not wanted or not isinstance(batch, PhotoBatch) or not len(batch.images):
+        if not _wanted(trainer) or not isinstance(batch, PhotoBatch) or not len(batch.images):
             return
         attributes = output_attributes(pl_module, trainer.datamodule)
         images, predictions = batch.images, outputs["predictions"]
@@ -98,9 +98,18 @@ class PredictionMaps(Callback):
             self.written.append(target)
 
     def _folder(self, trainer: pl.Trainer) -> Path:
-        writer = next(c for c in trainer.callbacks if isinstance(c, CSVPredictionWriter))
-        csv_path = writer._output_path(trainer)
+        csv_path = _writer(trainer)._output_path(trainer)
         return csv_path.with_name(f"{csv_path.stem}_maps")
+
+
+def _writer(trainer: pl.Trainer) -> PredictionWriter | None:
+    """The trainer's prediction writer, whose settings say whether and where maps go."""
+    return next((c for c in trainer.callbacks if isinstance(c, PredictionWriter)), None)
+
+
+def _wanted(trainer: pl.Trainer) -> bool:
+    writer = _writer(trainer)
+    return writer is not None and writer.maps
 
 
 def photo_picture(

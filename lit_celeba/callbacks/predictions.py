@@ -1,4 +1,6 @@
-"""Callbacks: the prediction writer (the CLI discards what ``trainer.predict`` returns)."""
+"""``predict``'s writer: the CSV of predictions (the CLI discards what ``trainer.predict``
+returns), with its output settings, ``--prediction.output``, ``--prediction.overwrite`` and
+``--prediction.maps`` (the CLI adds it with ``add_lightning_class_args``)."""
 
 from __future__ import annotations
 
@@ -36,30 +38,35 @@ def _rows(prediction: dict[str, torch.Tensor]) -> list[Row]:
     return [list(zip(p, d, strict=True)) for p, d in zip(probabilities, decisions, strict=True)]
 
 
-class CSVPredictionWriter(BasePredictionWriter):
-    """Writes ``predictions.csv`` (image, probability of the target attribute, predicted label
+class PredictionWriter(BasePredictionWriter):
+    """Writes ``predictions.csv``: image, probability of the target attribute, predicted label
     (the model's decision at its threshold), true label; with several target attributes a
-    probability, prediction and truth column per attribute) into ``output_dir``, or into the
-    run's log folder when that is ``None``; the data module's ``predict_output``, when set, names
-    the file (or an existing folder for it) instead.
+    probability, prediction and truth column per attribute.
 
     On the user's photos (``--data.predict_path``) the columns are path, then a probability and a
     predicted label per attribute (``prob_<a>``, ``pred_<a>``), then error, one row per photo: a
     file that could not be read has an error and no probabilities. ``failures`` counts those
-    (``None`` after a CelebA split). A ``predict_output`` that ends with a slash is a folder, also
-    one that does not exist yet. It never overwrites a file it did not write
-    (:func:`check_output`). When faces are sought (``data.align`` not ``never``), each face
-    found is a row, with its index in the photo, box, five landmarks and detection score after
-    the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without a face is one row
-    whose error says so and which ``faceless`` counts, and a face too small to judge a row with
-    its box, no probability and the reason in error, which ``too_small`` counts.
+    (``None`` after a CelebA split). When faces are sought (``data.align`` not ``never``), each
+    face found is a row, with its index in the photo, box, five landmarks and detection score
+    after the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without a face is one
+    row whose error says so and which ``faceless`` counts, and a face too small to judge a row
+    with its box, no probability and the reason in error, which ``too_small`` counts.
+
+    Args:
+        output: the CSV file, or a folder for ``predictions.csv`` (a path that ends with a slash
+            is a folder, also one that does not exist yet); ``None``, the default, writes
+            ``predictions.csv`` into the run's log folder. It never overwrites a file that is not
+            a predictions file of its own (:func:`check_output`).
+        overwrite: replace earlier predictions at ``output``.
+        maps: on photos, also write beside the CSV a picture per photo with its faces and their
+            activation maps (:mod:`lit_celeba.callbacks.maps`).
     """
 
-    def __init__(self, output_dir: str | None = None, filename: str = FILENAME) -> None:
+    def __init__(self, output: str | None = None, overwrite: bool = False,
+                 maps: bool = False) -> None:  # fmt: skip
         # Photo batches carry their paths and read errors, which only the batch hook sees.
         super().__init__(write_interval="batch_and_epoch")
-        self.output_dir = output_dir
-        self.filename = filename
+        self.output, self.overwrite, self.maps = output, overwrite, maps
         self.path: Path | None = None
         self.rows = 0
         self.files = 0  # photos: a photo with several faces has a row for each
@@ -100,8 +107,8 @@ class CSVPredictionWriter(BasePredictionWriter):
             self._photo_rows.append((path, None if error else next(rows), error, face))
 
     def _output_path(self, trainer: pl.Trainer) -> Path:
-        chosen = output_file(getattr(trainer.datamodule, "predict_output", None), self.filename)
-        return chosen or Path(self.output_dir or trainer.log_dir or ".") / self.filename
+        chosen = output_file(self.output, FILENAME)
+        return chosen or Path(trainer.log_dir or ".") / FILENAME
 
     def _write_csv(self, trainer: pl.Trainer, header: list[str], rows: Iterable[list]) -> bool:
         """Writes the CSV on rank 0 and returns whether this rank wrote it; every rank must call
@@ -111,7 +118,7 @@ class CSVPredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return False
         self.path = path
-        check_output(path, getattr(trainer.datamodule, "predict_overwrite", False))
+        check_output(path, self.overwrite)
         with atomic_write(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
@@ -212,7 +219,7 @@ def check_output(path: Path | None, overwrite: bool) -> None:
     that cannot be created (a folder in its path is a file)."""
     if path is None:
         return
-    key = "--data.predict_output"
+    key = "--prediction.output"
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise UsageError(f"{key} {path} exists and is not a file of predictions; predict never "
                          "replaces it. Give a new file name, or a folder, for the predictions.")
@@ -224,7 +231,7 @@ def check_output(path: Path | None, overwrite: bool) -> None:
         )
     if path.exists() and not overwrite:
         raise UsageError(
-            f"{key} {path} holds earlier predictions. Pass --data.predict_overwrite true to "
+            f"{key} {path} holds earlier predictions. Pass --prediction.overwrite true to "
             "replace them, or give another file name."
         )
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)

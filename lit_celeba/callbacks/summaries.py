@@ -19,7 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lit_celeba.base.lightning_internals import file_writer
 
-NOT_HYPERPARAMETERS = {"data/num_workers", "data/predict_split"}
+NOT_HYPERPARAMETERS = {"data/num_workers"}
 
 
 def run_hyperparameters(

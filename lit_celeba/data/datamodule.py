@@ -45,7 +45,6 @@ class CelebADataModule(pl.LightningDataModule):
         image_size: side of the square network input (the recipe: 64).
         batch_size: images per batch, for every stage.
         num_workers: DataLoader worker processes.
-        predict_split: the split that ``predict`` runs on.
         synthetic: generate a CelebA-format demo set at ``root`` on first use (with ``train_size``,
             ``val_size`` and ``test_size`` images) instead of reading the real one. It never
             overwrites a folder it did not generate.
@@ -64,21 +63,16 @@ class CelebADataModule(pl.LightningDataModule):
             GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
             the memory map directly (no copy). Needs ``cache``; ``num_workers`` then only
             applies to ``predict``, which always takes the DataLoader.
-        predict_overwrite: replace an earlier predictions file at ``predict_output``.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
-            CelebA need not be on disk then.
-        predict_output: the CSV file (or an existing folder for ``predictions.csv``) that
-            ``predict`` writes (default: ``predictions.csv`` in the run's log folder). It never
-            overwrites a file that is not a predictions file of its own.
+            CelebA need not be on disk then. Where the predictions go is the writer's setting
+            (``--prediction.output``: :class:`~lit_celeba.callbacks.predictions.PredictionWriter`).
         align: faces in the photos of ``predict_path``: ``auto`` finds and aligns every face in
             a photo that is not 178x218 (CelebA's aligned size, taken as is), ``always`` in
             every photo, ``never`` frames each photo whole (:mod:`lit_celeba.data.photos`).
         min_face_size: a face whose box has a shorter side under this many pixels (in the
             photo) is too small to judge: its row gives its box and says so in ``error``, with
             no prediction (:func:`~lit_celeba.data.faces.too_small`); 0 judges every face.
-        predict_maps: ``predict`` on photos also writes, beside the CSV, a picture per photo
-            with its faces and their activation maps (:mod:`lit_celeba.callbacks.maps`).
         brightness, contrast, saturation: colour augmentation of the training images after the
             flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
             0, the recipe, leaves the training transform exactly as it is.
@@ -111,16 +105,13 @@ class CelebADataModule(pl.LightningDataModule):
         image_size: int = 64,
         batch_size: int = 32,
         num_workers: int = 2,
-        predict_split: Split = "test",
         synthetic: bool = False,
         synthetic_seed: int = 0,
         cache: bool = True,
         cache_dir: str | None = None,
         predict_path: str | None = None,
-        predict_output: str | None = None,
         align: Align = "auto",
         min_face_size: int = MIN_FACE_SIZE,
-        predict_maps: bool = False,
         subgroups: list[str] | None = None,
         brightness: float = 0.0,
         contrast: float = 0.0,
@@ -132,7 +123,6 @@ class CelebADataModule(pl.LightningDataModule):
         train_subgroups: bool = False,
         synthetic_correlate: tuple[str, str, float] | None = None,
         device_resident: bool | None = None,
-        predict_overwrite: bool = False,
     ) -> None:
         super().__init__()
         check_numbers(
@@ -158,16 +148,13 @@ class CelebADataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.predict_split = predict_split
         self.synthetic = synthetic
         self.synthetic_seed = synthetic_seed
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, **self.colour, photo=photo)
         self.predict_path = predict_path
-        self.predict_output = predict_output
-        self.predict_overwrite = predict_overwrite
-        self.align, self.predict_maps = align, predict_maps
+        self.align = align
         self.min_face_size = min_face_size
         self.subset_order = subset_order
         if framing not in FRAMINGS:
@@ -229,10 +216,8 @@ class CelebADataModule(pl.LightningDataModule):
             self.datasets["val"] = self._subset(copy, "valid", self.val_size, groups=True)
         if stage == "test":
             self.datasets["test"] = self._subset(copy, "test", self.test_size, groups=True)
-        if stage == "predict":
-            size = {"train": self.train_size, "valid": self.val_size, "test": self.test_size}
-            split = self.predict_split
-            self.datasets["predict"] = self._subset(copy, split, size[split])
+        if stage == "predict":  # without photos, the test split, as test reads it
+            self.datasets["predict"] = self._subset(copy, "test", self.test_size)
 
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader | DeviceBatches:
         dataset = self.datasets[stage]

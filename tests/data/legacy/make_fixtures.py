@@ -126,7 +126,7 @@ def expected_figures(ckpt: Path, test_flags: list[str], tiny_root: Path, work: P
     test = checked(run_cli("test", *flags, *test_flags, f"--ckpt_path={ckpt}", cwd=work))
     output, faces = work / "predictions.csv", legacy_faces(tiny_root, work / "faces")
     checked(run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
-                    f"--data.predict_output={output}", cwd=work))  # fmt: skip
+                    f"--prediction.output={output}", cwd=work))  # fmt: skip
     out = work / "export"
     checked(run_cli("export", f"--ckpt_path={ckpt}", f"--out={out}", cwd=work))
     info = json.loads((out / "model.json").read_text())
