@@ -36,6 +36,9 @@ MOVED_KEYS = {
 }
 # Settings that are gone, and why: the old key's error says so.
 REMOVED_KEYS = {
+    "data.device_resident": "it is a value of --data.cache now: --data.cache device for true, "
+    "--data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when it "
+    "fits (what device_resident null did)",
     "data.predict_split": "predict without --data.predict_path always reads the test split (as "
     "test does); validate or calibrate cover the validation split",
 }
@@ -131,6 +134,9 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         if key.group(1) == "lr_scheduler" and _plateau_without_monitor(given.group(1)):
             return PLATEAU_NEEDS_MONITOR
         return _unknown_class_message(key.group(1), given.group(1).strip())
+    if key and key.group(1) == "data.cache" and given:
+        return (f"Invalid setting: data.cache takes true, memory, device or false; got "
+                f"{given.group(1).strip()}.")  # fmt: skip
     photo = key and key.group(1) == "data.photo"
     noise = (
         "Does not validate against any of the Union subtypes",

@@ -30,8 +30,8 @@ def _fit(root: Path, tmp_path: Path, resident: bool, **data) -> tuple[BatchRecor
     pl.seed_everything(7, verbose=False)
     dm = CelebADataModule(
         root=str(root), train_size=TINY_SIZES["train"], val_size=16, batch_size=16,
-        num_workers=0, cache=True, cache_dir=str(tmp_path / "cache"),
-        device_resident=resident, **data,
+        num_workers=0, cache="device" if resident else "memory",
+        cache_dir=str(tmp_path / "cache"), **data,
     )  # fmt: skip
     target = data.get("target_attr", "Male")
     model = RecipeClassifier(channels=(4, 8, 8, 8), target_attrs=[target],
@@ -68,7 +68,7 @@ def test_same_batches_augmentations_and_weights_as_the_dataloader(
 def test_loaders_are_device_batches_only_when_asked(tiny_root: Path, tmp_path: Path) -> None:
     common = dict(root=str(tiny_root), train_size=32, val_size=16, batch_size=10, num_workers=0,
                   cache_dir=str(tmp_path / "cache"))  # fmt: skip
-    dm = CelebADataModule(**common, device_resident=True)
+    dm = CelebADataModule(**common, cache="device")
     dm.setup("fit")
     train = dm.train_dataloader()
     assert isinstance(train, DeviceBatches) and len(train) == 4  # 32 images, batches of 10
@@ -79,12 +79,13 @@ def test_loaders_are_device_batches_only_when_asked(tiny_root: Path, tmp_path: P
     assert train.tensors[0].data_ptr() == dm._on_device["train"][0].data_ptr()
     dm.teardown("fit")
     assert dm._on_device == {}
-    # The default (None) keeps the DataLoader on the CPU, as does cache false.
-    auto = CelebADataModule(**common)
-    auto.setup("fit")
-    assert isinstance(auto.train_dataloader(), torch.utils.data.DataLoader)
-    with pytest.raises(SettingError, match="device_resident.*needs cache true"):
-        CelebADataModule(**common, cache=False, device_resident=True)
+    # The default (true) keeps the DataLoader on the CPU, as do memory and false.
+    for cache in (True, "memory", False):
+        other = CelebADataModule(**common | {"cache": cache})
+        other.setup("fit")
+        assert isinstance(other.train_dataloader(), torch.utils.data.DataLoader), cache
+    with pytest.raises(SettingError, match="cache must be true, memory, device or false"):
+        CelebADataModule(**common, cache="gpu")
 
 
 def test_the_cpu_always_fits_and_a_gpu_says_its_numbers() -> None:
@@ -98,7 +99,7 @@ def test_the_cpu_always_fits_and_a_gpu_says_its_numbers() -> None:
 def test_device_resident_resume_equals_an_uninterrupted_run(
     tiny_root: Path, tmp_path: Path
 ) -> None:
-    """``--ckpt_path last`` after a SIGTERM mid-epoch, with device_resident: the same weights and
+    """``--ckpt_path last`` after a SIGTERM mid-epoch, with cache device: the same weights and
     curves as a run that never stopped, as tests/test_interrupts.py checks for the DataLoader."""
     import signal
     import subprocess
@@ -107,7 +108,7 @@ def test_device_resident_resume_equals_an_uninterrupted_run(
 
     from tests.test_interrupts import _assert_same_training, _cli_env, _fit_args, _run_fit
 
-    resident = "--data.device_resident=true"
+    resident = "--data.cache=device"
     reference = tmp_path / "reference" / "logs"
     reference.parent.mkdir()
     _run_fit(tiny_root, reference, resident)

@@ -30,7 +30,7 @@ HOST_TENSOR_READS = ("torch/optim/optimizer.py", "torch/utils/data/dataloader.py
 SETTINGS = {
     "group_dro_resident": [
         "--config", str(CONFIGS / "base.yaml"), "--config", str(CONFIGS / "blond_hair.yaml"),
-        "--data.device_resident=true", "--model.label_smoothing=0.1",
+        "--data.cache=device", "--model.label_smoothing=0.1",
     ],
     "40_attributes": ["--config", str(CONFIGS / "base.yaml"), "--config",
                       str(CONFIGS / "all_attributes.yaml")],

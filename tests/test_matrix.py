@@ -39,7 +39,7 @@ CASES = {
     "all_attributes_tuned-one": ("all_attributes_tuned", ["Smiling"], None, True),
 }
 # Settings beyond the config for some cases: the device-resident batches on the CPU.
-EXTRA = {"fast-three-subgroups-resident": ["--data.device_resident=true"]}
+EXTRA = {"fast-three-subgroups-resident": ["--data.cache=device"]}
 TINY_RUN = [
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",

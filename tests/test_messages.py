@@ -144,11 +144,12 @@ SETTING_CASES = {
     "unknown-pooling": (["--model.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
     "negative-max-epochs": (["--trainer.max_epochs=-5"], ["trainer setting", "max_epochs", "-5"]),
     "missing-config-file": (["--config=nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
-    "resident-without-cache": (
-        ["--data.cache=false", "--data.device_resident=true"],
-        ["Invalid setting: data.device_resident keeps the decoded cache on the device: it needs "
-         "cache true"],
+    "resident-before-cache-device": (
+        ["--data.device_resident=true"],
+        ["--data.device_resident is gone: it is a value of --data.cache now: --data.cache device"
+         " for true, --data.cache memory for false"],
     ),  # fmt: skip
+    "unknown-cache": (["--data.cache=gpu"], ["data.cache", "gpu", "memory", "device"]),
     "unknown-compile-mode": (
         ["--model.compile=fastest"],
         ["model.compile must be one of false, true, default, reduce-overhead, max-autotune; "

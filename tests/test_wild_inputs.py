@@ -441,8 +441,8 @@ def test_every_degradation_on_detector_framed_faces_either_way(
     cached = where == "device-resident"
     module = CelebADataModule(
         root=str(tiny_root), train_size=16, val_size=4, test_size=4, image_size=32,
-        batch_size=16, num_workers=0, cache_dir=str(tmp_path), cache=cached,
-        device_resident=True if cached else None, framing="detector", photo=EVERY_DEGRADATION,
+        batch_size=16, num_workers=0, cache_dir=str(tmp_path),
+        cache="device" if cached else False, framing="detector", photo=EVERY_DEGRADATION,
     )  # fmt: skip
     module.setup("fit")
     loader = module.train_dataloader()

@@ -24,6 +24,10 @@ from lit_celeba.data.settings import check_numbers, target_and_subgroup_lists
 from lit_celeba.data.transforms import BatchTransform, columns_read
 
 Split = Literal["train", "valid", "test"]
+# data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
+Cache = bool | Literal["memory", "device"]
+# Whether each cache setting keeps a subset on the training device (None: on a CUDA device).
+ON_DEVICE: dict[object, bool | None] = {True: None, "memory": False, "device": True, False: False}
 
 
 class CelebADataModule(pl.LightningDataModule):
@@ -49,20 +53,20 @@ class CelebADataModule(pl.LightningDataModule):
             ``val_size`` and ``test_size`` images) instead of reading the real one. It never
             overwrites a folder it did not generate.
         synthetic_seed: the seed of the generated set.
-        cache: decode each subset's JPEGs once into a memory-mapped uint8 cache; ``False``
-            decodes every image on access in the loader workers, into the same layout. Either
-            way the recipe's transforms run per batch on the training device
+        cache: ``true`` (the default) decodes each subset's JPEGs once into a memory-mapped
+            uint8 cache and, when training on a CUDA GPU, keeps each cached subset on the device
+            and takes its batches there by index, without a ``DataLoader``
+            (:mod:`lit_celeba.data.device_batches`; the same batches and augmentations for the
+            same seed), unless it does not fit in the GPU's free memory, which it says.
+            ``memory``: the memory-mapped cache through the ``DataLoader`` on any device.
+            ``device``: the cache's batches by index on any device (on a CPU, the memory map
+            read directly, no copy); ``num_workers`` then only applies to ``predict``.
+            ``false`` decodes every image on access in the loader workers, into the same layout.
+            Either way the recipe's transforms run per batch on the training device
             (:class:`~lit_celeba.data.transforms.BatchTransform`), with the same values.
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
             tfds copy's index of its records is kept there too.
-        device_resident: keep each cached subset on the training device and take its batches
-            there by index, without a ``DataLoader`` (:mod:`lit_celeba.data.device_batches`):
-            the same batches and augmentations for the same seed. ``None`` (the default): on
-            when training on a CUDA GPU with ``cache`` true; a subset that does not fit in the
-            GPU's free memory says so and takes the memory-mapped path. ``True`` on a CPU reads
-            the memory map directly (no copy). Needs ``cache``; ``num_workers`` then only
-            applies to ``predict``, which always takes the DataLoader.
         predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
             folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
             CelebA need not be on disk then. Where the predictions go is the writer's setting
@@ -107,7 +111,7 @@ class CelebADataModule(pl.LightningDataModule):
         num_workers: int = 2,
         synthetic: bool = False,
         synthetic_seed: int = 0,
-        cache: bool = True,
+        cache: Cache = True,
         cache_dir: str | None = None,
         predict_path: str | None = None,
         align: Align = "auto",
@@ -122,14 +126,13 @@ class CelebADataModule(pl.LightningDataModule):
         group_balanced: bool = False,
         train_subgroups: bool = False,
         synthetic_correlate: tuple[str, str, float] | None = None,
-        device_resident: bool | None = None,
     ) -> None:
         super().__init__()
         check_numbers(
             sizes={"train_size": train_size, "val_size": val_size, "test_size": test_size},
             colour={"brightness": brightness, "contrast": contrast, "saturation": saturation},
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
-            synthetic=synthetic, cache=cache, device_resident=device_resident,
+            synthetic=synthetic, cache=cache,
             min_face_size=min_face_size,
         )  # fmt: skip
         self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
@@ -160,7 +163,6 @@ class CelebADataModule(pl.LightningDataModule):
         if framing not in FRAMINGS:
             raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
         self.framing = framing
-        self.device_resident = device_resident
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
         # Per stage, the cached subset's tensors on the device: copied once per setup.
         self._on_device: dict[str, tuple[torch.Tensor, ...]] = {}
@@ -226,7 +228,7 @@ class CelebADataModule(pl.LightningDataModule):
             balanced = rank_balanced_sampler(self.trainer, self.train_groups,
                                              len(self.train_group_counts))  # fmt: skip
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        resident = resident_tensors(dataset, stage, device, self.device_resident, self._on_device)
+        resident = resident_tensors(dataset, stage, device, ON_DEVICE[self.cache], self._on_device)
         if resident is not None:
             order = resident_order(stage, dataset, self.trainer, shuffle, balanced)
             return DeviceBatches(dataset, resident, self.batch_size, order)

@@ -16,15 +16,13 @@ def check_numbers(
     num_workers: int,
     image_size: int,
     synthetic: bool,
-    cache: bool,
-    device_resident: bool | None,
+    cache: object,
     min_face_size: int,
 ) -> None:
     """Raise a :class:`SettingError` for the first setting out of its range."""
-    if device_resident and not cache:
-        raise SettingError(
-            "device_resident", "keeps the decoded cache on the device: it needs cache true"
-        )
+    if not any(cache is c or (isinstance(c, str) and cache == c)
+               for c in (True, False, "memory", "device")):  # fmt: skip
+        raise SettingError("cache", f"must be true, memory, device or false; got {cache!r}")
     for name, value in colour.items():
         if not 0.0 <= value <= 1.0:
             raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
