@@ -34,6 +34,14 @@ MOVED_KEYS = {
     "data.predict_overwrite": "prediction.overwrite",
     "data.predict_maps": "prediction.maps",
 }
+# A config file that holds an old key is most often an earlier run's config.yaml, which holds
+# every key at its value then.
+OLD_RUN_CONFIG = (
+    "If the config file is an earlier run's config.yaml, delete "
+    "predict_output, predict_overwrite, predict_maps, predict_split and device_resident from its "
+    "data: section (at the defaults it saved they change nothing; a value you chose goes to its "
+    "new key)."
+)
 # Settings that are gone, and why: the old key's error says so.
 REMOVED_KEYS = {
     "data.device_resident": "it is a value of --data.cache now: --data.cache device for true, "
@@ -116,13 +124,13 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         )
     moved = [old for old in MOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
     removed = [old for old in REMOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
-    if removed:
-        return f"--{removed[0]} is gone: {REMOVED_KEYS[removed[0]]}."
-    if moved:
-        return " ".join(
+    if removed or moved:
+        said = (f"--{removed[0]} is gone: {REMOVED_KEYS[removed[0]]}." if removed else " ".join(
             f"--{old} is now --{MOVED_KEYS[old]} (in a config file: {_nested(MOVED_KEYS[old])} "
             f"at the top level, not under {old.split('.')[0]}:)." for old in moved
-        )
+        ))  # fmt: skip
+        typed = any(f"--{old}" in arg for arg in argv or [] for old in removed + moved)
+        return said if typed else f"{said} {OLD_RUN_CONFIG}"
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)

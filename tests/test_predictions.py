@@ -424,6 +424,7 @@ def test_predict_settings_belong_to_the_writer_and_the_old_keys_say_where(
     assert "--data.predict_maps is now --prediction.maps (in a config file: prediction: " in (
         message
     )
+    assert "If the config file is an earlier run's config.yaml, delete predict_output," in message
     message = run_expecting_error(
         ["test", "--config", BASE, *tiny_overrides(tiny_root, logs),
          f"--ckpt_path={tiny_checkpoint}", "--prediction.maps=true"], capsys,
