@@ -112,6 +112,22 @@ def test_settings_that_cannot_change_results_do_not_block_resuming(
     assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0))
 
 
+def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs: Path) -> None:
+    """Its config.yaml holds data.predict_output/overwrite/maps, predict_split and
+    device_resident and no prediction section: none of them changed what fit computes."""
+    saved = logs / "base" / "version_0" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    config.pop("prediction")
+    config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
+                       "predict_split": "test", "device_resident": None}  # fmt: skip
+    saved.write_text(yaml.safe_dump(config))
+    cli = cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
+        + ["--ckpt_path=last"]
+    )
+    assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0))
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. The newest epoch is on disk when fit returns, whatever the validation cadence.
 

@@ -40,6 +40,13 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         "trainer.enable_model_summary",
         "data.num_workers",
         "data.cache_dir",
+        # Keys of earlier versions' config.yaml, gone since (issue 33), none of which changed what
+        # fit computes: predict's settings, and where the cache's batches were taken from.
+        "data.predict_output",
+        "data.predict_overwrite",
+        "data.predict_maps",
+        "data.predict_split",
+        "data.device_resident",
     }
 )
 
