@@ -81,7 +81,7 @@ def train_and_test(
         str(root), target_attr=TARGET, subgroups=[SPURIOUS], train_size=setting.train_size,
         val_size=10, test_size=setting.test_size, image_size=setting.image_size,
         batch_size=setting.batch_size, num_workers=0, cache_dir=str(root / "cache"),
-        group_balanced=objective == "balanced", train_subgroups=model_objective != "erm",
+        group_balanced=objective == "balanced",
     )  # fmt: skip
     model = RecipeClassifier(
         channels=setting.channels, dropout=setting.dropout, image_size=setting.image_size,

@@ -62,7 +62,7 @@ from lit_celeba.commands import COMMANDS, PROG, TRAINER_HELP
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.groups import needs_train_groups
+from lit_celeba.groups import check_group_objective
 from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
@@ -102,10 +102,6 @@ class CelebACLI(CommandEndings, LightningCLI):
             "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
         )
         parser.link_arguments("model.init_args.subgroups", "data.subgroups")
-        # The objectives that weigh the loss by group need each training image's group.
-        parser.link_arguments(
-            "model.init_args.objective", "data.train_subgroups", compute_fn=needs_train_groups
-        )
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
@@ -126,8 +122,8 @@ class CelebACLI(CommandEndings, LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
-        if self.subcommand != "fit" and config.get("data") is not None:
-            config.data.train_subgroups = False  # only fit reads them (see training_data.py)
+        if self.subcommand == "fit":  # only fit weighs by group: test and predict need none
+            check_group_objective(config.model.get("init_args") or {}, config.get("data") or {})
         if self.subcommand == "predict" and config.prediction.output:
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))

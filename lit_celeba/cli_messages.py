@@ -38,7 +38,8 @@ MOVED_KEYS = {
 # every key at its value then.
 OLD_RUN_CONFIG = (
     "If the config file is an earlier run's config.yaml, delete "
-    "predict_output, predict_overwrite, predict_maps, predict_split and device_resident from its "
+    "predict_output, predict_overwrite, predict_maps, predict_split, device_resident and "
+    "train_subgroups from its "
     "data: section (at the defaults it saved they change nothing; a value you chose goes to its "
     "new key)."
 )
@@ -47,6 +48,8 @@ REMOVED_KEYS = {
     "data.device_resident": "it is a value of --data.cache now: --data.cache device for true, "
     "--data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when it "
     "fits (what device_resident null did)",
+    "data.train_subgroups": "the training batches carry the subgroup values whenever there is "
+    "one target_attr and model.subgroups",
     "data.predict_split": "predict without --data.predict_path always reads the test split (as "
     "test does); validate or calibrate cover the validation split",
 }

@@ -10,18 +10,36 @@ metrics, the objectives) number them here, so the two agree. Nothing here import
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+
+from lit_celeba.attributes import attribute_list
+from lit_celeba.base.errors import SettingError
 
 # The model's training objectives (group-balanced sampling is the data module's
 # ``group_balanced``); all but ``erm`` read each training image's group from its batch.
 OBJECTIVES = ("erm", "reweight", "group_dro")
 
 
-def needs_train_groups(objective: str) -> bool:
-    """Whether training batches must carry the subgroup values for ``objective``."""
-    return objective != "erm"
+def needs_groups(target_attrs: list[str], subgroups: list[str] | None) -> str:
+    """What a setting that draws or weighs by group needs, and what it got."""
+    return (f"needs one target_attr and at least one subgroup (model.subgroups, e.g. [Male]); "
+            f"got target_attr {target_attrs} and subgroups {subgroups or 'none'}")  # fmt: skip
+
+
+def check_group_objective(model: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """Refuse, before ``fit`` runs, an objective that weighs the loss by group without the groups
+    (one target, some subgroups), with which the data module's training batches carry them."""
+    objective = model.get("objective", "erm")
+    if objective == "erm":
+        return
+    targets = attribute_list(data.get("target_attr"), "data.target_attr")
+    subgroups = attribute_list(model.get("subgroups"), "model.subgroups")
+    if len(targets) != 1 or not subgroups:
+        raise SettingError("model.objective", f"{objective} weighs the training loss by group: it "
+                           f"{needs_groups(targets, subgroups)}")  # fmt: skip
 
 
 def group_names(target: str, subgroups: Sequence[str]) -> list[str]:

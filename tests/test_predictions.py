@@ -425,6 +425,8 @@ def test_predict_settings_belong_to_the_writer_and_the_old_keys_say_where(
         message
     )
     assert "If the config file is an earlier run's config.yaml, delete predict_output," in message
+    message = run_expecting_error([*predict, "--data.train_subgroups=true"], capsys)
+    assert message.startswith("error: --data.train_subgroups is gone: the training batches carry")
     message = run_expecting_error(
         ["test", "--config", BASE, *tiny_overrides(tiny_root, logs),
          f"--ckpt_path={tiny_checkpoint}", "--prediction.maps=true"], capsys,

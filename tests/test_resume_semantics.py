@@ -119,7 +119,8 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     config = yaml.safe_load(saved.read_text())
     config.pop("prediction")
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
-                       "predict_split": "test", "device_resident": None}  # fmt: skip
+                       "predict_split": "test", "device_resident": None,
+                       "train_subgroups": False}  # fmt: skip
     saved.write_text(yaml.safe_dump(config))
     cli = cli_main(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]

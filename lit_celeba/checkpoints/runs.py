@@ -47,6 +47,7 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         "data.predict_maps",
         "data.predict_split",
         "data.device_resident",
+        "data.train_subgroups",
     }
 )
 

@@ -75,8 +75,9 @@ def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, command: str) 
     """For ``fit --ckpt_path X`` (``config``, the command's parsed config): the subgroups X was
     trained with, as model arguments, when its objective weighs the loss by group and the config
     names none (the model does not save them; the data module does). ``{}`` otherwise, and for
-    the other commands, which do not train: the CLI turns ``data.train_subgroups`` off for them,
-    so that test, predict and the rest of such a checkpoint ask for no subgroups. A note says
+    the other commands, which do not train: only ``fit`` checks that a group objective has its
+    groups (:func:`~lit_celeba.groups.check_group_objective`), so that test, predict and the rest
+    of such a checkpoint ask for no subgroups. A note says
     when they are taken."""
     if command != "fit":
         return {}

@@ -90,13 +90,13 @@ class CelebADataModule(pl.LightningDataModule):
             values, :mod:`lit_celeba.groups`) comes equally often
             (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`); needs one target and
             ``subgroups``. An epoch keeps its number of images.
-        train_subgroups: training batches carry the subgroup values too, for the objectives that
-            weigh the loss by group; the CLI sets it from ``model.objective``.
         synthetic_correlate: ``[target, spurious, share]``: in the generated train split, the
             share of faces whose ``spurious`` label equals their ``target`` label (docs/groups.md).
 
     With one target and ``subgroups``, ``setup("fit")`` prints the number of training images in
-    each group and keeps them as ``train_group_counts`` (the model's objectives read them).
+    each group and keeps them as ``train_group_counts``, and the training batches carry the
+    subgroup values too, ``(images, targets, groups)`` (the objectives that weigh the loss by
+    group read both; ``train_subgroups`` says whether they do).
     """
 
     def __init__(
@@ -124,7 +124,6 @@ class CelebADataModule(pl.LightningDataModule):
         framing: Framing = "celeba",
         subset_order: SubsetOrder = "file",
         group_balanced: bool = False,
-        train_subgroups: bool = False,
         synthetic_correlate: tuple[str, str, float] | None = None,
     ) -> None:
         super().__init__()
@@ -140,10 +139,10 @@ class CelebADataModule(pl.LightningDataModule):
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
         self.target_attrs, self.subgroups = target_and_subgroup_lists(
-            target_attr, subgroups, group_balanced=group_balanced, train_subgroups=train_subgroups
+            target_attr, subgroups, group_balanced=group_balanced
         )
         self.group_balanced = group_balanced
-        self.train_subgroups = train_subgroups
+        self.train_subgroups = len(self.target_attrs) == 1 and bool(self.subgroups)
         self.synthetic_correlate = synthetic_correlate
         self.train_group_counts: torch.Tensor | None = None
         self.train_positive_share: torch.Tensor | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
+from lit_celeba.groups import needs_groups
 
 
 def check_numbers(
@@ -48,22 +49,14 @@ def target_and_subgroup_lists(
     subgroups: list[str] | None,
     *,
     group_balanced: bool,
-    train_subgroups: bool,
 ) -> tuple[list[str], list[str]]:
     """``target_attr`` and ``subgroups`` as lists of names. Refuses no target, and
-    ``group_balanced`` or ``train_subgroups`` without groups (one target, some subgroups)."""
+    ``group_balanced`` without groups (one target, some subgroups)."""
     target_attrs = attribute_list(target_attr, "target_attr")
     if not target_attrs:
         raise SettingError("target_attr", "names no attribute")
     subgroups = attribute_list(subgroups, "subgroups")
-    for name, wanted in (("group_balanced", group_balanced),
-                         ("train_subgroups", train_subgroups)):  # fmt: skip
-        if wanted and (len(target_attrs) != 1 or not subgroups):
-            why = " (model.objective sets it)" if name == "train_subgroups" else ""
-            raise SettingError(
-                name,
-                f"needs one target_attr and at least one subgroup (model.subgroups, e.g. "
-                f"[Male]){why}; got target_attr {target_attrs} and subgroups "
-                f"{subgroups or 'none'}",
-            )
+    if group_balanced and (len(target_attrs) != 1 or not subgroups):
+        raise SettingError("group_balanced", needs_groups(target_attrs, subgroups))
     return target_attrs, subgroups
+

@@ -104,7 +104,7 @@ def training_loss(
     if subgroup_values is None or train_group_counts is None:
         raise AttributeMismatchError(
             f"model.objective {objective} needs the subgroup values in the training batches; "
-            "give the data module train_subgroups=true (the CLI links it to model.objective)."
+            "the data module carries them with one target_attr and model.subgroups."
         )
     losses = F.binary_cross_entropy_with_logits(
         logits.float(), smoothed.float(), reduction="none", pos_weight=pos_weight
