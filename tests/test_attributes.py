@@ -56,7 +56,10 @@ def test_several_targets_make_n_by_k_targets(tiny_root: Path) -> None:
     assert images.shape[0] == 8 and targets.shape == (8, 3) and targets.dtype == torch.float32
 
 
-def test_subgroup_values_come_with_evaluation_batches_only(tiny_root: Path) -> None:
+def test_subgroup_values_come_with_training_and_evaluation_batches(tiny_root: Path) -> None:
+    """With one target and subgroups every training and evaluation batch carries the groups
+    (issue 33: derived, where the training batches had them only for a group objective); the
+    predict batches stay (images, targets)."""
     dm = _datamodule(tiny_root, subgroups=["Young", "Eyeglasses"])
     for stage in ("fit", "test", "predict"):
         dm.setup(stage)
@@ -68,7 +71,8 @@ def test_subgroup_values_come_with_evaluation_batches_only(tiny_root: Path) -> N
         young, glasses = (index.attributes[rows, index.attr_names.index(n)] for n in dm.subgroups)
         assert groups[:, 0].tolist() == young.tolist()
         assert groups[:, 1].tolist() == glasses.tolist()
-    assert len(next(iter(dm.train_dataloader()))) == 2
+    train = next(iter(dm.train_dataloader()))
+    assert len(train) == 3 and train[2].shape == (8, 2) and train[2].dtype == torch.long
     assert len(next(iter(dm.predict_dataloader()))) == 2
 
 
