@@ -28,31 +28,35 @@ LINKED_KEYS = {
 }
 
 
-# Settings that moved to another key: the old key's error names the new one.
-MOVED_KEYS = {
-    "data.predict_output": "prediction.output",
-    "data.predict_overwrite": "prediction.overwrite",
-    "data.predict_maps": "prediction.maps",
+def _moved(new: str) -> str:
+    """What an old key that moved to ``new`` (``prediction.output``) says."""
+    section, name = new.split(".", 1)
+    return (f"is now --{new} (in a config file: {section}: {{{name}: ...}} at the top level, not "
+            "under data:)")  # fmt: skip
+
+
+# Data settings of earlier versions (issue 33's moves), and what their key says now. None of
+# them changes what fit computes, so a run saved with them still resumes (checkpoints/runs.py).
+OLD_DATA_KEYS = {
+    "data.predict_output": _moved("prediction.output"),
+    "data.predict_overwrite": _moved("prediction.overwrite"),
+    "data.predict_maps": _moved("prediction.maps"),
+    "data.predict_split": "is gone: predict without --data.predict_path always reads the test "
+    "split (as test does); validate or calibrate cover the validation split",
+    "data.device_resident": "is gone: it is a value of --data.cache now: --data.cache device for "
+    "true, --data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when "
+    "it fits (what device_resident null did)",
+    "data.train_subgroups": "is gone: the training batches carry the subgroup values whenever "
+    "there is one target_attr and model.subgroups",
 }
 # A config file that holds an old key is most often an earlier run's config.yaml, which holds
 # every key at its value then.
+_OLD_NAMES = [key.removeprefix("data.") for key in OLD_DATA_KEYS]
 OLD_RUN_CONFIG = (
-    "If the config file is an earlier run's config.yaml, delete "
-    "predict_output, predict_overwrite, predict_maps, predict_split, device_resident and "
-    "train_subgroups from its "
-    "data: section (at the defaults it saved they change nothing; a value you chose goes to its "
-    "new key)."
+    f"If the config file is an earlier run's config.yaml, delete {', '.join(_OLD_NAMES[:-1])} "
+    f"and {_OLD_NAMES[-1]} from its data: section (at the defaults it saved they change nothing;"
+    " a value you chose goes to its new key)."
 )
-# Settings that are gone, and why: the old key's error says so.
-REMOVED_KEYS = {
-    "data.device_resident": "it is a value of --data.cache now: --data.cache device for true, "
-    "--data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when it "
-    "fits (what device_resident null did)",
-    "data.train_subgroups": "the training batches carry the subgroup values whenever there is "
-    "one target_attr and model.subgroups",
-    "data.predict_split": "predict without --data.predict_path always reads the test split (as "
-    "test does); validate or calibrate cover the validation split",
-}
 
 
 def setting_key(section: str | None, setting: str) -> str:
@@ -125,14 +129,10 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "logger\": a later option applies over an earlier one. Put --trainer.logger false "
             "after the --config files."
         )
-    moved = [old for old in MOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
-    removed = [old for old in REMOVED_KEYS if re.search(rf"\b{re.escape(old)}\b", text)]
-    if removed or moved:
-        said = (f"--{removed[0]} is gone: {REMOVED_KEYS[removed[0]]}." if removed else " ".join(
-            f"--{old} is now --{MOVED_KEYS[old]} (in a config file: {_nested(MOVED_KEYS[old])} "
-            f"at the top level, not under {old.split('.')[0]}:)." for old in moved
-        ))  # fmt: skip
-        typed = any(f"--{old}" in arg for arg in argv or [] for old in removed + moved)
+    old = [key for key in OLD_DATA_KEYS if re.search(rf"\b{re.escape(key)}\b", text)]
+    if old:  # jsonargparse names one unknown key at a time
+        said = " ".join(f"--{key} {OLD_DATA_KEYS[key]}." for key in old)
+        typed = any(f"--{key}" in arg for arg in argv or [] for key in old)
         return said if typed else f"{said} {OLD_RUN_CONFIG}"
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
@@ -164,12 +164,6 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         return (f"{message}. data.photo takes a mapping such as --data.photo '{{p: 0.5, blur: "
                 f"1.0}}', of these keys: {key_ranges()}.")  # fmt: skip
     return f"{message}\n(Run with --help for the accepted options and their types.)"
-
-
-def _nested(key: str) -> str:
-    """``prediction.output`` as a config file writes it: ``prediction: {output: ...}``."""
-    section, name = key.split(".", 1)
-    return f"{section}: {{{name}: ...}}"
 
 
 def _configs_after_logger_false(argv: list[str]) -> list[str]:

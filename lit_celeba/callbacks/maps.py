@@ -54,7 +54,7 @@ class PredictionMaps(Callback):
         self.written = []
         dataset = getattr(trainer.predict_dataloaders, "dataset", None)
         self._order = {path: i for i, path in enumerate(getattr(dataset, "paths", []))}
-        if _wanted(trainer) and self._order:
+        if _maps_writer(trainer) and self._order:
             # The pictures of the predictions this run replaces (the CSV was checked to be
             # replaceable): none of an earlier run's is left beside the new ones.
             folder = self._folder(trainer)
@@ -68,7 +68,7 @@ class PredictionMaps(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:  # fmt: skip
-        if not _wanted(trainer) or not isinstance(batch, PhotoBatch) or not len(batch.images):
+        if not _maps_writer(trainer) or not isinstance(batch, PhotoBatch) or not len(batch.images):
             return
         attributes = output_attributes(pl_module, trainer.datamodule)
         images, predictions = batch.images, outputs["predictions"]
@@ -98,18 +98,13 @@ class PredictionMaps(Callback):
             self.written.append(target)
 
     def _folder(self, trainer: pl.Trainer) -> Path:
-        csv_path = _writer(trainer)._output_path(trainer)
+        csv_path = _maps_writer(trainer)._output_path(trainer)
         return csv_path.with_name(f"{csv_path.stem}_maps")
 
 
-def _writer(trainer: pl.Trainer) -> PredictionWriter | None:
-    """The trainer's prediction writer, whose settings say whether and where maps go."""
-    return next((c for c in trainer.callbacks if isinstance(c, PredictionWriter)), None)
-
-
-def _wanted(trainer: pl.Trainer) -> bool:
-    writer = _writer(trainer)
-    return writer is not None and writer.maps
+def _maps_writer(trainer: pl.Trainer) -> PredictionWriter | None:
+    """The trainer's prediction writer when it asks for maps (its CSV says where they go)."""
+    return next((c for c in trainer.callbacks if isinstance(c, PredictionWriter) and c.maps), None)
 
 
 def photo_picture(

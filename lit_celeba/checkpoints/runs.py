@@ -19,6 +19,7 @@ import yaml
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.base.errors import CheckpointError, UsageError
+from lit_celeba.cli_messages import OLD_DATA_KEYS
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
@@ -40,14 +41,10 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         "trainer.enable_model_summary",
         "data.num_workers",
         "data.cache_dir",
-        # Keys of earlier versions' config.yaml, gone since (issue 33), none of which changed what
-        # fit computes: predict's settings, and where the cache's batches were taken from.
-        "data.predict_output",
-        "data.predict_overwrite",
-        "data.predict_maps",
-        "data.predict_split",
-        "data.device_resident",
-        "data.train_subgroups",
+        # Keys of earlier versions' config.yaml, gone since, none of which changed what fit
+        # computes: predict's settings, where the cache's batches were taken from, and whether
+        # the training batches carried the groups.
+        *OLD_DATA_KEYS,
     }
 )
 

@@ -20,14 +20,10 @@ from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
-from lit_celeba.data.settings import check_numbers, target_and_subgroup_lists
+from lit_celeba.data.settings import ON_DEVICE, Cache, check_numbers, target_and_subgroup_lists
 from lit_celeba.data.transforms import BatchTransform, columns_read
 
 Split = Literal["train", "valid", "test"]
-# data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
-Cache = bool | Literal["memory", "device"]
-# Whether each cache setting keeps a subset on the training device (None: on a CUDA device).
-ON_DEVICE: dict[object, bool | None] = {True: None, "memory": False, "device": True, False: False}
 
 
 class CelebADataModule(pl.LightningDataModule):

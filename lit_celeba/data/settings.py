@@ -4,9 +4,17 @@ says what it must be."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 from lit_celeba.groups import needs_groups
+
+# data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
+Cache = bool | Literal["memory", "device"]
+# Whether each cache setting keeps a subset on the training device (None: on a CUDA device).
+ON_DEVICE: dict[bool | str, bool | None] = {True: None, "memory": False, "device": True,
+                                            False: False}  # fmt: skip
 
 
 def check_numbers(
@@ -21,8 +29,7 @@ def check_numbers(
     min_face_size: int,
 ) -> None:
     """Raise a :class:`SettingError` for the first setting out of its range."""
-    if not any(cache is c or (isinstance(c, str) and cache == c)
-               for c in (True, False, "memory", "device")):  # fmt: skip
+    if not isinstance(cache, bool) and not (isinstance(cache, str) and cache in ON_DEVICE):
         raise SettingError("cache", f"must be true, memory, device or false; got {cache!r}")
     for name, value in colour.items():
         if not 0.0 <= value <= 1.0:
@@ -59,4 +66,3 @@ def target_and_subgroup_lists(
     if group_balanced and (len(target_attrs) != 1 or not subgroups):
         raise SettingError("group_balanced", needs_groups(target_attrs, subgroups))
     return target_attrs, subgroups
-
