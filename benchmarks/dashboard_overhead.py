@@ -25,7 +25,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN
 
 HOOKS = (
     "setup",
@@ -99,7 +100,7 @@ def fit_once(root: str, epochs: int, dashboards: bool, log_dir: str) -> tuple[Ep
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    trainer.fit(RecipeClassifier(), datamodule=data)
+    trainer.fit(AttributeClassifier(RecipeCNN()), datamodule=data)
     return timer, spent["seconds"]
 
 

@@ -25,7 +25,8 @@ import torch
 
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.models.module import RecipeClassifier, ResNetClassifier
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN, ResNet
 
 
 class EpochTimer(pl.Callback):
@@ -77,10 +78,8 @@ def main() -> None:
                             image_size=args.image_size, batch_size=args.batch_size,
                             num_workers=args.workers, cache=True,
                             cache_dir=str(work / "cache"))  # fmt: skip
-    if args.model == "recipe":
-        model = RecipeClassifier(image_size=args.image_size, channels_last=True)
-    else:
-        model = ResNetClassifier(image_size=args.image_size, channels_last=True)
+    net = RecipeCNN(image_size=args.image_size) if args.model == "recipe" else ResNet()
+    model = AttributeClassifier(net, channels_last=True)
     timer = EpochTimer()
     trainer = pl.Trainer(accelerator=args.accelerator, devices=args.devices,
                          num_nodes=args.num_nodes, strategy=args.strategy,

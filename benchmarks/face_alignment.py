@@ -138,7 +138,7 @@ def main() -> None:
     torch.set_num_threads(1)
     checkpoint = load(args.ckpt_path)
     model = rebuild(checkpoint, args.ckpt_path)
-    image_size = checkpoint["hyper_parameters"]["image_size"]
+    image_size = checkpoint["datamodule_hyper_parameters"]["image_size"]
     attrs = model.target_attrs
     index = load_index(args.root)
     test = index.split_indices("test", args.limit)

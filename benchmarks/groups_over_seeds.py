@@ -35,7 +35,8 @@ from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.groups import group_names
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN
 
 TARGET, SPURIOUS = "Blond_Hair", "Male"
 GROUPS = group_names(TARGET, [SPURIOUS])
@@ -83,9 +84,9 @@ def train_and_test(
         batch_size=setting.batch_size, num_workers=0, cache_dir=str(root / "cache"),
         group_balanced=objective == "balanced",
     )  # fmt: skip
-    model = RecipeClassifier(
-        channels=setting.channels, dropout=setting.dropout, image_size=setting.image_size,
-        target_attrs=[TARGET], subgroups=[SPURIOUS], objective=model_objective,
+    net = RecipeCNN(setting.channels, dropout=setting.dropout, image_size=setting.image_size)
+    model = AttributeClassifier(
+        net, target_attrs=[TARGET], subgroups=[SPURIOUS], objective=model_objective,
         dro_eta=setting.dro_eta, dro_adjust=setting.dro_adjust, ema_decay=setting.ema_decay,
     )  # fmt: skip
     trainer = pl.Trainer(

@@ -27,7 +27,8 @@ from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES
 from lit_celeba.explain import candidates
-from lit_celeba.models.module import RecipeClassifier, ResNetClassifier
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN, ResNet
 
 SPENT = {"seconds": 0.0}
 
@@ -79,10 +80,10 @@ def main() -> None:
         num_workers=1,
     )  # fmt: skip
     if args.model == "resnet18":
-        model = ResNetClassifier(image_size=size, target_attrs=data.target_attrs)
+        net = ResNet(num_outputs=len(data.target_attrs))
     else:
-        model = RecipeClassifier(batch_norm=args.model == "batch_norm",
-                                 target_attrs=data.target_attrs)  # fmt: skip
+        net = RecipeCNN(batch_norm=args.model == "batch_norm", num_outputs=len(data.target_attrs))
+    model = AttributeClassifier(net, target_attrs=data.target_attrs)
     timer = EpochTimer()
     with tempfile.TemporaryDirectory() as log_dir:
         trainer = pl.Trainer(

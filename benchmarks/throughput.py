@@ -36,7 +36,8 @@ from lit_celeba.cli import supported_precision
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -44,7 +45,12 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
-def train_loop(model: RecipeClassifier, batches, device: torch.device, precision: str,
+def recipe_model() -> AttributeClassifier:
+    """The recipe's network in base.yaml's module settings (channels-last)."""
+    return AttributeClassifier(RecipeCNN(), channels_last=True)
+
+
+def train_loop(model: AttributeClassifier, batches, device: torch.device, precision: str,
                warmup: int) -> float:  # fmt: skip
     """Plain PyTorch training steps; images/s after ``warmup`` steps."""
     model.to(device).train()
@@ -79,8 +85,7 @@ def model_only(args, device: torch.device) -> float:
     data = [(x.to(device), y.to(device)) for x, y in data]
     steps = args.images // args.batch_size
     batches = (data[i % len(data)] for i in range(steps + args.warmup))
-    return train_loop(RecipeClassifier(channels_last=True), batches, device, args.precision,
-                      args.warmup)  # fmt: skip
+    return train_loop(recipe_model(), batches, device, args.precision, args.warmup)
 
 
 class EpochTimer(pl.Callback):
@@ -111,7 +116,7 @@ def project_fit(args, root: Path, cache_dir: Path, accelerator: str) -> tuple[fl
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[timer])  # fmt: skip
     start = time.perf_counter()
-    trainer.fit(RecipeClassifier(channels_last=True), data)
+    trainer.fit(recipe_model(), data)
     first = timer.epochs[0][1] - start  # setup (the cache build) and the first epoch
     later = timer.epochs[1][1] - timer.epochs[1][0]
     return args.images / later, first, later
@@ -148,8 +153,7 @@ def naive(args, root: Path, device: torch.device, workers: int) -> float:
                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
                         drop_last=True)  # fmt: skip
     torch.manual_seed(0)
-    return train_loop(RecipeClassifier(channels_last=True), iter(loader), device, args.precision,
-                      args.warmup)  # fmt: skip
+    return train_loop(recipe_model(), iter(loader), device, args.precision, args.warmup)
 
 
 def main() -> None:

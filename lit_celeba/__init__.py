@@ -12,8 +12,6 @@ from typing import Any
 _LAZY = {
     "CelebADataModule": "lit_celeba.data.datamodule",
     "AttributeClassifier": "lit_celeba.models.module",
-    "RecipeClassifier": "lit_celeba.models.module",
-    "ResNetClassifier": "lit_celeba.models.module",
 }
 __all__ = sorted(_LAZY)
 

@@ -42,6 +42,11 @@ def attribute_list(value: str | Sequence[str] | None, field: str = "target_attr"
     return names
 
 
+def count_attributes(value: str | Sequence[str] | None) -> int:
+    """How many attributes ``value`` names (:func:`attribute_list`): a network's outputs."""
+    return len(attribute_list(value))
+
+
 def output_attributes(*owners: object) -> list[str]:
     """The attributes a network outputs, in output order: the ``target_attrs`` (or
     ``target_attr`` setting) of the first of ``owners`` that has them (the model first, as it

@@ -24,7 +24,7 @@ from pytorch_lightning import Trainer
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, ReduceLROnPlateau
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import attribute_list, count_attributes
 from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.base.errors import (
     CelebAError,
@@ -93,15 +93,17 @@ class CelebACLI(CommandEndings, LightningCLI):
         # writes the predictions, not to the data module; LightningCLI adds the instance to the
         # trainer's callbacks. Every command has it; only predict writes.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
-        parser.set_defaults({"model": {"class_path": "lit_celeba.models.module.RecipeClassifier"}})
-        # The network's input size is the data's image size; one setting, not two to keep equal.
-        parser.link_arguments("data.image_size", "model.init_args.image_size")
+        parser.set_defaults({"model.net": {"class_path": "lit_celeba.models.nets.RecipeCNN"}})
+        # The network's input size is the data's image size; one setting, not two to keep equal
+        # (a network without an image_size, the ResNet, takes any: jsonargparse skips the link).
+        parser.link_arguments("data.image_size", "model.net.init_args.image_size")
         # One output per target attribute, named; and the subgroups the model reports need their
         # columns in the evaluation batches.
+        parser.link_arguments("data.target_attr", "model.target_attrs", compute_fn=attribute_list)
         parser.link_arguments(
-            "data.target_attr", "model.init_args.target_attrs", compute_fn=attribute_list
+            "data.target_attr", "model.net.init_args.num_outputs", compute_fn=count_attributes
         )
-        parser.link_arguments("model.init_args.subgroups", "data.subgroups")
+        parser.link_arguments("model.subgroups", "data.subgroups")
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
@@ -123,7 +125,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
         if self.subcommand == "fit":  # only fit weighs by group: test and predict need none
-            check_group_objective(config.model.get("init_args") or {}, config.get("data") or {})
+            check_group_objective(config.model, config.get("data") or {})
         if self.subcommand == "predict" and config.prediction.output:
             # predict with its own output writes that file (and its maps) and nothing else.
             trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
@@ -176,12 +178,8 @@ class CelebACLI(CommandEndings, LightningCLI):
         if self.checkpoint is None:
             return  # no file (a keyword such as "best"): nothing to read
         config = self.config[self.config.subcommand]
-        model_class, init_args = model_settings(
-            self.checkpoint, config.ckpt_path, default=config.model.class_path
-        )
-        init_args.update(resumed_subgroups(self.checkpoint, config, self.config.subcommand))
-        class_path = f"{model_class.__module__}.{model_class.__qualname__}"
-        model = {"class_path": class_path, "dict_kwargs": init_args}
+        model = model_settings(self.checkpoint, config.ckpt_path)
+        model.update(resumed_subgroups(self.checkpoint, config, self.config.subcommand))
         self.config = self.parser.parse_object(
             {self.config.subcommand: {"model": model}}, self.config
         )
@@ -237,8 +235,14 @@ _PARSER_KWARGS: dict[str, Any] = {
     "prog": PROG,
     "description": "Train, test and serve a CelebA face-attribute CNN with PyTorch Lightning.",
     "exit_on_error": False,
+    # No abbreviations: an old --model.channels would otherwise set model.channels_last.
+    "allow_abbrev": False,
 } | {
-    subcommand: {"exit_on_error": False, "default_config_files": [glob.escape(str(BASE_CONFIG))]}
+    subcommand: {
+        "exit_on_error": False,
+        "default_config_files": [glob.escape(str(BASE_CONFIG))],
+        "allow_abbrev": False,
+    }
     for subcommand in TRAINER_COMMANDS
 }
 
@@ -264,7 +268,6 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         cli = CelebACLI(
             AttributeClassifier,
             CelebADataModule,
-            subclass_mode_model=True,
             trainer_defaults={
                 "callbacks": [
                     PredictionMaps(), TestTables(), ExactResume(), InterruptNotice(),

@@ -18,11 +18,13 @@ import torch
 
 from lit_celeba.base.errors import SettingError, UsageError
 from lit_celeba.data.degradations import key_ranges
+from lit_celeba.models.nets import Net
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
 # sets. model.subgroups is the source of its link, so it stays as it is.
 LINKED_KEYS = {
-    "model.image_size": "data.image_size",
+    "model.net.image_size": "data.image_size",
+    "model.net.num_outputs": "data.target_attr",
     "model.target_attrs": "data.target_attr",
     "data.subgroups": "model.subgroups",
 }
@@ -49,6 +51,16 @@ OLD_DATA_KEYS = {
     "data.train_subgroups": "is gone: the training batches carry the subgroup values whenever "
     "there is one target_attr and model.subgroups",
 }
+# The model before the network was injected (issue 33, step 9): a class per network, which took
+# the network's arguments (these) beside its own, all under model.init_args in a config file.
+OLD_NET_KEYS = ("channels", "dropout", "pooling", "init", "batch_norm", "arch")
+OLD_MODEL_CLASSES = {"RecipeClassifier": "RecipeCNN", "ResNetClassifier": "ResNet"}
+OLD_MODEL_FORM = (
+    "The network is model.net now, with its own settings (in a config file: model: {net: "
+    "{class_path: lit_celeba.models.nets.RecipeCNN or ResNet, init_args: {channels, dropout, "
+    "pooling, init, batch_norm or arch}}}), and the module's settings (channels_last, "
+    "label_smoothing, ...) go straight under model:, without class_path or init_args."
+)
 # A config file that holds an old key is most often an earlier run's config.yaml, which holds
 # every key at its value then.
 _OLD_NAMES = [key.removeprefix("data.") for key in OLD_DATA_KEYS]
@@ -110,10 +122,30 @@ def _section_of(err: BaseException) -> str | None:
         owner = frame.f_locals.get("self")
         if isinstance(owner, pl.LightningModule):
             return "model"
+        if isinstance(owner, Net):  # built by the CLI before the module that takes it
+            return "model.net"
         if isinstance(owner, pl.LightningDataModule):
             return "data"
         if isinstance(owner, pl.Trainer):
             return "trainer"
+    return None
+
+
+def old_model_key(argv: list[str]) -> str | None:
+    """What the first option of ``argv`` in the model's old form says, if there is one."""
+    for index, arg in enumerate(argv):
+        name, _, value = arg.partition("=")
+        if name == "--model" and not value and index + 1 < len(argv):
+            value = argv[index + 1]
+        if name == "--model" and value.rsplit(".", 1)[-1] in OLD_MODEL_CLASSES:
+            new = OLD_MODEL_CLASSES[value.rsplit(".", 1)[-1]]
+            return f"--model {value} is now --model.net {new}. {OLD_MODEL_FORM}"
+        parts = name.removeprefix("--model.").split(".") if name.startswith("--model.") else []
+        old_long_form = parts[:1] == ["init_args"] and len(parts) > 1
+        key = parts[1] if old_long_form else (parts[0] if parts else "")
+        if key in OLD_NET_KEYS or old_long_form:
+            new = f"--model.net.{key}" if key in OLD_NET_KEYS else f"--model.{key}"
+            return f"{name} is now {new}. {OLD_MODEL_FORM}"
     return None
 
 
@@ -128,6 +160,15 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "after it and sets the logger's settings (trainer.logger.init_args) over \"no "
             "logger\": a later option applies over an earlier one. Put --trainer.logger false "
             "after the --config files."
+        )
+    typed_model_key = old_model_key(argv or [])
+    if typed_model_key:
+        return typed_model_key
+    if re.search(r"(Group 'model' .*|does not accept option 'model\.)(class_path|init_args)", text):
+        return (
+            f"A config file's model: section is in its form before lit_celeba took the network "
+            f"as model.net ({text.strip()}). {OLD_MODEL_FORM} An earlier run's checkpoint still "
+            "loads (--ckpt_path); its config.yaml needs the new form."
         )
     old = [key for key in OLD_DATA_KEYS if re.search(rf"\b{re.escape(key)}\b", text)]
     if old:  # jsonargparse names one unknown key at a time

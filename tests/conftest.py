@@ -21,7 +21,10 @@ import pytest
 import skimage.data
 from PIL import Image
 
+from lit_celeba.attributes import count_attributes
 from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import RecipeCNN
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two test processes on two cores: one thread each, or their OpenMP threads spin against
@@ -104,6 +107,17 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a CSV file the commands wrote (predictions, tables), as dicts by header."""
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+NET_SETTINGS = ("channels", "dropout", "pooling", "image_size", "init", "batch_norm")
+
+
+def recipe_model(**settings: Any) -> AttributeClassifier:
+    """The LightningModule with the recipe's network: ``settings`` of both, as one call (the
+    network's from :data:`NET_SETTINGS`, its outputs one per ``target_attrs``)."""
+    net = {k: settings.pop(k) for k in NET_SETTINGS if k in settings}
+    outputs = count_attributes(settings.get("target_attrs", ("Male",)))
+    return AttributeClassifier(RecipeCNN(**net, num_outputs=outputs), **settings)
 
 
 def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
@@ -311,7 +325,7 @@ def run_expecting_error(args: list[str], capsys: pytest.CaptureFixture) -> str:
 
 BASE = str(CONFIGS / "base.yaml")
 # A small network on small images: the runs that use it test bookkeeping, not learning.
-SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
+SMALL = ["--model.net.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
 SHORT = ["--trainer.limit_train_batches=4", "--trainer.limit_val_batches=2"]
 SHORTER = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
 

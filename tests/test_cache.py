@@ -19,7 +19,7 @@ from torchvision.io import ImageReadMode, decode_image
 from lit_celeba.base.errors import CelebAError
 from lit_celeba.data import cache
 from lit_celeba.data.transforms import columns_read
-from tests.conftest import REPO
+from tests.conftest import REPO, recipe_model
 
 COLUMNS = columns_read(64)
 
@@ -159,13 +159,12 @@ def test_cached_training_is_reproducible_under_seed(tiny_root: Path, tmp_path: P
     from pytorch_lightning import Trainer, seed_everything
 
     from lit_celeba.data.datamodule import CelebADataModule
-    from lit_celeba.models.module import RecipeClassifier
 
     def run() -> torch.Tensor:
         seed_everything(5)
         data = CelebADataModule(root=str(tiny_root), train_size=64, val_size=16, batch_size=16,
                                 num_workers=0, cache_dir=str(tmp_path))  # fmt: skip
-        model = RecipeClassifier()
+        model = recipe_model()
         # Without a logger a run's files go to default_root_dir, the working folder by default.
         trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, deterministic=True,
                           enable_checkpointing=False, enable_progress_bar=False,

@@ -15,9 +15,9 @@ from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_scaling
 from lit_celeba.models.evaluation import calibration_errors
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Calibration, Predictor
-from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, recipe_model, tiny_overrides
 
 
 def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
@@ -36,7 +36,7 @@ def expected_calibration_error(probs: np.ndarray, targets: np.ndarray, bins: int
 def test_test_split_reports_the_expected_calibration_error(tiny_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     # PyTorch's own initialisation spreads the untrained probabilities over several bins.
-    model = RecipeClassifier(channels=(8, 8, 16, 16), init="torch", dropout=0.0).eval()
+    model = recipe_model(channels=(8, 8, 16, 16), init="torch", dropout=0.0).eval()
     data = CelebADataModule(
         root=str(tiny_root),
         test_size=TINY_SIZES["test"],
@@ -164,7 +164,7 @@ def test_an_overtrained_network_is_calibrated_by_fit_and_keeps_its_decisions(
     root = tmp_path / "celeba"
     generate_celeba(root, 96, 400, 400, seed=3, progress=False, label_noise=0.0)
     pl.seed_everything(0)
-    model = RecipeClassifier(channels=(16, 32, 64, 64), dropout=0.0, image_size=32)
+    model = recipe_model(channels=(16, 32, 64, 64), dropout=0.0, image_size=32)
     model.configure_optimizers = lambda: torch.optim.Adam(model.parameters(), lr=3e-3)
     data = CelebADataModule(root=str(root), train_size=96, val_size=400, test_size=400,
                             image_size=32, batch_size=16, num_workers=0,
@@ -224,7 +224,7 @@ def test_a_checkpoint_from_before_calibration_loads_as_temperature_one_and_thres
     del checkpoint["calibration"]
     old = tmp_path / "old.ckpt"
     torch.save(checkpoint, old)
-    model = RecipeClassifier.load_from_checkpoint(old, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(old, map_location="cpu").eval()
     assert model.calibration.is_identity
     images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -244,7 +244,7 @@ def test_last_ckpt_carries_the_calibration_of_its_own_weights(
     from lit_celeba.cli import cli_main
 
     logs = tmp_path / "logs"
-    flags = [*tiny_overrides(tiny_root, logs), "--model.channels=[8, 16, 16, 16]",
+    flags = [*tiny_overrides(tiny_root, logs), "--model.net.channels=[8, 16, 16, 16]",
              "--data.image_size=32", "--data.batch_size=16", "--trainer.limit_train_batches=2",
              "--trainer.limit_val_batches=2"]  # fmt: skip
     cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *flags, "--trainer.max_epochs=3",
@@ -302,7 +302,7 @@ def test_fit_names_an_attribute_of_one_class_once(tiny_root: Path, tmp_path: Pat
     caplog.set_level("INFO")
     logs = tmp_path / "logs"
     cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, logs),
-              "--model.channels=[8, 16, 16, 16]", "--data.image_size=32",
+              "--model.net.channels=[8, 16, 16, 16]", "--data.image_size=32",
               "--data.target_attr=[Male, Double_Chin]", "--trainer.limit_train_batches=2",
               "--trainer.max_epochs=2"])  # fmt: skip
     assert caplog.text.count("hold one class only of Double_Chin (all 0)") == 1

@@ -25,7 +25,7 @@ from lit_celeba.base.errors import CheckpointError
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.cli import cli_main
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import (
     BASE,
     REPO,
@@ -96,7 +96,7 @@ def test_malicious_checkpoint_is_refused_by_the_loading_helpers(malicious_ckpt) 
     with pytest.raises(CheckpointError, match="could run code"):
         AtomicCheckpointIO().load_checkpoint(path)  # what the Trainer uses for every ckpt_path
     with pytest.raises(Exception, match="Weights only load failed"):
-        RecipeClassifier.load_from_checkpoint(path)  # torch's own default, kept by Lightning
+        AttributeClassifier.load_from_checkpoint(path)  # torch's own default, kept by Lightning
     assert not marker.exists()
     _prove_malicious(path, marker)
 
@@ -114,8 +114,8 @@ def test_own_checkpoints_load_weights_only_with_plain_hyperparameters(logs: Path
     assert _plain(checkpoint["hyper_parameters"])
     assert _plain(checkpoint["datamodule_hyper_parameters"])
     assert checkpoint["datamodule_hyper_parameters"]["target_attr"] == "Male"
-    model = RecipeClassifier.load_from_checkpoint(last_ckpt(logs), weights_only=True)
-    assert list(model.hparams["channels"]) == [8, 16, 16, 16]
+    model = AttributeClassifier.load_from_checkpoint(last_ckpt(logs), weights_only=True)
+    assert model.hparams["net"]["init_args"]["channels"] == [8, 16, 16, 16]
 
 
 def _strip_hyperparameters(source: Path, target: Path) -> Path:
@@ -126,9 +126,17 @@ def _strip_hyperparameters(source: Path, target: Path) -> Path:
     return target
 
 
-def _with_class_path(class_path: str, source: Path, target: Path) -> Path:
+def _with_class_path(
+    class_path: str, source: Path, target: Path, key: str = "_class_path"
+) -> Path:
+    """A copy of ``source`` that names ``class_path`` as its model class (LightningCLI's
+    ``_class_path``) or, with ``key="net"``, as its network's."""
     checkpoint = torch.load(source, weights_only=True)
-    checkpoint["hyper_parameters"]["_class_path"] = class_path
+    hparams = checkpoint["hyper_parameters"]
+    if key == "net":
+        hparams["net"]["class_path"] = class_path
+    else:
+        hparams[key] = class_path
     torch.save(checkpoint, target)
     return target
 
@@ -151,18 +159,26 @@ CHECKPOINT_CASES = {
     "other-network": (
         lambda ckpt, tmp: _strip_hyperparameters(ckpt, tmp / "plain.ckpt"),
         [],
-        ["does not fit the network RecipeClassifier", "shape", "net.features.0.weight"],
+        ["does not fit the network RecipeCNN", "shape", "net.features.0.weight"],
     ),
     "other-model-class": (
         lambda ckpt, tmp: _with_class_path("other_project.models.ResNet", ckpt, tmp / "x.ckpt"),
         [],
         ["saved by another model ('other_project.models.ResNet')", "lit_celeba fit"],
     ),
-    # Importing lit_celeba.__main__ would start the CLI: a class path is looked up, never imported.
+    # Importing lit_celeba.__main__ would start the CLI: a network's class path is checked
+    # before jsonargparse imports it, and lit_celeba.models.nets' classes are looked up there.
     "class-path-that-would-import": (
-        lambda ckpt, tmp: _with_class_path("lit_celeba.__main__.Model", ckpt, tmp / "y.ckpt"),
+        lambda ckpt, tmp: _with_class_path("lit_celeba.__main__.Model", ckpt, tmp / "y.ckpt",
+                                           key="net"),  # fmt: skip
         [],
-        ["names the model class 'lit_celeba.__main__.Model'", "Use a checkpoint written by"],
+        ["a network of another package ('lit_celeba.__main__.Model')", "lit_celeba fit"],
+    ),
+    "network-this-version-lacks": (
+        lambda ckpt, tmp: _with_class_path("lit_celeba.models.nets.VGG", ckpt, tmp / "z.ckpt",
+                                           key="net"),  # fmt: skip
+        [],
+        ["names the network 'lit_celeba.models.nets.VGG'", "this version of lit_celeba"],
     ),
     "missing-file": (
         lambda ckpt, tmp: tmp / "no_such.ckpt",

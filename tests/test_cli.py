@@ -13,7 +13,7 @@ import yaml
 
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, run_cli, tiny_overrides
 
 CONFIG_FILES = sorted(CONFIGS.glob("*.yaml"))
@@ -32,44 +32,44 @@ BEST_CHECKPOINT = {
 INTENDED = {
     "blond_hair.yaml": {
         "data.target_attr": "Blond_Hair",
-        "model.init_args.subgroups": ["Male"],
-        "model.init_args.objective": "group_dro",
+        "model.subgroups": ["Male"],
+        "model.objective": "group_dro",
     },
     "base.yaml": {"trainer.max_epochs": 30, "data.root": "data/celeba", "data.train_size": 16000},
     "tuned.yaml": {
-        "model.init_args.dropout": 0.0, "model.init_args.batch_norm": True,
-        "model.init_args.tta_flip": True,
+        "model.net.init_args.dropout": 0.0, "model.net.init_args.batch_norm": True,
+        "model.tta_flip": True,
         "lr_scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
     },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
         "data.root": "data/demo", "data.synthetic": True, "data.train_size": 3000,
-        "data.val_size": 500, "data.test_size": 500, "model.init_args.batch_norm": True,
-        "model.init_args.dropout": 0.0,
+        "data.val_size": 500, "data.test_size": 500, "model.net.init_args.batch_norm": True,
+        "model.net.init_args.dropout": 0.0,
     },
     "full.yaml": {
         "trainer.max_epochs": 10, "data.train_size": None, "data.val_size": None,
         "data.test_size": None, "data.batch_size": 256, "data.num_workers": 4,
     },
     "full_resnet18.yaml": {
-        "trainer.max_epochs": 10, "model.class_path": "lit_celeba.models.module.ResNetClassifier",
-        "model.init_args.arch": "resnet18", "model.init_args.channels_last": True,
+        "trainer.max_epochs": 10, "model.net.class_path": "lit_celeba.models.nets.ResNet",
+        "model.net.init_args.arch": "resnet18", "model.channels_last": True,
         "data.image_size": 128, "data.batch_size": 256, "data.train_size": None,
     },
     "all_attributes.yaml": {
-        "trainer.max_epochs": 30, "model.init_args.subgroups": ["Male", "Young"],
+        "trainer.max_epochs": 30, "model.subgroups": ["Male", "Young"],
         "data.train_size": 16000, "data.num_workers": 0, "data.target_attr": "all",
     },
     "all_attributes_tuned.yaml": {
-        "data.target_attr": "all", "model.init_args.thresholds": "balanced_accuracy",
-        "model.init_args.batch_norm": True, "model.init_args.tta_flip": True,
-        "model.init_args.subgroups": ["Male", "Young"],
+        "data.target_attr": "all", "model.thresholds": "balanced_accuracy",
+        "model.net.init_args.batch_norm": True, "model.tta_flip": True,
+        "model.subgroups": ["Male", "Young"],
     },
     "fast.yaml": {
         "data.batch_size": 512, "optimizer.init_args.lr": 0.008,
         "optimizer.init_args.fused": True, "trainer.max_epochs": 30,
         "lr_scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
-        "model.init_args.batch_norm": True, "model.init_args.dropout": 0.0,
+        "model.net.init_args.batch_norm": True, "model.net.init_args.dropout": 0.0,
     },
 }  # fmt: skip
 
@@ -93,7 +93,7 @@ def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
     """Every config resolves to base.yaml's recipe (the two checkpoints, the dashboards, the lr
     monitor, the HParams tab's own metrics) under its own logger name, plus what it intends."""
     printed = _printed(capsys, config)
-    assert printed["model"]["class_path"].startswith("lit_celeba.")
+    assert printed["model"]["net"]["class_path"].startswith("lit_celeba.models.nets.")
     assert printed["data"]["target_attr"]
     logger = printed["trainer"]["logger"]
     assert logger["class_path"] == "pytorch_lightning.loggers.TensorBoardLogger"
@@ -132,7 +132,8 @@ def test_base_config_is_the_recipe(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
-    data, model, optimizer = config["data"], config["model"]["init_args"], config["optimizer"]
+    data, optimizer = config["data"], config["optimizer"]
+    model = config["model"]["net"]["init_args"]
     assert (data["train_size"], data["val_size"], data["test_size"]) == (16000, 1000, None)
     assert (data["image_size"], data["batch_size"], data["target_attr"]) == (64, 32, "Male")
     assert config["trainer"]["max_epochs"] == 30
@@ -153,7 +154,7 @@ def _metric(stdout: str, name: str) -> float:
 
 
 def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[float]]:
-    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     # The temperature fitted after training, read from the file itself rather than through the
     # module, so that a module that forgot to apply it fails the comparison below.
     stored = torch.load(ckpt, map_location="cpu", weights_only=False)["calibration"]
@@ -237,9 +238,9 @@ def test_hyperparameters_restored_from_checkpoint_in_new_process(
         "--trainer.limit_val_batches=1",
     ]
     variant = [
-        "--model.channels=[8, 16, 16, 24]",
-        "--model.dropout=0.25",
-        "--model.pooling=flatten",
+        "--model.net.channels=[8, 16, 16, 24]",
+        "--model.net.dropout=0.25",
+        "--model.net.pooling=flatten",
     ]
     # The fits in this process; the test that restores the settings in a new one (below).
     for _ in range(2):  # the same command twice: two runs side by side, nothing overwritten
@@ -265,7 +266,7 @@ def test_hyperparameters_restored_from_checkpoint_in_new_process(
     )
     assert test.returncode == 0, test.stderr
     saved = yaml.safe_load((logs / "base" / "version_2" / "config.yaml").read_text())
-    model = saved["model"]["init_args"]
+    model = saved["model"]["net"]["init_args"]
     assert model["channels"] == [8, 16, 16, 24]
     assert model["dropout"] == 0.25 and model["pooling"] == "flatten"
 
@@ -408,7 +409,7 @@ def test_a_failure_after_the_run_started_keeps_its_folder(tiny_root: Path, tmp_p
     run_folders._STARTED[0] = False
     with pytest.raises(RuntimeError, match="on purpose"):
         cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(tiny_root, logs),
-                  "--model.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=1",
+                  "--model.net.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=1",
                   "--trainer.limit_val_batches=1", "--trainer.max_epochs=1",
                   "--trainer.callbacks+=tests.test_cli.StopAtEpochEnd"])  # fmt: skip
     assert (logs / "base" / "version_0" / "config.yaml").is_file()
@@ -427,7 +428,7 @@ def test_fit_prints_nothing_a_user_cannot_act_on(
     caplog.set_level("INFO")
     flags = [f for f in tiny_overrides(tiny_root, tmp_path / "logs") if "progress_bar" not in f]
     cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), *flags,
-              "--model.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=2",
+              "--model.net.channels=[8, 8, 8, 8]", "--trainer.limit_train_batches=2",
               "--trainer.limit_val_batches=1", "--trainer.max_epochs=1"])  # fmt: skip
     captured = capfd.readouterr()
     said = captured.out + captured.err + caplog.text

@@ -30,7 +30,7 @@ def test_config_lists_the_40_attributes_in_file_order() -> None:
     config = yaml.safe_load(CONFIG.read_text())
     assert config["data"]["target_attr"] == "all"
     assert attribute_list("all") == list(ATTRIBUTE_NAMES)  # the annotation file's order
-    assert config["model"]["init_args"]["subgroups"] == ["Male", "Young"]
+    assert config["model"]["subgroups"] == ["Male", "Young"]
     # A delta of base.yaml: its checkpoints and dashboards come from there (test_cli.py checks).
     assert "callbacks" not in config.get("trainer", {})
 
@@ -69,7 +69,7 @@ def trained(mid_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
         str(CONFIG),
         *_flags(mid_root, work / "logs"),
         "--trainer.max_epochs=8",
-        "--model.dropout=0.1",
+        "--model.net.dropout=0.1",
         cwd=work,
     )
     assert fit.returncode == 0, fit.stderr

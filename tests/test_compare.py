@@ -31,7 +31,7 @@ from tests.conftest import (
     survivors,
 )
 
-BROKEN = ["--variant", "broken=--model.dropout 7"]
+BROKEN = ["--variant", "broken=--model.net.dropout 7"]
 # The recipe's metrics and base.yaml's LearningRateMonitor.
 # The recipe's names, and the means that validation adds for every number of attributes.
 RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr-Adam",
@@ -249,7 +249,7 @@ def test_the_resume_key_is_what_the_files_say_not_their_names(
     finally:
         variant_file.write_text(original)
     assert status == 2, stdout + stderr
-    assert "records a run with other settings (model.init_args.dropout: 0.0 -> 0.25)" in stderr
+    assert "records a run with other settings (model.net.init_args.dropout: 0.0 -> 0.25)" in stderr
 
 
 def _compare(tmp_path: Path, *args: str, root: Path | None = None) -> list[str]:
@@ -336,7 +336,7 @@ def test_every_run_failing_is_exit_status_1(tmp_path: Path, capsys, configs_in_p
     from lit_celeba.cli import cli_main
 
     with pytest.raises(SystemExit) as stop:
-        cli_main(_compare(tmp_path, "--variant", "bad=--model.dropout abc", "--out",
+        cli_main(_compare(tmp_path, "--variant", "bad=--model.net.dropout abc", "--out",
                           str(tmp_path / "out")))  # fmt: skip
     assert stop.value.code == 1
     err = capsys.readouterr().err

@@ -35,8 +35,7 @@ from lit_celeba.callbacks.pictures import augmentation_preview
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
-from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES
+from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES, recipe_model
 
 FIT_SCALARS = {
     "train/loss",
@@ -79,7 +78,7 @@ def _fit_with_dashboards(root: Path, log_dir: Path, target_attr: str | list[str]
         callbacks=[TensorBoardDashboards(gallery_size=4, preview_images=0)],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(RecipeClassifier(image_size=32, target_attrs=data.target_attrs), datamodule=data)
+    trainer.fit(recipe_model(image_size=32, target_attrs=data.target_attrs), datamodule=data)
     return _events(log_dir / "run" / "version_0")
 
 
@@ -124,7 +123,7 @@ def test_the_dashboards_log_the_data_modules_preview(tiny_root: Path, tmp_path: 
         callbacks=[dashboards], enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(RecipeClassifier(image_size=32), datamodule=data)
+    trainer.fit(recipe_model(image_size=32), datamodule=data)
     logged = _events(tmp_path / "run" / "version_0").Images("train/augmentations")[-1]
     picture = np.asarray(Image.open(io.BytesIO(logged.encoded_image_string)).convert("RGB"))
     assert np.array_equal(picture, augmentation_preview(data, 2, 3, seed=4))
@@ -292,7 +291,7 @@ def test_tensorboard_serves_what_the_runs_logged(
         # HParams: every run is a session with its settings and its final metrics.
         experiment = api.hparams("experiment", {"experimentName": ""})
         hparam_names = {h["name"] for h in experiment["hparamInfos"]}
-        assert {"stage", "model/dropout", "data/batch_size", "optimizer/lr"} <= hparam_names
+        assert {"stage", "model/net/dropout", "data/batch_size", "optimizer/lr"} <= hparam_names
         assert "data/num_workers" not in hparam_names
         metric_names = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert FIT_SCALARS | TEST_SCALARS <= metric_names
@@ -305,7 +304,8 @@ def test_tensorboard_serves_what_the_runs_logged(
         assert {fit_run, test_run} <= set(by_name)
         fit_session = by_name[fit_run]
         assert fit_session["hparams"]["stage"] == "fit"
-        assert fit_session["hparams"]["model/dropout"] == 0.0  # the demo: no dropout
+        assert fit_session["hparams"]["model/net/dropout"] == 0.0  # the demo: no dropout
+        assert fit_session["hparams"]["model/net"] == "RecipeCNN"
         assert fit_session["hparams"]["optimizer/lr"] == pytest.approx(1e-3)
         assert fit_session["hparams"]["data/batch_size"] == 32
         assert fit_session["sessions"][0]["status"] == "STATUS_SUCCESS"
@@ -354,7 +354,7 @@ def test_dashboards_show_the_numbers_val_acc_counts_under_flip_tta(
     draw = pictures.confusion_matrix_picture
     monkeypatch.setattr(pictures, "confusion_matrix_picture",
                         lambda matrix, names: (matrices.append(matrix), draw(matrix, names))[1])
-    model = RecipeClassifier(image_size=32, tta_flip=True)
+    model = recipe_model(image_size=32, tta_flip=True)
     model.net = _LeftMinusRight()
     data = CelebADataModule(root=str(tiny_root), val_size=TINY_SIZES["valid"], image_size=32,
                             batch_size=16, num_workers=0)  # fmt: skip

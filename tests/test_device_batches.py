@@ -12,8 +12,7 @@ import torch
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.device_batches import DeviceBatches, fits_on_device
-from lit_celeba.models.module import RecipeClassifier
-from tests.conftest import TINY_SIZES
+from tests.conftest import TINY_SIZES, recipe_model
 
 
 class BatchRecorder(pl.Callback):
@@ -34,7 +33,7 @@ def _fit(root: Path, tmp_path: Path, resident: bool, **data) -> tuple[BatchRecor
         cache_dir=str(tmp_path / "cache"), **data,
     )  # fmt: skip
     target = data.get("target_attr", "Male")
-    model = RecipeClassifier(channels=(4, 8, 8, 8), target_attrs=[target],
+    model = recipe_model(channels=(4, 8, 8, 8), target_attrs=[target],
                              subgroups=data.get("subgroups"))  # fmt: skip
     recorder = BatchRecorder()
     trainer = pl.Trainer(

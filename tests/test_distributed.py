@@ -29,7 +29,7 @@ from tensorboard.util import tensor_util
 
 from lit_celeba.data.celeba import find_files, load_index
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
 
 EVAL_SIZE = 33  # odd on purpose, see the module docstring
@@ -89,7 +89,7 @@ def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, l
     """Accuracy, mean loss and probabilities of a subset in this one process, from JPEGs
     decoded on access (not the cache the CLI runs used). ``test`` divides the logits by the
     temperature stored in the checkpoint; a fit's own validation sees the plain logits."""
-    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     temperature = 1.0
     if stage == "test":
         temperature = torch.load(ckpt, map_location="cpu", weights_only=False)["calibration"][

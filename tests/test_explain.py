@@ -11,7 +11,7 @@ from lit_celeba.callbacks.evaluation_pictures import maps_picture
 from lit_celeba.data.synthetic.faces import draw_face
 from lit_celeba.explain.candidates import MapCandidates, faces_per_kind
 from lit_celeba.explain.maps import activation_maps, overlaid, overlay, split
-from lit_celeba.models.nets import RecipeCNN, resnet
+from lit_celeba.models.nets import RecipeCNN, ResNet
 
 SIZE = 64
 REGION = (slice(0, SIZE // 2), slice(0, SIZE // 2))  # the top-left quarter of the input
@@ -79,7 +79,7 @@ def test_the_map_is_brightest_where_the_label_is_drawn() -> None:
 def test_maps_of_every_network_leave_it_as_it_was() -> None:
     torch.manual_seed(0)
     nets = [RecipeCNN(image_size=64), RecipeCNN(image_size=64, batch_norm=True),
-            resnet("resnet18", num_outputs=3)]  # fmt: skip
+            ResNet("resnet18", num_outputs=3)]  # fmt: skip
     images = torch.rand(4, 3, 64, 64)
     for net in nets:
         net.eval()

@@ -19,7 +19,7 @@ from lit_celeba.data.celeba import find_files
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import PhotoDataset, photo_loader
 from lit_celeba.data.transforms import columns_read
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import REPO, THREE_ATTRIBUTES, cli_in_process, run_expecting_error
 
 HAVE_ONNX_EXPORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript"))
@@ -58,7 +58,7 @@ def exported(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def checkpoint_outputs(tiny_checkpoint: Path, tiny_root: Path) -> tuple[torch.Tensor, ...]:
     """Real framed photos (a CelebA folder read as the user's photos), and what the checkpoint's
     ``predict_step`` says about them (probabilities and decisions)."""
-    model = RecipeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
     image_dir = find_files(tiny_root).image_dir
     dataset = PhotoDataset(sorted(image_dir.glob("*.jpg"))[:13], columns_read(64))
     loaded = next(iter(photo_loader(dataset, batch_size=13, num_workers=0)))
@@ -114,7 +114,8 @@ def test_model_json_documents_input_output_and_preprocessing(exported: Path) -> 
     info = json.loads((exported / "model.json").read_text())
     assert info["input"] == {"name": "images", "shape": ["N", 3, 64, 64], "dtype": "float32"}
     assert set(info["outputs"]) == {"probability", "prediction"} and info["target_attr"] == "Male"
-    assert info["model_class"] == "lit_celeba.models.module.RecipeClassifier"
+    assert info["model_class"] == "lit_celeba.models.module.AttributeClassifier"
+    assert info["net"]["class_path"] == "lit_celeba.models.nets.RecipeCNN"
     steps = " | ".join(info["preprocessing"])
     assert "width 178" in steps and "height 218" in steps and "rows 20..197" in steps
     assert "resize to 64x64" in steps
@@ -152,7 +153,7 @@ def test_three_attributes_export_three_columns_in_order(
     assert info["outputs"]["probability"]["shape"] == ["N", 3]
     assert info["target_attrs"] == THREE_ATTRIBUTES
     assert info["target_attr"] == THREE_ATTRIBUTES
-    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     images = torch.rand(7, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = model.predict_step(images, 0)
@@ -190,7 +191,7 @@ def _bad_checkpoint(case: str, good: Path, folder: Path) -> tuple[Path, str]:
         expected = "holds no weights (its state_dict is empty)"
     elif case == "unknown-hyperparameter":
         checkpoint["hyper_parameters"]["colour"] = "blue"
-        expected = "hyperparameters that RecipeClassifier does not take: colour"
+        expected = "hyperparameters that AttributeClassifier does not take: colour"
     elif case == "class-path-that-would-import":
         # Before, export imported this module (from the working folder): it ran its code.
         (folder / "evil_model.py").write_text(f"open({str(folder / 'ran')!r}, 'w')\n")

@@ -19,7 +19,7 @@ from lit_celeba.cli import cli_main
 from tests.conftest import CONFIGS, run_expecting_error, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
-SMALL = ["--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
+SMALL = ["--model.net.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=16"]
 SHORT = ["--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
          "--trainer.limit_test_batches=2"]  # fmt: skip
 # How the checkpoint below was trained: two attributes, flip TTA, temperatures, thresholds for
@@ -93,10 +93,10 @@ def test_calibrate_with_a_typed_threshold_rule_uses_it(
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        (["--model.channels=[16, 16, 16, 16]"], "which makes another network"),
-        (["--model.batch_norm=true"], "which makes another network"),
-        (["--model.dropout=0.1"], "acts only in training"),
-        (["--model", "ResNetClassifier"], "holds a RecipeClassifier, but --model is"),
+        (["--model.net.channels=[16, 16, 16, 16]"], "which makes another network"),
+        (["--model.net.batch_norm=true"], "which makes another network"),
+        (["--model.net.dropout=0.1"], "acts only in training"),
+        (["--model.net", "ResNet"], "holds a RecipeCNN, but --model.net is ResNet"),
         (["--model.thresholds=f1"], "Run calibrate --ckpt_path"),
     ],
     ids=["channels", "batch-norm", "dropout", "other-class", "rule-to-fit"],
@@ -118,7 +118,7 @@ def test_the_checkpoints_own_values_typed_again_are_no_change(
 ) -> None:
     """What compare does: the fit's own options again with test."""
     cli = _run("test", calibrated, tiny_root, tmp_path / "logs", *SMALL, *TRAINED,
-               "--model.dropout=0.5")  # fmt: skip
+               "--model.net.dropout=0.5")  # fmt: skip
     assert cli.model.tta_flip is True and cli.model.thresholds == "balanced_accuracy"
     assert "Using --model" not in capsys.readouterr().err
 
@@ -177,12 +177,15 @@ def test_resuming_with_a_training_setting_changed_is_refused(
     assert "model.label_smoothing acts only in training, and `fit` resumes a run with" in message
 
 
-def test_the_init_args_form_of_an_override_applies(
-    calibrated: Path, tiny_root: Path, tmp_path: Path
+def test_the_init_args_form_of_a_network_setting_is_checked_as_the_short_form(
+    calibrated: Path, tiny_root: Path, tmp_path: Path, capsys
 ) -> None:
-    cli = _run("validate", calibrated, tiny_root, tmp_path / "logs",
-               "--model.init_args.tta_flip=false")  # fmt: skip
-    assert cli.model.tta_flip is False
+    message = run_expecting_error(
+        ["test", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"),
+         "--data.target_attr=[Male, Young]", f"--ckpt_path={calibrated}",
+         "--model.net.init_args.channels=[16, 16, 16, 16]"], capsys,
+    )  # fmt: skip
+    assert "but --model.net.channels is [16, 16, 16, 16], which makes another network" in message
 
 
 def test_all_attributes_against_a_checkpoint_of_two_names_all(

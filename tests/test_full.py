@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from lit_celeba.cli import cli_main, supported_precision
-from lit_celeba.models.module import ResNetClassifier
-from lit_celeba.models.nets import count_parameters, resnet
+from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.nets import ResNet, count_parameters
 from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 
 
@@ -26,18 +26,20 @@ def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("tried to download weights")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_downloads)
-    model = ResNetClassifier(image_size=128, channels_last=True).eval()
+    model = AttributeClassifier(ResNet(), channels_last=True).eval()
     assert count_parameters(model.net) == 11_177_025  # torchvision's ResNet-18, one output
     assert model(torch.rand(2, 3, 128, 128)).shape == (2, 1)
     assert dict(model.hparams) == {
-        "arch": "resnet18", "image_size": 128, "target_attrs": ("Male",), "channels_last": True,
+        "net": {"class_path": "lit_celeba.models.nets.ResNet",
+                "init_args": {"arch": "resnet18", "num_outputs": 1}},
+        "target_attrs": ("Male",), "channels_last": True,
         "compile": False, "objective": "erm", "dro_eta": 0.01, "dro_adjust": 0.0,
         "label_smoothing": 0.0, "tta_flip": False, "ema_decay": None,
         "temperature_scaling": True, "thresholds": "fixed", "pos_weight": False,
     }  # fmt: skip
-    assert count_parameters(resnet("resnet34")) > count_parameters(resnet("resnet18"))
+    assert count_parameters(ResNet("resnet34")) > count_parameters(ResNet("resnet18"))
     with pytest.raises(ValueError, match="resnet18"):
-        resnet("resnet99")
+        ResNet("resnet99")
 
 
 def test_full_config_is_the_whole_data_at_speed(capsys: pytest.CaptureFixture) -> None:
@@ -45,24 +47,24 @@ def test_full_config_is_the_whole_data_at_speed(capsys: pytest.CaptureFixture) -
     data, model = config["data"], config["model"]
     assert (data["train_size"], data["val_size"], data["test_size"]) == (None, None, None)
     assert data["cache"] is True and data["image_size"] == 64
-    assert model["class_path"] == "lit_celeba.models.module.RecipeClassifier"
-    assert model["init_args"]["channels_last"] is True
+    assert model["net"]["class_path"] == "lit_celeba.models.nets.RecipeCNN"
+    assert model["channels_last"] is True
     assert config["trainer"]["precision"] == "bf16-mixed"
 
 
 def test_resnet_config_and_switching_the_model(capsys: pytest.CaptureFixture) -> None:
     config = _printed_config(capsys, "--config", str(CONFIGS / "full_resnet18.yaml"))
-    assert config["model"]["class_path"].endswith(".ResNetClassifier")
-    assert config["model"]["init_args"]["arch"] == "resnet18"
+    assert config["model"]["net"] == {"class_path": "lit_celeba.models.nets.ResNet",
+                                      "init_args": {"arch": "resnet18"}}  # fmt: skip
     assert config["data"]["image_size"] == 128 and config["data"]["train_size"] is None
-    # Any config takes the ResNet by its class name (the data's image size reaches it through
-    # the CLI's link, which the one-batch run below checks).
+    # Any config takes the ResNet by its class name; the recipe network's settings do not carry
+    # over to it, the module's do.
     config = _printed_config(capsys, "--config", str(CONFIGS / "base.yaml"),
-                             "--model", "ResNetClassifier", "--data.image_size", "96")  # fmt: skip
-    assert config["model"]["class_path"].endswith(".ResNetClassifier")
-    init_args = config["model"]["init_args"]
-    assert init_args["arch"] == "resnet18" and init_args["compile"] is False
-    assert init_args["channels_last"] is True  # base.yaml's setting carries over to the new class
+                             "--model.net", "ResNet", "--data.image_size", "96")  # fmt: skip
+    assert config["model"]["net"] == {"class_path": "lit_celeba.models.nets.ResNet",
+                                      "init_args": {"arch": "resnet18"}}  # fmt: skip
+    assert config["model"]["compile"] is False
+    assert config["model"]["channels_last"] is True  # base.yaml's module setting carries over
     assert config["data"]["image_size"] == 96
 
 
@@ -89,7 +91,9 @@ def test_full_configs_run_one_batch(
     assert {"train/loss", "val/loss", "val/acc"} <= set(metrics)
     assert torch.isfinite(metrics["val/loss"])
     size = cli.datamodule.image_size
-    assert cli.model.hparams.image_size == size == (128 if "resnet" in name else 64)
+    assert size == (128 if "resnet" in name else 64)
+    # The recipe's network takes the data's size (the ResNet takes any).
+    assert cli.model.net.settings.get("image_size", size) == size
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
 from lit_celeba.groups import group_counts, group_index, group_names
 from lit_celeba.models.methods import group_dro_step, group_loss_sums, inverse_frequency_weights
-from lit_celeba.models.module import RecipeClassifier
+from tests.conftest import recipe_model
 
 
 def test_group_names_and_index_agree() -> None:
@@ -86,17 +86,17 @@ def test_group_loss_sums_per_group() -> None:
 
 
 def test_group_dro_weights_are_a_checkpointed_buffer() -> None:
-    model = RecipeClassifier(target_attrs=["Blond_Hair"], subgroups=["Male"],
+    model = recipe_model(target_attrs=["Blond_Hair"], subgroups=["Male"],
                              objective="group_dro")  # fmt: skip
     assert model.state_dict()["dro_q"].tolist() == [0.25] * 4
     model.dro_q.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
-    plain = RecipeClassifier(target_attrs=["Blond_Hair"], subgroups=["Male"])
+    plain = recipe_model(target_attrs=["Blond_Hair"], subgroups=["Male"])
     # A plain model loads a Group DRO checkpoint's weights, without its group state ...
     checkpoint = {"state_dict": dict(model.state_dict()), "hyper_parameters": {}}
     plain.on_load_checkpoint(checkpoint)
     plain.load_state_dict(checkpoint["state_dict"])
     # ... and a Group DRO model takes the weights back exactly.
-    other = RecipeClassifier(target_attrs=["Blond_Hair"], subgroups=["Male"],
+    other = recipe_model(target_attrs=["Blond_Hair"], subgroups=["Male"],
                              objective="group_dro")  # fmt: skip
     checkpoint = {"state_dict": dict(model.state_dict()), "hyper_parameters": {}}
     other.on_load_checkpoint(checkpoint)
@@ -114,7 +114,7 @@ def test_group_dro_weights_are_a_checkpointed_buffer() -> None:
 )
 def test_bad_objective_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(SettingError, match=message):
-        RecipeClassifier(target_attrs=["Blond_Hair"], subgroups=["Male"], **kwargs)
+        recipe_model(target_attrs=["Blond_Hair"], subgroups=["Male"], **kwargs)
 
 
 def test_data_group_settings_need_one_target_and_subgroups() -> None:

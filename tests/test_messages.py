@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import (
     BASE,
@@ -135,7 +136,9 @@ SETTING_CASES = {
         ["--data.min_face_size=-1"],
         ["Invalid setting: data.min_face_size must be 0 (judge every face) or more pixels, got -1"],
     ),
-    "dropout-out-of-range": (["--model.dropout=1.5"], ["model.dropout must be in [0, 1), got 1.5"]),
+    "dropout-out-of-range": (
+        ["--model.net.dropout=1.5"], ["model.net.dropout must be in [0, 1), got 1.5"]
+    ),
     # The CLI sets model.target_attrs from data.target_attr and data.subgroups from
     # model.subgroups: the message names the key the user set.
     "repeated-target": (
@@ -146,7 +149,7 @@ SETTING_CASES = {
     "no-target": (
         ["--data.target_attr=[]"], ["Invalid setting: data.target_attr names no attribute"]
     ),
-    "unknown-pooling": (["--model.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
+    "unknown-pooling": (["--model.net.pooling=max"], ['"pooling"', "'gap', 'flatten'", "max"]),
     "negative-max-epochs": (["--trainer.max_epochs=-5"], ["trainer setting", "max_epochs", "-5"]),
     "missing-config-file": (["--config=nowhere.yaml"], ["nowhere.yaml", "does not exist"]),
     "resident-before-cache-device": (
@@ -155,6 +158,15 @@ SETTING_CASES = {
          " for true, --data.cache memory for false"],
     ),  # fmt: skip
     "unknown-cache": (["--data.cache=gpu"], ["data.cache", "gpu", "memory", "device"]),
+    # The model's form before the network was injected (issue 33, step 9).
+    "network-setting-before-net": (
+        ["--model.channels=[8, 8, 8, 8]"],
+        ["--model.channels is now --model.net.channels. The network is model.net now"],
+    ),
+    "long-form-before-net": (["--model.init_args.tta_flip=true"],
+                             ["--model.init_args.tta_flip is now --model.tta_flip."]),
+    "model-class-before-net": (["--model", "ResNetClassifier"],
+                               ["--model ResNetClassifier is now --model.net ResNet."]),
     "unknown-compile-mode": (
         ["--model.compile=fastest"],
         ["model.compile must be one of false, true, default, reduce-overhead, max-autotune; "
@@ -168,6 +180,21 @@ def test_invalid_setting(case: str, tiny_root: Path, logs: Path, capsys) -> None
     flags, expected = SETTING_CASES[case]
     _fit_refused(tiny_root, logs, flags, expected, capsys)
     assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
+
+
+@pytest.mark.parametrize("model", [
+    {"class_path": "lit_celeba.models.module.RecipeClassifier", "init_args": {"dropout": 0.2}},
+    {"init_args": {"dropout": 0.2, "tta_flip": True}},
+], ids=["class-and-arguments", "arguments"])  # fmt: skip
+def test_a_config_files_model_section_before_net_says_the_new_form(
+    model: dict, tiny_root: Path, logs: Path, tmp_path: Path, capsys
+) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump({"model": model}))
+    _fit_refused(tiny_root, logs, ["--config", str(old)], [
+        "A config file's model: section is in its form before lit_celeba took the network as "
+        "model.net", "model: {net: {class_path: lit_celeba.models.nets.RecipeCNN or ResNet",
+    ], capsys)  # fmt: skip
 
 
 def test_log_folder_under_a_file(tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:

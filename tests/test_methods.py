@@ -21,11 +21,10 @@ from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import BatchTransform, batch_color_jitter
 from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
-from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR, configure_optimizers
-from tests.conftest import CONFIGS, cli_in_process, run_cli, tiny_overrides
+from tests.conftest import CONFIGS, cli_in_process, recipe_model, run_cli, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
 
@@ -34,7 +33,7 @@ BASE = str(CONFIGS / "base.yaml")
 
 
 def test_defaults_are_the_recipe() -> None:
-    model = RecipeClassifier()
+    model = recipe_model()
     assert count_parameters(model.net) == 388_673
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert (model.label_smoothing, model.tta_flip, model.ema_decay) == (0.0, False, None)
@@ -46,7 +45,7 @@ def test_defaults_are_the_recipe() -> None:
 
 def test_recipe_loss_is_plain_bce() -> None:
     torch.manual_seed(0)
-    model = RecipeClassifier().eval()  # eval: no dropout, so the logits are repeatable
+    model = recipe_model().eval()  # eval: no dropout, so the logits are repeatable
     images, targets = torch.rand(6, 3, 64, 64), torch.tensor([[1.0], [0], [1], [0], [1], [1]])
     loss = model.training_step((images, targets), 0)["loss"]
     torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(model(images), targets))
@@ -75,7 +74,7 @@ def test_batch_norm_after_each_convolution() -> None:
 
 def test_label_smoothing_loss_by_hand() -> None:
     torch.manual_seed(1)
-    model = RecipeClassifier(label_smoothing=0.2).eval()
+    model = recipe_model(label_smoothing=0.2).eval()
     images, targets = torch.rand(4, 3, 64, 64), torch.tensor([[1.0], [0.0], [1.0], [0.0]])
     loss = model.training_step((images, targets), 0)["loss"]
     z = model(images).detach().flatten().tolist()
@@ -97,7 +96,7 @@ def test_label_smoothing_loss_by_hand() -> None:
 
 def test_flip_tta_is_the_mean_of_the_two_passes() -> None:
     torch.manual_seed(2)
-    model = RecipeClassifier(tta_flip=True).eval()
+    model = recipe_model(tta_flip=True).eval()
     images = torch.rand(5, 3, 64, 64)
     with torch.no_grad():
         plain = torch.sigmoid(model(images))
@@ -328,7 +327,7 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     logs = tmp_path / "logs"
     flags = [
         *tiny_overrides(tiny_root, logs), "--trainer.limit_train_batches=3",
-        "--model.ema_decay=0.5", "--model.batch_norm=true",
+        "--model.ema_decay=0.5", "--model.net.batch_norm=true",
         "--lr_scheduler=lit_celeba.models.schedules.WarmupCosineLR",
         "--lr_scheduler.warmup_steps=2",
         # No temperature: validate then computes the very loss the fit's validation did.

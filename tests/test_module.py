@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from lit_celeba.base.errors import SettingError
-from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import RecipeCNN, count_parameters
+from tests.conftest import recipe_model
 
 
 def test_recipe_parameter_count() -> None:
     # Keras' model.summary() in the post: 896 + 18,496 + 73,856 + 295,168 + 257.
     assert count_parameters(RecipeCNN()) == 388_673
-    assert count_parameters(RecipeClassifier()) == 388_673
+    assert count_parameters(recipe_model()) == 388_673
 
 
 def test_variations_change_the_network() -> None:
@@ -68,7 +68,7 @@ def test_invalid_network_settings(kwargs, message) -> None:
 
 def test_accuracy_thresholds_probability_not_logit() -> None:
     # Logits inside [0, 1] are probabilities above 0.5: all of these are "Male" predictions.
-    model = RecipeClassifier()
+    model = recipe_model()
     logits = torch.tensor([[0.2], [0.4], [-0.3], [0.9]])
     targets = torch.tensor([[1.0], [1.0], [0.0], [1.0]])
     model.net = nn.Identity()
@@ -77,7 +77,7 @@ def test_accuracy_thresholds_probability_not_logit() -> None:
 
 
 def test_default_optimizer_is_the_recipe_adam() -> None:
-    optimizer = RecipeClassifier().configure_optimizers()
+    optimizer = recipe_model().configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
     group = optimizer.param_groups[0]
     assert group["lr"] == 1e-3 and group["betas"] == (0.9, 0.999) and group["eps"] == 1e-7
@@ -85,7 +85,7 @@ def test_default_optimizer_is_the_recipe_adam() -> None:
 
 def test_training_reduces_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
-    model = RecipeClassifier(dropout=0.0)
+    model = recipe_model(dropout=0.0)
     targets = torch.tensor([0.0, 1.0] * 8).unsqueeze(1)
     images = 0.5 * torch.rand(16, 3, 64, 64) + 0.5 * targets[:, :, None, None]  # bright = 1
     optimizer = model.configure_optimizers()
@@ -100,7 +100,7 @@ def test_training_reduces_loss_on_a_fixed_batch() -> None:
 
 
 def test_predict_step_returns_probabilities() -> None:
-    model = RecipeClassifier().eval()
+    model = recipe_model().eval()
     outputs = model.predict_step((torch.rand(4, 3, 64, 64), torch.zeros(4, 1)), 0)
     probs, predictions = outputs["probabilities"], outputs["predictions"]
     assert probs.shape == (4, 1) and ((probs >= 0) & (probs <= 1)).all()
@@ -108,9 +108,19 @@ def test_predict_step_returns_probabilities() -> None:
 
 
 def test_hyperparameters_are_plain_types() -> None:
-    hparams = dict(RecipeClassifier(channels=[8, 8, 8, 8]).hparams)
-    plain = (int, float, str, bool, list, tuple, type(None))
-    assert all(isinstance(v, plain) for v in hparams.values()), hparams
+    hparams = dict(recipe_model(channels=[8, 8, 8, 8]).hparams)
+
+    def plain(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return isinstance(value, (int, float, str, bool, type(None)))
+
+    assert plain(hparams), hparams
+    # The network as LightningCLI writes an injected module: its class and every argument.
+    assert hparams["net"]["class_path"] == "lit_celeba.models.nets.RecipeCNN"
+    assert hparams["net"]["init_args"]["channels"] == [8, 8, 8, 8]
 
 
 def test_fit_again_after_test_in_the_same_process(tmp_path) -> None:
@@ -123,7 +133,7 @@ def test_fit_again_after_test_in_the_same_process(tmp_path) -> None:
     torch.manual_seed(0)
     data = TensorDataset(torch.rand(8, 3, 32, 32), torch.randint(0, 2, (8, 1)).float())
     loader = DataLoader(data, batch_size=4)
-    model = RecipeClassifier(channels=(4, 8, 8, 8))
+    model = recipe_model(channels=(4, 8, 8, 8))
 
     def trainer() -> pl.Trainer:
         return pl.Trainer(max_epochs=1, accelerator="cpu", logger=False,

@@ -16,30 +16,30 @@ from lit_celeba.base.errors import AttributeMismatchError
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
-from lit_celeba.models.module import RecipeClassifier
 from lit_celeba.models.nets import count_parameters
 from lit_celeba.models.objectives import positive_weight_note, positive_weights
+from tests.conftest import recipe_model
 
 THREE = ["Male", "Smiling", "Eyeglasses"]
 
 
 def test_one_output_per_attribute() -> None:
-    assert count_parameters(RecipeClassifier()) == 388_673  # the recipe, as before
-    model = RecipeClassifier(target_attrs=list(ATTRIBUTE_NAMES)).eval()
+    assert count_parameters(recipe_model()) == 388_673  # the recipe, as before
+    model = recipe_model(target_attrs=list(ATTRIBUTE_NAMES)).eval()
     assert count_parameters(model) == 388_673 + 39 * (256 + 1)
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 40)
 
 
 def test_one_attribute_loss_is_exactly_the_recipes() -> None:
     torch.manual_seed(0)
-    model = RecipeClassifier().eval()
+    model = recipe_model().eval()
     images, targets = torch.rand(6, 3, 64, 64), torch.tensor([[1.0], [0.0]] * 3)
     loss = model.training_step((images, targets), 0)["loss"]
     assert torch.equal(loss, F.binary_cross_entropy_with_logits(model(images), targets))
 
 
 def test_several_attributes_sum_their_losses() -> None:
-    model = RecipeClassifier(target_attrs=THREE)
+    model = recipe_model(target_attrs=THREE)
     model.net = nn.Identity()  # the "images" are the logits
     logits, targets = torch.randn(5, 3), (torch.rand(5, 3) > 0.5).float()
     per_attribute = [
@@ -74,7 +74,7 @@ def _data(root: Path, **kwargs) -> CelebADataModule:
 
 def test_one_attribute_logs_the_same_names_as_before(tiny_root: Path, tmp_path: Path) -> None:
     trainer = _trainer(tmp_path)
-    model = RecipeClassifier(image_size=32)
+    model = recipe_model(image_size=32)
     trainer.fit(model, datamodule=_data(tiny_root))
     # The recipe's names, and the means that the evaluation adds for every K.
     ranking = {"balanced_acc", "auroc", "ece"}
@@ -92,7 +92,7 @@ def test_several_attributes_and_subgroups_log_per_attribute_and_per_group(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     trainer = _trainer(tmp_path)
-    model = RecipeClassifier(image_size=32, target_attrs=THREE, subgroups=["Young"])
+    model = recipe_model(image_size=32, target_attrs=THREE, subgroups=["Young"])
     data = _data(tiny_root, target_attr=THREE, subgroups=["Young"])
     trainer.fit(model, datamodule=data)
     logged = set(trainer.callback_metrics)
@@ -122,19 +122,19 @@ def test_several_attributes_and_subgroups_log_per_attribute_and_per_group(
 
 
 def test_subgroups_are_not_saved_with_the_checkpoint() -> None:
-    model = RecipeClassifier(target_attrs=THREE, subgroups=["Young"])
+    model = recipe_model(target_attrs=THREE, subgroups=["Young"])
     assert model.hparams["target_attrs"] == THREE and "subgroups" not in model.hparams
 
 
 def test_checkpoint_for_other_attributes_is_one_clear_error() -> None:
     checkpoint = {"hyper_parameters": {"target_attrs": THREE}}
     with pytest.raises(AttributeMismatchError, match=r"trained to predict 3 attribute\(s\)"):
-        RecipeClassifier().on_load_checkpoint(checkpoint)
-    RecipeClassifier(target_attrs=THREE).on_load_checkpoint(checkpoint)  # the same: fine
+        recipe_model().on_load_checkpoint(checkpoint)
+    recipe_model(target_attrs=THREE).on_load_checkpoint(checkpoint)  # the same: fine
 
 
 def test_subgroups_without_their_values_in_the_batch() -> None:
-    model = RecipeClassifier(subgroups=["Young"])
+    model = recipe_model(subgroups=["Young"])
     with pytest.raises(AttributeMismatchError, match="carry no subgroup values"):
         model.validation_step((torch.rand(2, 3, 64, 64), torch.ones(2, 1)), 0)
 
@@ -143,7 +143,7 @@ def test_one_attribute_with_subgroups_keeps_test_acc_and_adds_the_groups(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     trainer = _trainer(tmp_path)
-    model = RecipeClassifier(image_size=32, subgroups=["Young"])
+    model = recipe_model(image_size=32, subgroups=["Young"])
     trainer.test(model, datamodule=_data(tiny_root, subgroups=["Young"]))
     metrics = trainer.callback_metrics
     assert {"test/loss", "test/acc", "test/acc/Male|Young=1", "test/gap/Male|Young"} <= set(metrics)
@@ -158,7 +158,7 @@ def test_pos_weight_gives_each_attributes_positives_the_weight_of_its_negatives(
     tiny_root: Path, tmp_path: Path
 ) -> None:
     data = _data(tiny_root, target_attr=THREE)
-    model = RecipeClassifier(image_size=32, target_attrs=THREE, pos_weight=True)
+    model = recipe_model(image_size=32, target_attrs=THREE, pos_weight=True)
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1,
                          limit_val_batches=0, logger=False, default_root_dir=tmp_path,
                          enable_checkpointing=False, enable_progress_bar=False,
@@ -168,7 +168,7 @@ def test_pos_weight_gives_each_attributes_positives_the_weight_of_its_negatives(
     expected_weights = torch.where(share > 0, (1 - share) / share.clamp(min=1e-9), 1.0)
     assert (share > 0).any() and torch.allclose(model.pos_weight, expected_weights)
     assert "pos_weight" in model.state_dict()  # checkpoints keep it
-    weighted = RecipeClassifier(target_attrs=THREE, pos_weight=True)
+    weighted = recipe_model(target_attrs=THREE, pos_weight=True)
     weighted.pos_weight.copy_(torch.tensor([0.5, 2.0, 4.0]))
     weighted.net = nn.Identity()  # the "images" are the logits
     logits, targets = torch.randn(6, 3), (torch.rand(6, 3) > 0.5).float()

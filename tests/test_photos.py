@@ -30,12 +30,13 @@ from lit_celeba.data.photos import (
     read_rgb,
 )
 from lit_celeba.data.transforms import columns_read, keep_columns
-from lit_celeba.models.module import RecipeClassifier
+from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import (
     CONFIGS,
     THREE_ATTRIBUTES,
     cli_in_process,
     csv_rows,
+    recipe_model,
     run_cli,
     tiny_overrides,
 )
@@ -234,7 +235,7 @@ def test_bad_files_get_an_error_and_leave_the_batch_intact(photos: Path, tmp_pat
     nothing = PhotoDataset([photos / "broken.jpg"], columns_read(64))
     empty = transformed(nothing.collate([nothing[0]]))
     assert empty.images.shape == (0, 3, 64, 64) and empty.errors[0]
-    outputs = RecipeClassifier().predict_step(empty, 0)
+    outputs = recipe_model().predict_step(empty, 0)
     assert outputs["probabilities"].shape == (0, 1) and outputs["predictions"].shape == (0, 1)
 
 
@@ -274,7 +275,7 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
     assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]
 
     # The same photos through the checkpoint's predict_step, in this process.
-    model = RecipeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(tiny_checkpoint, map_location="cpu").eval()
     dataset = PhotoDataset.from_path(photos, columns_read(64))
     expected: dict[str, float] = {}
     with torch.no_grad():
@@ -348,7 +349,7 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
     assert list(rows[0]) == columns + ["error"]
     assert [r["path"] for r in rows] == [str(p) for p in find_photos(photos)]
 
-    model = RecipeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    model = AttributeClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     dataset = PhotoDataset.from_path(photos, columns_read(64))
     expected: dict[str, list[float]] = {}
     with torch.no_grad():

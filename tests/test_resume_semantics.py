@@ -8,11 +8,14 @@ Issue 13, cases 2, 3, 4, 5, 13 and 18; docs/bad_input.md and docs/resume.md poin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
+from lit_celeba.checkpoints.legacy import upgrade_saved_config
+from lit_celeba.checkpoints.runs import changed_settings
 from lit_celeba.cli import cli_main
 from tests.conftest import (
     BASE,
@@ -43,7 +46,7 @@ def finished_run(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     logs = tmp_path_factory.mktemp("finished") / "logs"
     cli_main(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *ONE_EPOCH]
-        + ["--model.pooling=flatten", "--data.target_attr=Young"]
+        + ["--model.net.pooling=flatten", "--data.target_attr=Young"]
     )
     assert last_ckpt(logs).is_file()
     return logs
@@ -54,7 +57,7 @@ def logs(finished_run: Path, tmp_path: Path) -> Path:
     return private_copy(finished_run, tmp_path)
 
 
-FINISHED_RUN_FLAGS = [*ONE_EPOCH, "--model.pooling=flatten", "--data.target_attr=Young"]
+FINISHED_RUN_FLAGS = [*ONE_EPOCH, "--model.net.pooling=flatten", "--data.target_attr=Young"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,16 +115,32 @@ def test_settings_that_cannot_change_results_do_not_block_resuming(
     assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0))
 
 
-def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs: Path) -> None:
-    """Its config.yaml holds data.predict_output/overwrite/maps, predict_split and
-    device_resident and no prediction section: none of them changed what fit computes."""
-    saved = logs / "base" / "version_0" / "config.yaml"
-    config = yaml.safe_load(saved.read_text())
+def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str, Any]:
+    """A run's config.yaml as it was saved before issue 33's moves: data.predict_output/
+    overwrite/maps, predict_split, device_resident and train_subgroups, no prediction section,
+    and the model as RecipeClassifier with the network's arguments beside its own."""
+    config = {**config, "data": dict(config["data"]), "model": dict(config["model"])}
     config.pop("prediction")
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
                        "train_subgroups": False}  # fmt: skip
-    saved.write_text(yaml.safe_dump(config))
+    net = config["model"].pop("net")
+    assert net["class_path"] == "lit_celeba.models.nets.RecipeCNN"
+    net_args = {k: v for k, v in net["init_args"].items() if k != "in_channels"} | net_changes
+    config["model"] = {"class_path": "lit_celeba.models.module.RecipeClassifier",
+                       "init_args": {**net_args, **config["model"]}}  # fmt: skip
+    return config
+
+
+def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs: Path) -> None:
+    """None of the old keys changed what fit computes, and the old model section says what
+    today's does: the run goes on. The same old section with another dropout is another run."""
+    saved = logs / "base" / "version_0" / "config.yaml"
+    today = yaml.safe_load(saved.read_text())
+    assert changed_settings(upgrade_saved_config(_as_before_issue_33(today)), today) == []
+    other = upgrade_saved_config(_as_before_issue_33(today, dropout=0.1))
+    assert changed_settings(other, today) == ["model.net.init_args.dropout: 0.1 -> 0.5"]
+    saved.write_text(yaml.safe_dump(_as_before_issue_33(today)))
     cli = cli_main(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
         + ["--ckpt_path=last"]
@@ -194,7 +213,7 @@ def test_test_takes_image_size_and_targets_from_the_checkpoint(
     assert "Using data.target_attr Young from" in err
     assert cli.datamodule.hparams["image_size"] == 32
     assert cli.datamodule.hparams["target_attr"] == "Young"
-    assert cli.model.hparams["image_size"] == 32
+    assert cli.model.hparams["net"]["init_args"]["image_size"] == 32
     assert 0.0 <= float(cli.trainer.callback_metrics["test/acc"]) <= 1.0
 
 

@@ -239,7 +239,7 @@ def test_cli_trains_from_each_form(forms, form, tmp_path) -> None:
     work.mkdir()
     result = cli_in_process(  # in this process: the caches it builds are the test
         "fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(forms[form], work / "logs"),
-        "--model.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=32",
+        "--model.net.channels=[8, 16, 16, 16]", "--data.image_size=32", "--data.batch_size=32",
         "--trainer.max_epochs=1", cwd=work,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -12,7 +12,7 @@ from tests.conftest import CONFIGS, astronaut, csv_rows, tiny_overrides
 
 BASE = ["--config", str(CONFIGS / "base.yaml")]
 # A small network at 32 px: the checkpoints here only need to exist.
-SMALL = ["--model.channels=[8, 8, 8, 8]", "--data.image_size=32", "--data.batch_size=16",
+SMALL = ["--model.net.channels=[8, 8, 8, 8]", "--data.image_size=32", "--data.batch_size=16",
          "--trainer.max_epochs=1", "--trainer.limit_train_batches=1",
          "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"]  # fmt: skip
 

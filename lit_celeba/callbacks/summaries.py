@@ -25,10 +25,16 @@ NOT_HYPERPARAMETERS = {"data/num_workers"}
 def run_hyperparameters(
     trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
 ) -> dict[str, float | str]:
-    """The run's settings as HParams values: the model's and the data's saved hyperparameters, the
-    optimizer's when fitting, the stage and the seed; lists become strings, ``None`` is left out."""
+    """The run's settings as HParams values: the model's (its network's as ``model/net`` and
+    ``model/net/KEY``) and the data's saved hyperparameters, the optimizer's when fitting, the
+    stage and the seed; lists become strings, ``None`` is left out."""
     params: dict[str, Any] = {"stage": stage}
-    params.update({f"model/{k}": v for k, v in pl_module.hparams_initial.items()})
+    for key, value in pl_module.hparams_initial.items():
+        if isinstance(value, dict) and "class_path" in value:  # an injected module: the network
+            params[f"model/{key}"] = str(value["class_path"]).rpartition(".")[2]
+            params.update({f"model/{key}/{k}": v for k, v in value.get("init_args", {}).items()})
+        else:
+            params[f"model/{key}"] = value
     if trainer.datamodule is not None:
         params.update({f"data/{k}": v for k, v in trainer.datamodule.hparams_initial.items()})
     if trainer.optimizers:

@@ -80,28 +80,53 @@ def restore_data_settings(
 # checkpoint has none, thresholds by another rule) needs the validation split: fit or calibrate.
 EVALUATION_SETTINGS = ("tta_flip", "temperature_scaling", "thresholds", "compile", "channels_last")
 FITTING_COMMANDS = ("fit", "calibrate")
-# Settings that make other weights: another value is another network. The rest (dropout,
-# label_smoothing, ema_decay, objective, ...) act only in training.
-SHAPE_SETTINGS = ("channels", "pooling", "batch_norm", "arch", "init", "image_size",
-                  "target_attrs")  # fmt: skip
+# Settings that make other weights: another value is another network. The network's settings
+# (net.*) all do, but dropout, which acts only in training; so do the rest (label_smoothing,
+# ema_decay, objective, ...).
+SHAPE_SETTINGS = ("target_attrs",)
 
 
 def typed_model_keys(args: Sequence[str]) -> list[str]:
-    """The model settings given on the command line: ``--model.KEY`` or
-    ``--model.init_args.KEY`` (with ``=VALUE`` or before it), and ``model`` for ``--model``."""
+    """The model settings given on the command line: ``--model.KEY`` (with ``=VALUE`` or before
+    it), ``net.KEY`` for ``--model.net.KEY`` or ``--model.net.init_args.KEY``, and ``net`` for
+    ``--model.net`` (another network class)."""
     keys = []
     for arg in args:
         name = arg.split("=", 1)[0]
-        if name == "--model":
-            keys.append("model")
-        elif name.startswith("--model."):
-            key = name.removeprefix("--model.").removeprefix("init_args.")
-            keys.append(key.split(".", 1)[0])
-    return [k for k in dict.fromkeys(keys) if k not in ("subgroups", "class_path", "init_args")]
+        if not name.startswith("--model."):
+            continue
+        parts = name.removeprefix("--model.").split(".")
+        if parts[0] == "net" and len(parts) > 1:
+            rest = parts[2:] if parts[1] == "init_args" else parts[1:]
+            keys.append(f"net.{rest[0]}" if rest else "net")
+        else:
+            keys.append(parts[0])
+    return [k for k in dict.fromkeys(keys) if k not in ("subgroups", "net.class_path")]
 
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, (tuple, list)) else value
+
+
+def _setting(section: Any, key: str) -> tuple[bool, Any]:
+    """``(found, value)`` of ``key`` in a model section (a dict or a parsed Namespace), where
+    ``net.KEY`` is the network's ``init_args``."""
+    def get(owner: Any, name: str) -> tuple[bool, Any]:
+        if isinstance(owner, Mapping):
+            return name in owner, owner.get(name)
+        return hasattr(owner, name), getattr(owner, name, None)
+
+    if not key.startswith("net."):
+        return get(section, key)
+    found, net = get(section, "net")
+    found, init_args = get(net, "init_args") if found else (False, None)
+    return get(init_args, key.removeprefix("net.")) if found else (False, None)
+
+
+def _class_name(net: Any) -> str:
+    """``RecipeCNN`` of a network's ``{class_path, init_args}``, as a dict or a Namespace."""
+    _, class_path = _setting(net, "class_path")
+    return str(class_path or "").rsplit(".", 1)[-1]
 
 
 def apply_model_settings(
@@ -110,28 +135,27 @@ def apply_model_settings(
     """Put the evaluation settings typed on the command line (``args``) into the checkpoint's
     hyperparameters, from which the command builds its model; returns a note for each. A typed
     model setting that the checkpoint disagrees with and that cannot apply is refused
-    (:class:`CheckpointError`): the network's shape, what acts only in training, and outside
-    ``fit`` and ``calibrate`` temperatures or thresholds that would need fitting. ``model`` is
-    the command's parsed ``model`` section (the typed values)."""
+    (:class:`CheckpointError`): the network and its shape, what acts only in training, and
+    outside ``fit`` and ``calibrate`` temperatures or thresholds that would need fitting.
+    ``model`` is the command's parsed ``model`` section (the typed values)."""
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, dict) or model is None:
         return []
-    typed = getattr(model, "init_args", None) or {}
-    trained_class = hparams.get("_class_path")
     notes = []
     for key in typed_model_keys(args):
-        if key == "model":
-            asked = getattr(model, "class_path", None)
-            if trained_class and asked and asked != trained_class:
+        if key == "net":
+            trained = _class_name(hparams.get("net"))
+            asked = _class_name(getattr(model, "net", None))
+            if trained and asked and asked != trained:
                 raise CheckpointError(
-                    f"{path} holds a {trained_class.rsplit('.', 1)[-1]}, but --model is "
-                    f"{asked.rsplit('.', 1)[-1]}: another network. Leave --model out (it is "
-                    "taken from the checkpoint), or train that network with fit."
+                    f"{path} holds a {trained}, but --model.net is {asked}: another network. "
+                    "Leave --model.net out (it is taken from the checkpoint), or train that "
+                    "network with fit."
                 )
             continue
-        if key not in hparams or key not in typed:
+        (saved, trained), (given, asked) = _setting(hparams, key), _setting(model, key)
+        if not (saved and given):
             continue  # not saved (an older checkpoint): the typed value applies as it is
-        trained, asked = hparams[key], typed[key]
         if _plain(trained) == _plain(asked):
             continue
         _check_applies(key, trained, asked, checkpoint, path, command)
@@ -144,7 +168,7 @@ def _check_applies(
     key: str, trained: Any, asked: Any, checkpoint: Mapping[str, Any], path: _PATH, command: str
 ) -> None:
     leave_out = f"Leave --model.{key} out (it is taken from the checkpoint)"
-    if key in SHAPE_SETTINGS:
+    if key in SHAPE_SETTINGS or (key.startswith("net.") and key != "net.dropout"):
         raise CheckpointError(
             f"{path} was trained with model.{key} {_shown(trained)}, but --model.{key} is "
             f"{_shown(asked)}, which makes another network (other weights). {leave_out}, or "

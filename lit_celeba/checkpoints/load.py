@@ -3,11 +3,14 @@
 - :func:`load_checkpoint` unpickles tensors and plain values only (``weights_only``), with one
   clear message for a missing, truncated, foreign or code-running file; Lightning's own second
   read (``AtomicCheckpointIO.load_checkpoint``) goes through it too.
-- :func:`load` adds the checks: a model class of lit_celeba's own, the data settings the
+  Hyperparameters written before the network was injected are read in today's form
+  (:mod:`.legacy`).
+- :func:`load` adds the checks: a network of lit_celeba's own, the data settings the
   checkpoint fixes (:mod:`.fixed_settings`: image size, targets) and the target attributes.
-- :func:`model_settings` reads the model's class and arguments from the hyperparameters, for the
-  CLI (which puts them into its config) and :func:`rebuild` (which builds the LightningModule, for
-  ``export`` and ``compare``); :func:`check_fits_model` refuses weights that do not fit it.
+- :func:`model_settings` reads the model's arguments (the network's among them) from the
+  hyperparameters, for the CLI (which puts them into its config) and :func:`rebuild` (which
+  builds the LightningModule, for ``export`` and ``compare``); :func:`check_fits_model` refuses
+  weights that do not fit it.
 """
 
 import inspect
@@ -31,16 +34,9 @@ from lit_celeba.checkpoints.fixed_settings import (
     restore_data_settings,
     stale_calibration_note,
 )
+from lit_celeba.checkpoints.legacy import upgrade_hyperparameters
 from lit_celeba.models.module import AttributeClassifier
-
-OWN_PACKAGE = "lit_celeba."
-RECIPE_CLASS_PATH = "lit_celeba.models.module.RecipeClassifier"
-# Where the model classes lived before the package had subpackages: checkpoints written then
-# name these, and load as today's classes.
-LEGACY_CLASS_PATHS = {
-    "lit_celeba.module.RecipeClassifier": "lit_celeba.models.module.RecipeClassifier",
-    "lit_celeba.module.ResNetClassifier": "lit_celeba.models.module.ResNetClassifier",
-}
+from lit_celeba.models.nets import NETS_PACKAGE, Net
 
 
 def load(
@@ -134,8 +130,8 @@ def load_checkpoint(
             "written by `python -m lit_celeba fit`."
         )
     hparams = checkpoint.get("hyper_parameters")
-    if isinstance(hparams, dict) and hparams.get("_class_path") in LEGACY_CLASS_PATHS:
-        hparams["_class_path"] = LEGACY_CLASS_PATHS[hparams["_class_path"]]
+    if isinstance(hparams, dict):
+        upgrade_hyperparameters(hparams)
     return checkpoint
 
 
@@ -172,80 +168,67 @@ def _unreadable(path: Path, err: BaseException | str) -> CheckpointError:
 
 
 def _check_model_class(checkpoint: Mapping[str, Any], path: _PATH) -> None:
-    """Refuse a checkpoint of a model outside lit_celeba: the CLI rebuilds the model from the
-    class path saved in the checkpoint, so a crafted file must not name other modules."""
-    class_path = _class_path(checkpoint)
-    if class_path is not None:
-        _own_model_class(class_path, path)
-
-
-def _class_path(checkpoint: Mapping[str, Any]) -> Any:
-    """The model class LightningCLI recorded (``_class_path``), ``None`` when there is none."""
+    """Refuse a checkpoint of a model or network outside lit_celeba: the CLI rebuilds the
+    network from the class path saved in the checkpoint, so a crafted file must not name other
+    modules. (Old model classes of lit_celeba's were read in today's form by then.)"""
     hparams = checkpoint.get("hyper_parameters") or {}
-    return hparams.get("_class_path") if isinstance(hparams, Mapping) else None
-
-
-def _own_model_class(class_path: Any, path: _PATH) -> type[AttributeClassifier]:
-    if not isinstance(class_path, str) or not class_path.startswith(OWN_PACKAGE):
+    if not isinstance(hparams, Mapping):
+        return
+    if "_class_path" in hparams:
         raise CheckpointError(
-            f"{path} was saved by another model ({class_path!r}), not by lit_celeba. Use a "
-            "checkpoint written by `python -m lit_celeba fit`."
+            f"{path} was saved by another model ({hparams['_class_path']!r}), not by lit_celeba. "
+            "Use a checkpoint written by `python -m lit_celeba fit`."
         )
-    # Looked up among modules already imported, never imported: importing runs module code
-    # (lit_celeba.__main__, for one, starts the CLI).
-    module_name, _, class_name = class_path.rpartition(".")
-    model_class = getattr(sys.modules.get(module_name), class_name, None)
-    if not (isinstance(model_class, type) and issubclass(model_class, AttributeClassifier)):
+    net = hparams.get("net")
+    if net is not None:
+        _own_net_class(net.get("class_path") if isinstance(net, Mapping) else net, path)
+
+
+def _own_net_class(class_path: Any, path: _PATH) -> type[Net]:
+    if not isinstance(class_path, str) or not class_path.startswith(f"{NETS_PACKAGE}."):
         raise CheckpointError(
-            f"{path} names the model class {class_path!r}, which this version of lit_celeba does "
-            "not have. Use a checkpoint written by this version."
+            f"{path} was saved with a network of another package ({class_path!r}), not one of "
+            f"{NETS_PACKAGE}. Use a checkpoint written by `python -m lit_celeba fit`."
         )
-    return model_class
+    # Looked up in the module, never imported: importing runs module code.
+    net_class = getattr(sys.modules[NETS_PACKAGE], class_path.rpartition(".")[2], None)
+    if not (isinstance(net_class, type) and issubclass(net_class, Net)):
+        raise CheckpointError(
+            f"{path} names the network {class_path!r}, which this version of lit_celeba does not "
+            "have. Use a checkpoint written by this version."
+        )
+    return net_class
 
 
-def accepted_arguments(model_class: type[AttributeClassifier]) -> set[str]:
-    """The arguments ``model_class`` takes, following its ``**kwargs`` to the classes above it
-    (``RecipeClassifier`` passes them to ``AttributeClassifier``), as jsonargparse does."""
-    names: set[str] = set()
-    for cls in model_class.__mro__:
-        parameters = inspect.signature(cls.__init__).parameters.values()
-        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if cls is AttributeClassifier or not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break
-    return names - {"self"}
-
-
-def model_settings(
-    checkpoint: Mapping[str, Any], path: _PATH, default: str = RECIPE_CLASS_PATH
-) -> tuple[type[AttributeClassifier], dict[str, Any]]:
-    """The model class the checkpoint names (``default``, a class path, when it names none) and
-    the arguments it was built with. lit_celeba's own classes only, looked up among those
-    already imported, never imported; an argument the class does not take is refused."""
-    model_class = _own_model_class(_class_path(checkpoint) or default, path)
+def model_settings(checkpoint: Mapping[str, Any], path: _PATH) -> dict[str, Any]:
+    """The arguments the checkpoint's :class:`AttributeClassifier` was built with, the network
+    as ``{"class_path", "init_args"}``; an argument the class does not take is refused."""
     hparams = checkpoint.get("hyper_parameters") or {}
-    # LightningCLI records the class as `_class_path` (and `_instantiator`); the rest are its
-    # init arguments.
+    # LightningCLI records `_instantiator`; the rest are the init arguments.
     init_args = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
-    accepted = accepted_arguments(model_class)
-    unknown = sorted(str(k) for k in init_args if k not in accepted)
+    init_args.setdefault("net", {"class_path": f"{NETS_PACKAGE}.RecipeCNN", "init_args": {}})
+    parameters = inspect.signature(AttributeClassifier.__init__).parameters
+    unknown = sorted(str(k) for k in init_args if k not in parameters or k == "self")
     if unknown:
         raise CheckpointError(
-            f"{path} has hyperparameters that {model_class.__name__} does not take: "
+            f"{path} has hyperparameters that {AttributeClassifier.__name__} does not take: "
             f"{', '.join(unknown)}. It was written by another version of lit_celeba; use it "
             "with that version."
         )
-    return model_class, init_args
+    return init_args
 
 
 def rebuild(checkpoint: Mapping[str, Any], path: _PATH) -> AttributeClassifier:
     """The checkpoint's LightningModule with its weights, in eval mode on the CPU: built from
     its hyperparameters (:func:`model_settings`), checked to fit (:func:`check_fits_model`)."""
-    model_class, init_args = model_settings(checkpoint, path)
+    init_args = model_settings(checkpoint, path)
+    net = init_args.pop("net")
     try:
-        model = model_class(**init_args)
-    except (TypeError, ValueError) as err:
+        net_class = _own_net_class(net.get("class_path"), path)
+        model = AttributeClassifier(net_class(**net.get("init_args", {})), **init_args)
+    except (TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(
-            f"{path}: its hyperparameters do not build {model_class.__name__}: {err}"
+            f"{path}: its hyperparameters do not build {AttributeClassifier.__name__}: {err}"
         ) from None
     check_fits_model(model, checkpoint, path)
     model.on_load_checkpoint(checkpoint)  # as Lightning does before loading the weights
@@ -283,8 +266,9 @@ def check_fits_model(model: torch.nn.Module, checkpoint: Mapping[str, Any], path
         if names:
             shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
             parts.append(f"{label}: {shown}")
+    network = getattr(model, "net", model)
     raise CheckpointError(
-        f"{path} does not fit the network {type(model).__name__} ({'; '.join(parts)}): it was "
+        f"{path} does not fit the network {type(network).__name__} ({'; '.join(parts)}): it was "
         "saved by a different network. Use a checkpoint of this network, or the --model settings "
         "it was trained with."
     )

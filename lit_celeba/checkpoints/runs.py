@@ -19,6 +19,7 @@ import yaml
 from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.base.errors import CheckpointError, UsageError
+from lit_celeba.checkpoints.legacy import upgrade_saved_config
 from lit_celeba.cli_messages import OLD_DATA_KEYS
 
 # ckpt_path values that name no file: Lightning resolves them itself.
@@ -119,7 +120,8 @@ def find_matching_run(
         except (OSError, yaml.YAMLError) as err:
             skipped.append(f"{run_dir}: its config.yaml cannot be read ({type(err).__name__})")
             continue
-        changes = changed_settings(saved if isinstance(saved, Mapping) else {}, current)
+        saved = upgrade_saved_config(saved) if isinstance(saved, Mapping) else {}
+        changes = changed_settings(saved, current)
         if not changes:
             return last, skipped
         more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""

@@ -2,7 +2,7 @@
 
     python -m lit_celeba compare --config configs/base.yaml \\
         --variant recipe= --variant dropout0=configs/variants/dropout0.yaml \\
-        --variant nodrop_bn="--model.dropout 0 --model.batch_norm true" \\
+        --variant nodrop_bn="--model.net.dropout 0 --model.net.batch_norm true" \\
         --seeds 2 --out comparisons/dropout [--jobs 2] [--devices 0,1] [--data.root PATH ...]
 
 Each variant is ``NAME=`` followed by YAML deltas and/or ``--key value`` overrides (empty: the base
@@ -62,7 +62,7 @@ def parse_variant(spec: str) -> Variant:
         raise UsageError(
             f"--variant {spec!r}: expected NAME=VALUE with a NAME of letters, digits, '_', '-', "
             "'.' or '+' and VALUE a YAML delta and/or --key value overrides, e.g. "
-            "dropout0=configs/variants/dropout0.yaml or nodrop=\"--model.dropout 0\""
+            "dropout0=configs/variants/dropout0.yaml or nodrop=\"--model.net.dropout 0\""
         )
     try:
         tokens = shlex.split(value)
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="NAME=DELTA",
-        help='a named variant: YAML files and/or overrides, e.g. nodrop="--model.dropout 0"; '
+        help='a named variant: YAML files and/or overrides, e.g. nodrop="--model.net.dropout 0"; '
         "NAME= alone is the base config",
     )
     parser.add_argument("--seeds", default="1", help="a count N (seeds 1..N) or a list 1,5,9")

@@ -182,7 +182,7 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     model = rebuild(checkpoint, ckpt_path)
     predictor = Predictor(model.net, model.calibration, model.tta_flip).eval()
     data_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
-    image_size = int(model.hparams.get("image_size", data_hparams.get("image_size", 64)))
+    image_size = int(model.net.settings.get("image_size", data_hparams.get("image_size", 64)))
     inputs = example_inputs(image_size, batch=5, seed=1)
     kinds = ["program", "torchscript"] + (["onnx"] if onnx else [])
     # Written into a hidden folder in --out and moved into place once all is written and
@@ -234,6 +234,7 @@ def model_info(
     return {
         "checkpoint": str(Path(ckpt_path).expanduser().resolve()),
         "model_class": type(model).__module__ + "." + type(model).__qualname__,
+        "net": model.net.config(),
         "target_attr": data_hparams.get("target_attr", attrs[0] if len(attrs) == 1 else attrs),
         "target_attrs": attrs,
         "input": {"name": "images", "shape": ["N", 3, image_size, image_size],

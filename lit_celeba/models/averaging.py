@@ -79,7 +79,7 @@ class WarmupEMA(WeightAveraging):
     """Lightning's ``WeightAveraging`` (validation on the averaged weights, the averaged weights in
     the checkpoint's ``state_dict`` and the raw ones in ``current_model_state``, both restored on
     resume) with :func:`warmup_ema_avg_fn`, kept in a :class:`HostCountedAverage` on the model's
-    device. ``RecipeClassifier(ema_decay=...)`` adds it.
+    device. ``AttributeClassifier(net, ema_decay=...)`` adds it.
 
     Averaged after every optimizer step (``WeightAveraging``'s default, as in
     ``EMAWeightAveraging``), buffers too (batch-norm statistics).

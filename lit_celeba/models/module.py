@@ -1,6 +1,6 @@
-"""The LightningModule: the steps, the optimizer and the logging around any network from
-``nets.py``; the losses are :mod:`.objectives`, the metrics :mod:`.evaluation`, and what the
-logits mean (probabilities, decisions) :mod:`.outputs`."""
+"""The LightningModule: the steps, the optimizer and the logging around a network from
+``nets.py``, which it takes as ``net``; the losses are :mod:`.objectives`, the metrics
+:mod:`.evaluation`, and what the logits mean (probabilities, decisions) :mod:`.outputs`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
 from torchmetrics import Metric
 from torchmetrics.classification import MultilabelAccuracy
 
@@ -22,7 +21,7 @@ from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
 from lit_celeba.models.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
 from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
-from lit_celeba.models.nets import Init, Pooling, RecipeCNN, ResNetArch, resnet
+from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
 
@@ -33,7 +32,11 @@ Batch = tuple[torch.Tensor, ...]
 class AttributeClassifier(pl.LightningModule):
     """Face-attribute classifier: BCE-with-logits on one logit per image and target attribute.
 
-    Subclasses build the network and hand it over. Logged per epoch: ``{stage}/loss`` and
+    ``net`` is the network (:mod:`~lit_celeba.models.nets`: the recipe's ``RecipeCNN`` by
+    default, or torchvision's ``ResNet``), with one output per target attribute; the CLI builds
+    it from ``--model.net`` and links its ``image_size`` and ``num_outputs`` to the data's.
+    ``subgroups``, which only changes what evaluation reports, is not saved with the checkpoint:
+    a checkpoint can be tested with any subgroups. Logged per epoch: ``{stage}/loss`` and
     ``{stage}/acc`` (the mean over the K attributes, so checkpoint monitors work for any K), and
     for validation and test what :func:`~lit_celeba.models.evaluation.epoch_results` lists
     (per attribute, per subgroup and per group); ``test_results`` keeps the last test's numbers
@@ -53,7 +56,7 @@ class AttributeClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        net: nn.Module,
+        net: Net,
         target_attrs: Sequence[str] = ("Male",),
         subgroups: Sequence[str] | None = None,
         channels_last: bool = False,
@@ -69,10 +72,16 @@ class AttributeClassifier(pl.LightningModule):
         pos_weight: bool = False,
     ) -> None:
         super().__init__()
-        # Every argument of this class and of the subclass that calls it, defaults included (so a
-        # checkpoint keeps working if a default changes); not the network (a subclass builds it
-        # from its own arguments) and not the subgroups (any checkpoint tests with any).
+        if not isinstance(net, Net):
+            raise SettingError(
+                "net", f"must be a network of lit_celeba.models.nets (RecipeCNN or ResNet), whose "
+                f"checkpoints can be rebuilt from their settings; got {type(net).__name__}"
+            )  # fmt: skip
+        # Every argument, defaults included (so a checkpoint keeps working if a default changes),
+        # the network as its class path and settings (plain values: checkpoints load with
+        # weights_only), but not the subgroups (any checkpoint tests with any).
         self.save_hyperparameters(ignore=["net", "subgroups"])
+        self.save_hyperparameters({"net": net.config()})  # added to the others, and logged
         objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
         Calibration.check_rule(thresholds)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
@@ -91,6 +100,11 @@ class AttributeClassifier(pl.LightningModule):
         if not self.target_attrs:
             raise SettingError("target_attrs", "names no attribute")
         num_targets = len(self.target_attrs)
+        if net.settings.get("num_outputs", num_targets) != num_targets:
+            raise SettingError(
+                "net", f"has {net.settings['num_outputs']} outputs for {num_targets} target "
+                f"attributes {self.target_attrs}: give it num_outputs {num_targets}"
+            )  # fmt: skip
         self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
         self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
         for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
@@ -258,43 +272,3 @@ class AttributeClassifier(pl.LightningModule):
         self.calibration = self.loaded_calibration.evaluated_with(self.temperature_scaling,
                                                                   self.thresholds)  # fmt: skip
 
-
-class RecipeClassifier(AttributeClassifier):
-    """The recipe's CNN (388,673 parameters at the defaults) with the post's variations and
-    ``batch_norm`` (:class:`~lit_celeba.models.nets.RecipeCNN`); the rest is
-    :class:`AttributeClassifier`'s. ``target_attrs`` (one output each) comes from
-    ``data.target_attr``; ``subgroups``, which only changes what evaluation reports, is not
-    saved with the checkpoint: a checkpoint can be tested with any subgroups."""
-
-    def __init__(
-        self,
-        channels: Sequence[int] = (32, 64, 128, 256),
-        dropout: float = 0.5,
-        pooling: Pooling = "gap",
-        image_size: int = 64,
-        init: Init = "keras",
-        batch_norm: bool = False,
-        target_attrs: Sequence[str] = ("Male",),
-        **kwargs: Any,
-    ) -> None:
-        outputs = len(attribute_list(target_attrs, "target_attrs"))
-        net = RecipeCNN(channels, dropout=dropout, pooling=pooling, image_size=image_size,
-                        num_outputs=outputs, init=init, batch_norm=batch_norm)  # fmt: skip
-        super().__init__(net, target_attrs, **kwargs)
-
-
-class ResNetClassifier(AttributeClassifier):
-    """A stronger backbone for the whole data set: torchvision's ResNet (``arch``, ResNet-18 by
-    default) trained from scratch, with everything else :class:`AttributeClassifier`'s.
-    ``image_size`` is the data's (the CLI links it) and is kept in the checkpoint; 128 suits the
-    ResNet's 32-fold downsampling."""
-
-    def __init__(
-        self,
-        arch: ResNetArch = "resnet18",
-        image_size: int = 128,
-        target_attrs: Sequence[str] = ("Male",),
-        **kwargs: Any,
-    ) -> None:
-        outputs = len(attribute_list(target_attrs, "target_attrs"))
-        super().__init__(resnet(arch, num_outputs=outputs), target_attrs, **kwargs)

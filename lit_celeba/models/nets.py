@@ -1,9 +1,11 @@
-"""Plain ``nn.Module`` networks; the LightningModule in ``module.py`` trains any of them."""
+r"""The networks: ``nn.Module``\ s that the LightningModule in ``module.py`` takes as ``net``
+(``--model.net RecipeCNN`` or ``ResNet``, with ``--model.net.dropout 0.25`` and so on)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,46 @@ class FastDropout(nn.Dropout):
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
-class RecipeCNN(nn.Module):
+NETS_PACKAGE = __name__
+
+
+class Net(nn.Module):
+    """A network of lit_celeba's: it keeps the arguments it was built with (``settings``), from
+    which a checkpoint rebuilds it (:meth:`config`, saved in the model's hyperparameters).
+
+    Recorded here, not with Lightning's ``HyperparametersMixin.save_hyperparameters``: that walks
+    the caller's frames and would also take the arguments of a LightningModule that builds its
+    network inside its own ``__init__``."""
+
+    settings: dict[str, Any]
+    __jit_ignored_attributes__ = ["settings"]  # TorchScript (export) types no dict of Any
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Net:
+        net = super().__new__(cls)
+        # Before nn.Module.__init__ runs, which its __setattr__ would need.
+        object.__setattr__(net, "settings", cls.full_settings(*args, **kwargs))
+        return net
+
+    @classmethod
+    def full_settings(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Every argument of ``cls(*args, **kwargs)``, defaults included, as plain values."""
+        bound = inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+        bound.apply_defaults()
+        return {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}
+
+    def config(self) -> dict[str, Any]:
+        """``{"class_path": ..., "init_args": ...}``, as LightningCLI writes an injected module."""
+        kind = type(self)
+        return {"class_path": f"{kind.__module__}.{kind.__qualname__}",
+                "init_args": dict(self.settings)}  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """Lists for tuples: a checkpoint's hyperparameters go into YAML files as well."""
+    return [_plain(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+class RecipeCNN(Net):
     """The recipe's CNN: four 3x3 'same' convolutions with ReLU, max-pooling after the first three,
     dropout after the first two, global average pooling (or flatten) and one linear output per
     attribute, returning logits. At its defaults it has 388,673 parameters.
@@ -109,16 +150,27 @@ class RecipeCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def resnet(arch: ResNetArch = "resnet18", num_outputs: int = 1) -> nn.Module:
-    """torchvision's ResNet with one linear output per attribute (logits), randomly initialised:
-    no pretrained weights are ever downloaded. It downsamples by 32 before its global average
-    pooling, so it takes any input size but suits 128x128 and larger; ResNet-18 has 11,177,025
-    parameters with one output."""
-    builders = {"resnet18": models.resnet18, "resnet34": models.resnet34,
-                "resnet50": models.resnet50}  # fmt: skip
-    if arch not in builders:
-        raise SettingError("arch", f"must be one of {sorted(builders)}, got {arch!r}")
-    return builders[arch](weights=None, num_classes=num_outputs)
+# The blocks and layers torchvision's resnet18/34/50 builders pass to its ResNet class.
+_RESNET_LAYOUTS: dict[str, tuple[type[nn.Module], list[int]]] = {
+    "resnet18": (models.resnet.BasicBlock, [2, 2, 2, 2]),
+    "resnet34": (models.resnet.BasicBlock, [3, 4, 6, 3]),
+    "resnet50": (models.resnet.Bottleneck, [3, 4, 6, 3]),
+}
+
+
+class ResNet(Net, models.ResNet):
+    """torchvision's ResNet (``arch``) with one linear output per attribute (logits), randomly
+    initialised: no pretrained weights are ever downloaded. It is torchvision's class, built as
+    ``torchvision.models.resnet18(weights=None, num_classes=num_outputs)`` builds it, so the
+    weights' names and initialisation are torchvision's. It downsamples by 32 before its global
+    average pooling, so it takes any input size but suits 128x128 and larger; ResNet-18 has
+    11,177,025 parameters with one output."""
+
+    def __init__(self, arch: ResNetArch = "resnet18", num_outputs: int = 1) -> None:
+        if arch not in _RESNET_LAYOUTS:
+            raise SettingError("arch", f"must be one of {sorted(_RESNET_LAYOUTS)}, got {arch!r}")
+        block, layers = _RESNET_LAYOUTS[arch]
+        super().__init__(block, layers, num_classes=num_outputs)
 
 
 def _keras_init(module: nn.Module) -> None:

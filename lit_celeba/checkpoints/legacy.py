@@ -1,0 +1,90 @@
+"""Model settings written before the network was injected (issue 33, step 9), in today's form.
+
+Before, the model was a class per network (``RecipeClassifier``, ``ResNetClassifier``) that took
+the network's arguments beside its own; a checkpoint saved them flat with ``_class_path``, a
+run's ``config.yaml`` as ``model: {class_path, init_args}``. Today there is one LightningModule,
+and the network is its ``net: {class_path, init_args}``. :func:`upgrade_model_settings` turns
+the one into the other, for checkpoints (:func:`~.load.load_checkpoint`, so every reader sees
+today's form) and for saved configs (``fit --ckpt_path last``). The weights' names did not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lit_celeba.attributes import attribute_list
+from lit_celeba.models import nets
+
+# Each old model class: the network it built, and which of its arguments were the network's.
+# ResNetClassifier's image_size is left out: torchvision's ResNet takes any size, and the
+# network's input size is the data's (datamodule_hyper_parameters keep it).
+_OLD_CLASSES = {
+    "RecipeClassifier": (
+        "RecipeCNN", ("channels", "dropout", "pooling", "image_size", "init", "batch_norm")
+    ),
+    "ResNetClassifier": ("ResNet", ("arch",)),
+}
+_DROPPED = {"ResNetClassifier": ("image_size",)}
+_LINKED_NET_SETTINGS = ("image_size", "num_outputs")
+# Where the old classes lived: lit_celeba.module before the package had subpackages.
+_OLD_MODULES = ("lit_celeba.models.module", "lit_celeba.module")
+
+
+def old_model_class(class_path: Any) -> str | None:
+    """``RecipeClassifier`` or ``ResNetClassifier`` when ``class_path`` names one, else None."""
+    if not isinstance(class_path, str):
+        return None
+    module, _, name = class_path.rpartition(".")
+    return name if module in _OLD_MODULES and name in _OLD_CLASSES else None
+
+
+def upgrade_model_settings(
+    class_path: str | None, settings: Mapping[str, Any], linked: bool = True
+) -> dict[str, Any]:
+    """Today's model settings (with ``net``) from an old model class and its flat arguments.
+    ``class_path`` None is the old default, ``RecipeClassifier``. ``linked=False`` leaves out
+    the network's settings that the CLI links from the data's (``image_size``, ``num_outputs``),
+    as a saved config leaves out every link's target."""
+    old = old_model_class(class_path) if class_path else "RecipeClassifier"
+    if old is None:
+        raise ValueError(f"{class_path!r} is not an old lit_celeba model class")
+    net_class, net_keys = _OLD_CLASSES[old]
+    outputs = len(attribute_list(settings.get("target_attrs", ("Male",)), "target_attrs"))
+    net_args = {key: settings[key] for key in net_keys if key in settings}
+    upgraded = {
+        key: value for key, value in settings.items()
+        if key not in net_keys and key not in _DROPPED.get(old, ())
+    }  # fmt: skip
+    # Every argument, as a run's config.yaml holds them today, so that the two compare.
+    init_args = getattr(nets, net_class).full_settings(**net_args, num_outputs=outputs)
+    if not linked:
+        init_args = {k: v for k, v in init_args.items() if k not in _LINKED_NET_SETTINGS}
+    return {"net": {"class_path": f"{nets.NETS_PACKAGE}.{net_class}", "init_args": init_args},
+            **upgraded}  # fmt: skip
+
+
+def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
+    """A checkpoint's model hyperparameters in today's form, in place. LightningCLI saved the
+    old class as ``_class_path``; a checkpoint that names another class is left as it is, for
+    the loader to refuse."""
+    if "net" in hparams:
+        return
+    class_path = hparams.get("_class_path")
+    if class_path is not None and old_model_class(class_path) is None:
+        return
+    upgraded = upgrade_model_settings(class_path, {
+        k: v for k, v in hparams.items() if not str(k).startswith("_")
+    })  # fmt: skip
+    private = {k: v for k, v in hparams.items() if str(k).startswith("_") and k != "_class_path"}
+    hparams.clear()
+    hparams.update({**upgraded, **private})
+
+
+def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved config (``config.yaml``) with its ``model`` section in today's form."""
+    model = config.get("model")
+    if not isinstance(model, Mapping) or old_model_class(model.get("class_path")) is None:
+        return dict(config)
+    settings = dict(model.get("init_args") or {})
+    return {**config, "model": upgrade_model_settings(model["class_path"], settings, linked=False)}
