@@ -40,7 +40,7 @@ from lit_celeba.models.nets import RecipeCNN
 
 TARGET, SPURIOUS = "Blond_Hair", "Male"
 GROUPS = group_names(TARGET, [SPURIOUS])
-# "balanced" is ERM's loss on group-balanced batches (the data module's group_balanced).
+# "balanced" is ERM's loss on group-balanced batches (the data module's sampler group_balanced).
 OBJECTIVES = ("erm", "balanced", "reweight", "group_dro")
 
 
@@ -82,7 +82,7 @@ def train_and_test(
         str(root), target_attr=TARGET, subgroups=[SPURIOUS], train_size=setting.train_size,
         val_size=10, test_size=setting.test_size, image_size=setting.image_size,
         batch_size=setting.batch_size, num_workers=0, cache_dir=str(root / "cache"),
-        group_balanced=objective == "balanced",
+        sampler="group_balanced" if objective == "balanced" else "random",
     )  # fmt: skip
     net = RecipeCNN(setting.channels, dropout=setting.dropout, image_size=setting.image_size)
     model = AttributeClassifier(

@@ -37,8 +37,9 @@ def _moved(new: str) -> str:
             "under data:)")  # fmt: skip
 
 
-# Data settings of earlier versions (issue 33's moves), and what their key says now. None of
-# them changes what fit computes, so a run saved with them still resumes (checkpoints/runs.py).
+# Data settings of earlier versions (issue 33's moves), and what their key says now. A run saved
+# with them still resumes (checkpoints/runs.py): none changes what fit computes but
+# group_balanced, which is compared as the sampler it became.
 OLD_DATA_KEYS = {
     "data.predict_output": _moved("prediction.output"),
     "data.predict_overwrite": _moved("prediction.overwrite"),
@@ -50,6 +51,8 @@ OLD_DATA_KEYS = {
     "it fits (what device_resident null did)",
     "data.train_subgroups": "is gone: the training batches carry the subgroup values whenever "
     "there is one target_attr and model.subgroups",
+    "data.group_balanced": "true is now --data.sampler group_balanced, and false --data.sampler "
+    "random, the default (in a config file: data: {sampler: group_balanced})",
 }
 # The model before the network was injected (issue 33, step 9): a class per network, which took
 # the network's arguments (these) beside its own, all under model.init_args in a config file.

@@ -19,7 +19,7 @@ from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 
 # The model's training objectives (group-balanced sampling is the data module's
-# ``group_balanced``); all but ``erm`` read each training image's group from its batch.
+# ``sampler: group_balanced``); all but ``erm`` read each training image's group from its batch.
 OBJECTIVES = ("erm", "reweight", "group_dro")
 
 

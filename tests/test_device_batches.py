@@ -46,7 +46,7 @@ def _fit(root: Path, tmp_path: Path, resident: bool, **data) -> tuple[BatchRecor
 
 
 @pytest.mark.parametrize("data", [{}, {"subgroups": ["Male"], "target_attr": "Young",
-                                       "group_balanced": True}], ids=["shuffled", "balanced"])
+                                       "sampler": "group_balanced"}], ids=["shuffled", "balanced"])
 def test_same_batches_augmentations_and_weights_as_the_dataloader(
     tiny_root: Path, tmp_path: Path, data: dict
 ) -> None:

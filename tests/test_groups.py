@@ -119,7 +119,9 @@ def test_bad_objective_settings(kwargs: dict, message: str) -> None:
 
 def test_data_group_settings_need_one_target_and_subgroups() -> None:
     with pytest.raises(SettingError, match="group_balanced needs one target_attr and at least"):
-        CelebADataModule(target_attr="Blond_Hair", group_balanced=True)
+        CelebADataModule(target_attr="Blond_Hair", sampler="group_balanced")
+    with pytest.raises(SettingError, match="sampler must be one of random, group_balanced; got"):
+        CelebADataModule(target_attr="Blond_Hair", subgroups=["Male"], sampler="balanced")
     # The training batches carry the groups exactly when there are groups (issue 33: derived,
     # no longer a setting that model.objective set through a link).
     assert CelebADataModule(target_attr="Blond_Hair", subgroups=["Male"]).train_subgroups
@@ -283,8 +285,8 @@ def test_objectives_raise_the_worst_group(tmp_path: Path) -> None:
         ("--model.objective=group_dro", "error: Invalid setting: model.objective group_dro weighs "
          "the training loss by group: it needs one target_attr and at least one subgroup "
          "(model.subgroups, e.g. [Male]); got target_attr ['Male'] and subgroups none"),
-        ("--data.group_balanced=true", "error: Invalid setting: data.group_balanced needs one "
-         "target_attr and at least one subgroup"),
+        ("--data.sampler=group_balanced", "error: Invalid setting: data.sampler group_balanced "
+         "needs one target_attr and at least one subgroup"),
     ],
 )  # fmt: skip
 def test_group_training_without_subgroups_is_one_error(

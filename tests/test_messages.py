@@ -157,6 +157,11 @@ SETTING_CASES = {
         ["--data.device_resident is gone: it is a value of --data.cache now: --data.cache device"
          " for true, --data.cache memory for false"],
     ),  # fmt: skip
+    "group-balanced-before-sampler": (
+        ["--data.group_balanced=true"],
+        ["error: --data.group_balanced true is now --data.sampler group_balanced, and false "
+         "--data.sampler random"],
+    ),  # fmt: skip
     "unknown-cache": (["--data.cache=gpu"], ["data.cache", "gpu", "memory", "device"]),
     # The model's form before the network was injected (issue 33, step 9).
     "network-setting-before-net": (
@@ -195,6 +200,19 @@ def test_a_config_files_model_section_before_net_says_the_new_form(
         "A config file's model: section is in its form before lit_celeba took the network as "
         "model.net", "model: {net: {class_path: lit_celeba.models.nets.RecipeCNN or ResNet",
     ], capsys)  # fmt: skip
+
+
+def test_group_balanced_in_a_config_file_names_the_sampler(
+    tiny_root: Path, logs: Path, tmp_path: Path, capsys
+) -> None:
+    """An earlier run's config.yaml holds data.group_balanced (issue 33, step 8)."""
+    old = tmp_path / "old.yaml"
+    old.write_text("data:\n  group_balanced: true\n")
+    _fit_refused(tiny_root, logs, ["--config", str(old)],
+                 ["error: --data.group_balanced true is now --data.sampler group_balanced",
+                  "(in a config file: data: {sampler: group_balanced})",
+                  "If the config file is an earlier run's config.yaml, delete ",
+                  "train_subgroups and group_balanced from its data: section"], capsys)  # fmt: skip
 
 
 def test_log_folder_under_a_file(tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:

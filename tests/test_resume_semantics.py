@@ -148,6 +148,40 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0))
 
 
+@pytest.mark.parametrize("group_balanced", [False, True])
+def test_a_run_saved_with_group_balanced_resumes_only_with_that_sampler(
+    tiny_root: Path, logs: Path, capsys, group_balanced: bool
+) -> None:
+    """Issue 33 made data.group_balanced data.sampler; unlike the other old keys it changes what
+    fit computes, so a saved group_balanced true must not resume as sampler random."""
+    saved = logs / "base" / "version_0" / "config.yaml"
+    config = yaml.safe_load(saved.read_text())
+    config["data"].pop("sampler")
+    config["data"]["group_balanced"] = group_balanced
+    saved.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    cli = cli_main(
+        ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
+        + ["--ckpt_path=last"]
+    )
+    err = capsys.readouterr().err
+    if not group_balanced:
+        assert cli.config["fit"]["ckpt_path"] == str(last_ckpt(logs, 0)), err
+        return
+    assert cli.config["fit"]["ckpt_path"] is None
+    assert "version_0: other settings (data.sampler: 'group_balanced' -> 'random')" in err
+
+
+def test_an_old_group_balanced_compares_as_the_sampler_it_became() -> None:
+    def changes(group_balanced: bool, sampler: str) -> list[str]:
+        return changed_settings({"data": {"group_balanced": group_balanced}},
+                                {"data": {"sampler": sampler}})  # fmt: skip
+
+    assert changes(True, "group_balanced") == changes(False, "random") == []
+    assert changes(True, "random") == ["data.sampler: 'group_balanced' -> 'random'"]
+    assert changes(False, "group_balanced") == ["data.sampler: 'random' -> 'group_balanced'"]
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. The newest epoch is on disk when fit returns, whatever the validation cadence.
 

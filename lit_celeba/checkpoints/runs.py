@@ -25,6 +25,12 @@ from lit_celeba.cli_messages import OLD_DATA_KEYS
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
 
+# Keys of earlier versions' config.yaml that changed what fit computes, and the key and value
+# that took each one's place: a run saved with one resumes only where its new form agrees.
+OLD_KEYS_AS_NOW: dict[str, Callable[[Any], tuple[str, Any]]] = {
+    "data.group_balanced": lambda on: ("data.sampler", "group_balanced" if on else "random"),
+}
+
 # Settings a resumed run may change without changing what it computes. The log folder is where
 # the run was found (it may have been moved since); the cache is keyed by its content. Callbacks
 # are left out too: the configs' callbacks only observe and save (checkpoints, dashboards, the
@@ -45,7 +51,7 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         # Keys of earlier versions' config.yaml, gone since, none of which changed what fit
         # computes: predict's settings, where the cache's batches were taken from, and whether
         # the training batches carried the groups.
-        *OLD_DATA_KEYS,
+        *(key for key in OLD_DATA_KEYS if key not in OLD_KEYS_AS_NOW),
     }
 )
 
@@ -86,10 +92,23 @@ def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
     return flat
 
 
+def settings_as_now(config: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`flat_settings`, with each key of :data:`OLD_KEYS_AS_NOW` read as the key and value
+    that took its place (a saved ``data.group_balanced: true`` is ``data.sampler:
+    group_balanced``)."""
+    flat = flat_settings(config)
+    for old_key, as_now in OLD_KEYS_AS_NOW.items():
+        if old_key in flat:
+            key, value = as_now(flat.pop(old_key))
+            flat.setdefault(key, value)
+    return flat
+
+
 def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The dotted keys whose values differ between two configs, leaving out
-    :data:`RESULT_NEUTRAL_SETTINGS` and everything under them."""
-    old, new = flat_settings(saved), flat_settings(current)
+    """The dotted keys whose values differ between two configs (old keys read as
+    :func:`settings_as_now` reads them), leaving out :data:`RESULT_NEUTRAL_SETTINGS` and
+    everything under them."""
+    old, new = settings_as_now(saved), settings_as_now(current)
 
     def neutral(key: str) -> bool:
         return any(key == n or key.startswith(f"{n}.") for n in RESULT_NEUTRAL_SETTINGS)
@@ -101,7 +120,7 @@ def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
 def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The settings that differ between two configs, as ``key: saved -> current``, leaving out
     :data:`RESULT_NEUTRAL_SETTINGS` and everything under them."""
-    old, new = flat_settings(saved), flat_settings(current)
+    old, new = settings_as_now(saved), settings_as_now(current)
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing_keys(saved, current)]
 
 

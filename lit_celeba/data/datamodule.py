@@ -20,7 +20,13 @@ from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
 from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
-from lit_celeba.data.settings import ON_DEVICE, Cache, check_numbers, target_and_subgroup_lists
+from lit_celeba.data.settings import (
+    ON_DEVICE,
+    Cache,
+    Sampler,
+    check_numbers,
+    target_and_subgroup_lists,
+)
 from lit_celeba.data.transforms import BatchTransform, columns_read
 
 Split = Literal["train", "valid", "test"]
@@ -82,10 +88,11 @@ class CelebADataModule(pl.LightningDataModule):
         photo: what photos have and CelebA lacks, as training augmentations after the colour
             changes: alignment errors, low resolution, blur, noise, grey, JPEG
             (:mod:`lit_celeba.data.degradations` lists the keys); null, the recipe, is off.
-        group_balanced: draw the training images so that every group (target value x subgroup
-            values, :mod:`lit_celeba.groups`) comes equally often
-            (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`); needs one target and
-            ``subgroups``. An epoch keeps its number of images.
+        sampler: how each epoch draws the training images: ``random``, a shuffle of the subset,
+            or ``group_balanced``, so that every group (target value x subgroup values,
+            :mod:`lit_celeba.groups`) comes equally often
+            (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`), which needs one target
+            and ``subgroups``. An epoch keeps its number of images either way.
         synthetic_correlate: ``[target, spurious, share]``: in the generated train split, the
             share of faces whose ``spurious`` label equals their ``target`` label (docs/groups.md).
 
@@ -119,7 +126,7 @@ class CelebADataModule(pl.LightningDataModule):
         photo: PhotoDegradations | None = None,
         framing: Framing = "celeba",
         subset_order: SubsetOrder = "file",
-        group_balanced: bool = False,
+        sampler: Sampler = "random",
         synthetic_correlate: tuple[str, str, float] | None = None,
     ) -> None:
         super().__init__()
@@ -135,9 +142,9 @@ class CelebADataModule(pl.LightningDataModule):
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
         self.target_attrs, self.subgroups = target_and_subgroup_lists(
-            target_attr, subgroups, group_balanced=group_balanced
+            target_attr, subgroups, sampler=sampler
         )
-        self.group_balanced = group_balanced
+        self.sampler = sampler
         self.train_subgroups = len(self.target_attrs) == 1 and bool(self.subgroups)
         self.synthetic_correlate = synthetic_correlate
         self.train_group_counts: torch.Tensor | None = None
@@ -219,7 +226,7 @@ class CelebADataModule(pl.LightningDataModule):
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader | DeviceBatches:
         dataset = self.datasets[stage]
         balanced = None
-        if stage == "train" and self.group_balanced:
+        if stage == "train" and self.sampler == "group_balanced":
             balanced = rank_balanced_sampler(self.trainer, self.train_groups,
                                              len(self.train_group_counts))  # fmt: skip
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")

@@ -4,7 +4,7 @@ says what it must be."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
@@ -15,6 +15,10 @@ Cache = bool | Literal["memory", "device"]
 # Whether each cache setting keeps a subset on the training device (None: on a CUDA device).
 ON_DEVICE: dict[bool | str, bool | None] = {True: None, "memory": False, "device": True,
                                             False: False}  # fmt: skip
+# data.sampler: how the training images are drawn each epoch (group_balanced: every group equally
+# often, data/sampling.py).
+Sampler = Literal["random", "group_balanced"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 def check_numbers(
@@ -55,14 +59,17 @@ def target_and_subgroup_lists(
     target_attr: str | list[str],
     subgroups: list[str] | None,
     *,
-    group_balanced: bool,
+    sampler: str,
 ) -> tuple[list[str], list[str]]:
-    """``target_attr`` and ``subgroups`` as lists of names. Refuses no target, and
-    ``group_balanced`` without groups (one target, some subgroups)."""
+    """``target_attr`` and ``subgroups`` as lists of names. Refuses no target, an unknown
+    ``sampler``, and the ``group_balanced`` sampler without groups (one target, some
+    subgroups)."""
     target_attrs = attribute_list(target_attr, "target_attr")
     if not target_attrs:
         raise SettingError("target_attr", "names no attribute")
     subgroups = attribute_list(subgroups, "subgroups")
-    if group_balanced and (len(target_attrs) != 1 or not subgroups):
-        raise SettingError("group_balanced", needs_groups(target_attrs, subgroups))
+    if sampler not in SAMPLERS:
+        raise SettingError("sampler", f"must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    if sampler == "group_balanced" and (len(target_attrs) != 1 or not subgroups):
+        raise SettingError("sampler", f"group_balanced {needs_groups(target_attrs, subgroups)}")
     return target_attrs, subgroups
