@@ -163,6 +163,10 @@ SETTING_CASES = {
          "--data.sampler random"],
     ),  # fmt: skip
     "unknown-cache": (["--data.cache=gpu"], ["data.cache", "gpu", "memory", "device"]),
+    # Before: "optimizer got an empty parameter list" (the base class has no layers).
+    "network-base-class": (["--model.net=lit_celeba.models.nets.Net"],
+                           ["Invalid setting: model.net must be a network of "
+                            "lit_celeba.models.nets (RecipeCNN or ResNet)"]),  # fmt: skip
     # The model's form before the network was injected (issue 33, step 9).
     "network-setting-before-net": (
         ["--model.channels=[8, 8, 8, 8]"],

@@ -72,7 +72,7 @@ class AttributeClassifier(pl.LightningModule):
         pos_weight: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(net, Net):
+        if not isinstance(net, Net) or type(net) is Net:  # Net itself is no network
             raise SettingError(
                 "net", f"must be a network of lit_celeba.models.nets (RecipeCNN or ResNet), whose "
                 f"checkpoints can be rebuilt from their settings; got {type(net).__name__}"
