@@ -33,7 +33,7 @@ from lit_celeba.base.errors import (
     SettingError,
     UsageError,
 )
-from lit_celeba.base.lightning_internals import cli_parser, cli_setting, subcommands_action
+from lit_celeba.base.lightning_internals import subcommands_action
 from lit_celeba.base.processes import die_with_starter
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import PredictionWriter
@@ -150,7 +150,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         check_checkpoint_choice(subcommand, config.get("ckpt_path"))
         run_dir = None
         if config.get("ckpt_path") == "last":
-            run_dir = resolve_last(subcommand, config, lambda: self._as_saved(config))
+            run_dir = resolve_last(subcommand, config, self._as_saved)
             if run_dir is not None:  # fit goes on there: its config is saved beside the first
                 self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
         quiet_evaluation(subcommand)
@@ -168,9 +168,11 @@ class CelebACLI(CommandEndings, LightningCLI):
             trainer.logger = False  # the CSV goes where it says, and no run folder is made
         claim_run_folder(subcommand, config, run_dir)  # last: nothing is written if a check fails
 
-    def _as_saved(self, config: Any) -> dict[str, Any]:
-        """A command's config as LightningCLI saves it into the run folder (config.yaml)."""
-        return yaml.safe_load(cli_parser(self, "fit").dump(config, skip_none=False))
+    def _as_saved(self) -> dict[str, Any]:
+        """The command's config as LightningCLI saves it into the run folder (config.yaml), with
+        the public parser's dump, as Lightning's own ``_dump_config`` does."""
+        saved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+        return saved[self.config.subcommand]
 
     def _parse_ckpt_path(self) -> None:
         """The model's class and arguments from the checkpoint that ``parse_arguments`` loaded
@@ -211,7 +213,8 @@ class CelebACLI(CommandEndings, LightningCLI):
             raise UsageError(setting_message(err)) from err
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = cli_setting(self, "trainer")
+        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        trainer = config.get("trainer") or {}
         if trainer.get("plugins") is None:
             kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         quiet = quiet_callbacks(trainer)  # Lightning's progress bar and summary, less noise

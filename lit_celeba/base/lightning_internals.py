@@ -52,18 +52,6 @@ def averaged_model(callback: WeightAveraging) -> AveragedModel | None:
     return callback._average_model
 
 
-def cli_parser(cli: Any, subcommand: str) -> Any:
-    """LightningCLI's parser of one subcommand, which dumps a config as the run folder's
-    config.yaml is written; no public accessor returns it."""
-    return cli._parser(subcommand)
-
-
-def cli_setting(cli: Any, key: str) -> Any:
-    """A section of the instantiated config (``trainer``...) of the running subcommand, as
-    LightningCLI's own ``_get`` finds it under the subcommand's name."""
-    return cli._get(cli.config_init, key, default={})
-
-
 def subcommands_action(parser: Any) -> Any:
     """jsonargparse's subcommands action of a parser, the one way to add a subcommand parser
     after LightningCLI made them (``add_subcommands`` may be called only once)."""
