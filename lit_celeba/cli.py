@@ -89,9 +89,8 @@ class CelebACLI(CommandEndings, LightningCLI):
         return {**LightningCLI.subcommands(), "calibrate": {"model", "datamodule"}}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # predict's output settings (--prediction.output, .overwrite, .maps) belong to what
-        # writes the predictions, not to the data module; LightningCLI adds the instance to the
-        # trainer's callbacks. Every command has it; only predict writes.
+        # predict's output settings (--prediction.*) belong to the writer, not the data module;
+        # LightningCLI adds it to the trainer's callbacks. Every command has it; predict writes.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
         parser.set_defaults({"model.net": {"class_path": "lit_celeba.models.nets.RecipeCNN"}})
         # The network's input size is the data's image size; one setting, not two to keep equal
@@ -109,17 +108,17 @@ class CelebACLI(CommandEndings, LightningCLI):
         """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
         lists every command. Those have parsers of their own: cli_main runs them before this."""
         super()._add_subcommands(parser, **kwargs)
-        trainer_commands = parser._subcommands_action._name_parser_map.items()  # jsonargparse's
-        for name, subparser in trainer_commands:
+        commands = subcommands_action(parser)
+        for name, subparser in commands._name_parser_map.items():  # jsonargparse's
             subparser.description = TRAINER_HELP.get(name, subparser.description)
             for action in subparser._actions:
                 if action.dest == "ckpt_path":  # Lightning's help offers best and hpc
                     action.help = ckpt_path_help(name)
-        for choice in subcommands_action(parser)._choices_actions:
+        for choice in commands._choices_actions:
             choice.help = TRAINER_HELP.get(choice.dest, choice.help)
         for name, line in COMMANDS.items():
             command = ArgumentParser(prog=f"{PROG} {name}", description=line)
-            subcommands_action(parser).add_subcommand(name, command, help=line)
+            commands.add_subcommand(name, command, help=line)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -232,20 +231,16 @@ class CelebACLI(CommandEndings, LightningCLI):
                 check_writable(logger.save_dir, "trainer.logger.init_args.save_dir")
 
 
-# Parse errors raise instead of printing the whole usage: cli_main prints one message. The
-# default config is a glob pattern to jsonargparse: escaped, for a checkout under a path with [.
+# Parse errors raise instead of printing the whole usage: cli_main prints one message. No
+# abbreviations: an old --model.channels would otherwise set model.channels_last. The default
+# config is a glob pattern to jsonargparse: escaped, for a checkout under a path with [.
+_EVERY_PARSER = {"exit_on_error": False, "allow_abbrev": False}
 _PARSER_KWARGS: dict[str, Any] = {
     "prog": PROG,
     "description": "Train, test and serve a CelebA face-attribute CNN with PyTorch Lightning.",
-    "exit_on_error": False,
-    # No abbreviations: an old --model.channels would otherwise set model.channels_last.
-    "allow_abbrev": False,
+    **_EVERY_PARSER,
 } | {
-    subcommand: {
-        "exit_on_error": False,
-        "default_config_files": [glob.escape(str(BASE_CONFIG))],
-        "allow_abbrev": False,
-    }
+    subcommand: {**_EVERY_PARSER, "default_config_files": [glob.escape(str(BASE_CONFIG))]}
     for subcommand in TRAINER_COMMANDS
 }
 

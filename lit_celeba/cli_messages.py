@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from lit_celeba.base.errors import SettingError, UsageError
+from lit_celeba.checkpoints.legacy import OLD_MODEL_CLASSES, OLD_NET_SETTINGS
 from lit_celeba.data.degradations import key_ranges
 from lit_celeba.models.nets import Net
 
@@ -55,9 +56,8 @@ OLD_DATA_KEYS = {
     "random, the default (in a config file: data: {sampler: group_balanced})",
 }
 # The model before the network was injected (issue 33, step 9): a class per network, which took
-# the network's arguments (these) beside its own, all under model.init_args in a config file.
-OLD_NET_KEYS = ("channels", "dropout", "pooling", "init", "batch_norm", "arch")
-OLD_MODEL_CLASSES = {"RecipeClassifier": "RecipeCNN", "ResNetClassifier": "ResNet"}
+# the network's arguments beside its own, all under model.init_args in a config file
+# (checkpoints/legacy.py reads them in today's form).
 OLD_MODEL_FORM = (
     "The network is model.net now, with its own settings (in a config file: model: {net: "
     "{class_path: lit_celeba.models.nets.RecipeCNN or ResNet, init_args: {channels, dropout, "
@@ -146,8 +146,8 @@ def old_model_key(argv: list[str]) -> str | None:
         parts = name.removeprefix("--model.").split(".") if name.startswith("--model.") else []
         old_long_form = parts[:1] == ["init_args"] and len(parts) > 1
         key = parts[1] if old_long_form else (parts[0] if parts else "")
-        if key in OLD_NET_KEYS or old_long_form:
-            new = f"--model.net.{key}" if key in OLD_NET_KEYS else f"--model.{key}"
+        if key in OLD_NET_SETTINGS or old_long_form:
+            new = f"--model.net.{key}" if key in OLD_NET_SETTINGS else f"--model.{key}"
             return f"{name} is now {new}. {OLD_MODEL_FORM}"
     return None
 

@@ -81,9 +81,10 @@ def restore_data_settings(
 EVALUATION_SETTINGS = ("tta_flip", "temperature_scaling", "thresholds", "compile", "channels_last")
 FITTING_COMMANDS = ("fit", "calibrate")
 # Settings that make other weights: another value is another network. The network's settings
-# (net.*) all do, but dropout, which acts only in training; so do the rest (label_smoothing,
-# ema_decay, objective, ...).
+# (net.*) all do but NET_TRAINING_SETTINGS; the rest (label_smoothing, ema_decay, objective, ...)
+# act only in training.
 SHAPE_SETTINGS = ("target_attrs",)
+NET_TRAINING_SETTINGS = ("net.dropout",)
 
 
 def typed_model_keys(args: Sequence[str]) -> list[str]:
@@ -168,7 +169,8 @@ def _check_applies(
     key: str, trained: Any, asked: Any, checkpoint: Mapping[str, Any], path: _PATH, command: str
 ) -> None:
     leave_out = f"Leave --model.{key} out (it is taken from the checkpoint)"
-    if key in SHAPE_SETTINGS or (key.startswith("net.") and key != "net.dropout"):
+    other_net = key.startswith("net.") and key not in NET_TRAINING_SETTINGS
+    if key in SHAPE_SETTINGS or other_net:
         raise CheckpointError(
             f"{path} was trained with model.{key} {_shown(trained)}, but --model.{key} is "
             f"{_shown(asked)}, which makes another network (other weights). {leave_out}, or "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lit_celeba.attributes import attribute_list
+from lit_celeba.attributes import count_attributes
 from lit_celeba.models import nets
 
 # Each old model class: the network it built, and which of its arguments were the network's.
@@ -26,7 +26,14 @@ _OLD_CLASSES = {
     "ResNetClassifier": ("ResNet", ("arch",)),
 }
 _DROPPED = {"ResNetClassifier": ("image_size",)}
-_LINKED_NET_SETTINGS = ("image_size", "num_outputs")
+# The network's settings that the CLI links from the data's (image size, one output per target).
+LINKED_NET_SETTINGS = ("image_size", "num_outputs")
+# What each old class is now, and the old network settings one may type (the linked ones are
+# the data's to set), for the messages that answer an old key (cli_messages).
+OLD_MODEL_CLASSES = {old: net for old, (net, _) in _OLD_CLASSES.items()}
+OLD_NET_SETTINGS = tuple(dict.fromkeys(
+    key for _, keys in _OLD_CLASSES.values() for key in keys if key not in LINKED_NET_SETTINGS
+))  # fmt: skip
 # Where the old classes lived: lit_celeba.module before the package had subpackages.
 _OLD_MODULES = ("lit_celeba.models.module", "lit_celeba.module")
 
@@ -40,17 +47,13 @@ def old_model_class(class_path: Any) -> str | None:
 
 
 def upgrade_model_settings(
-    class_path: str | None, settings: Mapping[str, Any], linked: bool = True
+    old: str, settings: Mapping[str, Any], linked: bool = True
 ) -> dict[str, Any]:
-    """Today's model settings (with ``net``) from an old model class and its flat arguments.
-    ``class_path`` None is the old default, ``RecipeClassifier``. ``linked=False`` leaves out
-    the network's settings that the CLI links from the data's (``image_size``, ``num_outputs``),
-    as a saved config leaves out every link's target."""
-    old = old_model_class(class_path) if class_path else "RecipeClassifier"
-    if old is None:
-        raise ValueError(f"{class_path!r} is not an old lit_celeba model class")
+    """Today's model settings (with ``net``) from an old model class (``RecipeClassifier``,
+    :func:`old_model_class`) and its flat arguments. ``linked=False`` leaves out the network's
+    :data:`LINKED_NET_SETTINGS`, as a saved config leaves out every link's target."""
     net_class, net_keys = _OLD_CLASSES[old]
-    outputs = len(attribute_list(settings.get("target_attrs", ("Male",)), "target_attrs"))
+    outputs = count_attributes(settings.get("target_attrs", ("Male",)))
     net_args = {key: settings[key] for key in net_keys if key in settings}
     upgraded = {
         key: value for key, value in settings.items()
@@ -59,7 +62,7 @@ def upgrade_model_settings(
     # Every argument, as a run's config.yaml holds them today, so that the two compare.
     init_args = getattr(nets, net_class).full_settings(**net_args, num_outputs=outputs)
     if not linked:
-        init_args = {k: v for k, v in init_args.items() if k not in _LINKED_NET_SETTINGS}
+        init_args = {k: v for k, v in init_args.items() if k not in LINKED_NET_SETTINGS}
     return {"net": {"class_path": f"{nets.NETS_PACKAGE}.{net_class}", "init_args": init_args},
             **upgraded}  # fmt: skip
 
@@ -71,9 +74,11 @@ def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
     if "net" in hparams:
         return
     class_path = hparams.get("_class_path")
-    if class_path is not None and old_model_class(class_path) is None:
+    # Without a class path, the old default: RecipeClassifier.
+    old = old_model_class(class_path) if class_path is not None else "RecipeClassifier"
+    if old is None:
         return
-    upgraded = upgrade_model_settings(class_path, {
+    upgraded = upgrade_model_settings(old, {
         k: v for k, v in hparams.items() if not str(k).startswith("_")
     })  # fmt: skip
     private = {k: v for k, v in hparams.items() if str(k).startswith("_") and k != "_class_path"}
@@ -84,7 +89,8 @@ def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
 def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's saved config (``config.yaml``) with its ``model`` section in today's form."""
     model = config.get("model")
-    if not isinstance(model, Mapping) or old_model_class(model.get("class_path")) is None:
+    old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
+    if old is None:
         return dict(config)
     settings = dict(model.get("init_args") or {})
-    return {**config, "model": upgrade_model_settings(model["class_path"], settings, linked=False)}
+    return {**config, "model": upgrade_model_settings(old, settings, linked=False)}

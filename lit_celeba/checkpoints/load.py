@@ -206,7 +206,6 @@ def model_settings(checkpoint: Mapping[str, Any], path: _PATH) -> dict[str, Any]
     hparams = checkpoint.get("hyper_parameters") or {}
     # LightningCLI records `_instantiator`; the rest are the init arguments.
     init_args = {k: v for k, v in hparams.items() if not str(k).startswith("_")}
-    init_args.setdefault("net", {"class_path": f"{NETS_PACKAGE}.RecipeCNN", "init_args": {}})
     parameters = inspect.signature(AttributeClassifier.__init__).parameters
     unknown = sorted(str(k) for k in init_args if k not in parameters or k == "self")
     if unknown:
@@ -222,7 +221,8 @@ def rebuild(checkpoint: Mapping[str, Any], path: _PATH) -> AttributeClassifier:
     """The checkpoint's LightningModule with its weights, in eval mode on the CPU: built from
     its hyperparameters (:func:`model_settings`), checked to fit (:func:`check_fits_model`)."""
     init_args = model_settings(checkpoint, path)
-    net = init_args.pop("net")
+    # A checkpoint without hyperparameters: the recipe's network, as the CLI's default.
+    net = init_args.pop("net", {"class_path": f"{NETS_PACKAGE}.RecipeCNN"})
     try:
         net_class = _own_net_class(net.get("class_path"), path)
         model = AttributeClassifier(net_class(**net.get("init_args", {})), **init_args)
