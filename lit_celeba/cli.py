@@ -16,12 +16,10 @@ from argparse import ArgumentError
 from pathlib import Path
 from typing import Any, NoReturn
 
-import pytorch_lightning as pl
-import torch
 import yaml
 from jsonargparse import ArgumentParser
 from pytorch_lightning import Trainer
-from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI, ReduceLROnPlateau
+from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_celeba.attributes import attribute_list, count_attributes
@@ -63,15 +61,12 @@ from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.groups import check_group_objective
-from lit_celeba.models import schedules
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
 from lit_celeba.output_checks import check_outputs
 from lit_celeba.precision import check_precision, supported_precision
 from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
 
-# An optimizer given in YAML or with --optimizer replaces the model's default one on purpose.
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` will be overridden by")
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 
@@ -144,7 +139,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         trainer.precision = supported_precision(
             trainer.precision, trainer.accelerator, say=subcommand == "fit"
         )
-        check_precision(subcommand, trainer.precision, config.get("optimizer"))
+        check_precision(subcommand, trainer.precision, config.model.get("optimizer"))
         check_seed(config.get("seed_everything"))
         check_checkpoint_choice(subcommand, config.get("ckpt_path"))
         run_dir = None
@@ -184,24 +179,6 @@ class CelebACLI(CommandEndings, LightningCLI):
         self.config = self.parser.parse_object(
             {self.config.subcommand: {"model": model}}, self.config
         )
-
-    @staticmethod
-    def configure_optimizers(
-        lightning_module: pl.LightningModule,
-        optimizer: torch.optim.Optimizer,
-        lr_scheduler: Any = None,
-    ) -> Any:
-        """LightningCLI's, plus: per-batch schedules step every batch, and a ReduceLROnPlateau
-        that watches a validation metric steps only at the epochs that validate (Lightning steps
-        it at every epoch's end, and stops where validation was skipped)."""
-        configured = schedules.configure_optimizers(lightning_module, optimizer, lr_scheduler)
-        every = getattr(lightning_module.trainer, "check_val_every_n_epoch", None)
-        if isinstance(lr_scheduler, ReduceLROnPlateau) and isinstance(configured, dict):
-            if str(lr_scheduler.monitor).startswith("val/") and every and every > 1:
-                # Epoch e (from 0) validates when (e + 1) % every == 0; Lightning steps the
-                # scheduler when (e + 1) % frequency == 0.
-                configured["lr_scheduler"]["frequency"] = every
-        return configured
 
     def instantiate_classes(self) -> None:
         try:
@@ -274,6 +251,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             },
             trainer_class=CelebATrainer,
             parser_kwargs=_PARSER_KWARGS,
+            auto_configure_optimizers=False,  # the model's own --model.optimizer and scheduler
             args=args,
         )
         done = True

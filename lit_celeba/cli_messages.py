@@ -7,7 +7,9 @@ the culprit (file, setting, value) and the fix, without a traceback.
 
 from __future__ import annotations
 
+import inspect
 import os
+import pydoc
 import re
 import shlex
 import tempfile
@@ -17,9 +19,17 @@ import pytorch_lightning as pl
 import torch
 
 from lit_celeba.base.errors import SettingError, UsageError
-from lit_celeba.checkpoints.legacy import OLD_MODEL_CLASSES, OLD_NET_SETTINGS
 from lit_celeba.data.degradations import key_ranges
 from lit_celeba.models.nets import Net
+from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
+from lit_celeba.moved_settings import (
+    OLD_DATA_KEYS,
+    OLD_MODEL_FORM,
+    OLD_RUN_CONFIG,
+    old_model_key,
+    old_training_key,
+    old_training_section,
+)
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
 # sets. model.subgroups is the source of its link, so it stays as it is.
@@ -29,49 +39,6 @@ LINKED_KEYS = {
     "model.target_attrs": "data.target_attr",
     "data.subgroups": "model.subgroups",
 }
-
-
-def _moved(new: str) -> str:
-    """What an old key that moved to ``new`` (``prediction.output``) says."""
-    section, name = new.split(".", 1)
-    return (f"is now --{new} (in a config file: {section}: {{{name}: ...}} at the top level, not "
-            "under data:)")  # fmt: skip
-
-
-# Data settings of earlier versions (issue 33's moves), and what their key says now. A run saved
-# with them still resumes (checkpoints/runs.py): none changes what fit computes but
-# group_balanced, which is compared as the sampler it became.
-OLD_DATA_KEYS = {
-    "data.predict_output": _moved("prediction.output"),
-    "data.predict_overwrite": _moved("prediction.overwrite"),
-    "data.predict_maps": _moved("prediction.maps"),
-    "data.predict_split": "is gone: predict without --data.predict_path always reads the test "
-    "split (as test does); validate or calibrate cover the validation split",
-    "data.device_resident": "is gone: it is a value of --data.cache now: --data.cache device for "
-    "true, --data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when "
-    "it fits (what device_resident null did)",
-    "data.train_subgroups": "is gone: the training batches carry the subgroup values whenever "
-    "there is one target_attr and model.subgroups",
-    "data.group_balanced": "true is now --data.sampler group_balanced, and false --data.sampler "
-    "random, the default (in a config file: data: {sampler: group_balanced})",
-}
-# The model before the network was injected (issue 33, step 9): a class per network, which took
-# the network's arguments beside its own, all under model.init_args in a config file
-# (checkpoints/legacy.py reads them in today's form).
-OLD_MODEL_FORM = (
-    "The network is model.net now, with its own settings (in a config file: model: {net: "
-    "{class_path: lit_celeba.models.nets.RecipeCNN or ResNet, init_args: {channels, dropout, "
-    "pooling, init, batch_norm or arch}}}), and the module's settings (channels_last, "
-    "label_smoothing, ...) go straight under model:, without class_path or init_args."
-)
-# A config file that holds an old key is most often an earlier run's config.yaml, which holds
-# every key at its value then.
-_OLD_NAMES = [key.removeprefix("data.") for key in OLD_DATA_KEYS]
-OLD_RUN_CONFIG = (
-    f"If the config file is an earlier run's config.yaml, delete {', '.join(_OLD_NAMES[:-1])} "
-    f"and {_OLD_NAMES[-1]} from its data: section (at the defaults it saved they change nothing;"
-    " a value you chose goes to its new key)."
-)
 
 
 def setting_key(section: str | None, setting: str) -> str:
@@ -134,24 +101,6 @@ def _section_of(err: BaseException) -> str | None:
     return None
 
 
-def old_model_key(argv: list[str]) -> str | None:
-    """What the first option of ``argv`` in the model's old form says, if there is one."""
-    for index, arg in enumerate(argv):
-        name, _, value = arg.partition("=")
-        if name == "--model" and not value and index + 1 < len(argv):
-            value = argv[index + 1]
-        if name == "--model" and value.rsplit(".", 1)[-1] in OLD_MODEL_CLASSES:
-            new = OLD_MODEL_CLASSES[value.rsplit(".", 1)[-1]]
-            return f"--model {value} is now --model.net {new}. {OLD_MODEL_FORM}"
-        parts = name.removeprefix("--model.").split(".") if name.startswith("--model.") else []
-        old_long_form = parts[:1] == ["init_args"] and len(parts) > 1
-        key = parts[1] if old_long_form else (parts[0] if parts else "")
-        if key in OLD_NET_SETTINGS or old_long_form:
-            new = f"--model.net.{key}" if key in OLD_NET_SETTINGS else f"--model.{key}"
-            return f"{name} is now {new}. {OLD_MODEL_FORM}"
-    return None
-
-
 def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
     """jsonargparse's parse errors, without the union-type noise, plus where to look; ``argv``,
     the command line, for the errors that the order of its options explains."""
@@ -164,9 +113,9 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "logger\": a later option applies over an earlier one. Put --trainer.logger false "
             "after the --config files."
         )
-    typed_model_key = old_model_key(argv or [])
-    if typed_model_key:
-        return typed_model_key
+    old_key = old_model_key(argv or []) or old_training_key(argv or [])
+    if old_key or old_training_section(text):
+        return old_key or old_training_section(text)
     if re.search(r"(Group 'model' .*|does not accept option 'model\.)(class_path|init_args)", text):
         return (
             f"A config file's model: section is in its form before lit_celeba took the network "
@@ -185,10 +134,10 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         return f"Invalid setting: {link.group(1)} {refused.problem}"
     key = re.match(r'Parser key "([^"]+)"', text)
     given = re.search(r"Given value: (.+)$", text, flags=re.MULTILINE)
-    if key and key.group(1) in ("optimizer", "lr_scheduler") and given:
-        if key.group(1) == "lr_scheduler" and _plateau_without_monitor(given.group(1)):
-            return PLATEAU_NEEDS_MONITOR
-        return _unknown_class_message(key.group(1), given.group(1).strip())
+    if key and key.group(1) in ("model.optimizer", "model.scheduler"):
+        said = _optimization_message(key.group(1), text)
+        if said:
+            return said
     if key and key.group(1) == "data.cache" and given:
         return (f"Invalid setting: data.cache takes true, memory, device or false; got "
                 f"{given.group(1).strip()}.")  # fmt: skip
@@ -222,20 +171,27 @@ def _configs_after_logger_false(argv: list[str]) -> list[str]:
     return configs
 
 
-PLATEAU_NEEDS_MONITOR = (
-    "--lr_scheduler ReduceLROnPlateau needs the metric it watches: add --lr_scheduler.monitor "
-    "val/loss (or --lr_scheduler.monitor val/acc --lr_scheduler.mode max)."
-)
-
-
-def _plateau_without_monitor(given: str) -> bool:
-    # jsonargparse found the class (it shows its resolved class_path) but its required
-    # ``monitor`` argument is missing, and then calls the whole value unknown.
-    return "ReduceLROnPlateau" in given and "monitor=None" in given
-
-
-def _unknown_class_message(key: str, given: str) -> str:
-    if key == "optimizer":
+def _optimization_message(key: str, text: str) -> str | None:
+    """What a parse error of ``model.optimizer`` or ``model.scheduler`` says, where jsonargparse's
+    own message hides it: a plateau schedule without its metric (jsonargparse finds two classes
+    of that name, or misses the ``monitor`` Lightning's requires), or an unknown class."""
+    if re.search(r"name ReduceLROnPlateau\b|arguments are required: monitor\b", text):
+        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
+    option = re.search(
+        r"Option '(\w+)' is not accepted\. Got value: Namespace\(class_path='([\w.]+)'", text
+    )
+    if option and option.group(2) == "typing.Union":  # a setting, but no class to take it
+        return (f"Invalid setting: --{key}.{option.group(1)} sets a setting of {key}, which "
+                f"names no class yet: give it first (--{key} CLASS --{key}.{option.group(1)} ...)")
+    if option:
+        accepted = [name for name in inspect.signature(pydoc.locate(option.group(2))).parameters
+                    if name not in ("self", "params", "optimizer")]  # fmt: skip
+        return (f"Invalid setting: {key} {option.group(2)} takes no {option.group(1)!r}; its "
+                f"settings: {', '.join(accepted)}.")
+    unknown = re.search(r"but (\S+) either not accessible", text)
+    if unknown is None:
+        return None
+    if key == "model.optimizer":
         base, module = torch.optim.Optimizer, torch.optim
     else:
         base, module = torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler
@@ -244,9 +200,9 @@ def _unknown_class_message(key: str, given: str) -> str:
         for name, value in vars(module).items()
         if isinstance(value, type) and issubclass(value, base) and value is not base
     )
-    example = next((n for n in ("Adam", "StepLR") if n in names), names[0])
+    example = "Adam" if key == "model.optimizer" else "StepLR"
     return (
-        f"Unknown {key} {given!r}. Use one of {module.__name__}: {', '.join(names)} "
+        f"Unknown {key} {unknown.group(1)!r}. Use one of {module.__name__}: {', '.join(names)} "
         f"(e.g. --{key} {example}), or the full class path of another {base.__name__} subclass."
     )
 

@@ -16,8 +16,8 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import UsageError
+from lit_celeba.models.optimization import RECIPE_EPS
 
-RECIPE_EPS = 1e-7  # the model's own Adam (AttributeClassifier.configure_optimizers)
 # "0" or "1" overrides the CPU's answer: the tests take the path of a CPU without native
 # bfloat16 on one that has it (CI's has it; most laptops' have not).
 NATIVE_BF16_ENV = "LIT_CELEBA_NATIVE_BF16"
@@ -63,14 +63,14 @@ def check_precision(subcommand: str, precision: Any, optimizer: Any) -> None:
     were NaN after two steps (with eps 1e-4, or SGD, they train)."""
     if subcommand != "fit" or str(precision) != "16-true":
         return
-    init_args = getattr(optimizer, "init_args", None)
-    eps = RECIPE_EPS if optimizer is None else getattr(init_args, "eps", None)
+    init_args = getattr(optimizer, "init_args", None)  # None: the default, the recipe's Adam
+    eps = RECIPE_EPS if init_args is None else getattr(init_args, "eps", None)
     tiny = torch.finfo(torch.float16).tiny
     if eps is not None and eps < tiny:
         raise UsageError(
             f"--trainer.precision 16-true trains float16 weights, and the optimizer's eps {eps:g} "
             f"is below the smallest normal float16 ({tiny:.2g}): the weights become NaN within "
-            "the first steps. Pass --optimizer.eps 1e-4 with it, or train with 16-mixed (float16 "
-            "compute, float32 weights), bf16-true, bf16-mixed, 32-true or 64-true; every "
+            "the first steps. Pass --model.optimizer.eps 1e-4 with it, or train with 16-mixed "
+            "(float16 compute, float32 weights), bf16-true, bf16-mixed, 32-true or 64-true; every "
             "precision evaluates (validate, test, predict)."
         )

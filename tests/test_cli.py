@@ -39,7 +39,7 @@ INTENDED = {
     "tuned.yaml": {
         "model.net.init_args.dropout": 0.0, "model.net.init_args.batch_norm": True,
         "model.tta_flip": True,
-        "lr_scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
+        "model.scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
     },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
@@ -66,9 +66,9 @@ INTENDED = {
         "model.subgroups": ["Male", "Young"],
     },
     "fast.yaml": {
-        "data.batch_size": 512, "optimizer.init_args.lr": 0.008,
-        "optimizer.init_args.fused": True, "trainer.max_epochs": 30,
-        "lr_scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
+        "data.batch_size": 512, "model.optimizer.init_args.lr": 0.008,
+        "model.optimizer.init_args.fused": True, "trainer.max_epochs": 30,
+        "model.scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
         "model.net.init_args.batch_norm": True, "model.net.init_args.dropout": 0.0,
     },
 }  # fmt: skip
@@ -132,7 +132,7 @@ def test_base_config_is_the_recipe(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         cli_main(["fit", "--config", str(CONFIGS / "base.yaml"), "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
-    data, optimizer = config["data"], config["optimizer"]
+    data, optimizer = config["data"], config["model"]["optimizer"]
     model = config["model"]["net"]["init_args"]
     assert (data["train_size"], data["val_size"], data["test_size"]) == (16000, 1000, None)
     assert (data["image_size"], data["batch_size"], data["target_attr"]) == (64, 32, "Male")

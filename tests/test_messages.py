@@ -130,7 +130,31 @@ SETTING_CASES = {
         ["--data.batch_size=-1"], ["Invalid setting: data.batch_size must be at least 1, got -1"]
     ),
     "batch-size-not-a-number": (["--data.batch_size=many"], ['"data.batch_size"', "many"]),
-    "unknown-optimizer": (["--optimizer=Adamm"], ["Unknown optimizer 'Adamm'", "AdamW", "SGD"]),
+    "unknown-optimizer": (
+        ["--model.optimizer=Adamm"], ["Unknown model.optimizer 'Adamm'", "AdamW", "SGD"]
+    ),
+    "unknown-scheduler": (
+        ["--model.scheduler=StepLRR"], ["Unknown model.scheduler 'StepLRR'", "StepLR", "OneCycleLR"]
+    ),
+    "optimizer-setting-it-lacks": (
+        ["--model.optimizer.lrr=0.1"],
+        ["Invalid setting: model.optimizer torch.optim.Adam takes no 'lrr'; its settings: lr, "
+         "betas, eps,"],
+    ),  # fmt: skip
+    "scheduler-setting-without-scheduler": (
+        ["--model.scheduler.warmup_steps=3"],
+        ["--model.scheduler.warmup_steps sets a setting of model.scheduler, which names no class "
+         "yet: give it first (--model.scheduler CLASS"],
+    ),  # fmt: skip
+    # LightningCLI's top-level optimizer and lr_scheduler before they were the model's (step 10).
+    "optimizer-before-model-optimizer": (
+        ["--optimizer.lr=0.01"],
+        ["--optimizer.lr is now --model.optimizer.lr. The optimizer and the learning-rate "
+         "schedule are the model's settings now"],
+    ),  # fmt: skip
+    "lr-scheduler-before-model-scheduler": (
+        ["--lr_scheduler=StepLR"], ["--lr_scheduler is now --model.scheduler."]
+    ),
     "image-size-too-small": (["--data.image_size=4"], ["data.image_size must be at least 8"]),
     "negative-min-face-size": (
         ["--data.min_face_size=-1"],
@@ -203,6 +227,22 @@ def test_a_config_files_model_section_before_net_says_the_new_form(
     _fit_refused(tiny_root, logs, ["--config", str(old)], [
         "A config file's model: section is in its form before lit_celeba took the network as "
         "model.net", "model: {net: {class_path: lit_celeba.models.nets.RecipeCNN or ResNet",
+    ], capsys)  # fmt: skip
+
+
+@pytest.mark.parametrize("section", ["optimizer", "lr_scheduler"])
+def test_a_config_files_top_level_optimizer_says_the_new_form(
+    section: str, tiny_root: Path, logs: Path, tmp_path: Path, capsys
+) -> None:
+    """An earlier run's config.yaml has them at the top level (issue 33, step 10)."""
+    old = tmp_path / "old.yaml"
+    settings = {"lr": 0.1} if section == "optimizer" else {"step_size": 2}
+    class_path = "torch.optim.SGD" if section == "optimizer" else "torch.optim.lr_scheduler.StepLR"
+    old.write_text(yaml.safe_dump({section: {"class_path": class_path, "init_args": settings}}))
+    new = "optimizer" if section == "optimizer" else "scheduler"
+    _fit_refused(tiny_root, logs, ["--config", str(old)], [
+        f"A config file has a top-level {section}: section, which is model: {{{new}: ...}} now.",
+        "If the file is an earlier run's config.yaml, move the section there",
     ], capsys)  # fmt: skip
 
 

@@ -22,8 +22,9 @@ from lit_celeba.data.transforms import BatchTransform, batch_color_jitter
 from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.nets import RecipeCNN, count_parameters
+from lit_celeba.models.optimization import optimizer_config
 from lit_celeba.models.outputs import Calibration
-from lit_celeba.models.schedules import WarmupCosineLR, configure_optimizers
+from lit_celeba.models.schedules import WarmupCosineLR
 from tests.conftest import CONFIGS, cli_in_process, recipe_model, run_cli, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
@@ -201,13 +202,15 @@ def test_warmup_cosine_resumes_exactly_from_its_state(stop: int) -> None:
 def test_per_step_schedule_gets_the_runs_step_count() -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
     schedule = WarmupCosineLR(optimizer, warmup_steps=2)
-    module = SimpleNamespace(trainer=SimpleNamespace(estimated_stepping_batches=30))
-    config = configure_optimizers(module, optimizer, schedule)
+    trainer = SimpleNamespace(estimated_stepping_batches=30)
+    config = optimizer_config(trainer, optimizer, schedule)
     assert config["lr_scheduler"]["interval"] == "step"
     assert schedule.total_steps == 30
-    # Other schedulers stay as LightningCLI configures them (per epoch).
+    # Other schedulers as Lightning steps them by default (per epoch).
     other = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)
-    assert configure_optimizers(module, optimizer, other) == ([optimizer], [other])
+    assert optimizer_config(trainer, optimizer, other) == {
+        "optimizer": optimizer, "lr_scheduler": {"scheduler": other}
+    }
 
 
 # --- colour augmentation -------------------------------------------------------------------------
@@ -328,8 +331,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     flags = [
         *tiny_overrides(tiny_root, logs), "--trainer.limit_train_batches=3",
         "--model.ema_decay=0.5", "--model.net.batch_norm=true",
-        "--lr_scheduler=lit_celeba.models.schedules.WarmupCosineLR",
-        "--lr_scheduler.warmup_steps=2",
+        "--model.scheduler=lit_celeba.models.schedules.WarmupCosineLR",
+        "--model.scheduler.warmup_steps=2",
         # No temperature: validate then computes the very loss the fit's validation did.
         "--model.temperature_scaling=false",
     ]  # fmt: skip

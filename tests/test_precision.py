@@ -83,5 +83,6 @@ def test_training_at_bf16_true_works_and_16_true_says_what_does(
         ["fit", *small_flags(tiny_root, tmp_path / "b"), "--trainer.precision=16-true"], capsys
     )
     assert "16-true trains float16 weights, and the optimizer's eps 1e-07" in message
-    assert "--optimizer.eps 1e-4" in message and "16-mixed" in message and "bf16-true" in message
+    assert "--model.optimizer.eps 1e-4" in message
+    assert "16-mixed" in message and "bf16-true" in message
     assert not (tmp_path / "b").exists()  # no empty version_N left behind

@@ -7,6 +7,7 @@ Issue 13, cases 2, 3, 4, 5, 13 and 18; docs/bad_input.md and docs/resume.md poin
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +74,17 @@ def test_fit_last_never_resumes_a_run_with_other_settings(tiny_root: Path, logs:
         BASE,
         *tiny_overrides(tiny_root, logs),
         *FINISHED_RUN_FLAGS,
-        "--optimizer.init_args.lr=0.01",
+        "--model.optimizer.init_args.lr=0.01",
         "--ckpt_path=last",
         cwd=logs.parent,
     )
     assert fit.returncode == 0, fit.stderr
     assert "Not resuming" in fit.stderr and "version_0: other settings" in fit.stderr
-    assert "optimizer.init_args.lr: 0.001 -> 0.01" in fit.stderr
+    assert "model.optimizer.init_args.lr: 0.001 -> 0.01" in fit.stderr
     assert "training from the start" in fit.stderr
     assert tree_digest(logs / "base" / "version_0") == before  # the earlier run untouched
     fresh = yaml.safe_load((logs / "base" / "version_1" / "config.yaml").read_text())
-    assert fresh["ckpt_path"] is None and fresh["optimizer"]["init_args"]["lr"] == 0.01
+    assert fresh["ckpt_path"] is None and fresh["model"]["optimizer"]["init_args"]["lr"] == 0.01
     assert last_ckpt(logs, 1).is_file()
 
 
@@ -118,9 +119,12 @@ def test_settings_that_cannot_change_results_do_not_block_resuming(
 def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str, Any]:
     """A run's config.yaml as it was saved before issue 33's moves: data.predict_output/
     overwrite/maps, predict_split, device_resident and train_subgroups, no prediction section,
-    and the model as RecipeClassifier with the network's arguments beside its own."""
+    the model as RecipeClassifier with the network's arguments beside its own, and the optimizer
+    and scheduler as LightningCLI's top-level optimizer and lr_scheduler."""
     config = {**config, "data": dict(config["data"]), "model": dict(config["model"])}
     config.pop("prediction")
+    config["optimizer"] = config["model"].pop("optimizer")
+    config["lr_scheduler"] = config["model"].pop("scheduler")
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
                        "train_subgroups": False}  # fmt: skip
@@ -140,6 +144,11 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     assert changed_settings(upgrade_saved_config(_as_before_issue_33(today)), today) == []
     other = upgrade_saved_config(_as_before_issue_33(today, dropout=0.1))
     assert changed_settings(other, today) == ["model.net.init_args.dropout: 0.1 -> 0.5"]
+    slower = _as_before_issue_33(copy.deepcopy(today))
+    slower["optimizer"]["init_args"]["lr"] = 1e-4
+    assert changed_settings(upgrade_saved_config(slower), today) == [
+        "model.optimizer.init_args.lr: 0.0001 -> 0.001"
+    ]
     saved.write_text(yaml.safe_dump(_as_before_issue_33(today)))
     cli = cli_main(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS]
@@ -285,15 +294,26 @@ def test_ckpt_path_best_in_a_new_process(
 # 18. ReduceLROnPlateau.
 
 
-def test_reduce_lr_on_plateau_without_a_monitor(tiny_root: Path, tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(
+    "scheduler",
+    [["ReduceLROnPlateau"], ["pytorch_lightning.cli.ReduceLROnPlateau"],
+     ["torch.optim.lr_scheduler.ReduceLROnPlateau", "--model.scheduler.patience=1"]],
+    ids=["short-name", "lightnings-without-monitor", "torchs-own"],
+)  # fmt: skip
+def test_reduce_lr_on_plateau_without_a_monitor(
+    tiny_root: Path, tmp_path: Path, capsys, scheduler: list[str]
+) -> None:
+    """The short name is two classes to jsonargparse (torch's and Lightning's, which takes the
+    monitor); Lightning's needs a monitor, and torch's own has none to give."""
     message = run_expecting_error(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"), *ONE_EPOCH]
-        + ["--lr_scheduler=ReduceLROnPlateau"],
+        + [f"--model.scheduler={scheduler[0]}", *scheduler[1:]],
         capsys,
     )
-    assert "ReduceLROnPlateau needs the metric it watches" in message
-    assert "--lr_scheduler.monitor val/loss" in message
-    assert "Unknown lr_scheduler" not in message
+    assert "Invalid setting: model.scheduler is a ReduceLROnPlateau, which needs the metric it " \
+        "watches: use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau " \
+        "--model.scheduler.monitor val/loss" in message
+    assert "Unknown" not in message
 
 
 def test_reduce_lr_on_plateau_steps_at_the_epochs_that_validate(
@@ -302,7 +322,8 @@ def test_reduce_lr_on_plateau_steps_at_the_epochs_that_validate(
     cli = cli_main(
         ["fit", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"), *SMALL, *SHORT]
         + ["--trainer.max_epochs=3", "--trainer.check_val_every_n_epoch=2"]
-        + ["--lr_scheduler=ReduceLROnPlateau", "--lr_scheduler.monitor=val/loss"]
+        + ["--model.scheduler=pytorch_lightning.cli.ReduceLROnPlateau"]
+        + ["--model.scheduler.monitor=val/loss"]
     )
     (config,) = cli.trainer.lr_scheduler_configs
     assert config.frequency == 2 and config.monitor == "val/loss"

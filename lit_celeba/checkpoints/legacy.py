@@ -1,4 +1,5 @@
-"""Model settings written before the network was injected (issue 33, step 9), in today's form.
+"""Model settings written before the network was injected (issue 33, step 9) or before the
+optimizer and schedule were the model's (step 10), in today's form.
 
 Before, the model was a class per network (``RecipeClassifier``, ``ResNetClassifier``) that took
 the network's arguments beside its own; a checkpoint saved them flat with ``_class_path``, a
@@ -6,6 +7,7 @@ run's ``config.yaml`` as ``model: {class_path, init_args}``. Today there is one 
 and the network is its ``net: {class_path, init_args}``. :func:`upgrade_model_settings` turns
 the one into the other, for checkpoints (:func:`~.load.load_checkpoint`, so every reader sees
 today's form) and for saved configs (``fit --ckpt_path last``). The weights' names did not change.
+A checkpoint never held the optimizer's settings; a saved config held them at its top level.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from lit_celeba.attributes import count_attributes
 from lit_celeba.models import nets
+from lit_celeba.models.optimization import recipe_adam
 
 # Each old model class: the network it built, and which of its arguments were the network's.
 # ResNetClassifier's image_size is left out: torchvision's ResNet takes any size, and the
@@ -34,6 +37,8 @@ OLD_MODEL_CLASSES = {old: net for old, (net, _) in _OLD_CLASSES.items()}
 OLD_NET_SETTINGS = tuple(dict.fromkeys(
     key for _, keys in _OLD_CLASSES.values() for key in keys if key not in LINKED_NET_SETTINGS
 ))  # fmt: skip
+# The model's optimizer when none is given, as a saved config.yaml names it.
+DEFAULT_OPTIMIZER = f"{recipe_adam.__module__}.{recipe_adam.__qualname__}"
 # Where the old classes lived: lit_celeba.module before the package had subpackages.
 _OLD_MODULES = ("lit_celeba.models.module", "lit_celeba.module")
 
@@ -87,10 +92,22 @@ def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
 
 
 def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's saved config (``config.yaml``) with its ``model`` section in today's form."""
-    model = config.get("model")
-    old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
-    if old is None:
-        return dict(config)
-    settings = dict(model.get("init_args") or {})
-    return {**config, "model": upgrade_model_settings(old, settings, linked=False)}
+    """A run's saved config (``config.yaml``) in today's form: its ``model`` section with the
+    network as ``net`` (step 9), and the top-level ``optimizer`` and ``lr_scheduler`` as the
+    model's ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default)."""
+    upgraded = dict(config)
+    model = upgraded.get("model")
+    if not isinstance(model, Mapping):
+        return upgraded
+    old = old_model_class(model.get("class_path"))
+    if old is not None:
+        model = upgrade_model_settings(old, dict(model.get("init_args") or {}), linked=False)
+    if "optimizer" in upgraded or "lr_scheduler" in upgraded:
+        optimizer = upgraded.pop("optimizer", None)
+        model = {
+            **model,
+            "optimizer": DEFAULT_OPTIMIZER if optimizer is None else optimizer,
+            "scheduler": upgraded.pop("lr_scheduler", None),
+        }
+    upgraded["model"] = model
+    return upgraded

@@ -20,7 +20,7 @@ from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.base.errors import CheckpointError, UsageError
 from lit_celeba.checkpoints.legacy import upgrade_saved_config
-from lit_celeba.cli_messages import OLD_DATA_KEYS
+from lit_celeba.moved_settings import OLD_DATA_KEYS
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import Metric
 from torchmetrics.classification import MultilabelAccuracy
 
@@ -23,6 +24,7 @@ from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
+from lit_celeba.models.optimization import optimizer_config, recipe_adam
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
@@ -50,8 +52,13 @@ class AttributeClassifier(pl.LightningModule):
     checkpointed and exported, :class:`~lit_celeba.models.averaging.WarmupEMA`) and the group
     ``objective`` (:mod:`.objectives`). ``channels_last`` and ``compile`` (:mod:`.compiling`) are
     speed settings. Nothing in a training step reads a value back to the host
-    (tests/test_host_sync.py). The default optimizer is the recipe's Adam (lr 1e-3, eps 1e-7);
-    the CLI's ``--optimizer`` replaces it.
+    (tests/test_host_sync.py).
+
+    ``optimizer`` and ``scheduler`` are LightningCLI's callables (``--model.optimizer Adam
+    --model.optimizer.lr 1e-3``, ``--model.scheduler StepLR``; :mod:`.optimization`); the
+    default is the recipe's Adam (lr 1e-3, eps 1e-7) at a constant rate. Being how a fit
+    trains, not what the checkpoint is, they are kept in the run's config.yaml, not in the
+    checkpoint's hyperparameters.
     """
 
     def __init__(
@@ -70,6 +77,8 @@ class AttributeClassifier(pl.LightningModule):
         temperature_scaling: bool = True,
         thresholds: ThresholdRule = "fixed",
         pos_weight: bool = False,
+        optimizer: OptimizerCallable = recipe_adam,
+        scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(net, Net) or type(net) is Net:  # Net itself is no network
@@ -79,8 +88,9 @@ class AttributeClassifier(pl.LightningModule):
             )  # fmt: skip
         # Every argument, defaults included (so a checkpoint keeps working if a default changes),
         # the network as its class path and settings (plain values: checkpoints load with
-        # weights_only), but not the subgroups (any checkpoint tests with any).
-        self.save_hyperparameters(ignore=["net", "subgroups"])
+        # weights_only), but not the subgroups (any checkpoint tests with any) nor how it was
+        # optimized (a callable; the run's config.yaml keeps it).
+        self.save_hyperparameters(ignore=["net", "subgroups", "optimizer", "scheduler"])
         self.save_hyperparameters({"net": net.config()})  # added to the others, and logged
         objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
         Calibration.check_rule(thresholds)
@@ -106,6 +116,7 @@ class AttributeClassifier(pl.LightningModule):
                 f"attributes {self.target_attrs}: give it num_outputs {num_targets}"
             )  # fmt: skip
         self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
+        self.make_optimizer, self.make_scheduler = optimizer, scheduler
         self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
         for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
             self.register_buffer(name, value)
@@ -235,8 +246,11 @@ class AttributeClassifier(pl.LightningModule):
         self.log_dict(scalars)
         return results
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
+    def configure_optimizers(self) -> Any:
+        optimizer = self.make_optimizer(self.parameters())
+        if self.make_scheduler is None:
+            return optimizer
+        return optimizer_config(self.trainer, optimizer, self.make_scheduler(optimizer))
 
     def configure_callbacks(self) -> list[pl.Callback]:
         averaging = [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []

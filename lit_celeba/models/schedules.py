@@ -1,16 +1,16 @@
-"""A learning-rate schedule stepped after every optimizer step, for ``--lr_scheduler``.
+"""A learning-rate schedule stepped after every optimizer step, for ``--model.scheduler``.
 
-LightningCLI steps the schedulers it builds once per epoch; :func:`configure_optimizers` (used by
-``cli.py``) steps a :class:`PerStepLR` per batch instead and tells it the run's number of steps.
+Lightning steps a scheduler once per epoch by default; the module's ``configure_optimizers``
+(:func:`~.optimization.optimizer_config`) steps a :class:`PerStepLR` per batch instead and tells
+it the run's number of steps.
 
-    --lr_scheduler lit_celeba.models.schedules.WarmupCosineLR --lr_scheduler.warmup_steps 500
+    --model.scheduler lit_celeba.models.schedules.WarmupCosineLR --model.scheduler.warmup_steps 500
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ConstantLR,
@@ -28,7 +28,7 @@ _FOREVER = 2**62
 
 class PerStepLR(LRScheduler):
     """A scheduler that wants ``interval: step``; ``total_steps`` ``None`` means the trainer's
-    ``estimated_stepping_batches``, filled in by :func:`configure_optimizers`."""
+    ``estimated_stepping_batches``, filled in by :func:`~.optimization.optimizer_config`."""
 
     total_steps: int | None
 
@@ -45,7 +45,7 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
     ``1 / warmup_steps`` (the first step's rate) to 1, ``CosineAnnealingLR`` over the remaining
     ``total_steps - warmup_steps`` steps (at least 1), then ``ConstantLR`` at ``final_ratio``. They
     are built once the run's number of steps is known: at once when ``total_steps`` is given,
-    otherwise by :func:`configure_optimizers`. Everything, the step count included, is in
+    otherwise by :func:`~.optimization.optimizer_config`. Everything, the step count included, is in
     ``state_dict``: a resumed run goes on at the same learning rate.
 
     The warm-up spares the first updates, taken with Adam's still-noisy second-moment estimate,
@@ -63,9 +63,9 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
         last_epoch: int = -1,
     ) -> None:
         if warmup_steps < 0:
-            raise UsageError(f"lr_scheduler.warmup_steps must be 0 or more, got {warmup_steps}")
+            raise UsageError(f"model.scheduler.warmup_steps must be 0 or more, got {warmup_steps}")
         if not 0.0 <= final_ratio <= 1.0:
-            raise UsageError(f"lr_scheduler.final_ratio must be in [0, 1], got {final_ratio}")
+            raise UsageError(f"model.scheduler.final_ratio must be in [0, 1], got {final_ratio}")
         # SequentialLR.__init__ runs in set_total_steps, once the phases' lengths are known.
         self.optimizer = optimizer
         self.warmup_steps = warmup_steps
@@ -83,7 +83,7 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
         if final > 0 and len(rates) > 1:
             # CosineAnnealingLR's floor (eta_min) is one rate for all groups.
             raise UsageError(
-                "lr_scheduler.final_ratio above 0 needs one learning rate for all parameter "
+                "model.scheduler.final_ratio above 0 needs one learning rate for all parameter "
                 f"groups, got {sorted(rates)}"
             )
         decay = max(1, self.total_steps - warmup)
@@ -107,18 +107,3 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
             for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
                 group["lr"] = rate  # building them set the first step's
         super().load_state_dict(state_dict)
-
-
-def configure_optimizers(
-    lightning_module: pl.LightningModule, optimizer: Optimizer, lr_scheduler: Any = None
-) -> Any:
-    """LightningCLI's ``configure_optimizers`` with one addition: a :class:`PerStepLR` is
-    stepped every optimizer step and, without a ``total_steps``, runs over the whole fit."""
-    if not isinstance(lr_scheduler, PerStepLR):
-        return pl.cli.LightningCLI.configure_optimizers(lightning_module, optimizer, lr_scheduler)
-    if lr_scheduler.total_steps is None:
-        lr_scheduler.set_total_steps(lightning_module.trainer.estimated_stepping_batches)
-    return {
-        "optimizer": optimizer,
-        "lr_scheduler": {"scheduler": lr_scheduler, "interval": "step", "frequency": 1},
-    }
