@@ -7,6 +7,7 @@ the culprit (file, setting, value) and the fix, without a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import pydoc
@@ -20,6 +21,7 @@ import torch
 
 from lit_celeba.base.errors import SettingError, UsageError
 from lit_celeba.data.degradations import key_ranges
+from lit_celeba.data.transforms import ColourChanges
 from lit_celeba.models.nets import Net
 from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
 from lit_celeba.moved_settings import (
@@ -127,6 +129,11 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         said = " ".join(f"--{key} {OLD_DATA_KEYS[key]}." for key in old)
         typed = any(f"--{key}" in arg for arg in argv or [] for key in old)
         return said if typed else f"{said} {OLD_RUN_CONFIG}"
+    colour = re.search(r"(?:arguments: --|option ')data\.colour\.(\w+)", text)
+    if colour:
+        names = [field.name for field in dataclasses.fields(ColourChanges)]
+        return (f"Invalid setting: data.colour has no {colour.group(1)!r}; it takes "
+                f"{', '.join(names)}, each from 0 (off) to 1.")  # fmt: skip
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)

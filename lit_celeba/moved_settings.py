@@ -21,7 +21,7 @@ def _moved(new: str) -> str:
 
 # Data settings of earlier versions (issue 33's moves), and what their key says now. A run saved
 # with them still resumes (checkpoints/runs.py): none changes what fit computes but
-# group_balanced, which is compared as the sampler it became.
+# group_balanced and the colour changes, which are compared as the keys they became.
 OLD_DATA_KEYS = {
     "data.predict_output": _moved("prediction.output"),
     "data.predict_overwrite": _moved("prediction.overwrite"),
@@ -35,6 +35,11 @@ OLD_DATA_KEYS = {
     "there is one target_attr and model.subgroups",
     "data.group_balanced": "true is now --data.sampler group_balanced, and false --data.sampler "
     "random, the default (in a config file: data: {sampler: group_balanced})",
+    **{
+        f"data.{name}": f"is now --data.colour.{name}, one of the colour changes (in a config "
+        f"file: data: {{colour: {{{name}: 0.2}}}})"
+        for name in ("brightness", "contrast", "saturation")
+    },
 }
 # The model before the network was injected (issue 33, step 9): a class per network, which took
 # the network's arguments beside its own, all under model.init_args in a config file

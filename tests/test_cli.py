@@ -40,6 +40,8 @@ INTENDED = {
         "model.net.init_args.dropout": 0.0, "model.net.init_args.batch_norm": True,
         "model.tta_flip": True,
         "model.scheduler.class_path": "lit_celeba.models.schedules.WarmupCosineLR",
+        "data.colour.brightness": 0.2, "data.colour.contrast": 0.2,
+        "data.colour.saturation": 0.2,
     },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
@@ -119,6 +121,22 @@ def test_print_config(config: Path, capsys: pytest.CaptureFixture) -> None:
 )
 def test_a_delta_alone_means_base_then_the_delta(delta: Path, capsys) -> None:
     assert _printed(capsys, delta) == _printed(capsys, CONFIGS / "base.yaml", delta)
+
+
+def test_a_delta_changes_one_colour_change_and_keeps_the_others(
+    capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    """data.colour is a group (a dataclass), not a mapping: a later config file or option sets
+    its keys one by one (a mapping would be replaced whole, dropping tuned.yaml's others)."""
+    delta = tmp_path / "more_contrast.yaml"
+    delta.write_text("data:\n  colour:\n    contrast: 0.5\n")
+    printed = _printed(capsys, CONFIGS / "tuned.yaml", delta)
+    assert printed["data"]["colour"] == {"brightness": 0.2, "contrast": 0.5, "saturation": 0.2}
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(CONFIGS / "tuned.yaml"), "--data.colour.saturation=0",
+                  "--print_config"])  # fmt: skip
+    colour = yaml.safe_load(capsys.readouterr().out)["data"]["colour"]
+    assert colour == {"brightness": 0.2, "contrast": 0.2, "saturation": 0.0}
 
 
 def test_deltas_stack_on_one_base(capsys: pytest.CaptureFixture) -> None:

@@ -35,6 +35,7 @@ from lit_celeba.callbacks.pictures import augmentation_preview
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
+from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES, recipe_model
 
 FIT_SCALARS = {
@@ -113,7 +114,7 @@ def test_several_attributes_draw_a_pr_curve_each(tiny_root: Path, tmp_path: Path
 def test_the_dashboards_log_the_data_modules_preview(tiny_root: Path, tmp_path: Path) -> None:
     data = CelebADataModule(root=str(tiny_root), train_size=16, val_size=8, image_size=32,
                             batch_size=8, num_workers=0, cache_dir=str(tmp_path / "cache"),
-                            brightness=0.5)  # fmt: skip
+                            colour=ColourChanges(brightness=0.5))  # fmt: skip
     dashboards = TensorBoardDashboards(gallery_size=2, preview_images=2, preview_augmentations=3,
                                        preview_seed=4)  # fmt: skip
     trainer = pl.Trainer(
@@ -291,7 +292,8 @@ def test_tensorboard_serves_what_the_runs_logged(
         # HParams: every run is a session with its settings and its final metrics.
         experiment = api.hparams("experiment", {"experimentName": ""})
         hparam_names = {h["name"] for h in experiment["hparamInfos"]}
-        assert {"stage", "model/net/dropout", "data/batch_size", "optimizer/lr"} <= hparam_names
+        assert {"stage", "model/net/dropout", "data/batch_size", "optimizer/lr",
+                "data/colour/brightness"} <= hparam_names  # fmt: skip
         assert "data/num_workers" not in hparam_names
         metric_names = {m["name"]["tag"] for m in experiment["metricInfos"]}
         assert FIT_SCALARS | TEST_SCALARS <= metric_names

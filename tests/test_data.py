@@ -13,6 +13,7 @@ from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import TINY_SIZES
 
 
@@ -81,8 +82,8 @@ def _transformed_batches(dm: CelebADataModule, stage: str, seed: int) -> list[tu
 def test_uncached_batches_equal_the_cached_ones(tiny_root: Path, tmp_path: Path) -> None:
     # Colour on: the whole training transform, with its extra random draws.
     colour = dict(brightness=0.3, contrast=0.2, saturation=0.2)
-    decoded = datamodule(tiny_root, **colour)
-    cached = datamodule(tiny_root, cache=True, cache_dir=tmp_path, **colour)
+    decoded = datamodule(tiny_root, colour=ColourChanges(**colour))
+    cached = datamodule(tiny_root, cache=True, cache_dir=tmp_path, colour=ColourChanges(**colour))
     decoded.setup("fit")
     cached.setup("fit")
     assert torch.equal(decoded.datasets["train"][5][0], cached.datasets["train"][5][0])

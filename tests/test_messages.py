@@ -187,6 +187,17 @@ SETTING_CASES = {
          "--data.sampler random"],
     ),  # fmt: skip
     "unknown-cache": (["--data.cache=gpu"], ["data.cache", "gpu", "memory", "device"]),
+    # The colour changes before they were one group (issue 33).
+    "colour-change-before-colour": (
+        ["--data.brightness=0.2"],
+        ["error: --data.brightness is now --data.colour.brightness, one of the colour changes (in"
+         " a config file: data: {colour: {brightness: 0.2}})."],
+    ),  # fmt: skip
+    "unknown-colour-change": (
+        ["--data.colour.hue=0.1"],
+        ["Invalid setting: data.colour has no 'hue'; it takes brightness, contrast, saturation, "
+         "each from 0 (off) to 1."],
+    ),  # fmt: skip
     # Before: "optimizer got an empty parameter list" (the base class has no layers).
     "network-base-class": (["--model.net=lit_celeba.models.nets.Net"],
                            ["Invalid setting: model.net must be a network of "
@@ -256,7 +267,8 @@ def test_group_balanced_in_a_config_file_names_the_sampler(
                  ["error: --data.group_balanced true is now --data.sampler group_balanced",
                   "(in a config file: data: {sampler: group_balanced})",
                   "If the config file is an earlier run's config.yaml, delete ",
-                  "train_subgroups and group_balanced from its data: section"], capsys)  # fmt: skip
+                  "group_balanced, brightness, contrast and saturation from its data: section"],
+                 capsys)  # fmt: skip
 
 
 def test_log_folder_under_a_file(tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:

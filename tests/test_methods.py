@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.export import export
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.transforms import BatchTransform, batch_color_jitter
+from lit_celeba.data.transforms import BatchTransform, ColourChanges, batch_color_jitter
 from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.methods import flip_averaged_logit
 from lit_celeba.models.nets import RecipeCNN, count_parameters
@@ -42,6 +42,10 @@ def test_defaults_are_the_recipe() -> None:
     assert [type(c).__name__ for c in model.configure_callbacks()] == ["ValidateTheLastEpoch"]
     data = CelebADataModule()
     assert data.batch_transform.colour == (0.0, 0.0, 0.0)
+    # Saved as plain values (checkpoints load weights_only), however the data module was built.
+    colour = CelebADataModule(colour=ColourChanges(brightness=0.5)).hparams_initial["colour"]
+    assert colour == {"brightness": 0.5, "contrast": 0.0, "saturation": 0.0}
+    assert type(colour) is dict
 
 
 def test_recipe_loss_is_plain_bce() -> None:
@@ -236,8 +240,8 @@ def test_colour_off_leaves_the_training_transform_bit_identical() -> None:
     reference = torch.where(flips[:, None, None, None], resized.flip(-1), resized)
     assert torch.equal(out, reference)
     assert torch.equal(after, torch.get_rng_state())  # no extra random draws either
-    assert torch.equal(_seeded(BatchTransform(64, 0.0, 0.0, 0.0), 5), out)
-    assert not torch.equal(_seeded(BatchTransform(64, brightness=0.3), 5), out)
+    assert torch.equal(_seeded(BatchTransform(64, ColourChanges(0.0, 0.0, 0.0)), 5), out)
+    assert not torch.equal(_seeded(BatchTransform(64, ColourChanges(brightness=0.3)), 5), out)
 
 
 def _seeded(transform: BatchTransform, seed: int) -> torch.Tensor:
@@ -387,7 +391,8 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     [
         ("--model.ema_decay=1.5", "Invalid setting: model.ema_decay must be in (0, 1) or null"),
         ("--model.label_smoothing=1", "Invalid setting: model.label_smoothing must be in [0, 1)"),
-        ("--data.brightness=-0.1", "Invalid setting: data.brightness must be from 0 (off) to 1"),
+        ("--data.colour.brightness=-0.1",
+         "Invalid setting: data.colour.brightness must be from 0 (off) to 1"),
     ],
     ids=["ema-decay", "label-smoothing", "brightness"],
 )

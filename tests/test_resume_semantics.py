@@ -127,7 +127,7 @@ def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str,
     config["lr_scheduler"] = config["model"].pop("scheduler")
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
-                       "train_subgroups": False}  # fmt: skip
+                       "train_subgroups": False, **config["data"].pop("colour")}  # fmt: skip
     net = config["model"].pop("net")
     assert net["class_path"] == "lit_celeba.models.nets.RecipeCNN"
     net_args = {k: v for k, v in net["init_args"].items() if k != "in_channels"} | net_changes
@@ -179,6 +179,16 @@ def test_a_run_saved_with_group_balanced_resumes_only_with_that_sampler(
         return
     assert cli.config["fit"]["ckpt_path"] is None
     assert "version_0: other settings (data.sampler: 'group_balanced' -> 'random')" in err
+
+
+def test_old_colour_changes_compare_as_the_colour_group() -> None:
+    def changes(saved: float, now: float) -> list[str]:
+        saved_config = {"data": {"brightness": saved, "contrast": 0.2}}
+        return changed_settings(saved_config, {"data": {"colour": {"brightness": now,
+                                                                   "contrast": 0.2}}})  # fmt: skip
+
+    assert changes(0.2, 0.2) == changes(0.0, 0.0) == []
+    assert changes(0.2, 0.0) == ["data.colour.brightness: 0.2 -> 0.0"]
 
 
 def test_an_old_group_balanced_compares_as_the_sampler_it_became() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
+from lit_celeba.data.transforms import BatchTransform, ColourChanges, columns_read, keep_columns
 
 
 def tf_resize_reference(image: np.ndarray, size: int) -> np.ndarray:
@@ -144,7 +144,7 @@ def test_batch_transform_draws_per_sample_and_reproducibly() -> None:
 def test_an_empty_batch_gives_an_empty_batch() -> None:
     # A predict batch of photos none of which could be read.
     empty = torch.empty((0, 218, 128, 3), dtype=torch.uint8)
-    transform = BatchTransform(64, brightness=0.2)
+    transform = BatchTransform(64, ColourChanges(brightness=0.2))
     for out in (transform.eval(empty), transform.train(empty)):
         assert out.shape == (0, 3, 64, 64) and out.dtype == torch.float32
 

@@ -26,8 +26,9 @@ def run_hyperparameters(
     trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str
 ) -> dict[str, float | str]:
     """The run's settings as HParams values: the model's (its network's as ``model/net`` and
-    ``model/net/KEY``) and the data's saved hyperparameters, the optimizer's when fitting, the
-    stage and the seed; lists become strings, ``None`` is left out."""
+    ``model/net/KEY``) and the data's saved hyperparameters (a group's as ``data/GROUP/KEY``),
+    the optimizer's when fitting, the stage and the seed; lists become strings, ``None`` is left
+    out."""
     params: dict[str, Any] = {"stage": stage}
     for key, value in pl_module.hparams_initial.items():
         if isinstance(value, dict) and "class_path" in value:  # an injected module: the network
@@ -36,7 +37,11 @@ def run_hyperparameters(
         else:
             params[f"model/{key}"] = value
     if trainer.datamodule is not None:
-        params.update({f"data/{k}": v for k, v in trainer.datamodule.hparams_initial.items()})
+        for key, value in trainer.datamodule.hparams_initial.items():
+            if isinstance(value, dict):  # a group of settings (data.colour, data.photo)
+                params.update({f"data/{key}/{k}": v for k, v in value.items()})
+            else:
+                params[f"data/{key}"] = value
     if trainer.optimizers:
         optimizer = trainer.optimizers[0]
         params["optimizer"] = type(optimizer).__name__

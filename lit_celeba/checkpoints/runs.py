@@ -29,6 +29,10 @@ CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
 # that took each one's place: a run saved with one resumes only where its new form agrees.
 OLD_KEYS_AS_NOW: dict[str, Callable[[Any], tuple[str, Any]]] = {
     "data.group_balanced": lambda on: ("data.sampler", "group_balanced" if on else "random"),
+    **{
+        f"data.{name}": (lambda value, name=name: (f"data.colour.{name}", value))
+        for name in ("brightness", "contrast", "saturation")
+    },
 }
 
 # Settings a resumed run may change without changing what it computes. The log folder is where

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,12 @@ from lit_celeba.data.settings import (
     check_numbers,
     target_and_subgroup_lists,
 )
-from lit_celeba.data.transforms import BatchTransform, columns_read
+from lit_celeba.data.transforms import (
+    RECIPE_COLOUR,
+    BatchTransform,
+    ColourChanges,
+    columns_read,
+)
 
 Split = Literal["train", "valid", "test"]
 
@@ -79,9 +85,10 @@ class CelebADataModule(pl.LightningDataModule):
         min_face_size: a face whose box has a shorter side under this many pixels (in the
             photo) is too small to judge: its row gives its box and says so in ``error``, with
             no prediction (:func:`~lit_celeba.data.faces.too_small`); 0 judges every face.
-        brightness, contrast, saturation: colour augmentation of the training images after the
-            flip, each image's factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``);
-            0, the recipe, leaves the training transform exactly as it is.
+        colour: the colour changes of the training images after the flip (brightness,
+            contrast, saturation: each image's factor uniform in [1 - s, 1 + s], torchvision's
+            ``ColorJitter``); 0, the recipe, leaves the training transform exactly as it is
+            (:class:`~lit_celeba.data.transforms.ColourChanges`).
         framing: ``celeba``, CelebA's faces as CelebA aligned them, or ``detector``, each passed
             once through ``predict``'s own detector and alignment (:mod:`lit_celeba.data.framing`)
             so that training, evaluation and predict see faces framed one way.
@@ -120,9 +127,7 @@ class CelebADataModule(pl.LightningDataModule):
         align: Align = "auto",
         min_face_size: int = MIN_FACE_SIZE,
         subgroups: list[str] | None = None,
-        brightness: float = 0.0,
-        contrast: float = 0.0,
-        saturation: float = 0.0,
+        colour: ColourChanges = RECIPE_COLOUR,
         photo: PhotoDegradations | None = None,
         framing: Framing = "celeba",
         subset_order: SubsetOrder = "file",
@@ -132,13 +137,14 @@ class CelebADataModule(pl.LightningDataModule):
         super().__init__()
         check_numbers(
             sizes={"train_size": train_size, "val_size": val_size, "test_size": test_size},
-            colour={"brightness": brightness, "contrast": contrast, "saturation": saturation},
+            colour=colour,
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache,
             min_face_size=min_face_size,
         )  # fmt: skip
-        self.colour = {"brightness": brightness, "contrast": contrast, "saturation": saturation}
-        self.save_hyperparameters()
+        # Every argument, the colour changes as a plain mapping (checkpoints load weights_only).
+        self.save_hyperparameters(ignore=["colour"])
+        self.save_hyperparameters({"colour": dataclasses.asdict(colour)})
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
         self.target_attrs, self.subgroups = target_and_subgroup_lists(
@@ -157,7 +163,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.synthetic_seed = synthetic_seed
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-        self.batch_transform = BatchTransform(image_size, **self.colour, photo=photo)
+        self.batch_transform = BatchTransform(image_size, colour, photo=photo)
         self.predict_path = predict_path
         self.align = align
         self.min_face_size = min_face_size

@@ -4,11 +4,15 @@ says what it must be."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import dataclasses
+from typing import TYPE_CHECKING, Literal, get_args
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 from lit_celeba.groups import needs_groups
+
+if TYPE_CHECKING:
+    from lit_celeba.data.transforms import ColourChanges
 
 # data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
 Cache = bool | Literal["memory", "device"]
@@ -24,7 +28,7 @@ SAMPLERS: tuple[str, ...] = get_args(Sampler)
 def check_numbers(
     *,
     sizes: dict[str, int | None],
-    colour: dict[str, float],
+    colour: ColourChanges,
     batch_size: int,
     num_workers: int,
     image_size: int,
@@ -35,9 +39,9 @@ def check_numbers(
     """Raise a :class:`SettingError` for the first setting out of its range."""
     if not isinstance(cache, bool) and not (isinstance(cache, str) and cache in ON_DEVICE):
         raise SettingError("cache", f"must be true, memory, device or false; got {cache!r}")
-    for name, value in colour.items():
+    for name, value in dataclasses.asdict(colour).items():
         if not 0.0 <= value <= 1.0:
-            raise SettingError(name, f"must be from 0 (off) to 1, got {value}")
+            raise SettingError(f"colour.{name}", f"must be from 0 (off) to 1, got {value}")
     for name, value in sizes.items():
         if value is not None and value < 1:
             raise SettingError(name, f"must be a positive number or null, got {value}")

@@ -8,9 +8,9 @@ the batch's own device (``CelebADataModule.on_after_batch_transfer``) as :class:
 
 train: random 178x178 crop (only the vertical offset 0..40 varies), resize, random horizontal flip.
 eval:  crop rows 20..197, resize.
-Both return float32 (B, 3, S, S) in [0, 1]. Colour changes (brightness, contrast, saturation),
-which the post lists but its recipe does not use, can follow the flip in training
-(:func:`batch_color_jitter`); they are off by default.
+Both return float32 (B, 3, S, S) in [0, 1]. Colour changes (:class:`ColourChanges`: brightness,
+contrast, saturation), which the post lists but its recipe does not use, can follow the flip in
+training (:func:`batch_color_jitter`); they are off by default.
 The resize is ``tf.image.resize``'s default: bilinear with half-pixel centres and no
 antialiasing, as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
 antialias=False)`` computes it; the values are not rounded back to uint8, as in TensorFlow.
@@ -18,6 +18,8 @@ tests/test_transforms.py checks the result against a resize computed by hand fro
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,6 +29,25 @@ from lit_celeba.data.degradations import Degrade, PhotoDegradations
 
 CROP_SIZE = 178
 EVAL_CROP_TOP = 20
+
+
+@dataclass(frozen=True)
+class ColourChanges:
+    """The training images' colour changes (``data.colour``), after the flip: each image's
+    factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``); 0, the recipe's, leaves
+    the training transform exactly as it is.
+
+    One setting of three keys (``--data.colour.brightness 0.2``; in a config file ``data:
+    {colour: {brightness: 0.2, contrast: 0.2}}``): jsonargparse parses a dataclass as a group,
+    so a later config file's ``colour: {contrast: 0.5}`` changes that key and keeps the others
+    (a plain dict would be replaced whole)."""
+
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+
+RECIPE_COLOUR = ColourChanges()  # none: the recipe's training transform
 
 
 def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
@@ -106,13 +127,12 @@ class BatchTransform:
     def __init__(
         self,
         image_size: int = 64,
-        brightness: float = 0.0,
-        contrast: float = 0.0,
-        saturation: float = 0.0,
+        colour: ColourChanges = RECIPE_COLOUR,
         photo: PhotoDegradations | None = None,
     ) -> None:
         self.image_size = image_size
-        self.colour = (brightness, contrast, saturation)  # all 0: the recipe, no extra draws
+        # All 0: the recipe, no extra draws.
+        self.colour = (colour.brightness, colour.contrast, colour.saturation)
         self.degrade = Degrade(photo)  # off by default: no extra draws either
         row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
         col_lo, col_hi, col_w = _bilinear_taps(CROP_SIZE, image_size)
