@@ -115,9 +115,10 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "logger\": a later option applies over an earlier one. Put --trainer.logger false "
             "after the --config files."
         )
-    old_key = old_model_key(argv or []) or old_training_key(argv or [])
-    if old_key or old_training_section(text):
-        return old_key or old_training_section(text)
+    old_key = (old_model_key(argv or []) or old_training_key(argv or [])
+               or old_training_section(text, argv or []))  # fmt: skip
+    if old_key:
+        return old_key
     if re.search(r"(Group 'model' .*|does not accept option 'model\.)(class_path|init_args)", text):
         return (
             f"A config file's model: section is in its form before lit_celeba took the network "
@@ -180,34 +181,56 @@ def _configs_after_logger_false(argv: list[str]) -> list[str]:
 
 def _optimization_message(key: str, text: str) -> str | None:
     """What a parse error of ``model.optimizer`` or ``model.scheduler`` says, where jsonargparse's
-    own message hides it: a plateau schedule without its metric (jsonargparse finds two classes
-    of that name, or misses the ``monitor`` Lightning's requires), or an unknown class."""
-    if re.search(r"name ReduceLROnPlateau\b|arguments are required: monitor\b", text):
+    own message hides it: the short name ReduceLROnPlateau (two classes), a setting missing,
+    unknown or of the wrong type, or an unknown class."""
+    if re.search(r"Multiple subclasses with name ReduceLROnPlateau\b", text):
+        return (f"Invalid setting: {key} ReduceLROnPlateau names two classes, torch's and "
+                "Lightning's; use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau, "
+                "which takes the metric it watches: --model.scheduler.monitor val/loss (or "
+                "val/acc with --model.scheduler.mode max).")  # fmt: skip
+    chosen = re.search(r"class_path='([\w.]+)'", text)
+    chosen_class = chosen.group(1) if chosen else None
+    missing = re.search(r"arguments are required: ([\w, ]+)", text)
+    if missing and missing.group(1).strip() == "monitor":
         return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
-    option = re.search(
-        r"Option '(\w+)' is not accepted\. Got value: Namespace\(class_path='([\w.]+)'", text
-    )
-    if option and option.group(2) == "typing.Union":  # a setting, but no class to take it
-        return (f"Invalid setting: --{key}.{option.group(1)} sets a setting of {key}, which "
-                f"names no class yet: give it first (--{key} CLASS --{key}.{option.group(1)} ...)")
+    if missing and chosen_class:
+        names = [name.strip() for name in missing.group(1).split(",")]
+        return (f"Invalid setting: {key} {chosen_class} needs {', '.join(names)}: give "
+                f"--{key}.{names[0]} ...")  # fmt: skip
+    option = re.search(r"Option '(\w+)' is not accepted", text)
+    if option and chosen_class in (None, "typing.Union"):  # a setting, but no class to take it
+        return (f"Invalid setting: {key}.{option.group(1)} is a setting of {key}, which names "
+                f"no class yet: give the class first (--{key} CLASS --{key}.{option.group(1)} "
+                f"..., or in a config file {key.split('.')[1]}: {{class_path: CLASS, init_args: "
+                "{...}}).")  # fmt: skip
+    if option and option.group(1) == "monitor" and chosen_class.endswith(".ReduceLROnPlateau"):
+        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
     if option:
-        accepted = [name for name in inspect.signature(pydoc.locate(option.group(2))).parameters
+        accepted = [name for name in inspect.signature(pydoc.locate(chosen_class)).parameters
                     if name not in ("self", "params", "optimizer")]  # fmt: skip
-        return (f"Invalid setting: {key} {option.group(2)} takes no {option.group(1)!r}; its "
+        return (f"Invalid setting: {key} {chosen_class} takes no {option.group(1)!r}; its "
                 f"settings: {', '.join(accepted)}.")
+    setting = re.search(r'callable class: Parser key "(\w+)"', text)
+    if setting:
+        given = re.search(r"Given value: (.*?)(?:\. Got value|$)", text, flags=re.MULTILINE)
+        expected = re.search(r"Expected a <class '(\w+)'>", text)
+        return (f"Invalid setting: {key}.{setting.group(1)} of {chosen_class} takes a "
+                f"{expected.group(1) if expected else 'other value'}, got "
+                f"{given.group(1) if given else 'another value'}.")  # fmt: skip
     unknown = re.search(r"but (\S+) either not accessible", text)
     if unknown is None:
         return None
     if key == "model.optimizer":
-        base, module = torch.optim.Optimizer, torch.optim
+        base, module, example = torch.optim.Optimizer, torch.optim, "Adam"
     else:
         base, module = torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler
+        example = "lit_celeba.models.schedules.WarmupCosineLR"
     names = sorted(
         name
         for name, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, base) and value is not base
-    )
-    example = "Adam" if key == "model.optimizer" else "StepLR"
+        if isinstance(value, type) and issubclass(value, base) and not name.startswith("_")
+        and value is not base
+    )  # fmt: skip
     return (
         f"Unknown {key} {unknown.group(1)!r}. Use one of {module.__name__}: {', '.join(names)} "
         f"(e.g. --{key} {example}), or the full class path of another {base.__name__} subclass."

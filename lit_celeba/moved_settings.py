@@ -8,6 +8,9 @@ saved with them (:mod:`lit_celeba.checkpoints.runs`, :mod:`lit_celeba.checkpoint
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+import yaml
 
 from lit_celeba.checkpoints.legacy import OLD_MODEL_CLASSES, OLD_NET_SETTINGS
 
@@ -60,8 +63,6 @@ OLD_RUN_CONFIG = (
 )
 
 
-
-
 def old_model_key(argv: list[str]) -> str | None:
     """What the first option of ``argv`` in the model's old form says, if there is one."""
     for index, arg in enumerate(argv):
@@ -78,8 +79,6 @@ def old_model_key(argv: list[str]) -> str | None:
             new = f"--model.net.{key}" if key in OLD_NET_SETTINGS else f"--model.{key}"
             return f"{name} is now {new}. {OLD_MODEL_FORM}"
     return None
-
-
 
 
 # The optimizer and scheduler before they were the model's callables (issue 33, step 10):
@@ -109,15 +108,35 @@ def old_training_key(argv: list[str]) -> str | None:
     return None
 
 
-def old_training_section(text: str) -> str | None:
+def old_training_section(text: str, argv: list[str]) -> str | None:
     """What a parse error about a config file's top-level ``optimizer:`` or ``lr_scheduler:``
-    (jsonargparse: "does not accept option 'optimizer.init_args.lr'") says."""
-    found = re.search(r"does not accept option '((optimizer|lr_scheduler)\b[\w.]*)'", text)
+    (jsonargparse: "does not accept option 'optimizer.init_args.lr'", or under
+    ``--print_config`` "Option 'optimizer.init_args.lr' is not accepted") says, naming the file
+    among ``argv``'s ``--config`` files."""
+    found = re.search(
+        r"(?:does not accept option|Option) '((optimizer|lr_scheduler)\b[\w.]*)'", text
+    )
     if found is None:
         return None
+    files = [name for name in _config_files(argv) if found.group(2) in _top_level_keys(name)]
     return (
-        f"A config file has a top-level {found.group(2)}: section, which is "
+        f"{files[0] if files else 'A config file'} has a top-level {found.group(2)}: section, "
+        f"which is "
         f"model: {{{OLD_TRAINING_KEYS[found.group(2)].split('.')[1]}: ...}} now. "
         f"{OLD_TRAINING_FORM} If the file is an earlier run's config.yaml, move the section "
         "there; the run's checkpoint still resumes (--ckpt_path)."
     )
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """The ``--config`` files of ``argv``, in order."""
+    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    return [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("--config", "-c")]
+
+
+def _top_level_keys(name: str) -> set[str]:
+    try:
+        loaded = yaml.safe_load(Path(name).read_text())
+    except (OSError, yaml.YAMLError):
+        return set()
+    return set(loaded) if isinstance(loaded, dict) else set()

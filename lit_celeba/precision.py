@@ -65,6 +65,8 @@ def check_precision(subcommand: str, precision: Any, optimizer: Any) -> None:
         return
     init_args = getattr(optimizer, "init_args", None)  # None: the default, the recipe's Adam
     eps = RECIPE_EPS if init_args is None else getattr(init_args, "eps", None)
+    if isinstance(eps, (tuple, list)):  # Adafactor's (None, 1e-3): the smallest one given
+        eps = min((e for e in eps if e is not None), default=None)
     tiny = torch.finfo(torch.float16).tiny
     if eps is not None and eps < tiny:
         raise UsageError(

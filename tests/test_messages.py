@@ -143,8 +143,32 @@ SETTING_CASES = {
     ),  # fmt: skip
     "scheduler-setting-without-scheduler": (
         ["--model.scheduler.warmup_steps=3"],
-        ["--model.scheduler.warmup_steps sets a setting of model.scheduler, which names no class "
-         "yet: give it first (--model.scheduler CLASS"],
+        ["model.scheduler.warmup_steps is a setting of model.scheduler, which names no class yet: "
+         "give the class first (--model.scheduler CLASS"],
+    ),  # fmt: skip
+    "scheduler-setting-missing": (
+        ["--model.scheduler=StepLR"],
+        ["Invalid setting: model.scheduler torch.optim.lr_scheduler.StepLR needs step_size: give "
+         "--model.scheduler.step_size"],
+    ),  # fmt: skip
+    "optimizer-setting-of-another-type": (
+        ["--model.optimizer.lr=abc"],
+        ["Invalid setting: model.optimizer.lr of torch.optim.Adam takes a float, got abc."],
+    ),
+    # Refused by the class itself, when the fit builds it: still one line, and no run folder.
+    "optimizer-value-the-class-refuses": (
+        ["--model.optimizer.lr=-1"],
+        ["Invalid setting: model.optimizer could not be built: Invalid learning rate: -1.0"],
+    ),
+    "scheduler-without-the-length-it-needs": (
+        ["--model.scheduler=torch.optim.lr_scheduler.OneCycleLR", "--model.scheduler.max_lr=0.01"],
+        ["Invalid setting: model.scheduler could not be built: You must define either "
+         "total_steps OR (epochs AND steps_per_epoch)"],
+    ),  # fmt: skip
+    "warmup-cosine-of-no-steps": (
+        ["--model.scheduler=lit_celeba.models.schedules.WarmupCosineLR",
+         "--model.scheduler.total_steps=0"],
+        ["model.scheduler.total_steps must be 1 or more (or null: the whole fit), got 0"],
     ),  # fmt: skip
     # LightningCLI's top-level optimizer and lr_scheduler before they were the model's (step 10).
     "optimizer-before-model-optimizer": (
@@ -251,10 +275,25 @@ def test_a_config_files_top_level_optimizer_says_the_new_form(
     class_path = "torch.optim.SGD" if section == "optimizer" else "torch.optim.lr_scheduler.StepLR"
     old.write_text(yaml.safe_dump({section: {"class_path": class_path, "init_args": settings}}))
     new = "optimizer" if section == "optimizer" else "scheduler"
-    _fit_refused(tiny_root, logs, ["--config", str(old)], [
-        f"A config file has a top-level {section}: section, which is model: {{{new}: ...}} now.",
+    expected = [
+        f"{old} has a top-level {section}: section, which is model: {{{new}: ...}} now.",
         "If the file is an earlier run's config.yaml, move the section there",
-    ], capsys)  # fmt: skip
+    ]
+    _fit_refused(tiny_root, logs, ["--config", str(old)], expected, capsys)
+    # The same under --print_config (as compare reads a variant), where jsonargparse says it
+    # in other words.
+    message = run_expecting_error(["fit", "--config", str(old), "--print_config"], capsys)
+    assert all(fragment in message for fragment in expected), message
+
+
+def test_a_setting_the_optimizer_lacks_in_a_config_file(
+    tiny_root: Path, logs: Path, tmp_path: Path, capsys
+) -> None:
+    given = tmp_path / "given.yaml"
+    given.write_text("model:\n  optimizer:\n    init_args:\n      lrr: 1\n")
+    _fit_refused(tiny_root, logs, ["--config", str(given)],
+                 ["Invalid setting: model.optimizer torch.optim.Adam takes no 'lrr'; its settings: "
+                  "lr, betas, eps,"], capsys)  # fmt: skip
 
 
 def test_group_balanced_in_a_config_file_names_the_sampler(

@@ -215,6 +215,9 @@ def test_per_step_schedule_gets_the_runs_step_count() -> None:
     assert optimizer_config(trainer, optimizer, other) == {
         "optimizer": optimizer, "lr_scheduler": {"scheduler": other}
     }
+    # torch's own per-batch schedules are stepped every batch too.
+    cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=30)
+    assert optimizer_config(trainer, optimizer, cycle)["lr_scheduler"]["interval"] == "step"
 
 
 # --- colour augmentation -------------------------------------------------------------------------
@@ -395,7 +398,7 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
          "Invalid setting: data.colour.brightness must be from 0 (off) to 1"),
     ],
     ids=["ema-decay", "label-smoothing", "brightness"],
-)
+)  # fmt: skip
 def test_bad_method_setting(flag: str, expected: str, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", "--config", BASE, f"--data.root={tmp_path}", flag])

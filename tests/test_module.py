@@ -76,8 +76,10 @@ def test_accuracy_thresholds_probability_not_logit() -> None:
     assert outputs["predictions"].tolist() == [[1], [1], [0], [1]]
 
 
-def test_default_optimizer_is_the_recipe_adam() -> None:
-    optimizer = recipe_model().configure_optimizers()
+@pytest.mark.parametrize("given", [{}, {"optimizer": None}], ids=["default", "null"])
+def test_default_optimizer_is_the_recipe_adam(given: dict) -> None:
+    """Null too: an earlier run's config.yaml saved "no optimizer given" as null."""
+    optimizer = recipe_model(**given).configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
     group = optimizer.param_groups[0]
     assert group["lr"] == 1e-3 and group["betas"] == (0.9, 0.999) and group["eps"] == 1e-7

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jsonargparse import Namespace
 
 from lit_celeba import precision
+from lit_celeba.base.errors import UsageError
 from lit_celeba.cli import cli_main
 from tests.conftest import CONFIGS, run_expecting_error, small_flags, tiny_overrides
 
@@ -86,3 +88,12 @@ def test_training_at_bf16_true_works_and_16_true_says_what_does(
     assert "--model.optimizer.eps 1e-4" in message
     assert "16-mixed" in message and "bf16-true" in message
     assert not (tmp_path / "b").exists()  # no empty version_N left behind
+
+
+def test_an_optimizer_with_several_eps_is_judged_by_its_smallest() -> None:
+    """Adafactor's eps is a pair, (None, 1e-3); before, comparing it crashed with a TypeError."""
+    adafactor = Namespace(class_path="torch.optim.Adafactor", init_args=Namespace(eps=(None, 1e-3)))
+    precision.check_precision("fit", "16-true", adafactor)  # 1e-3: float16 holds it
+    tiny = Namespace(class_path="torch.optim.Adafactor", init_args=Namespace(eps=(None, 1e-8)))
+    with pytest.raises(UsageError, match="the optimizer's eps 1e-08 is below"):
+        precision.check_precision("fit", "16-true", tiny)

@@ -304,14 +304,32 @@ def test_ckpt_path_best_in_a_new_process(
 # 18. ReduceLROnPlateau.
 
 
+NEEDS_MONITOR = (
+    "Invalid setting: model.scheduler is a ReduceLROnPlateau, which needs the metric it watches: "
+    "use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau --model.scheduler.monitor "
+    "val/loss"
+)
+TWO_CLASSES = (
+    "Invalid setting: model.scheduler ReduceLROnPlateau names two classes, torch's and "
+    "Lightning's; use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau, which takes the "
+    "metric it watches: --model.scheduler.monitor val/loss"
+)
+
+
 @pytest.mark.parametrize(
-    "scheduler",
-    [["ReduceLROnPlateau"], ["pytorch_lightning.cli.ReduceLROnPlateau"],
-     ["torch.optim.lr_scheduler.ReduceLROnPlateau", "--model.scheduler.patience=1"]],
-    ids=["short-name", "lightnings-without-monitor", "torchs-own"],
+    "scheduler, expected",
+    [(["ReduceLROnPlateau"], TWO_CLASSES),
+     (["ReduceLROnPlateau", "--model.scheduler.monitor=val/loss"], TWO_CLASSES),
+     (["pytorch_lightning.cli.ReduceLROnPlateau"], NEEDS_MONITOR),
+     (["torch.optim.lr_scheduler.ReduceLROnPlateau", "--model.scheduler.patience=1"],
+      NEEDS_MONITOR),
+     (["torch.optim.lr_scheduler.ReduceLROnPlateau", "--model.scheduler.monitor=val/loss"],
+      NEEDS_MONITOR)],
+    ids=["short-name", "short-name-with-monitor", "lightnings-without-monitor", "torchs-own",
+         "torchs-own-given-a-monitor"],
 )  # fmt: skip
 def test_reduce_lr_on_plateau_without_a_monitor(
-    tiny_root: Path, tmp_path: Path, capsys, scheduler: list[str]
+    tiny_root: Path, tmp_path: Path, capsys, scheduler: list[str], expected: str
 ) -> None:
     """The short name is two classes to jsonargparse (torch's and Lightning's, which takes the
     monitor); Lightning's needs a monitor, and torch's own has none to give."""
@@ -320,9 +338,7 @@ def test_reduce_lr_on_plateau_without_a_monitor(
         + [f"--model.scheduler={scheduler[0]}", *scheduler[1:]],
         capsys,
     )
-    assert "Invalid setting: model.scheduler is a ReduceLROnPlateau, which needs the metric it " \
-        "watches: use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau " \
-        "--model.scheduler.monitor val/loss" in message
+    assert expected in message
     assert "Unknown" not in message
 
 

@@ -24,7 +24,7 @@ from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
-from lit_celeba.models.optimization import optimizer_config, recipe_adam
+from lit_celeba.models.optimization import configure, recipe_adam
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
@@ -56,7 +56,7 @@ class AttributeClassifier(pl.LightningModule):
 
     ``optimizer`` and ``scheduler`` are LightningCLI's callables (``--model.optimizer Adam
     --model.optimizer.lr 1e-3``, ``--model.scheduler StepLR``; :mod:`.optimization`); the
-    default is the recipe's Adam (lr 1e-3, eps 1e-7) at a constant rate. Being how a fit
+    default (or null) is the recipe's Adam (lr 1e-3, eps 1e-7) at a constant rate. Being how a fit
     trains, not what the checkpoint is, they are kept in the run's config.yaml, not in the
     checkpoint's hyperparameters.
     """
@@ -77,7 +77,7 @@ class AttributeClassifier(pl.LightningModule):
         temperature_scaling: bool = True,
         thresholds: ThresholdRule = "fixed",
         pos_weight: bool = False,
-        optimizer: OptimizerCallable = recipe_adam,
+        optimizer: OptimizerCallable | None = recipe_adam,
         scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
@@ -116,7 +116,8 @@ class AttributeClassifier(pl.LightningModule):
                 f"attributes {self.target_attrs}: give it num_outputs {num_targets}"
             )  # fmt: skip
         self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
-        self.make_optimizer, self.make_scheduler = optimizer, scheduler
+        # None, as an earlier run's config.yaml saved "no optimizer given": the recipe's Adam.
+        self.make_optimizer, self.make_scheduler = optimizer or recipe_adam, scheduler
         self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
         for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
             self.register_buffer(name, value)
@@ -247,10 +248,7 @@ class AttributeClassifier(pl.LightningModule):
         return results
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.make_optimizer(self.parameters())
-        if self.make_scheduler is None:
-            return optimizer
-        return optimizer_config(self.trainer, optimizer, self.make_scheduler(optimizer))
+        return configure(self, self.make_optimizer, self.make_scheduler)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         averaging = [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []

@@ -7,7 +7,8 @@ scheduler once per epoch unless told otherwise; :func:`optimizer_config` adds wh
 schedules need:
 
 - a :class:`~.schedules.PerStepLR` (``WarmupCosineLR``) is stepped every optimizer step, and
-  without its own ``total_steps`` it runs over the whole fit;
+  without its own ``total_steps`` it runs over the whole fit; so are torch's ``OneCycleLR`` and
+  ``CyclicLR``, which are made to step after every batch;
 - a ``ReduceLROnPlateau`` watches its ``monitor``, and one that watches a validation metric steps
   only at the epochs that validate (Lightning steps it at every epoch's end, and stops where
   validation was skipped).
@@ -15,16 +16,19 @@ schedules need:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from torch.optim.lr_scheduler import CyclicLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
-from lit_celeba.base.errors import SettingError
+from lit_celeba.base.errors import LitCelebaError, SettingError
 from lit_celeba.models.schedules import PerStepLR
+
+# torch's schedulers meant to step after every batch (their documentation says so).
+TORCH_PER_STEP = (OneCycleLR, CyclicLR)
 
 RECIPE_EPS = 1e-7  # the recipe's Keras Adam; torch's default is 1e-8
 
@@ -40,6 +44,31 @@ def recipe_adam(params: Iterable[Any]) -> Optimizer:
     return torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=RECIPE_EPS)
 
 
+def configure(
+    module: pl.LightningModule,
+    make_optimizer: Callable[[Iterable[Any]], Optimizer],
+    make_scheduler: Callable[[Optimizer], Any] | None,
+) -> Any:
+    """``module.configure_optimizers()``: the optimizer over its parameters and the scheduler.
+    They are built here, when the fit starts, not when the CLI parses them: a setting the class
+    refuses then (a negative learning rate, ``fused`` with ``foreach``, a OneCycleLR without its
+    length) is a :class:`SettingError` naming the key, not a traceback."""
+    try:
+        optimizer = make_optimizer(module.parameters())
+    except LitCelebaError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise SettingError("optimizer", f"could not be built: {err or type(err).__name__}") from err
+    if make_scheduler is None:
+        return optimizer
+    try:
+        return optimizer_config(module.trainer, optimizer, make_scheduler(optimizer))
+    except LitCelebaError:
+        raise
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise SettingError("scheduler", f"could not be built: {err or type(err).__name__}") from err
+
+
 def optimizer_config(
     trainer: pl.Trainer, optimizer: Optimizer, scheduler: LRScheduler | ReduceLROnPlateau
 ) -> dict[str, Any]:
@@ -49,10 +78,12 @@ def optimizer_config(
         if scheduler.total_steps is None:
             scheduler.set_total_steps(trainer.estimated_stepping_batches)
         rule.update(interval="step", frequency=1)
+    elif isinstance(scheduler, TORCH_PER_STEP):
+        rule.update(interval="step", frequency=1)
     elif isinstance(scheduler, ReduceLROnPlateau):
         monitor = getattr(scheduler, "monitor", None)  # Lightning's subclass takes one
         if not monitor:
-            raise SettingError("scheduler", PLATEAU_NEEDS_MONITOR)
+            raise SettingError("scheduler", f"{PLATEAU_NEEDS_MONITOR}.")
         rule["monitor"] = monitor
         every = getattr(trainer, "check_val_every_n_epoch", None)
         if str(monitor).startswith("val/") and every and every > 1:

@@ -32,6 +32,14 @@ class PerStepLR(LRScheduler):
 
     total_steps: int | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if type(self) is PerStepLR:  # jsonargparse offers every LRScheduler subclass
+            raise UsageError(
+                "model.scheduler PerStepLR is the base class of the per-step schedules; use "
+                "lit_celeba.models.schedules.WarmupCosineLR"
+            )
+        super().__init__(*args, **kwargs)
+
     def set_total_steps(self, total_steps: int) -> None:
         self.total_steps = int(total_steps)
 
@@ -66,6 +74,11 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
             raise UsageError(f"model.scheduler.warmup_steps must be 0 or more, got {warmup_steps}")
         if not 0.0 <= final_ratio <= 1.0:
             raise UsageError(f"model.scheduler.final_ratio must be in [0, 1], got {final_ratio}")
+        if total_steps is not None and total_steps < 1:
+            raise UsageError(
+                f"model.scheduler.total_steps must be 1 or more (or null: the whole fit), got "
+                f"{total_steps}"
+            )
         # SequentialLR.__init__ runs in set_total_steps, once the phases' lengths are known.
         self.optimizer = optimizer
         self.warmup_steps = warmup_steps
