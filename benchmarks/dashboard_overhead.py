@@ -25,6 +25,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import DemoSet
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
 
@@ -77,7 +78,7 @@ def fit_once(root: str, epochs: int, dashboards: bool, log_dir: str) -> tuple[Ep
     pl.seed_everything(1, verbose=False)
     data = CelebADataModule(
         root=root,
-        synthetic=True,
+        synthetic=DemoSet(),
         train_size=3000,
         val_size=500,
         test_size=500,

@@ -28,6 +28,7 @@ from lit_celeba.moved_settings import (
     OLD_DATA_KEYS,
     OLD_MODEL_FORM,
     OLD_RUN_CONFIG,
+    SYNTHETIC_WAS_A_SWITCH,
     old_model_key,
     old_training_key,
     old_training_section,
@@ -146,6 +147,10 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         said = _optimization_message(key.group(1), text)
         if said:
             return said
+    if key and key.group(1) == "data.synthetic" and re.search(
+        r"Given value: (true|false)\b|Got value: (True|False)\b", text, flags=re.IGNORECASE
+    ):
+        return f"{SYNTHETIC_WAS_A_SWITCH}."
     if key and key.group(1) == "data.cache" and given:
         return (f"Invalid setting: data.cache takes true, memory, device or false; got "
                 f"{given.group(1).strip()}.")  # fmt: skip

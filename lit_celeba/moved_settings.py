@@ -24,7 +24,8 @@ def _moved(new: str) -> str:
 
 # Data settings of earlier versions (issue 33's moves), and what their key says now. A run saved
 # with them still resumes (checkpoints/runs.py): none changes what fit computes but
-# group_balanced and the colour changes, which are compared as the keys they became.
+# group_balanced and the colour changes, which are compared as the keys they became, and the demo
+# set's, which a saved config is read in (checkpoints/legacy.upgrade_saved_config).
 OLD_DATA_KEYS = {
     "data.predict_output": _moved("prediction.output"),
     "data.predict_overwrite": _moved("prediction.overwrite"),
@@ -38,6 +39,10 @@ OLD_DATA_KEYS = {
     "there is one target_attr and model.subgroups",
     "data.group_balanced": "true is now --data.sampler group_balanced, and false --data.sampler "
     "random, the default (in a config file: data: {sampler: group_balanced})",
+    "data.synthetic_seed": "is now --data.synthetic.seed (in a config file: data: {synthetic: "
+    "{seed: 1}})",
+    "data.synthetic_correlate": "is now --data.synthetic.correlate (in a config file: data: "
+    "{synthetic: {correlate: [Blond_Hair, Male, 0.05]}})",
     **{
         f"data.{name}": f"is now --data.colour.{name}, one of the colour changes (in a config "
         f"file: data: {{colour: {{{name}: 0.2}}}})"
@@ -140,3 +145,11 @@ def _top_level_keys(name: str) -> set[str]:
     except (OSError, yaml.YAMLError):
         return set()
     return set(loaded) if isinstance(loaded, dict) else set()
+
+
+# data.synthetic was true or false before it held the demo set's settings (issue 33).
+SYNTHETIC_WAS_A_SWITCH = (
+    "--data.synthetic is the demo set's settings now, not true or false: --data.synthetic "
+    "'{seed: 0}' (or --data.synthetic.seed N) generates it, and null, the default, reads a CelebA "
+    "copy (in a config file: data: {synthetic: {seed: 0}}, or synthetic: null)"
+)

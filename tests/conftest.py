@@ -124,7 +124,7 @@ def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
     """CLI flags that make any config fast on tiny data: CPU, no workers, logs under tmp."""
     return [
         f"--data.root={root}",
-        "--data.synthetic=false",
+        "--data.synthetic=null",
         f"--data.train_size={TINY_SIZES['train']}",
         f"--data.val_size={TINY_SIZES['valid']}",
         f"--data.test_size={TINY_SIZES['test']}",

@@ -45,7 +45,7 @@ INTENDED = {
     },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
-        "data.root": "data/demo", "data.synthetic": True, "data.train_size": 3000,
+        "data.root": "data/demo", "data.synthetic.seed": 0, "data.train_size": 3000,
         "data.val_size": 500, "data.test_size": 500, "model.net.init_args.batch_norm": True,
         "model.net.init_args.dropout": 0.0,
     },

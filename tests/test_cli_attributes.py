@@ -45,7 +45,7 @@ def mid_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _flags(root: Path, logs: Path) -> list[str]:
     return [
         f"--data.root={root}",
-        "--data.synthetic=false",
+        "--data.synthetic=null",
         f"--data.train_size={SIZES['train']}",
         f"--data.val_size={SIZES['valid']}",
         f"--data.test_size={SIZES['test']}",

@@ -40,7 +40,7 @@ RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr
 
 def _flags(root: Path, cache: Path) -> list[str]:
     return [
-        f"--data.root={root}", "--data.synthetic=false",
+        f"--data.root={root}", "--data.synthetic=null",
         f"--data.train_size={TINY_SIZES['train']}", f"--data.val_size={TINY_SIZES['valid']}",
         f"--data.test_size={TINY_SIZES['test']}", "--data.num_workers=0",
         f"--data.cache_dir={cache}", "--trainer.accelerator=cpu",

@@ -12,6 +12,7 @@ import torch
 from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import DemoSet
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import TINY_SIZES
@@ -159,7 +160,7 @@ def test_invalid_settings(tiny_root: Path, kwargs, message) -> None:
 
 
 def test_synthetic_generates_on_first_use_only(tmp_path: Path) -> None:
-    dm = datamodule(tmp_path / "demo", synthetic=True, train_size=24, val_size=8, test_size=8)
+    dm = datamodule(tmp_path / "demo", synthetic=DemoSet(), train_size=24, val_size=8, test_size=8)
     dm.prepare_data()
     jpgs = sorted((tmp_path / "demo" / "celeba" / "img_align_celeba").glob("*.jpg"))
     assert len(jpgs) == 40
@@ -175,7 +176,7 @@ def test_synthetic_never_overwrites_real_data(tiny_root: Path, tmp_path: Path) -
     for marker in root.rglob("SYNTHETIC.json"):
         marker.unlink()  # now it looks like a user's real copy
     before = sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir())
-    dm = datamodule(root, synthetic=True, train_size=24, val_size=8, test_size=8)
-    with pytest.raises(CelebAError, match="data.synthetic is true but"):
+    dm = datamodule(root, synthetic=DemoSet(), train_size=24, val_size=8, test_size=8)
+    with pytest.raises(CelebAError, match="data.synthetic is set but"):
         dm.prepare_data()
     assert sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir()) == before

@@ -217,6 +217,15 @@ SETTING_CASES = {
         ["error: --data.brightness is now --data.colour.brightness, one of the colour changes (in"
          " a config file: data: {colour: {brightness: 0.2}})."],
     ),  # fmt: skip
+    # data.synthetic, a switch before it held the demo set's settings (issue 33).
+    "synthetic-switch-before-demo-set": (
+        ["--data.synthetic=true"],
+        ["error: --data.synthetic is the demo set's settings now, not true or false: "
+         "--data.synthetic '{seed: 0}' (or --data.synthetic.seed N) generates it"],
+    ),  # fmt: skip
+    "synthetic-seed-before-demo-set": (
+        ["--data.synthetic_seed=3"], ["error: --data.synthetic_seed is now --data.synthetic.seed"]
+    ),
     "unknown-colour-change": (
         ["--data.colour.hue=0.1"],
         ["Invalid setting: data.colour has no 'hue'; it takes brightness, contrast, saturation, "
@@ -306,7 +315,8 @@ def test_group_balanced_in_a_config_file_names_the_sampler(
                  ["error: --data.group_balanced true is now --data.sampler group_balanced",
                   "(in a config file: data: {sampler: group_balanced})",
                   "If the config file is an earlier run's config.yaml, delete ",
-                  "group_balanced, brightness, contrast and saturation from its data: section"],
+                  "group_balanced, synthetic_seed, synthetic_correlate, brightness, contrast and "
+                  "saturation from its data: section"],
                  capsys)  # fmt: skip
 
 

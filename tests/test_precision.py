@@ -51,7 +51,7 @@ def test_an_error_is_the_first_line_on_a_cpu_without_bf16(
 def test_fit_says_the_precision_it_chose_once(
     no_native_bf16, tmp_path: Path, capfd, caplog
 ) -> None:
-    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--data.synthetic=false",
+    args = ["fit", "--config", str(CONFIGS / "base.yaml"), "--data.synthetic=null",
             f"--data.root={tmp_path / 'nowhere'}", "--trainer.accelerator=cpu",
             f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}"]  # fmt: skip
     with pytest.raises(SystemExit):

@@ -128,6 +128,9 @@ def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str,
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
                        "train_subgroups": False, **config["data"].pop("colour")}  # fmt: skip
+    demo = config["data"].pop("synthetic")
+    config["data"] |= {"synthetic": demo is not None, "synthetic_seed": (demo or {}).get("seed", 0),
+                       "synthetic_correlate": (demo or {}).get("correlate")}  # fmt: skip
     net = config["model"].pop("net")
     assert net["class_path"] == "lit_celeba.models.nets.RecipeCNN"
     net_args = {k: v for k, v in net["init_args"].items() if k != "in_channels"} | net_changes
@@ -144,6 +147,9 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     assert changed_settings(upgrade_saved_config(_as_before_issue_33(today)), today) == []
     other = upgrade_saved_config(_as_before_issue_33(today, dropout=0.1))
     assert changed_settings(other, today) == ["model.net.init_args.dropout: 0.1 -> 0.5"]
+    demo = upgrade_saved_config(_as_before_issue_33({**today, "data": {
+        **today["data"], "synthetic": {"seed": 2, "correlate": None}}}))  # fmt: skip
+    assert changed_settings(demo, today) == ["data.synthetic.seed: 2 -> None"]  # a demo run
     slower = _as_before_issue_33(copy.deepcopy(today))
     slower["optimizer"]["init_args"]["lr"] = 1e-4
     assert changed_settings(upgrade_saved_config(slower), today) == [

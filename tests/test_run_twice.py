@@ -90,7 +90,7 @@ def test_a_run_without_a_logger_that_fails_before_it_starts_leaves_no_folder(
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     message = run_expecting_error(
         ["fit", "--config", str(CONFIGS / "base.yaml"), "--trainer.logger=false",
-         f"--data.root={tmp_path / 'no_celeba_here'}", "--data.synthetic=false",
+         f"--data.root={tmp_path / 'no_celeba_here'}", "--data.synthetic=null",
          "--trainer.accelerator=cpu", "--data.num_workers=0"], capsys,
     )  # fmt: skip
     assert "no_celeba_here" in message

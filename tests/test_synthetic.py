@@ -473,6 +473,6 @@ def test_the_demo_on_a_root_with_a_real_copy_is_one_error_line(tmp_path: Path, c
          "--trainer.accelerator=cpu", f"--trainer.logger.init_args.save_dir={tmp_path / 'l'}"],
         capsys,
     )  # fmt: skip
-    assert message.startswith(f"error: data.synthetic is true but {root} holds a CelebA copy")
-    assert "--data.synthetic false" in message and message.count("\n") == 1
+    assert message.startswith(f"error: data.synthetic is set but {root} holds a CelebA copy")
+    assert "--data.synthetic null" in message and message.count("\n") == 1
     assert tree_digest(root) == before

@@ -93,21 +93,28 @@ def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
 
 def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's saved config (``config.yaml``) in today's form: its ``model`` section with the
-    network as ``net`` (step 9), and the top-level ``optimizer`` and ``lr_scheduler`` as the
-    model's ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default)."""
+    network as ``net`` (step 9), the top-level ``optimizer`` and ``lr_scheduler`` as the model's
+    ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default), and
+    ``data.synthetic`` true or false with ``synthetic_seed`` and ``synthetic_correlate`` as the
+    demo set's settings or null."""
     upgraded = dict(config)
     model = upgraded.get("model")
-    if not isinstance(model, Mapping):
-        return upgraded
-    old = old_model_class(model.get("class_path"))
+    old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
     if old is not None:
         model = upgrade_model_settings(old, dict(model.get("init_args") or {}), linked=False)
-    if "optimizer" in upgraded or "lr_scheduler" in upgraded:
+    if isinstance(model, Mapping) and ("optimizer" in upgraded or "lr_scheduler" in upgraded):
         optimizer = upgraded.pop("optimizer", None)
         model = {
             **model,
             "optimizer": DEFAULT_OPTIMIZER if optimizer is None else optimizer,
             "scheduler": upgraded.pop("lr_scheduler", None),
         }
-    upgraded["model"] = model
+    if model is not None:
+        upgraded["model"] = model
+    data = upgraded.get("data")
+    if isinstance(data, Mapping) and isinstance(data.get("synthetic"), bool):
+        data = dict(data)
+        seed, correlate = data.pop("synthetic_seed", 0), data.pop("synthetic_correlate", None)
+        data["synthetic"] = {"seed": seed, "correlate": correlate} if data["synthetic"] else None
+        upgraded["data"] = data
     return upgraded

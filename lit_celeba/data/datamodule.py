@@ -24,6 +24,7 @@ from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, ran
 from lit_celeba.data.settings import (
     ON_DEVICE,
     Cache,
+    DemoSet,
     Sampler,
     check_numbers,
     target_and_subgroup_lists,
@@ -58,9 +59,9 @@ class CelebADataModule(pl.LightningDataModule):
         batch_size: images per batch, for every stage.
         num_workers: DataLoader worker processes.
         synthetic: generate a CelebA-format demo set at ``root`` on first use (with ``train_size``,
-            ``val_size`` and ``test_size`` images) instead of reading the real one. It never
-            overwrites a folder it did not generate.
-        synthetic_seed: the seed of the generated set.
+            ``val_size`` and ``test_size`` images) instead of reading the real one, with its
+            ``seed`` and ``correlate`` (:class:`~lit_celeba.data.settings.DemoSet`); null reads
+            CelebA. It never overwrites a folder it did not generate.
         cache: ``true`` (the default) decodes each subset's JPEGs once into a memory-mapped
             uint8 cache and, when training on a CUDA GPU, keeps each cached subset on the device
             and takes its batches there by index, without a ``DataLoader``
@@ -100,8 +101,6 @@ class CelebADataModule(pl.LightningDataModule):
             :mod:`lit_celeba.groups`) comes equally often
             (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`), which needs one target
             and ``subgroups``. An epoch keeps its number of images either way.
-        synthetic_correlate: ``[target, spurious, share]``: in the generated train split, the
-            share of faces whose ``spurious`` label equals their ``target`` label (docs/groups.md).
 
     With one target and ``subgroups``, ``setup("fit")`` prints the number of training images in
     each group and keeps them as ``train_group_counts``, and the training batches carry the
@@ -119,8 +118,7 @@ class CelebADataModule(pl.LightningDataModule):
         image_size: int = 64,
         batch_size: int = 32,
         num_workers: int = 2,
-        synthetic: bool = False,
-        synthetic_seed: int = 0,
+        synthetic: DemoSet | None = None,
         cache: Cache = True,
         cache_dir: str | None = None,
         predict_path: str | None = None,
@@ -132,7 +130,6 @@ class CelebADataModule(pl.LightningDataModule):
         framing: Framing = "celeba",
         subset_order: SubsetOrder = "file",
         sampler: Sampler = "random",
-        synthetic_correlate: tuple[str, str, float] | None = None,
     ) -> None:
         super().__init__()
         check_numbers(
@@ -142,9 +139,12 @@ class CelebADataModule(pl.LightningDataModule):
             synthetic=synthetic, cache=cache,
             min_face_size=min_face_size,
         )  # fmt: skip
-        # Every argument, the colour changes as a plain mapping (checkpoints load weights_only).
-        self.save_hyperparameters(ignore=["colour"])
-        self.save_hyperparameters({"colour": dataclasses.asdict(colour)})
+        # Every argument, the groups as plain mappings (checkpoints load weights_only).
+        self.save_hyperparameters(ignore=["colour", "synthetic"])
+        self.save_hyperparameters({
+            "colour": dataclasses.asdict(colour),
+            "synthetic": None if synthetic is None else dataclasses.asdict(synthetic),
+        })  # fmt: skip
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
         self.target_attrs, self.subgroups = target_and_subgroup_lists(
@@ -152,7 +152,6 @@ class CelebADataModule(pl.LightningDataModule):
         )
         self.sampler = sampler
         self.train_subgroups = len(self.target_attrs) == 1 and bool(self.subgroups)
-        self.synthetic_correlate = synthetic_correlate
         self.train_group_counts: torch.Tensor | None = None
         self.train_positive_share: torch.Tensor | None = None
         self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
@@ -160,7 +159,6 @@ class CelebADataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.synthetic = synthetic
-        self.synthetic_seed = synthetic_seed
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, colour, photo=photo)
@@ -179,12 +177,12 @@ class CelebADataModule(pl.LightningDataModule):
         """Only touches files: generates the demo set if asked, then checks the layout."""
         if self.predict_path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting on the user's photos needs no CelebA
-        if self.synthetic:
+        if self.synthetic is not None:
             # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
             from lit_celeba.data.synthetic.setting import generate_demo_set
 
             sizes = (self.train_size, self.val_size, self.test_size or self.val_size)
-            generate_demo_set(self.root, sizes, self.synthetic_seed, self.synthetic_correlate)
+            generate_demo_set(self.root, sizes, self.synthetic.seed, self.synthetic.correlate)
         find_copy(self.root)
 
     def _subset(self, copy: CelebACopy, split: Split, size: int | None, groups: bool = False):

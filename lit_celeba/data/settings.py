@@ -5,6 +5,7 @@ says what it must be."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
 from lit_celeba.attributes import attribute_list
@@ -25,6 +26,22 @@ Sampler = Literal["random", "group_balanced"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
+@dataclass(frozen=True)
+class DemoSet:
+    """``data.synthetic``: generate a CelebA-format demo set at ``data.root`` on first use (with
+    ``train_size``, ``val_size`` and ``test_size`` images) instead of reading a real one; null,
+    the default, reads CelebA. It never overwrites a folder it did not generate.
+
+    ``seed``: the generated set's seed. ``correlate``: ``[target, spurious, share]``, in the
+    generated train split the share of faces whose ``spurious`` label equals their ``target``
+    label (docs/groups.md). One setting, a group of keys (``--data.synthetic.seed 1``; in a
+    config file ``data: {synthetic: {seed: 1}}``, or ``{}`` for the defaults). Here, not with the
+    generator: the data module's signature names it, and a run on CelebA imports no generator."""
+
+    seed: int = 0
+    correlate: tuple[str, str, float] | None = None
+
+
 def check_numbers(
     *,
     sizes: dict[str, int | None],
@@ -32,7 +49,7 @@ def check_numbers(
     batch_size: int,
     num_workers: int,
     image_size: int,
-    synthetic: bool,
+    synthetic: DemoSet | None,
     cache: object,
     min_face_size: int,
 ) -> None:
@@ -55,7 +72,7 @@ def check_numbers(
         )
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
-    if synthetic and (sizes["train_size"] is None or sizes["val_size"] is None):
+    if synthetic is not None and (sizes["train_size"] is None or sizes["val_size"] is None):
         raise SettingError("synthetic", "needs train_size and val_size as numbers, not null")
 
 

@@ -50,7 +50,7 @@ def refuse_data_of_others(root: Path, target: Path) -> None:
             f"{root} holds a CelebA copy that lit_celeba.data.synthetic did not generate "
             f"({shown}); generated faces go only into a root without one, so that the two never "
             "mix. Give the generated set another root (--data.root), or train on that copy "
-            "without generating (--data.synthetic false)."
+            "without generating (--data.synthetic null)."
         )
 
 
