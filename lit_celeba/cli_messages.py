@@ -117,7 +117,7 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
             "after the --config files."
         )
     old_key = (old_model_key(argv or []) or old_training_key(argv or [])
-               or old_training_section(text, argv or []))  # fmt: skip
+               or old_training_section(text, _config_files(argv or [])))  # fmt: skip
     if old_key:
         return old_key
     if re.search(r"(Group 'model' .*|does not accept option 'model\.)(class_path|init_args)", text):
@@ -172,9 +172,20 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
     return f"{message}\n(Run with --help for the accepted options and their types.)"
 
 
+def _words(argv: list[str]) -> list[str]:
+    """The command line with ``--key=value`` as two words."""
+    return [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+
+
+def _config_files(argv: list[str]) -> list[str]:
+    """The ``--config`` files of ``argv``, in order."""
+    words = _words(argv)
+    return [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("--config", "-c")]
+
+
 def _configs_after_logger_false(argv: list[str]) -> list[str]:
     """The ``--config`` files given after ``--trainer.logger false`` (or ``=false``)."""
-    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    words = _words(argv)
     configs, seen = [], False
     for i, word in enumerate(words[:-1]):
         if word == "--trainer.logger" and words[i + 1].lower() in ("false", "null", "[]"):

@@ -23,9 +23,9 @@ def _moved(new: str) -> str:
 
 
 # Data settings of earlier versions (issue 33's moves), and what their key says now. A run saved
-# with them still resumes (checkpoints/runs.py): none changes what fit computes but
-# group_balanced and the colour changes, which are compared as the keys they became, and the demo
-# set's, which a saved config is read in (checkpoints/legacy.upgrade_saved_config).
+# with them still resumes: checkpoints/legacy.upgrade_saved_config reads its config.yaml in
+# today's form (the moved keys as the keys they became; the gone ones changed nothing fit
+# computes).
 OLD_DATA_KEYS = {
     "data.predict_output": _moved("prediction.output"),
     "data.predict_overwrite": _moved("prediction.overwrite"),
@@ -113,17 +113,17 @@ def old_training_key(argv: list[str]) -> str | None:
     return None
 
 
-def old_training_section(text: str, argv: list[str]) -> str | None:
+def old_training_section(text: str, config_files: list[str]) -> str | None:
     """What a parse error about a config file's top-level ``optimizer:`` or ``lr_scheduler:``
     (jsonargparse: "does not accept option 'optimizer.init_args.lr'", or under
     ``--print_config`` "Option 'optimizer.init_args.lr' is not accepted") says, naming the file
-    among ``argv``'s ``--config`` files."""
+    among the command's ``config_files``."""
     found = re.search(
         r"(?:does not accept option|Option) '((optimizer|lr_scheduler)\b[\w.]*)'", text
     )
     if found is None:
         return None
-    files = [name for name in _config_files(argv) if found.group(2) in _top_level_keys(name)]
+    files = [name for name in config_files if found.group(2) in _top_level_keys(name)]
     return (
         f"{files[0] if files else 'A config file'} has a top-level {found.group(2)}: section, "
         f"which is "
@@ -131,12 +131,6 @@ def old_training_section(text: str, argv: list[str]) -> str | None:
         f"{OLD_TRAINING_FORM} If the file is an earlier run's config.yaml, move the section "
         "there; the run's checkpoint still resumes (--ckpt_path)."
     )
-
-
-def _config_files(argv: list[str]) -> list[str]:
-    """The ``--config`` files of ``argv``, in order."""
-    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
-    return [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("--config", "-c")]
 
 
 def _top_level_keys(name: str) -> set[str]:

@@ -259,21 +259,6 @@ def test_invalid_setting(case: str, tiny_root: Path, logs: Path, capsys) -> None
     assert sorted(p.name for p in (logs / "base").iterdir()) == ["version_0"]
 
 
-@pytest.mark.parametrize("model", [
-    {"class_path": "lit_celeba.models.module.RecipeClassifier", "init_args": {"dropout": 0.2}},
-    {"init_args": {"dropout": 0.2, "tta_flip": True}},
-], ids=["class-and-arguments", "arguments"])  # fmt: skip
-def test_a_config_files_model_section_before_net_says_the_new_form(
-    model: dict, tiny_root: Path, logs: Path, tmp_path: Path, capsys
-) -> None:
-    old = tmp_path / "old.yaml"
-    old.write_text(yaml.safe_dump({"model": model}))
-    _fit_refused(tiny_root, logs, ["--config", str(old)], [
-        "A config file's model: section is in its form before lit_celeba took the network as "
-        "model.net", "model: {net: {class_path: lit_celeba.models.nets.RecipeCNN or ResNet",
-    ], capsys)  # fmt: skip
-
-
 @pytest.mark.parametrize("section", ["optimizer", "lr_scheduler"])
 def test_a_config_files_top_level_optimizer_says_the_new_form(
     section: str, tiny_root: Path, logs: Path, tmp_path: Path, capsys
@@ -295,29 +280,43 @@ def test_a_config_files_top_level_optimizer_says_the_new_form(
     assert all(fragment in message for fragment in expected), message
 
 
-def test_a_setting_the_optimizer_lacks_in_a_config_file(
-    tiny_root: Path, logs: Path, tmp_path: Path, capsys
+MODEL_BEFORE_NET = [
+    "A config file's model: section is in its form before lit_celeba took the network as "
+    "model.net", "model: {net: {class_path: lit_celeba.models.nets.RecipeCNN or ResNet",
+]
+# A setting of a config file (an earlier run's config.yaml, most often), and what its one line
+# says.
+CONFIG_FILE_CASES = {
+    "model-section-before-net-class-and-arguments": ({"model": {
+        "class_path": "lit_celeba.models.module.RecipeClassifier", "init_args": {"dropout": 0.2}
+    }}, MODEL_BEFORE_NET),
+    "model-section-before-net-arguments": (
+        {"model": {"init_args": {"dropout": 0.2, "tta_flip": True}}}, MODEL_BEFORE_NET
+    ),
+    "optimizer-setting-it-lacks": (
+        {"model": {"optimizer": {"init_args": {"lrr": 1}}}},
+        ["Invalid setting: model.optimizer torch.optim.Adam takes no 'lrr'; its settings: "
+         "lr, betas, eps,"],
+    ),
+    # An earlier run's config.yaml holds data.group_balanced (issue 33, step 8).
+    "group-balanced-before-sampler": ({"data": {"group_balanced": True}}, [
+        "error: --data.group_balanced true is now --data.sampler group_balanced",
+        "(in a config file: data: {sampler: group_balanced})",
+        "If the config file is an earlier run's config.yaml, delete ",
+        "group_balanced, synthetic_seed, synthetic_correlate, brightness, contrast and "
+        "saturation from its data: section",
+    ]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CONFIG_FILE_CASES, ids=str)
+def test_a_config_file_setting_is_answered_in_one_line(
+    case: str, tiny_root: Path, logs: Path, tmp_path: Path, capsys
 ) -> None:
+    settings, expected = CONFIG_FILE_CASES[case]
     given = tmp_path / "given.yaml"
-    given.write_text("model:\n  optimizer:\n    init_args:\n      lrr: 1\n")
-    _fit_refused(tiny_root, logs, ["--config", str(given)],
-                 ["Invalid setting: model.optimizer torch.optim.Adam takes no 'lrr'; its settings: "
-                  "lr, betas, eps,"], capsys)  # fmt: skip
-
-
-def test_group_balanced_in_a_config_file_names_the_sampler(
-    tiny_root: Path, logs: Path, tmp_path: Path, capsys
-) -> None:
-    """An earlier run's config.yaml holds data.group_balanced (issue 33, step 8)."""
-    old = tmp_path / "old.yaml"
-    old.write_text("data:\n  group_balanced: true\n")
-    _fit_refused(tiny_root, logs, ["--config", str(old)],
-                 ["error: --data.group_balanced true is now --data.sampler group_balanced",
-                  "(in a config file: data: {sampler: group_balanced})",
-                  "If the config file is an earlier run's config.yaml, delete ",
-                  "group_balanced, synthetic_seed, synthetic_correlate, brightness, contrast and "
-                  "saturation from its data: section"],
-                 capsys)  # fmt: skip
+    given.write_text(yaml.safe_dump(settings))
+    _fit_refused(tiny_root, logs, ["--config", str(given)], expected, capsys)
 
 
 def test_log_folder_under_a_file(tiny_root: Path, logs: Path, tmp_path: Path, capsys) -> None:

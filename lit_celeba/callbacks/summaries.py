@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,19 +30,9 @@ def run_hyperparameters(
     ``model/net/KEY``) and the data's saved hyperparameters (a group's as ``data/GROUP/KEY``),
     the optimizer's when fitting, the stage and the seed; lists become strings, ``None`` is left
     out."""
-    params: dict[str, Any] = {"stage": stage}
-    for key, value in pl_module.hparams_initial.items():
-        if isinstance(value, dict) and "class_path" in value:  # an injected module: the network
-            params[f"model/{key}"] = str(value["class_path"]).rpartition(".")[2]
-            params.update({f"model/{key}/{k}": v for k, v in value.get("init_args", {}).items()})
-        else:
-            params[f"model/{key}"] = value
+    params: dict[str, Any] = {"stage": stage, **_named("model", pl_module.hparams_initial)}
     if trainer.datamodule is not None:
-        for key, value in trainer.datamodule.hparams_initial.items():
-            if isinstance(value, dict):  # a group of settings (data.colour, data.photo)
-                params.update({f"data/{key}/{k}": v for k, v in value.items()})
-            else:
-                params[f"data/{key}"] = value
+        params.update(_named("data", trainer.datamodule.hparams_initial))
     if trainer.optimizers:
         optimizer = trainer.optimizers[0]
         params["optimizer"] = type(optimizer).__name__
@@ -61,6 +52,23 @@ def run_hyperparameters(
             value = str(list(value) if isinstance(value, tuple) else value)
         plain[key] = value
     return plain
+
+
+def _named(section: str, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"SECTION/KEY": value}``; an injected module as its class name and ``SECTION/KEY/NAME``
+    for each of its init_args (the network), a group of settings (``data.colour``) as
+    ``SECTION/KEY/NAME``."""
+    params: dict[str, Any] = {}
+    for key, value in hparams.items():
+        name = f"{section}/{key}"
+        if isinstance(value, Mapping) and "class_path" in value:
+            params[name] = str(value["class_path"]).rpartition(".")[2]
+            value = value.get("init_args", {})
+        if isinstance(value, Mapping):
+            params.update({f"{name}/{k}": v for k, v in value.items()})
+        else:
+            params[name] = value
+    return params
 
 
 def session_end_summary(status: str) -> Summary:

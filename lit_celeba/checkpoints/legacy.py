@@ -94,9 +94,10 @@ def upgrade_hyperparameters(hparams: dict[str, Any]) -> None:
 def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A run's saved config (``config.yaml``) in today's form: its ``model`` section with the
     network as ``net`` (step 9), the top-level ``optimizer`` and ``lr_scheduler`` as the model's
-    ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default), and
-    ``data.synthetic`` true or false with ``synthetic_seed`` and ``synthetic_correlate`` as the
-    demo set's settings or null."""
+    ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default), and the data
+    settings that moved (:func:`_upgrade_data_settings`: ``group_balanced`` as the ``sampler``,
+    the colour changes as ``colour``, ``synthetic`` true or false with ``synthetic_seed`` and
+    ``synthetic_correlate`` as the demo set's settings or null) or went."""
     upgraded = dict(config)
     model = upgraded.get("model")
     old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
@@ -111,10 +112,28 @@ def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
         }
     if model is not None:
         upgraded["model"] = model
-    data = upgraded.get("data")
-    if isinstance(data, Mapping) and isinstance(data.get("synthetic"), bool):
-        data = dict(data)
+    if isinstance(upgraded.get("data"), Mapping):
+        upgraded["data"] = _upgrade_data_settings(upgraded["data"])
+    return upgraded
+
+
+# Data settings of earlier versions' config.yaml that are gone and changed nothing fit computes:
+# predict's output (now the prediction writer's), the cache's device (a value of data.cache
+# now) and whether the training batches carried the groups (derived now).
+_GONE_DATA_SETTINGS = ("predict_output", "predict_overwrite", "predict_maps", "predict_split",
+                       "device_resident", "train_subgroups")  # fmt: skip
+_COLOUR_SETTINGS = ("brightness", "contrast", "saturation")
+
+
+def _upgrade_data_settings(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved ``data`` section in today's form; a key saved in both forms keeps today's."""
+    data = {k: v for k, v in saved.items() if k not in _GONE_DATA_SETTINGS}
+    if "group_balanced" in data:
+        data.setdefault("sampler", "group_balanced" if data.pop("group_balanced") else "random")
+    colour = {name: data.pop(name) for name in _COLOUR_SETTINGS if name in data}
+    if colour:
+        data["colour"] = {**colour, **(data.get("colour") or {})}
+    if isinstance(data.get("synthetic"), bool):
         seed, correlate = data.pop("synthetic_seed", 0), data.pop("synthetic_correlate", None)
         data["synthetic"] = {"seed": seed, "correlate": correlate} if data["synthetic"] else None
-        upgraded["data"] = data
-    return upgraded
+    return data

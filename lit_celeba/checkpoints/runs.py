@@ -20,20 +20,9 @@ from lightning_fabric.utilities.types import _PATH
 
 from lit_celeba.base.errors import CheckpointError, UsageError
 from lit_celeba.checkpoints.legacy import upgrade_saved_config
-from lit_celeba.moved_settings import OLD_DATA_KEYS
 
 # ckpt_path values that name no file: Lightning resolves them itself.
 CKPT_KEYWORDS = frozenset({"last", "best", "hpc", "registry"})
-
-# Keys of earlier versions' config.yaml that changed what fit computes, and the key and value
-# that took each one's place: a run saved with one resumes only where its new form agrees.
-OLD_KEYS_AS_NOW: dict[str, Callable[[Any], tuple[str, Any]]] = {
-    "data.group_balanced": lambda on: ("data.sampler", "group_balanced" if on else "random"),
-    **{
-        f"data.{name}": (lambda value, name=name: (f"data.colour.{name}", value))
-        for name in ("brightness", "contrast", "saturation")
-    },
-}
 
 # Settings a resumed run may change without changing what it computes. The log folder is where
 # the run was found (it may have been moved since); the cache is keyed by its content. Callbacks
@@ -52,10 +41,6 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         "trainer.enable_model_summary",
         "data.num_workers",
         "data.cache_dir",
-        # Keys of earlier versions' config.yaml, gone since, none of which changed what fit
-        # computes: predict's settings, where the cache's batches were taken from, and whether
-        # the training batches carried the groups.
-        *(key for key in OLD_DATA_KEYS if key not in OLD_KEYS_AS_NOW),
     }
 )
 
@@ -97,15 +82,10 @@ def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
 
 
 def settings_as_now(config: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`flat_settings`, with each key of :data:`OLD_KEYS_AS_NOW` read as the key and value
-    that took its place (a saved ``data.group_balanced: true`` is ``data.sampler:
-    group_balanced``)."""
-    flat = flat_settings(config)
-    for old_key, as_now in OLD_KEYS_AS_NOW.items():
-        if old_key in flat:
-            key, value = as_now(flat.pop(old_key))
-            flat.setdefault(key, value)
-    return flat
+    """:func:`flat_settings` of ``config`` in today's form (an earlier version's config.yaml
+    read by :func:`~.legacy.upgrade_saved_config`: a saved ``data.group_balanced: true`` is
+    ``data.sampler: group_balanced``)."""
+    return flat_settings(upgrade_saved_config(config))
 
 
 def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -143,8 +123,7 @@ def find_matching_run(
         except (OSError, yaml.YAMLError) as err:
             skipped.append(f"{run_dir}: its config.yaml cannot be read ({type(err).__name__})")
             continue
-        saved = upgrade_saved_config(saved) if isinstance(saved, Mapping) else {}
-        changes = changed_settings(saved, current)
+        changes = changed_settings(saved if isinstance(saved, Mapping) else {}, current)
         if not changes:
             return last, skipped
         more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""

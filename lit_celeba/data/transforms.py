@@ -19,7 +19,7 @@ tests/test_transforms.py checks the result against a resize computed by hand fro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 import torch
@@ -131,8 +131,7 @@ class BatchTransform:
         photo: PhotoDegradations | None = None,
     ) -> None:
         self.image_size = image_size
-        # All 0: the recipe, no extra draws.
-        self.colour = (colour.brightness, colour.contrast, colour.saturation)
+        self.colour = astuple(colour)  # all 0: the recipe, no extra draws
         self.degrade = Degrade(photo)  # off by default: no extra draws either
         row_lo, row_hi, row_w = _bilinear_taps(CROP_SIZE, image_size)
         col_lo, col_hi, col_w = _bilinear_taps(CROP_SIZE, image_size)

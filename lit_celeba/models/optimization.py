@@ -53,20 +53,22 @@ def configure(
     They are built here, when the fit starts, not when the CLI parses them: a setting the class
     refuses then (a negative learning rate, ``fused`` with ``foreach``, a OneCycleLR without its
     length) is a :class:`SettingError` naming the key, not a traceback."""
-    try:
-        optimizer = make_optimizer(module.parameters())
-    except LitCelebaError:
-        raise
-    except (ValueError, TypeError, RuntimeError) as err:
-        raise SettingError("optimizer", f"could not be built: {err or type(err).__name__}") from err
+    optimizer = _built("optimizer", lambda: make_optimizer(module.parameters()))
     if make_scheduler is None:
         return optimizer
+    return _built(
+        "scheduler", lambda: optimizer_config(module.trainer, optimizer, make_scheduler(optimizer))
+    )
+
+
+def _built(setting: str, build: Callable[[], Any]) -> Any:
+    """``build()``, with what the class refuses as a :class:`SettingError` of ``setting``."""
     try:
-        return optimizer_config(module.trainer, optimizer, make_scheduler(optimizer))
+        return build()
     except LitCelebaError:
         raise
     except (ValueError, TypeError, RuntimeError) as err:
-        raise SettingError("scheduler", f"could not be built: {err or type(err).__name__}") from err
+        raise SettingError(setting, f"could not be built: {err or type(err).__name__}") from err
 
 
 def optimizer_config(
@@ -74,11 +76,9 @@ def optimizer_config(
 ) -> dict[str, Any]:
     """``configure_optimizers``' return value for ``optimizer`` and its ``scheduler``."""
     rule: dict[str, Any] = {"scheduler": scheduler}
-    if isinstance(scheduler, PerStepLR):
-        if scheduler.total_steps is None:
-            scheduler.set_total_steps(trainer.estimated_stepping_batches)
-        rule.update(interval="step", frequency=1)
-    elif isinstance(scheduler, TORCH_PER_STEP):
+    if isinstance(scheduler, PerStepLR) and scheduler.total_steps is None:
+        scheduler.set_total_steps(trainer.estimated_stepping_batches)
+    if isinstance(scheduler, (PerStepLR, *TORCH_PER_STEP)):
         rule.update(interval="step", frequency=1)
     elif isinstance(scheduler, ReduceLROnPlateau):
         monitor = getattr(scheduler, "monitor", None)  # Lightning's subclass takes one
