@@ -46,7 +46,7 @@ def predict_picture(ckpt_path: str, out: Path, work: Path) -> Path:
     results = work / "results"
     cli_main([
         "predict", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "base.yaml"),
-        f"--ckpt_path={ckpt_path}", f"--data.predict_path={photo}", "--prediction.maps=true",
+        f"--ckpt_path={ckpt_path}", f"--data.predict.path={photo}", "--prediction.maps=true",
         f"--prediction.output={results}/", "--trainer.logger=false",
         f"--trainer.default_root_dir={work}", "--data.num_workers=0",
         "--trainer.enable_progress_bar=false",

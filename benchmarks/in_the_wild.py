@@ -9,7 +9,7 @@ WIDER FACE group photos; never part of this repository). Every photo goes throug
 ``python -m lit_celeba predict`` itself (``cli_main`` in this process, the same code a user
 runs: reading, face detection, alignment, the network, calibration, thresholds, the CSV
 writer); the figures are computed from the CSV it writes. Options this script does not know go
-to every predict run (``--data.align never``, ``--data.batch_size 64``, ...).
+to every predict run (``--data.predict.align never``, ``--data.batch_size 64``, ...).
 
 LFW (``lfw/balanced.csv``: one photo per person, as many women as men): a deep-funneled LFW
 photo is centred on its person, so of the faces found the one whose box centre lies nearest the
@@ -65,7 +65,7 @@ def run_predict(ckpt: Path, photos: list[Path], work: Path, name: str, extra: li
     listing.write_text("".join(f"{p}\n" for p in photos))
     output = work / f"{name}_predictions.csv"
     output.unlink(missing_ok=True)
-    args = ["predict", "--ckpt_path", str(ckpt), "--data.predict_path", str(listing),
+    args = ["predict", "--ckpt_path", str(ckpt), "--data.predict.path", str(listing),
             "--prediction.output", str(output),
             "--trainer.logger.init_args.save_dir", str(work / "logs"), *extra]  # fmt: skip
     sys.argv = [sys.argv[0]]  # LightningCLI warns when it sees this script's own options

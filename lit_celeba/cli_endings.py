@@ -58,8 +58,8 @@ class CommandEndings:
             return  # a CelebA split
         if writer.too_small:
             print(f"{writer.too_small} face(s) smaller than {writer.min_face_size} px "
-                  f"(data.min_face_size) were not judged; their rows in {writer.path} say so in "
-                  "the error column.")  # fmt: skip
+                  f"(data.predict.min_face_size) were not judged; their rows in {writer.path} "
+                  "say so in the error column.")  # fmt: skip
         faceless = f"; {writer.faceless} without a face" if writer.faceless else ""
         if writer.failures == writer.files:
             raise NothingPredicted(
@@ -74,12 +74,12 @@ class CommandEndings:
         if writer.predicted == 0 and writer.too_small:
             raise NothingPredicted(
                 f"every face found was smaller than {writer.min_face_size} px, so nothing was "
-                "predicted. --data.min_face_size 0 judges faces of any size (small faces are "
-                "often wrong: see docs/faces.md)."
+                "predicted. --data.predict.min_face_size 0 judges faces of any size (small faces "
+                "are often wrong: see docs/faces.md)."
             )
         if writer.predicted == 0:
             raise NothingPredicted(
                 f"no face was found in any of the {writer.files - writer.failures} readable "
-                "photo(s), so nothing was predicted. --data.align never predicts on each photo "
-                "framed whole."
+                "photo(s), so nothing was predicted. --data.predict.align never predicts on each "
+                "photo framed whole."
             )

@@ -7,32 +7,26 @@ the culprit (file, setting, value) and the fix, without a traceback.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import os
-import pydoc
 import re
 import shlex
 import tempfile
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 from lit_celeba.base.errors import SettingError, UsageError
 from lit_celeba.data.degradations import key_ranges
-from lit_celeba.data.transforms import ColourChanges
 from lit_celeba.models.nets import Net
-from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
 from lit_celeba.moved_settings import (
     OLD_DATA_KEYS,
     OLD_MODEL_FORM,
     OLD_RUN_CONFIG,
-    SYNTHETIC_WAS_A_SWITCH,
     old_model_key,
     old_training_key,
     old_training_section,
 )
+from lit_celeba.setting_groups import group_message
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
 # sets. model.subgroups is the source of its link, so it stays as it is.
@@ -131,11 +125,6 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         said = " ".join(f"--{key} {OLD_DATA_KEYS[key]}." for key in old)
         typed = any(f"--{key}" in arg for arg in argv or [] for key in old)
         return said if typed else f"{said} {OLD_RUN_CONFIG}"
-    colour = re.search(r"(?:arguments: --|option ')data\.colour\.(\w+)", text)
-    if colour:
-        names = [field.name for field in dataclasses.fields(ColourChanges)]
-        return (f"Invalid setting: data.colour has no {colour.group(1)!r}; it takes "
-                f"{', '.join(names)}, each from 0 (off) to 1.")  # fmt: skip
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)
@@ -143,14 +132,9 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
         return f"Invalid setting: {link.group(1)} {refused.problem}"
     key = re.match(r'Parser key "([^"]+)"', text)
     given = re.search(r"Given value: (.+)$", text, flags=re.MULTILINE)
-    if key and key.group(1) in ("model.optimizer", "model.scheduler"):
-        said = _optimization_message(key.group(1), text)
-        if said:
-            return said
-    if key and key.group(1) == "data.synthetic" and re.search(
-        r"Given value: (true|false)\b|Got value: (True|False)\b", text, flags=re.IGNORECASE
-    ):
-        return f"{SYNTHETIC_WAS_A_SWITCH}."
+    said = group_message(key.group(1) if key else None, text)
+    if said:
+        return said
     if key and key.group(1) == "data.cache" and given:
         return (f"Invalid setting: data.cache takes true, memory, device or false; got "
                 f"{given.group(1).strip()}.")  # fmt: skip
@@ -193,64 +177,6 @@ def _configs_after_logger_false(argv: list[str]) -> list[str]:
         elif seen and word in ("--config", "-c"):
             configs.append(words[i + 1])
     return configs
-
-
-def _optimization_message(key: str, text: str) -> str | None:
-    """What a parse error of ``model.optimizer`` or ``model.scheduler`` says, where jsonargparse's
-    own message hides it: the short name ReduceLROnPlateau (two classes), a setting missing,
-    unknown or of the wrong type, or an unknown class."""
-    if re.search(r"Multiple subclasses with name ReduceLROnPlateau\b", text):
-        return (f"Invalid setting: {key} ReduceLROnPlateau names two classes, torch's and "
-                "Lightning's; use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau, "
-                "which takes the metric it watches: --model.scheduler.monitor val/loss (or "
-                "val/acc with --model.scheduler.mode max).")  # fmt: skip
-    chosen = re.search(r"class_path='([\w.]+)'", text)
-    chosen_class = chosen.group(1) if chosen else None
-    missing = re.search(r"arguments are required: ([\w, ]+)", text)
-    if missing and missing.group(1).strip() == "monitor":
-        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
-    if missing and chosen_class:
-        names = [name.strip() for name in missing.group(1).split(",")]
-        return (f"Invalid setting: {key} {chosen_class} needs {', '.join(names)}: give "
-                f"--{key}.{names[0]} ...")  # fmt: skip
-    option = re.search(r"Option '(\w+)' is not accepted", text)
-    if option and chosen_class in (None, "typing.Union"):  # a setting, but no class to take it
-        return (f"Invalid setting: {key}.{option.group(1)} is a setting of {key}, which names "
-                f"no class yet: give the class first (--{key} CLASS --{key}.{option.group(1)} "
-                f"..., or in a config file {key.split('.')[1]}: {{class_path: CLASS, init_args: "
-                "{...}}).")  # fmt: skip
-    if option and option.group(1) == "monitor" and chosen_class.endswith(".ReduceLROnPlateau"):
-        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
-    if option:
-        accepted = [name for name in inspect.signature(pydoc.locate(chosen_class)).parameters
-                    if name not in ("self", "params", "optimizer")]  # fmt: skip
-        return (f"Invalid setting: {key} {chosen_class} takes no {option.group(1)!r}; its "
-                f"settings: {', '.join(accepted)}.")
-    setting = re.search(r'callable class: Parser key "(\w+)"', text)
-    if setting:
-        given = re.search(r"Given value: (.*?)(?:\. Got value|$)", text, flags=re.MULTILINE)
-        expected = re.search(r"Expected a <class '(\w+)'>", text)
-        return (f"Invalid setting: {key}.{setting.group(1)} of {chosen_class} takes a "
-                f"{expected.group(1) if expected else 'other value'}, got "
-                f"{given.group(1) if given else 'another value'}.")  # fmt: skip
-    unknown = re.search(r"but (\S+) either not accessible", text)
-    if unknown is None:
-        return None
-    if key == "model.optimizer":
-        base, module, example = torch.optim.Optimizer, torch.optim, "Adam"
-    else:
-        base, module = torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler
-        example = "lit_celeba.models.schedules.WarmupCosineLR"
-    names = sorted(
-        name
-        for name, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, base) and not name.startswith("_")
-        and value is not base
-    )  # fmt: skip
-    return (
-        f"Unknown {key} {unknown.group(1)!r}. Use one of {module.__name__}: {', '.join(names)} "
-        f"(e.g. --{key} {example}), or the full class path of another {base.__name__} subclass."
-    )
 
 
 def worker_message(message: str) -> str:

@@ -30,7 +30,7 @@ OLD_DATA_KEYS = {
     "data.predict_output": _moved("prediction.output"),
     "data.predict_overwrite": _moved("prediction.overwrite"),
     "data.predict_maps": _moved("prediction.maps"),
-    "data.predict_split": "is gone: predict without --data.predict_path always reads the test "
+    "data.predict_split": "is gone: predict without --data.predict.path always reads the test "
     "split (as test does); validate or calibrate cover the validation split",
     "data.device_resident": "is gone: it is a value of --data.cache now: --data.cache device for "
     "true, --data.cache memory for false; true, the default, keeps the cache on a CUDA GPU when "
@@ -43,6 +43,15 @@ OLD_DATA_KEYS = {
     "{seed: 1}})",
     "data.synthetic_correlate": "is now --data.synthetic.correlate (in a config file: data: "
     "{synthetic: {correlate: [Blond_Hair, Male, 0.05]}})",
+    **{
+        f"data.{old}": f"is now --data.predict.{new}, one of predict's photo settings (in a "
+        f"config file: data: {{predict: {{{new}: {example}}}}})"
+        for old, new, example in (
+            ("predict_path", "path", "my_photos/"),
+            ("align", "align", "never"),
+            ("min_face_size", "min_face_size", 0),
+        )
+    },
     **{
         f"data.{name}": f"is now --data.colour.{name}, one of the colour changes (in a config "
         f"file: data: {{colour: {{{name}: 0.2}}}})"

@@ -23,11 +23,11 @@ def check_outputs(subcommand: str, config: Any) -> None:
                          "predictions. Leave them out, or run predict.")  # fmt: skip
     if subcommand == "predict":
         check_output(output_file(prediction.get("output"), FILENAME), prediction.get("overwrite"))
-        if prediction.get("maps") and not data.get("predict_path"):
+        if prediction.get("maps") and not (data.get("predict") or {}).get("path"):
             raise UsageError(
-                "--prediction.maps true draws maps on your own photos (--data.predict_path); "
+                "--prediction.maps true draws maps on your own photos (--data.predict.path); "
                 "without photos predict runs on a CelebA split, whose maps `test` logs "
-                "(test/maps in TensorBoard, test_maps.png from report). Give --data.predict_path,"
+                "(test/maps in TensorBoard, test_maps.png from report). Give --data.predict.path,"
                 " or leave --prediction.maps out."
             )
     out = output_file(config.get("out"), CALIBRATED_FILE) if subcommand == "calibrate" else None

@@ -178,7 +178,7 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
         *flags,
         *DDP,
         f"--ckpt_path={ckpt}",
-        f"--data.predict_path={photos}",
+        f"--data.predict.path={photos}",
         "--data.batch_size=2",
         cwd=tmp_path,
     )

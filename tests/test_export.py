@@ -277,7 +277,7 @@ def test_model_json_says_what_the_graph_does_and_how_to_get_predicts_outputs(
     out = tmp_path / "p.csv"
     cli_main(["predict", "--config", str(CONFIGS / "base.yaml"),
               *tiny_overrides(tiny_root, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-              f"--data.predict_path={photo}", f"--prediction.output={out}"])  # fmt: skip
+              f"--data.predict.path={photo}", f"--prediction.output={out}"])  # fmt: skip
     rows = list(csv.DictReader(out.open()))
     image = Image.open(photo).convert("RGB")
     faces = FaceDetector()(image)

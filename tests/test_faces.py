@@ -1,5 +1,5 @@
-"""Faces in a user's photo (lit_celeba.data.faces, data.align) on a real photo that ships with a
-test dependency: scikit-image's astronaut (Eileen Collins, NASA, public domain)."""
+"""Faces in a user's photo (lit_celeba.data.faces, data.predict.align) on a real photo that ships
+with a test dependency: scikit-image's astronaut (Eileen Collins, NASA, public domain)."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_a_face_under_the_minimum_size_gets_a_row_that_says_so(tmp_path: Path) -
     (_, big), (_, small) = batch.faces
     assert face_size(small) < 80 <= face_size(big)
     assert batch.errors == ["", f"{TOO_SMALL}: {int(face_size(small))} px, under "
-                                "data.min_face_size 80"]  # fmt: skip
+                                "data.predict.min_face_size 80"]  # fmt: skip
     assert batch.images.shape == (1, 218, 128, 3)  # only the face large enough is judged
     everyone = PhotoDataset([group], columns_read(64), align="auto", min_face_size=0)
     assert everyone.collate([everyone[0]]).errors == ["", ""]
@@ -146,13 +146,13 @@ def test_predict_says_how_many_faces_were_too_small(
     predict = cli_in_process(
         "predict", "--config", str(CONFIGS / "base.yaml"),
         *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
-        "--data.min_face_size=80", cwd=tmp_path,
+        f"--data.predict.path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
+        "--data.predict.min_face_size=80", cwd=tmp_path,
     )  # fmt: skip
     output = predict.stdout + predict.stderr
     assert predict.returncode == 0, output
     assert "(1 predicted, 0 unreadable, 0 without a face, 1 face(s) too small to judge)" in output
-    assert "1 face(s) smaller than 80 px (data.min_face_size) were not judged" in output
+    assert "1 face(s) smaller than 80 px (data.predict.min_face_size) were not judged" in output
     with open(out, newline="") as fh:
         first, second = csv.DictReader(fh)
     assert first["error"] == "" and 0 <= float(first["prob_Male"]) <= 1
@@ -162,12 +162,12 @@ def test_predict_says_how_many_faces_were_too_small(
     none = run_cli(
         "predict", "--config", str(CONFIGS / "base.yaml"),
         *tiny_overrides(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
-        "--prediction.overwrite=true", "--data.min_face_size=5000", cwd=tmp_path,
+        f"--data.predict.path={tmp_path / 'group.jpg'}", f"--prediction.output={out}",
+        "--prediction.overwrite=true", "--data.predict.min_face_size=5000", cwd=tmp_path,
     )  # fmt: skip
     assert none.returncode == 1, none.stdout + none.stderr
     assert "every face found was smaller than 5000 px, so nothing was predicted" in none.stderr
-    assert "--data.min_face_size 0 judges faces of any size" in none.stderr
+    assert "--data.predict.min_face_size 0 judges faces of any size" in none.stderr
 
 
 def test_similarity_recovers_a_known_transform() -> None:

@@ -61,7 +61,7 @@ def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_pa
         "predict",
         *tiny_overrides(tiny_root, tmp_path / "logs"),
         f"--ckpt_path={LEGACY / f'{name}.ckpt'}",
-        f"--data.predict_path={legacy_faces(tiny_root, tmp_path / 'faces')}",
+        f"--data.predict.path={legacy_faces(tiny_root, tmp_path / 'faces')}",
         f"--prediction.output={output}",
         cwd=tmp_path,
     )
@@ -146,7 +146,7 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
     assert torch.allclose(probability, expected, atol=PROBABILITY_TOLERANCE, rtol=0)
     output = tmp_path / "predictions.csv"
     flags = tiny_overrides(tiny_root, tmp_path / "logs")
-    result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
+    result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict.path={faces}",
                      f"--prediction.output={output}", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     predicted = predicted_probabilities(output)

@@ -120,10 +120,10 @@ def test_every_command(case: str, tiny_root: Path, tmp_path: Path, monkeypatch) 
     ]
 
     photos = photo_folder(tiny_root, tmp_path / "photos")
-    run("predict", *common, f"--ckpt_path={last}", f"--data.predict_path={photos}")
+    run("predict", *common, f"--ckpt_path={last}", f"--data.predict.path={photos}")
     photo_rows = csv_rows(runs / "version_4" / "predictions.csv")
     assert [Path(r["path"]).name for r in photo_rows] == sorted(p.name for p in photos.iterdir())
-    # CelebA's own 178x218 faces: taken as aligned (data.align auto), the face columns empty.
+    # CelebA's own 178x218 faces: taken as aligned (data.predict.align auto): face columns blank.
     assert list(photo_rows[0]) == ["path", *face_columns()] + [
         f"{k}_{a}" for a in names for k in ("prob", "pred")
     ] + ["error"]

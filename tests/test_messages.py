@@ -181,8 +181,9 @@ SETTING_CASES = {
     ),
     "image-size-too-small": (["--data.image_size=4"], ["data.image_size must be at least 8"]),
     "negative-min-face-size": (
-        ["--data.min_face_size=-1"],
-        ["Invalid setting: data.min_face_size must be 0 (judge every face) or more pixels, got -1"],
+        ["--data.predict.min_face_size=-1"],
+        ["Invalid setting: data.predict.min_face_size must be 0 (judge every face) or more "
+         "pixels, got -1"],
     ),
     "dropout-out-of-range": (
         ["--model.net.dropout=1.5"], ["model.net.dropout must be in [0, 1), got 1.5"]
@@ -217,6 +218,22 @@ SETTING_CASES = {
         ["error: --data.brightness is now --data.colour.brightness, one of the colour changes (in"
          " a config file: data: {colour: {brightness: 0.2}})."],
     ),  # fmt: skip
+    # predict's photo settings before they were one group (issue 33).
+    "predict-path-before-predict": (
+        ["--data.predict_path=my_photos/"],
+        ["error: --data.predict_path is now --data.predict.path, one of predict's photo settings "
+         "(in a config file: data: {predict: {path: my_photos/}})."],
+    ),  # fmt: skip
+    "align-before-predict": (["--data.align=never"], ["--data.align is now --data.predict.align"]),
+    "predict-group-given-one-value": (
+        ["--data.predict=my_photos/"],
+        ["Invalid setting: data.predict is a group of settings, not one value: --data.predict.path"
+         " VALUE", "it takes path, align, min_face_size."],
+    ),  # fmt: skip
+    "predict-group-unknown-key": (
+        ["--data.predict.aling=never"],
+        ["Invalid setting: data.predict has no 'aling'; it takes path, align, min_face_size."],
+    ),
     # data.synthetic, a switch before it held the demo set's settings (issue 33).
     "synthetic-switch-before-demo-set": (
         ["--data.synthetic=true"],
@@ -303,8 +320,8 @@ CONFIG_FILE_CASES = {
         "error: --data.group_balanced true is now --data.sampler group_balanced",
         "(in a config file: data: {sampler: group_balanced})",
         "If the config file is an earlier run's config.yaml, delete ",
-        "group_balanced, synthetic_seed, synthetic_correlate, brightness, contrast and "
-        "saturation from its data: section",
+        "group_balanced, synthetic_seed, synthetic_correlate, predict_path, align, "
+        "min_face_size, brightness, contrast and saturation from its data: section",
     ]),
 }  # fmt: skip
 

@@ -71,7 +71,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
     # largest face of each photo with a face, against that photo's label.
     original = torch.load(tiny_checkpoint, weights_only=True)["calibration"]
     predicted = cli_in_process("predict", *flags, f"--ckpt_path={tiny_checkpoint}",
-                        f"--data.predict_path={tmp_path / 'photos'}",
+                        f"--data.predict.path={tmp_path / 'photos'}",
                         f"--prediction.output={tmp_path / 'before.csv'}",
                         cwd=tmp_path)  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
@@ -101,7 +101,7 @@ def test_calibrate_on_labelled_photos_fits_on_the_faces_predict_sees(
 
     # predict with the calibrated checkpoint applies it to the same faces.
     again = cli_in_process("predict", *flags, f"--ckpt_path={out}",
-                    f"--data.predict_path={tmp_path / 'photos'}",
+                    f"--data.predict.path={tmp_path / 'photos'}",
                     f"--prediction.output={tmp_path / 'after.csv'}", cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0, again.stderr
     after = [r for r in csv_rows(tmp_path / "after.csv") if r["prob_Male"]]

@@ -1,5 +1,5 @@
 """The user's own photos: finding them, reading every format and mode, the 178x218 framing, and
-``predict --data.predict_path`` end to end with a corrupt file among them."""
+``predict --data.predict.path`` end to end with a corrupt file among them."""
 
 from __future__ import annotations
 
@@ -260,8 +260,8 @@ def test_predict_on_a_folder_writes_rows_that_match_predict_step(
         str(CONFIGS / "base.yaml"),
         *flags,
         f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={photos}",
-        "--data.align=never",  # the framing rule on every photo (tests/test_faces.py: faces)
+        f"--data.predict.path={photos}",
+        "--data.predict.align=never",  # the framing rule on every photo (test_faces.py: faces)
         cwd=tmp_path,
     )
     output = predict.stdout + predict.stderr
@@ -308,8 +308,8 @@ def test_predict_exits_non_zero_only_when_nothing_was_read(
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(tmp_path, tmp_path / "logs"),
         f"--ckpt_path={tiny_checkpoint}",
-        f"--data.predict_path={listing}",
-        "--data.align=never",
+        f"--data.predict.path={listing}",
+        "--data.predict.align=never",
         f"--prediction.output={out}",
         cwd=tmp_path,
     )
@@ -337,8 +337,8 @@ def test_predict_with_three_attributes_writes_one_row_per_photo(
         f"--data.target_attr=[{', '.join(THREE_ATTRIBUTES)}]",
         "--data.batch_size=4",
         f"--ckpt_path={ckpt}",
-        f"--data.predict_path={photos}",
-        "--data.align=never",  # the framing rule on every photo (tests/test_faces.py: faces)
+        f"--data.predict.path={photos}",
+        "--data.predict.align=never",  # the framing rule on every photo (test_faces.py: faces)
         f"--prediction.output={out}/",
         cwd=tmp_path,
     )

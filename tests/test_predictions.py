@@ -54,11 +54,11 @@ def test_predict_replaces_its_own_photo_predictions_with_faces(
 ) -> None:
     """Item 5: the face columns (face, box, landmarks, score) are predict's own too."""
     photos, out = _faces(tiny_root, tmp_path / "photos", 2), tmp_path / "out.csv"
-    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
              f"--prediction.output={out}")  # fmt: skip
     assert "face_score" in out.read_text().splitlines()[0]
     (photos / sorted(os.listdir(photos))[0]).unlink()
-    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
              f"--prediction.output={out}", "--prediction.overwrite=true")  # fmt: skip
     assert len(csv_rows(out)) == 1
 
@@ -68,7 +68,7 @@ def test_overwritten_maps_leave_no_earlier_picture(
 ) -> None:
     """Item 6: the maps of the predictions replaced go with them; other files stay."""
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "results" / "p.csv"
-    flags = [f"--data.predict_path={photos}", f"--prediction.output={out}",
+    flags = [f"--data.predict.path={photos}", f"--prediction.output={out}",
              "--prediction.maps=true"]  # fmt: skip
     _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", *flags)
     maps = out.with_name("p_maps")
@@ -91,7 +91,7 @@ def test_a_list_saved_with_a_byte_order_mark_reads_as_without(
     listing.write_bytes("".join(f"photos/{p.name}\r\n" for p in sorted(photos.iterdir()))
                         .encode(encoding))  # fmt: skip
     out = tmp_path / "out.csv"
-    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
+    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={listing}",
              f"--prediction.output={out}")  # fmt: skip
     rows = csv_rows(out)
     assert [row["error"] for row in rows] == ["", ""], rows
@@ -104,9 +104,9 @@ def test_a_list_that_is_not_utf8_is_one_clear_error(
     listing.write_bytes("Zoë.jpg\n".encode("latin-1"))
     message = run_expecting_error(
         ["predict", "--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"),
-         f"--ckpt_path={tiny_checkpoint}", f"--data.predict_path={listing}"], capsys,
+         f"--ckpt_path={tiny_checkpoint}", f"--data.predict.path={listing}"], capsys,
     )  # fmt: skip
-    assert f"--data.predict_path {listing} is not UTF-8 text (byte 2" in message
+    assert f"--data.predict.path {listing} is not UTF-8 text (byte 2" in message
 
 
 def test_a_trailing_slash_names_a_folder_for_every_command(
@@ -146,7 +146,7 @@ def test_predict_says_nothing_of_checkpoint_folders_it_does_not_use(
     photos = _faces(tiny_root, tmp_path / "photos", 1)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}")
+        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}")
     assert not [w for w in seen if "dirpath has changed" in str(w.message)]
 
 
@@ -159,7 +159,7 @@ def test_predict_maps_on_a_celeba_split_is_one_clear_error(
         ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs),
          f"--ckpt_path={tiny_checkpoint}", "--prediction.maps=true"], capsys,
     )  # fmt: skip
-    assert "--prediction.maps true draws maps on your own photos (--data.predict_path)" in (
+    assert "--prediction.maps true draws maps on your own photos (--data.predict.path)" in (
         message
     )
     assert not logs.exists()
@@ -174,7 +174,7 @@ def test_photos_without_any_face_end_with_an_error_and_status_1(
     Image.new("RGB", (400, 300), (120, 160, 200)).save(photos / "sky.jpg")
     out = tmp_path / "out.csv"
     with pytest.raises(SystemExit) as exit_info:
-        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
                  f"--prediction.output={out}")  # fmt: skip
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
@@ -189,7 +189,7 @@ def test_predict_with_an_output_of_its_own_makes_no_run_folder(
     """Item 18: the CSV (and its maps) go where --prediction.output says, and nothing goes
     into the logs."""
     photos, logs = _faces(tiny_root, tmp_path / "photos", 1), tmp_path / "logs"
-    _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict.path={photos}",
              f"--prediction.output={tmp_path / 'results'}/")  # fmt: skip
     assert (tmp_path / "results" / "predictions.csv").is_file()
     assert not logs.exists()
@@ -205,7 +205,7 @@ def test_the_written_line_follows_the_progress_bar(
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "lit_celeba", "predict", "--config", BASE, *flags,
-         f"--ckpt_path={tiny_checkpoint}", f"--data.predict_path={photos}"],
+         f"--ckpt_path={tiny_checkpoint}", f"--data.predict.path={photos}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         timeout=300,
     )  # fmt: skip
@@ -224,12 +224,12 @@ def test_overwriting_twice_keeps_one_run_of_pictures(
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "r" / "p.csv"
     listing = tmp_path / "photos.txt"
     flags = [f"--prediction.output={out}", "--prediction.maps=true"]
-    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
              *flags)  # fmt: skip
     for kept in (2, 1):
         names = sorted(p.name for p in photos.iterdir())[:kept]
         listing.write_text("".join(f"photos/{n}\n" for n in names), encoding="utf-8-sig")
-        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={listing}",
+        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={listing}",
                  *flags, "--prediction.overwrite=true")  # fmt: skip
         assert len(csv_rows(out)) == kept
         assert len(list(out.with_name("p_maps").glob("*.png"))) == kept
@@ -259,7 +259,7 @@ def test_predict_killed_midway_then_run_again(
     photos, out = _faces(tiny_root, tmp_path / "photos", 3), tmp_path / "r" / "p.csv"
     flags = ["--config", BASE, *tiny_overrides(tiny_root, tmp_path / "logs"),
              "--data.batch_size=1", f"--ckpt_path={tiny_checkpoint}",
-             f"--data.predict_path={photos}", f"--prediction.output={out}",
+             f"--data.predict.path={photos}", f"--prediction.output={out}",
              "--prediction.maps=true"]  # fmt: skip
     ready = tmp_path / "ready"
     pause = ["--trainer.callbacks+={class_path: tests.interrupt_callbacks.PauseInEvaluation, "
@@ -291,7 +291,7 @@ def test_predict_last_without_any_run_writes_nothing(
     logs, results = tmp_path / "logs", tmp_path / "results"
     message = run_expecting_error(
         ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs), "--ckpt_path=last",
-         f"--data.predict_path={tiny_root}", f"--prediction.output={results}/"], capsys,
+         f"--data.predict.path={tiny_root}", f"--prediction.output={results}/"], capsys,
     )  # fmt: skip
     assert "--ckpt_path last: no last.ckpt under" in message
     assert not logs.exists() and not results.exists()
@@ -302,7 +302,7 @@ def test_predict_without_a_logger_and_with_an_output_makes_no_folder(
 ) -> None:
     photos = _faces(tiny_root, tmp_path / "photos", 1)
     root = tmp_path / "runs_here"
-    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
              f"--prediction.output={tmp_path / 'p.csv'}", "--trainer.logger=false",
              f"--trainer.default_root_dir={root}")  # fmt: skip
     assert (tmp_path / "p.csv").is_file() and not root.exists()
@@ -316,7 +316,7 @@ def test_only_unreadable_photos_with_maps_is_status_1_and_no_picture(
     (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     out = tmp_path / "p.csv"
     with pytest.raises(SystemExit) as exit_info:
-        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict_path={photos}",
+        _predict(tiny_checkpoint, tiny_root, tmp_path / "logs", f"--data.predict.path={photos}",
                  f"--prediction.output={out}", "--prediction.maps=true")  # fmt: skip
     assert exit_info.value.code == 1
     assert "error: none of the files could be read as an image" in capsys.readouterr().err
@@ -343,7 +343,7 @@ def test_predict_never_overwrites_a_file_it_did_not_write(
     before = tree_digest(tmp_path)
     message = run_expecting_error(
         ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={ckpt}",
-         f"--data.predict_path={listing if target != 'the-list' else photo}",
+         f"--data.predict.path={listing if target != 'the-list' else photo}",
          f"--prediction.output={output}"], capsys,
     )  # fmt: skip
     if target == "earlier":
@@ -364,7 +364,7 @@ def test_predict_replaces_earlier_predictions_when_asked(
     earlier.write_text("path,prob_Male,pred_Male,error\nx.jpg,0.5,1,\n")
     photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
     cli_main(["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-              f"--data.predict_path={photo}", f"--prediction.output={earlier}",
+              f"--data.predict.path={photo}", f"--prediction.output={earlier}",
               "--prediction.overwrite=true"])  # fmt: skip
     rows = list(csv.DictReader(earlier.open()))
     assert [row["path"] for row in rows] == [str(photo)]
@@ -379,7 +379,7 @@ def test_predictions_output_under_a_file_is_one_clear_error(
     photo = tiny_root / "celeba" / "img_align_celeba" / "000001.jpg"
     message = run_expecting_error(
         ["predict", *base_flags(tmp_path, tmp_path / "logs"), f"--ckpt_path={tiny_checkpoint}",
-         f"--data.predict_path={photo}", f"--prediction.output={blocker}/out.csv"], capsys,
+         f"--data.predict.path={photo}", f"--prediction.output={blocker}/out.csv"], capsys,
     )  # fmt: skip
     assert f"Cannot write the predictions to {blocker}/out.csv: {blocker} is a file" in message
     assert blocker.read_text() == "mine"
@@ -412,7 +412,7 @@ def test_predict_settings_belong_to_the_writer_and_the_old_keys_say_where(
     says why; another command refuses --prediction.*; nothing is written either way."""
     logs, photos = tmp_path / "logs", _faces(tiny_root, tmp_path / "photos", 1)
     predict = ["predict", "--config", BASE, *tiny_overrides(tiny_root, logs),
-               f"--ckpt_path={tiny_checkpoint}", f"--data.predict_path={photos}"]  # fmt: skip
+               f"--ckpt_path={tiny_checkpoint}", f"--data.predict.path={photos}"]  # fmt: skip
     message = run_expecting_error([*predict, f"--data.predict_output={tmp_path / 'a.csv'}"],
                                   capsys)  # fmt: skip
     assert message.startswith("error: --data.predict_output is now --prediction.output")
@@ -434,6 +434,6 @@ def test_predict_settings_belong_to_the_writer_and_the_old_keys_say_where(
     assert message.startswith("error: --prediction.maps: predict's setting(s); test writes")
     assert not logs.exists() and not (tmp_path / "a.csv").exists()
     out = tmp_path / "new" / "p.csv"
-    _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict_path={photos}",
+    _predict(tiny_checkpoint, tiny_root, logs, f"--data.predict.path={photos}",
              f"--prediction.output={out}", "--prediction.maps=true")  # fmt: skip
     assert len(csv_rows(out)) == 1 and len(list((out.parent / "p_maps").glob("*.png"))) == 1

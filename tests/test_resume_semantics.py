@@ -118,7 +118,8 @@ def test_settings_that_cannot_change_results_do_not_block_resuming(
 
 def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str, Any]:
     """A run's config.yaml as it was saved before issue 33's moves: data.predict_output/
-    overwrite/maps, predict_split, device_resident and train_subgroups, no prediction section,
+    overwrite/maps, predict_split, device_resident and train_subgroups, predict_path, align and
+    min_face_size, the colour changes and the demo set as flat keys, no prediction section,
     the model as RecipeClassifier with the network's arguments beside its own, and the optimizer
     and scheduler as LightningCLI's top-level optimizer and lr_scheduler."""
     config = {**config, "data": dict(config["data"]), "model": dict(config["model"])}
@@ -128,6 +129,9 @@ def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str,
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
                        "train_subgroups": False, **config["data"].pop("colour")}  # fmt: skip
+    photos = config["data"].pop("predict")
+    config["data"] |= {"predict_path": photos["path"], "align": photos["align"],
+                       "min_face_size": photos["min_face_size"]}  # fmt: skip
     demo = config["data"].pop("synthetic")
     config["data"] |= {"synthetic": demo is not None, "synthetic_seed": (demo or {}).get("seed", 0),
                        "synthetic_correlate": (demo or {}).get("correlate")}  # fmt: skip
@@ -150,6 +154,10 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     demo = upgrade_saved_config(_as_before_issue_33({**today, "data": {
         **today["data"], "synthetic": {"seed": 2, "correlate": None}}}))  # fmt: skip
     assert changed_settings(demo, today) == ["data.synthetic.seed: 2 -> None"]  # a demo run
+    photos = _as_before_issue_33(today)
+    photos["data"] |= {"predict_path": "my_photos/", "align": "never"}  # predict's only
+    assert upgrade_saved_config(photos)["data"]["predict"]["align"] == "never"
+    assert changed_settings(upgrade_saved_config(photos), today) == []
     slower = _as_before_issue_33(copy.deepcopy(today))
     slower["optimizer"]["init_args"]["lr"] = 1e-4
     assert changed_settings(upgrade_saved_config(slower), today) == [

@@ -42,7 +42,7 @@ def test_predict_and_test_from_a_reweight_checkpoint_need_no_subgroups(
     photo = work / "astronaut.jpg"
     astronaut().save(photo)
     out = work / "predictions.csv"
-    cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={photo}",
+    cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict.path={photo}",
               f"--prediction.output={out}"])  # fmt: skip
     assert [row["error"] for row in csv_rows(out)] == [""]
     cli_main(["test", *BASE, *flags, f"--ckpt_path={ckpt}"])
@@ -174,7 +174,7 @@ def test_framing_comes_from_the_checkpoint_and_resuming_with_another_is_refused(
     notes = restore_data_settings(typed, saved, "X.ckpt", ["--data.framing=celeba"], "test")
     assert typed["framing"] == "celeba"
     assert "Using --data.framing celeba over the detector of X.ckpt" in notes[0]
-    photos = {"framing": "celeba", "predict_path": "me.jpg"}  # photos: the detector's anyway
+    photos = {"framing": "celeba", "predict": {"path": "me.jpg"}}  # photos: the detector's anyway
     assert restore_data_settings(photos, saved, "X.ckpt", [], "predict") == []
     resumed = {"framing": "celeba", "photo": None}
     restore_data_settings(resumed, saved, "X.ckpt", [], "fit")
@@ -319,19 +319,20 @@ def test_min_face_size_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixtur
     face's row says it is too small and by how much."""
     from lit_celeba.base.errors import SettingError
     from lit_celeba.data.datamodule import CelebADataModule
-    from lit_celeba.data.photos import PhotoDataset
+    from lit_celeba.data.photos import PhotoDataset, PredictPhotos
     from lit_celeba.data.transforms import columns_read
     from tests.conftest import run_expecting_error
 
     with pytest.raises(SettingError, match="must be 0 .judge every face. or more pixels"):
-        CelebADataModule(min_face_size=-3)
-    message = run_expecting_error(["predict", *BASE, "--data.min_face_size=12.5"], capsys)
-    assert 'data.min_face_size": Expected a <class \'int\'>. Got value: 12.5' in message
+        CelebADataModule(predict=PredictPhotos(min_face_size=-3))
+    message = run_expecting_error(["predict", *BASE, "--data.predict.min_face_size=12.5"], capsys)
+    assert 'data.predict.min_face_size": Expected a <class \'int\'>. Got value: 12.5' in message
     astronaut().save(tmp_path / "her.jpg")
     photos = PhotoDataset([tmp_path / "her.jpg"], columns_read(64), "auto", min_face_size=10**9)
     batch = photos.collate([photos[0]])
     assert batch.images.shape[0] == 0
-    assert batch.errors == ["face too small to judge: 90 px, under data.min_face_size 1000000000"]
+    too_small = "face too small to judge: 90 px, under data.predict.min_face_size 1000000000"
+    assert batch.errors == [too_small]
 
 
 @pytest.mark.slow
@@ -351,7 +352,7 @@ def test_a_folder_with_gifs_and_a_gif_alone(
     Image.new("RGB", (40, 40)).save(folder / "anim.gif")
     Image.new("RGB", (40, 40)).save(folder / "scan.tif")
     capsys.readouterr()
-    cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={folder}",
+    cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}", f"--data.predict.path={folder}",
               f"--prediction.output={tmp_path / 'folder.csv'}"])  # fmt: skip
     err = capsys.readouterr().err
     assert ("predicting on its 1 .jpg/.jpeg/.png/.webp/.bmp file(s) only; skipped 2 image(s) of "
@@ -359,7 +360,7 @@ def test_a_folder_with_gifs_and_a_gif_alone(
     assert [row["path"] for row in csv_rows(tmp_path / "folder.csv")] == [str(folder / "her.jpg")]
     with pytest.raises(SystemExit):
         cli_main(["predict", *BASE, *flags, f"--ckpt_path={ckpt}",
-                  f"--data.predict_path={folder / 'anim.gif'}",
+                  f"--data.predict.path={folder / 'anim.gif'}",
                   f"--prediction.output={tmp_path / 'gif.csv'}"])  # fmt: skip
     err = capsys.readouterr().err
     assert ("the first: " + str(folder / "anim.gif") + ": ValueError: unsupported image format "

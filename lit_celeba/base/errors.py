@@ -39,7 +39,7 @@ class AttributeMismatchError(LitCelebaError, ValueError):
 
 
 class PhotoError(LitCelebaError, ValueError):
-    """A ``predict_path`` that gives no photos at all; the message names the path."""
+    """A ``data.predict.path`` that gives no photos at all; the message names the path."""
 
 
 class NothingPredicted(PhotoError):

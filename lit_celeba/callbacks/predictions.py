@@ -43,14 +43,14 @@ class PredictionWriter(BasePredictionWriter):
     (the model's decision at its threshold), true label; with several target attributes a
     probability, prediction and truth column per attribute.
 
-    On the user's photos (``--data.predict_path``) the columns are path, then a probability and a
+    On the user's photos (``--data.predict.path``) the columns are path, then a probability and a
     predicted label per attribute (``prob_<a>``, ``pred_<a>``), then error, one row per photo: a
     file that could not be read has an error and no probabilities. ``failures`` counts those
-    (``None`` after a CelebA split). When faces are sought (``data.align`` not ``never``), each
-    face found is a row, with its index in the photo, box, five landmarks and detection score
-    after the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without a face is one
-    row whose error says so and which ``faceless`` counts, and a face too small to judge a row
-    with its box, no probability and the reason in error, which ``too_small`` counts.
+    (``None`` after a CelebA split). When faces are sought (``data.predict.align`` not
+    ``never``), each face found is a row, with its index in the photo, box, five landmarks and
+    detection score after the path (:func:`~lit_celeba.data.faces.face_columns`); a photo without
+    a face is one row whose error says so and which ``faceless`` counts, and a face too small to
+    judge a row with its box, no probability and the reason in error, which ``too_small`` counts.
 
     Args:
         output: the CSV file, or a folder for ``predictions.csv`` (a path that ends with a slash

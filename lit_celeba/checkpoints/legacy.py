@@ -96,8 +96,9 @@ def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
     network as ``net`` (step 9), the top-level ``optimizer`` and ``lr_scheduler`` as the model's
     ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default), and the data
     settings that moved (:func:`_upgrade_data_settings`: ``group_balanced`` as the ``sampler``,
-    the colour changes as ``colour``, ``synthetic`` true or false with ``synthetic_seed`` and
-    ``synthetic_correlate`` as the demo set's settings or null) or went."""
+    the colour changes as ``colour``, predict's photo settings as ``predict``, ``synthetic`` true
+    or false with ``synthetic_seed`` and ``synthetic_correlate`` as the demo set's settings or
+    null) or went."""
     upgraded = dict(config)
     model = upgraded.get("model")
     old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
@@ -122,7 +123,11 @@ def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
 # now) and whether the training batches carried the groups (derived now).
 _GONE_DATA_SETTINGS = ("predict_output", "predict_overwrite", "predict_maps", "predict_split",
                        "device_resident", "train_subgroups")  # fmt: skip
-_COLOUR_SETTINGS = ("brightness", "contrast", "saturation")
+# Data settings of earlier versions that are keys of a group now: group -> its keys' old names.
+_GROUPED_DATA_SETTINGS = {
+    "colour": {"brightness": "brightness", "contrast": "contrast", "saturation": "saturation"},
+    "predict": {"path": "predict_path", "align": "align", "min_face_size": "min_face_size"},
+}
 
 
 def _upgrade_data_settings(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,9 +135,10 @@ def _upgrade_data_settings(saved: Mapping[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in saved.items() if k not in _GONE_DATA_SETTINGS}
     if "group_balanced" in data:
         data.setdefault("sampler", "group_balanced" if data.pop("group_balanced") else "random")
-    colour = {name: data.pop(name) for name in _COLOUR_SETTINGS if name in data}
-    if colour:
-        data["colour"] = {**colour, **(data.get("colour") or {})}
+    for group, old_names in _GROUPED_DATA_SETTINGS.items():
+        moved = {key: data.pop(old) for key, old in old_names.items() if old in data}
+        if moved:
+            data[group] = {**moved, **(data.get(group) or {})}
     if isinstance(data.get("synthetic"), bool):
         seed, correlate = data.pop("synthetic_seed", 0), data.pop("synthetic_correlate", None)
         data["synthetic"] = {"seed": seed, "correlate": correlate} if data["synthetic"] else None

@@ -37,6 +37,7 @@ RESULT_NEUTRAL_SETTINGS = frozenset(
         "trainer.logger.init_args.save_dir",
         "trainer.callbacks",
         "prediction",
+        "data.predict",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
         "data.num_workers",

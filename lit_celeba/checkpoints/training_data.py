@@ -42,7 +42,8 @@ def restore_training_data(
     for setting in ("framing", "photo"):
         if setting not in trained or (setting == "photo" and command != "fit"):
             continue
-        if setting == "framing" and command == "predict" and data.get("predict_path"):
+        photos = (data.get("predict") or {}).get("path")
+        if setting == "framing" and command == "predict" and photos:
             continue
         value, asked = trained[setting], data.get(setting)
         if setting == "photo" and _plain_photo(value) == _plain_photo(asked):

@@ -28,7 +28,7 @@ the export leaves out. From such a 178x218 face, as ``predict`` does it (see
 crop rows 20..197 (a 178x178 square); scale to [0, 1]; resize to SxS bilinearly with
 half-pixel centres and no antialiasing (``torch.nn.functional.interpolate(mode="bilinear",
 align_corners=False, antialias=False)``, ``tf.image.resize``'s default). A photo framed whole
-(``--data.align never``) is first resized to width 178 and padded or cropped to height 218.
+(``--data.predict.align never``) is first resized to width 178 and padded or cropped to height 218.
 
 The export then checks that the torch.export program, the TorchScript model and ONNX Runtime
 (when installed) give ``predict``'s probabilities on the same inputs to within 1e-5 and the same
@@ -84,7 +84,7 @@ ALIGNMENT = (
     "graph faces framed that way: for each face in lit_celeba.data.faces.FaceDetector()(photo), "
     "lit_celeba.data.faces.align(photo, face.landmarks) is the 178x218 image the steps below "
     "start from (a CelebA aligned image is one already; another photo framed whole, as "
-    "predict --data.align never does, is step 2 on)"
+    "predict --data.predict.align never does, is step 2 on)"
 )
 PREPROCESSING = [
     "decode to 8-bit RGB, upright (EXIF orientation applied); a face aligned as 'alignment' says",

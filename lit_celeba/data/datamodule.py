@@ -16,10 +16,15 @@ from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.degradations import PhotoDegradations
 from lit_celeba.data.device_batches import DeviceBatches, resident_order, resident_tensors
-from lit_celeba.data.faces import MIN_FACE_SIZE
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import SubsetOrder, subset_rows
-from lit_celeba.data.photos import Align, PhotoBatch, PhotoDataset, photo_loader
+from lit_celeba.data.photos import (
+    PREDICT_ON_TEST_SPLIT,
+    PhotoBatch,
+    PhotoDataset,
+    PredictPhotos,
+    photo_loader,
+)
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
 from lit_celeba.data.settings import (
     ON_DEVICE,
@@ -76,16 +81,11 @@ class CelebADataModule(pl.LightningDataModule):
         cache_dir: where the cache files go (default ``$XDG_CACHE_HOME/lit_celeba``, else
             ``~/.cache/lit_celeba``); a node-local disk for multi-node runs. With ``cache``, a
             tfds copy's index of its records is kept there too.
-        predict_path: ``predict`` on your own photos instead of a CelebA split: an image, a
-            folder (recursively) or a ``.txt`` list of paths (see :mod:`lit_celeba.data.photos`).
-            CelebA need not be on disk then. Where the predictions go is the writer's setting
+        predict: ``predict`` on your own photos instead of CelebA's test split, and how faces are
+            found in them: ``path`` (an image, a folder or a ``.txt`` list of paths), ``align``
+            and ``min_face_size`` (:class:`~lit_celeba.data.photos.PredictPhotos`). CelebA need
+            not be on disk then. Where the predictions go is the writer's setting
             (``--prediction.output``: :class:`~lit_celeba.callbacks.predictions.PredictionWriter`).
-        align: faces in the photos of ``predict_path``: ``auto`` finds and aligns every face in
-            a photo that is not 178x218 (CelebA's aligned size, taken as is), ``always`` in
-            every photo, ``never`` frames each photo whole (:mod:`lit_celeba.data.photos`).
-        min_face_size: a face whose box has a shorter side under this many pixels (in the
-            photo) is too small to judge: its row gives its box and says so in ``error``, with
-            no prediction (:func:`~lit_celeba.data.faces.too_small`); 0 judges every face.
         colour: the colour changes of the training images after the flip (brightness,
             contrast, saturation: each image's factor uniform in [1 - s, 1 + s], torchvision's
             ``ColorJitter``); 0, the recipe, leaves the training transform exactly as it is
@@ -121,9 +121,7 @@ class CelebADataModule(pl.LightningDataModule):
         synthetic: DemoSet | None = None,
         cache: Cache = True,
         cache_dir: str | None = None,
-        predict_path: str | None = None,
-        align: Align = "auto",
-        min_face_size: int = MIN_FACE_SIZE,
+        predict: PredictPhotos = PREDICT_ON_TEST_SPLIT,
         subgroups: list[str] | None = None,
         colour: ColourChanges = RECIPE_COLOUR,
         photo: PhotoDegradations | None = None,
@@ -137,12 +135,13 @@ class CelebADataModule(pl.LightningDataModule):
             colour=colour,
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache,
-            min_face_size=min_face_size,
+            predict=predict,
         )  # fmt: skip
         # Every argument, the groups as plain mappings (checkpoints load weights_only).
-        self.save_hyperparameters(ignore=["colour", "synthetic"])
+        self.save_hyperparameters(ignore=["colour", "synthetic", "predict"])
         self.save_hyperparameters({
             "colour": dataclasses.asdict(colour),
+            "predict": dataclasses.asdict(predict),
             "synthetic": None if synthetic is None else dataclasses.asdict(synthetic),
         })  # fmt: skip
         self.root = Path(root).expanduser()
@@ -162,9 +161,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.cache = cache
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, colour, photo=photo)
-        self.predict_path = predict_path
-        self.align = align
-        self.min_face_size = min_face_size
+        self.predict = predict
         self.subset_order = subset_order
         if framing not in FRAMINGS:
             raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
@@ -175,7 +172,7 @@ class CelebADataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Only touches files: generates the demo set if asked, then checks the layout."""
-        if self.predict_path is not None and self.trainer is not None and self.trainer.predicting:
+        if self.predict.path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting on the user's photos needs no CelebA
         if self.synthetic is not None:
             # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
@@ -195,10 +192,10 @@ class CelebADataModule(pl.LightningDataModule):
         )  # fmt: skip
 
     def setup(self, stage: str) -> None:
-        if stage == "predict" and self.predict_path is not None:
+        if stage == "predict" and self.predict.path is not None:
             columns = columns_read(self.image_size)
             self.datasets["predict"] = PhotoDataset.from_path(
-                self.predict_path, columns, self.align, self.min_face_size
+                self.predict.path, columns, self.predict.align, self.predict.min_face_size
             )
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,

@@ -66,7 +66,7 @@ TILE_OVERLAP = int(HANDOVER * PASS_STEP)
 # more than 0.1 false detections a photo.
 SCORE_THRESHOLD = 0.78
 # A face whose box has a shorter side under this many pixels gets a row that says so, without a
-# prediction (data.min_face_size).
+# prediction (data.predict.min_face_size).
 MIN_FACE_SIZE = 32
 NO_FACE = "no face found"
 TOO_SMALL = "face too small to judge"
@@ -94,7 +94,7 @@ def too_small(face: Face, min_size: float) -> str:
     size = face_size(face)
     if size >= min_size:
         return ""
-    return f"{TOO_SMALL}: {math.floor(size)} px, under data.min_face_size {min_size}"
+    return f"{TOO_SMALL}: {math.floor(size)} px, under data.predict.min_face_size {min_size}"
 
 
 def search_scales(size: tuple[int, int]) -> list[float]:
@@ -261,7 +261,7 @@ def align(image: Image.Image, landmarks: np.ndarray) -> Image.Image:
 
 def is_celeba_aligned(image: Image.Image) -> bool:
     """Whether a photo is taken as one of CelebA's own aligned images: exactly 178x218, the
-    size of every one of them (``data.align: auto`` leaves these as they are)."""
+    size of every one of them (``data.predict.align: auto`` leaves these as they are)."""
     return image.size == FRAME_SIZE
 
 

@@ -12,11 +12,11 @@ The CSV: a header, then one row per photo. The first column names the photo (a p
 the CSV's own folder unless absolute; the column may be called ``file``, ``path`` or ``image``);
 then one column per target attribute of the checkpoint (and per subgroup, for a checkpoint that
 evaluates subgroups), named as the attribute (any case), with 1 or 0 (CelebA's -1 is read as 0).
-Other columns are ignored. Each photo is read and searched
-for faces by :class:`~lit_celeba.data.photos.PhotoDataset` with the data module's own settings
-(``data.align``, ``data.min_face_size``) and its label goes to its **largest** face: the person
-a portrait is of. A photo that cannot be read, or holds no face large enough to judge, is left
-out and counted.
+Other columns are ignored. Each photo is read and searched for faces by
+:class:`~lit_celeba.data.photos.PhotoDataset` with the data module's own settings
+(``data.predict.align``, ``data.predict.min_face_size``) and its label goes to its **largest**
+face: the person a portrait is of. A photo that cannot be read, or holds no face large enough to
+judge, is left out and counted.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class LabelledFaces(Dataset):
         if item.faces:
             judged = [f for f in item.faces if not too_small(f, self.photos.min_face_size)]
             image = item.image[max(range(len(judged)), key=lambda i: face_size(judged[i]))]
-        else:  # framed whole (data.align never, or one of CelebA's own aligned images)
+        else:  # framed whole (data.predict.align never, or one of CelebA's own aligned images)
             image = item.image
         return image, *self._parts(self.labels[index])
 
@@ -142,8 +142,8 @@ class LabelledPhotoData(pl.LightningDataModule):
         # A model with subgroups evaluates them too: the CSV labels them as well.
         wanted = self.target_attrs + list(data.subgroups)
         photos, labels = zip(*read_photo_labels(csv_path, wanted), strict=True)
-        dataset = PhotoDataset(photos, columns_read(data.image_size), data.align,
-                               data.min_face_size)  # fmt: skip
+        dataset = PhotoDataset(photos, columns_read(data.image_size), data.predict.align,
+                               data.predict.min_face_size)  # fmt: skip
         self.faces = LabelledFaces(dataset, labels, len(self.target_attrs))
 
     def fitted_on(self, faces: int) -> str:

@@ -1,4 +1,4 @@
-"""Which files ``--data.predict_path`` names (:mod:`lit_celeba.data.photos` reads them): an image,
+"""Which files ``--data.predict.path`` names (:mod:`lit_celeba.data.photos` reads them): an image,
 a folder searched recursively for the formats that predict reads, or a ``.txt`` list. A folder's
 images of other formats (a GIF, a TIFF, a phone's HEIC) are passed over, and a note says so."""
 
@@ -36,11 +36,11 @@ def find_photos(predict_path: str | Path) -> list[Path]:
         others = _skipped(path, skipped)
         if not photos:
             raise PhotoError(
-                f"--data.predict_path {path} holds no {'/'.join(IMAGE_SUFFIXES)} files "
+                f"--data.predict.path {path} holds no {'/'.join(IMAGE_SUFFIXES)} files "
                 f"(searched recursively){others}."
             )
         if others:
-            print(f"Note: --data.predict_path {path}: predicting on its {len(photos)} "
+            print(f"Note: --data.predict.path {path}: predicting on its {len(photos)} "
                   f"{'/'.join(IMAGE_SUFFIXES)} file(s) only{others}.", file=sys.stderr)  # fmt: skip
         return photos
     if path.is_file() and path.suffix.lower() == LIST_SUFFIX:
@@ -48,19 +48,19 @@ def find_photos(predict_path: str | Path) -> list[Path]:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as err:
             raise PhotoError(
-                f"--data.predict_path {path} is not UTF-8 text (byte {err.start}: "
+                f"--data.predict.path {path} is not UTF-8 text (byte {err.start}: "
                 f"{err.object[err.start:err.start + 1]!r}). Save the list as UTF-8, one image "
                 "path per line."
             ) from None
         lines = [line.strip() for line in text.splitlines()]
         photos = [path.parent / line for line in lines if line and not line.startswith("#")]
         if not photos:
-            raise PhotoError(f"--data.predict_path {path} lists no image paths.")
+            raise PhotoError(f"--data.predict.path {path} lists no image paths.")
         return photos
     if path.is_file():
         return [path]
     raise PhotoError(
-        f"--data.predict_path {path} does not exist; give an image file, a folder of images or "
+        f"--data.predict.path {path} does not exist; give an image file, a folder of images or "
         f"a {LIST_SUFFIX} file with one image path per line."
     )
 

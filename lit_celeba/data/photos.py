@@ -1,7 +1,7 @@
 """A user's own photos for ``predict``: finding them, reading any common format and mode, and
 bringing them to CelebA's aligned 178x218 framing.
 
-``--data.predict_path`` is one of:
+``--data.predict.path`` is one of:
 
 - an image file (JPEG, PNG, WebP or BMP);
 - a folder, searched recursively for files named ``*.jpg``, ``*.jpeg``, ``*.png``, ``*.webp``
@@ -20,7 +20,7 @@ that the recipe's eval crop (rows 20..197) keeps. The framed photo then takes Ce
 keeps the columns the resize reads, as the decoded cache does, and its batch gets the data
 module's batched eval transform on the device (:class:`~lit_celeba.data.transforms.BatchTransform`).
 
-Faces (``align``, ``data.align``): ``"auto"`` (the default) takes a photo of exactly 178x218
+Faces (``align``, ``data.predict.align``): ``"auto"`` (the default) takes a photo of exactly 178x218
 pixels as one of CelebA's own aligned images and frames it as above, and looks for faces in any
 other photo: each face found (:mod:`lit_celeba.data.faces`, YuNet) is warped to CelebA's aligned
 framing on its five landmarks and becomes a row of its own; a photo without a face gets one row
@@ -39,6 +39,7 @@ Finding the photos is :mod:`lit_celeba.data.photo_paths`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple, get_args
 
@@ -66,6 +67,29 @@ SUPPORTED_FORMATS = {"JPEG": "JPEG", "MPO": "JPEG", "PNG": "PNG", "WEBP": "WebP"
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 Align = Literal["auto", "always", "never"]
 ALIGN_MODES: tuple[str, ...] = get_args(Align)
+
+
+@dataclass(frozen=True)
+class PredictPhotos:
+    """``data.predict``: the photos ``predict`` reads instead of a CelebA split, and how it cuts
+    them into faces (``calibrate --photo_labels`` cuts its photos the same way).
+
+    ``path``: an image, a folder (recursively) or a ``.txt`` list of paths (the module docstring);
+    null, the default, predicts on CelebA's test split. ``align``: ``auto`` finds and aligns every
+    face in a photo that is not 178x218 (CelebA's aligned size, taken as is), ``always`` in every
+    photo, ``never`` frames each photo whole. ``min_face_size``: a face whose box has a shorter
+    side under this many pixels (in the photo) is too small to judge: its row gives its box and
+    says so, with no prediction; 0 judges every face. One setting, a group of keys
+    (``--data.predict.path my_photos/``; in a config file ``data: {predict: {path: my_photos/}}``).
+    """
+
+    path: str | None = None
+    align: Align = "auto"
+    min_face_size: int = MIN_FACE_SIZE
+
+
+# data.predict's default: predict reads CelebA's test split; photos are cut as this says.
+PREDICT_ON_TEST_SPLIT = PredictPhotos()
 
 
 class PhotoItem(NamedTuple):
@@ -162,7 +186,9 @@ class PhotoDataset(Dataset):
         min_face_size: int = MIN_FACE_SIZE,
     ) -> None:
         if align not in ALIGN_MODES:
-            raise PhotoError(f"data.align must be one of {', '.join(ALIGN_MODES)}; got {align!r}")
+            raise PhotoError(
+                f"data.predict.align must be one of {', '.join(ALIGN_MODES)}; got {align!r}"
+            )
         self.paths = [str(p) for p in paths]
         self.columns = columns
         self.align = align

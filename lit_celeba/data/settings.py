@@ -13,6 +13,7 @@ from lit_celeba.base.errors import SettingError
 from lit_celeba.groups import needs_groups
 
 if TYPE_CHECKING:
+    from lit_celeba.data.photos import PredictPhotos
     from lit_celeba.data.transforms import ColourChanges
 
 # data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
@@ -51,7 +52,7 @@ def check_numbers(
     image_size: int,
     synthetic: DemoSet | None,
     cache: object,
-    min_face_size: int,
+    predict: PredictPhotos,
 ) -> None:
     """Raise a :class:`SettingError` for the first setting out of its range."""
     if not isinstance(cache, bool) and not (isinstance(cache, str) and cache in ON_DEVICE):
@@ -66,10 +67,9 @@ def check_numbers(
         raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
     if num_workers < 0:
         raise SettingError("num_workers", f"must be 0 or more, got {num_workers}")
-    if min_face_size < 0:
-        raise SettingError(
-            "min_face_size", f"must be 0 (judge every face) or more pixels, got {min_face_size}"
-        )
+    if predict.min_face_size < 0:
+        raise SettingError("predict.min_face_size", "must be 0 (judge every face) or more "
+                           f"pixels, got {predict.min_face_size}")  # fmt: skip
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
     if synthetic is not None and (sizes["train_size"] is None or sizes["val_size"] is None):

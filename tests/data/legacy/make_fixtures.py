@@ -125,7 +125,7 @@ def expected_figures(ckpt: Path, test_flags: list[str], tiny_root: Path, work: P
     flags = tiny_overrides(tiny_root, work / "logs")
     test = checked(run_cli("test", *flags, *test_flags, f"--ckpt_path={ckpt}", cwd=work))
     output, faces = work / "predictions.csv", legacy_faces(tiny_root, work / "faces")
-    checked(run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict_path={faces}",
+    checked(run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict.path={faces}",
                     f"--prediction.output={output}", cwd=work))  # fmt: skip
     out = work / "export"
     checked(run_cli("export", f"--ckpt_path={ckpt}", f"--out={out}", cwd=work))

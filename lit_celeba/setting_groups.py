@@ -1,0 +1,113 @@
+"""What a parse error of a setting that is a group of keys says, where jsonargparse's own message
+hides it: the optimizer and the scheduler (a class and its settings) and the data module's
+groups (``colour``, ``predict``, ``synthetic``: dataclasses). :mod:`lit_celeba.cli_messages`
+asks here first."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pydoc
+import re
+
+import torch
+
+from lit_celeba.data.photos import PredictPhotos
+from lit_celeba.data.settings import DemoSet
+from lit_celeba.data.transforms import ColourChanges
+from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
+from lit_celeba.moved_settings import SYNTHETIC_WAS_A_SWITCH
+
+# The data module's settings that are groups of keys, and what each key takes beyond its type.
+DATA_GROUPS = {
+    "colour": (ColourChanges, ", each from 0 (off) to 1"),
+    "predict": (PredictPhotos, ""),
+    "synthetic": (DemoSet, ""),
+}
+
+
+def group_message(key: str | None, text: str) -> str | None:
+    """The message for jsonargparse's error ``text`` about ``key`` (the parser key it names, if
+    any), or ``None`` where it is not about a group's keys."""
+    if key in ("model.optimizer", "model.scheduler"):
+        return _optimization_message(key, text)
+    if key == "data.synthetic" and re.search(
+        r"Given value: (true|false)\b|Got value: (True|False)\b", text, flags=re.IGNORECASE
+    ):
+        return f"{SYNTHETIC_WAS_A_SWITCH}."
+    unknown = re.search(rf"(?:arguments: --|option ')data\.({'|'.join(DATA_GROUPS)})\.(\w+)", text)
+    if unknown:
+        return f"Invalid setting: data.{unknown.group(1)} has no {unknown.group(2)!r}; " + _takes(
+            unknown.group(1)
+        )
+    if key and key.removeprefix("data.") in DATA_GROUPS and "Unable to load config" in text:
+        name = key.removeprefix("data.")
+        first = dataclasses.fields(DATA_GROUPS[name][0])[0].name
+        return (f"Invalid setting: {key} is a group of settings, not one value: "
+                f"--{key}.{first} VALUE, or in a config file data: {{{name}: {{{first}: VALUE}}}}; "
+                + _takes(name))  # fmt: skip
+    return None
+
+
+def _takes(group: str) -> str:
+    data_class, ranges = DATA_GROUPS[group]
+    names = [field.name for field in dataclasses.fields(data_class)]
+    return f"it takes {', '.join(names)}{ranges}."
+
+
+def _optimization_message(key: str, text: str) -> str | None:
+    """What a parse error of ``model.optimizer`` or ``model.scheduler`` says, where jsonargparse's
+    own message hides it: the short name ReduceLROnPlateau (two classes), a setting missing,
+    unknown or of the wrong type, or an unknown class."""
+    if re.search(r"Multiple subclasses with name ReduceLROnPlateau\b", text):
+        return (f"Invalid setting: {key} ReduceLROnPlateau names two classes, torch's and "
+                "Lightning's; use --model.scheduler pytorch_lightning.cli.ReduceLROnPlateau, "
+                "which takes the metric it watches: --model.scheduler.monitor val/loss (or "
+                "val/acc with --model.scheduler.mode max).")  # fmt: skip
+    chosen = re.search(r"class_path='([\w.]+)'", text)
+    chosen_class = chosen.group(1) if chosen else None
+    missing = re.search(r"arguments are required: ([\w, ]+)", text)
+    if missing and missing.group(1).strip() == "monitor":
+        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
+    if missing and chosen_class:
+        names = [name.strip() for name in missing.group(1).split(",")]
+        return (f"Invalid setting: {key} {chosen_class} needs {', '.join(names)}: give "
+                f"--{key}.{names[0]} ...")  # fmt: skip
+    option = re.search(r"Option '(\w+)' is not accepted", text)
+    if option and chosen_class in (None, "typing.Union"):  # a setting, but no class to take it
+        return (f"Invalid setting: {key}.{option.group(1)} is a setting of {key}, which names "
+                f"no class yet: give the class first (--{key} CLASS --{key}.{option.group(1)} "
+                f"..., or in a config file {key.split('.')[1]}: {{class_path: CLASS, init_args: "
+                "{...}}).")  # fmt: skip
+    if option and option.group(1) == "monitor" and chosen_class.endswith(".ReduceLROnPlateau"):
+        return f"Invalid setting: {key} {PLATEAU_NEEDS_MONITOR}."
+    if option:
+        accepted = [name for name in inspect.signature(pydoc.locate(chosen_class)).parameters
+                    if name not in ("self", "params", "optimizer")]  # fmt: skip
+        return (f"Invalid setting: {key} {chosen_class} takes no {option.group(1)!r}; its "
+                f"settings: {', '.join(accepted)}.")
+    setting = re.search(r'callable class: Parser key "(\w+)"', text)
+    if setting:
+        given = re.search(r"Given value: (.*?)(?:\. Got value|$)", text, flags=re.MULTILINE)
+        expected = re.search(r"Expected a <class '(\w+)'>", text)
+        return (f"Invalid setting: {key}.{setting.group(1)} of {chosen_class} takes a "
+                f"{expected.group(1) if expected else 'other value'}, got "
+                f"{given.group(1) if given else 'another value'}.")  # fmt: skip
+    unknown = re.search(r"but (\S+) either not accessible", text)
+    if unknown is None:
+        return None
+    if key == "model.optimizer":
+        base, module, example = torch.optim.Optimizer, torch.optim, "Adam"
+    else:
+        base, module = torch.optim.lr_scheduler.LRScheduler, torch.optim.lr_scheduler
+        example = "lit_celeba.models.schedules.WarmupCosineLR"
+    names = sorted(
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, base) and not name.startswith("_")
+        and value is not base
+    )  # fmt: skip
+    return (
+        f"Unknown {key} {unknown.group(1)!r}. Use one of {module.__name__}: {', '.join(names)} "
+        f"(e.g. --{key} {example}), or the full class path of another {base.__name__} subclass."
+    )
