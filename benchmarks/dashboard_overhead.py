@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.settings import DemoSet
+from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
 
@@ -79,9 +79,7 @@ def fit_once(root: str, epochs: int, dashboards: bool, log_dir: str) -> tuple[Ep
     data = CelebADataModule(
         root=root,
         synthetic=DemoSet(),
-        train_size=3000,
-        val_size=500,
-        test_size=500,
+        subsets=Subsets(train=3000, val=500, test=500),
         batch_size=32,
         num_workers=1,
     )

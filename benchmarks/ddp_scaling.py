@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN, ResNet
@@ -74,7 +75,7 @@ def main() -> None:
     if not args.root and not (root / "celeba").exists() and os.environ.get("LOCAL_RANK") is None:
         generate_celeba(root, args.images, args.batch_size, args.batch_size, seed=0)
     pl.seed_everything(0, verbose=False)
-    data = CelebADataModule(root=str(root), train_size=args.images, val_size=args.batch_size,
+    data = CelebADataModule(root=str(root), subsets=Subsets(train=args.images, val=args.batch_size),
                             image_size=args.image_size, batch_size=args.batch_size,
                             num_workers=args.workers, cache=True,
                             cache_dir=str(work / "cache"))  # fmt: skip

@@ -165,7 +165,7 @@ def main() -> None:
           f"precision {precision}", flush=True)  # fmt: skip
     figures: dict[str, object] = {"device": name, "torch": torch.__version__,
                                   "lightning": pl.__version__}  # fmt: skip
-    sizes = [f"--data.train_size={args.train}", f"--data.val_size={args.val}"]
+    sizes = [f"--data.subsets.train={args.train}", f"--data.subsets.val={args.val}"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start = time.perf_counter()

@@ -33,6 +33,7 @@ import torch
 from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.groups import group_names
 from lit_celeba.models.module import AttributeClassifier
@@ -79,8 +80,9 @@ def train_and_test(
     pl.seed_everything(seed, verbose=False)
     model_objective = "erm" if objective == "balanced" else objective
     data = CelebADataModule(
-        str(root), target_attr=TARGET, subgroups=[SPURIOUS], train_size=setting.train_size,
-        val_size=10, test_size=setting.test_size, image_size=setting.image_size,
+        str(root), target_attr=TARGET, subgroups=[SPURIOUS],
+        subsets=Subsets(train=setting.train_size, val=10, test=setting.test_size),
+        image_size=setting.image_size,
         batch_size=setting.batch_size, num_workers=0, cache_dir=str(root / "cache"),
         sampler="group_balanced" if objective == "balanced" else "random",
     )  # fmt: skip

@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from lit_celeba.callbacks import evaluation_pictures
 from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.settings import DemoSet
+from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES
 from lit_celeba.explain import candidates
 from lit_celeba.models.module import AttributeClassifier
@@ -76,8 +76,9 @@ def main() -> None:
     targets = "Male" if args.attributes == 1 else list(ATTRIBUTE_NAMES)
     size = 128 if args.model == "resnet18" else 64
     data = CelebADataModule(
-        root=args.root, synthetic=DemoSet(), target_attr=targets, train_size=args.train_size,
-        val_size=args.val_size, test_size=args.val_size, image_size=size, batch_size=32,
+        root=args.root, synthetic=DemoSet(), target_attr=targets,
+        subsets=Subsets(train=args.train_size, val=args.val_size, test=args.val_size),
+        image_size=size, batch_size=32,
         num_workers=1,
     )  # fmt: skip
     if args.model == "resnet18":

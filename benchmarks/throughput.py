@@ -35,6 +35,7 @@ from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.cli import supported_precision
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
@@ -107,7 +108,7 @@ def project_fit(args, root: Path, cache_dir: Path, accelerator: str) -> tuple[fl
     """(images/s of the second epoch, first epoch's seconds incl. setup and any cache build, the
     second epoch's seconds)."""
     pl.seed_everything(0, verbose=False)
-    data = CelebADataModule(root=str(root), train_size=args.images, val_size=args.batch_size,
+    data = CelebADataModule(root=str(root), subsets=Subsets(train=args.images, val=args.batch_size),
                             batch_size=args.batch_size, num_workers=args.fit_workers,
                             cache=True, cache_dir=str(cache_dir))  # fmt: skip
     timer = EpochTimer()

@@ -44,6 +44,16 @@ OLD_DATA_KEYS = {
     "data.synthetic_correlate": "is now --data.synthetic.correlate (in a config file: data: "
     "{synthetic: {correlate: [Blond_Hair, Male, 0.05]}})",
     **{
+        f"data.{old}": f"is now --data.subsets.{new}, one of the subsets' settings (in a config "
+        f"file: data: {{subsets: {{{new}: {example}}}}})"
+        for old, new, example in (
+            ("train_size", "train", 16000),
+            ("val_size", "val", 1000),
+            ("test_size", "test", "null"),
+            ("subset_order", "order", "tfds"),
+        )
+    },
+    **{
         f"data.{old}": f"is now --data.predict.{new}, one of predict's photo settings (in a "
         f"config file: data: {{predict: {{{new}: {example}}}}})"
         for old, new, example in (

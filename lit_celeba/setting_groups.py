@@ -1,7 +1,7 @@
 """What a parse error of a setting that is a group of keys says, where jsonargparse's own message
 hides it: the optimizer and the scheduler (a class and its settings) and the data module's
-groups (``colour``, ``predict``, ``synthetic``: dataclasses). :mod:`lit_celeba.cli_messages`
-asks here first."""
+groups (``subsets``, ``colour``, ``predict``, ``synthetic``: dataclasses).
+:mod:`lit_celeba.cli_messages` asks here first."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import re
 import torch
 
 from lit_celeba.data.photos import PredictPhotos
-from lit_celeba.data.settings import DemoSet
+from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.transforms import ColourChanges
 from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
 from lit_celeba.moved_settings import SYNTHETIC_WAS_A_SWITCH
 
 # The data module's settings that are groups of keys, and what each key takes beyond its type.
 DATA_GROUPS = {
+    "subsets": (Subsets, ""),
     "colour": (ColourChanges, ", each from 0 (off) to 1"),
     "predict": (PredictPhotos, ""),
     "synthetic": (DemoSet, ""),

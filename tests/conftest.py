@@ -125,9 +125,9 @@ def tiny_overrides(root: Path, log_dir: Path) -> list[str]:
     return [
         f"--data.root={root}",
         "--data.synthetic=null",
-        f"--data.train_size={TINY_SIZES['train']}",
-        f"--data.val_size={TINY_SIZES['valid']}",
-        f"--data.test_size={TINY_SIZES['test']}",
+        f"--data.subsets.train={TINY_SIZES['train']}",
+        f"--data.subsets.val={TINY_SIZES['valid']}",
+        f"--data.subsets.test={TINY_SIZES['test']}",
         "--data.num_workers=0",
         "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false",

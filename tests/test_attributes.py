@@ -12,6 +12,7 @@ from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import label_arrays, load_index
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from tests.conftest import TINY_SIZES
 
 
@@ -41,7 +42,7 @@ def test_label_arrays_take_the_named_columns_in_the_given_order(tiny_root: Path)
 
 
 def _datamodule(root: Path, **kwargs) -> CelebADataModule:
-    settings = dict(root=str(root), train_size=16, val_size=16, test_size=16, num_workers=0)
+    settings = dict(root=str(root), subsets=Subsets(train=16, val=16, test=16), num_workers=0)
     return CelebADataModule(**{**settings, "batch_size": 8, **kwargs})
 
 

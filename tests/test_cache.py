@@ -159,11 +159,12 @@ def test_cached_training_is_reproducible_under_seed(tiny_root: Path, tmp_path: P
     from pytorch_lightning import Trainer, seed_everything
 
     from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.settings import Subsets
 
     def run() -> torch.Tensor:
         seed_everything(5)
-        data = CelebADataModule(root=str(tiny_root), train_size=64, val_size=16, batch_size=16,
-                                num_workers=0, cache_dir=str(tmp_path))  # fmt: skip
+        data = CelebADataModule(root=str(tiny_root), subsets=Subsets(train=64, val=16),
+                                batch_size=16, num_workers=0, cache_dir=str(tmp_path))  # fmt: skip
         model = recipe_model()
         # Without a logger a run's files go to default_root_dir, the working folder by default.
         trainer = Trainer(max_epochs=1, accelerator="cpu", logger=False, deterministic=True,

@@ -12,6 +12,7 @@ import torch
 from lit_celeba.base.errors import CheckpointError
 from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_scaling
 from lit_celeba.models.evaluation import calibration_errors
@@ -39,7 +40,7 @@ def test_test_split_reports_the_expected_calibration_error(tiny_root: Path, tmp_
     model = recipe_model(channels=(8, 8, 16, 16), init="torch", dropout=0.0).eval()
     data = CelebADataModule(
         root=str(tiny_root),
-        test_size=TINY_SIZES["test"],
+        subsets=Subsets(test=TINY_SIZES["test"]),
         num_workers=0,
         batch_size=16,
         cache=False,  # JPEGs decoded on access: no cache file written for this test
@@ -166,7 +167,7 @@ def test_an_overtrained_network_is_calibrated_by_fit_and_keeps_its_decisions(
     pl.seed_everything(0)
     model = recipe_model(channels=(16, 32, 64, 64), dropout=0.0, image_size=32)
     model.configure_optimizers = lambda: torch.optim.Adam(model.parameters(), lr=3e-3)
-    data = CelebADataModule(root=str(root), train_size=96, val_size=400, test_size=400,
+    data = CelebADataModule(root=str(root), subsets=Subsets(train=96, val=400, test=400),
                             image_size=32, batch_size=16, num_workers=0,
                             cache_dir=str(tmp_path / "cache"))  # fmt: skip
     trainer = pl.Trainer(accelerator="cpu", max_epochs=300, check_val_every_n_epoch=300,

@@ -13,6 +13,7 @@ import yaml
 
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, run_cli, tiny_overrides
 
@@ -35,7 +36,9 @@ INTENDED = {
         "model.subgroups": ["Male"],
         "model.objective": "group_dro",
     },
-    "base.yaml": {"trainer.max_epochs": 30, "data.root": "data/celeba", "data.train_size": 16000},
+    "base.yaml": {
+        "trainer.max_epochs": 30, "data.root": "data/celeba", "data.subsets.train": 16000,
+    },
     "tuned.yaml": {
         "model.net.init_args.dropout": 0.0, "model.net.init_args.batch_norm": True,
         "model.tta_flip": True,
@@ -45,22 +48,22 @@ INTENDED = {
     },
     "demo.yaml": {
         "trainer.accelerator": "cpu", "trainer.max_epochs": 4, "trainer.log_every_n_steps": 20,
-        "data.root": "data/demo", "data.synthetic.seed": 0, "data.train_size": 3000,
-        "data.val_size": 500, "data.test_size": 500, "model.net.init_args.batch_norm": True,
+        "data.root": "data/demo", "data.synthetic.seed": 0, "data.subsets.train": 3000,
+        "data.subsets.val": 500, "data.subsets.test": 500, "model.net.init_args.batch_norm": True,
         "model.net.init_args.dropout": 0.0,
     },
     "full.yaml": {
-        "trainer.max_epochs": 10, "data.train_size": None, "data.val_size": None,
-        "data.test_size": None, "data.batch_size": 256, "data.num_workers": 4,
+        "trainer.max_epochs": 10, "data.subsets.train": None, "data.subsets.val": None,
+        "data.subsets.test": None, "data.batch_size": 256, "data.num_workers": 4,
     },
     "full_resnet18.yaml": {
         "trainer.max_epochs": 10, "model.net.class_path": "lit_celeba.models.nets.ResNet",
         "model.net.init_args.arch": "resnet18", "model.channels_last": True,
-        "data.image_size": 128, "data.batch_size": 256, "data.train_size": None,
+        "data.image_size": 128, "data.batch_size": 256, "data.subsets.train": None,
     },
     "all_attributes.yaml": {
         "trainer.max_epochs": 30, "model.subgroups": ["Male", "Young"],
-        "data.train_size": 16000, "data.num_workers": 0, "data.target_attr": "all",
+        "data.subsets.train": 16000, "data.num_workers": 0, "data.target_attr": "all",
     },
     "all_attributes_tuned.yaml": {
         "data.target_attr": "all", "model.thresholds": "balanced_accuracy",
@@ -152,7 +155,7 @@ def test_base_config_is_the_recipe(capsys: pytest.CaptureFixture) -> None:
     config = yaml.safe_load(capsys.readouterr().out)
     data, optimizer = config["data"], config["model"]["optimizer"]
     model = config["model"]["net"]["init_args"]
-    assert (data["train_size"], data["val_size"], data["test_size"]) == (16000, 1000, None)
+    assert data["subsets"] == {"train": 16000, "val": 1000, "test": None, "order": "tfds"}
     assert (data["image_size"], data["batch_size"], data["target_attr"]) == (64, 32, "Male")
     assert config["trainer"]["max_epochs"] == 30
     assert model["channels"] == [32, 64, 128, 256] and model["dropout"] == 0.5
@@ -179,7 +182,7 @@ def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[floa
     temperature, threshold = stored["temperature"], stored["threshold"]
     # JPEGs decoded on access, independent of the decoded cache that the CLI run used.
     data = CelebADataModule(
-        root=str(root), test_size=TINY_SIZES["test"], num_workers=0, cache=False
+        root=str(root), subsets=Subsets(test=TINY_SIZES["test"]), num_workers=0, cache=False
     )
     data.setup("test")
     probs, correct = [], []
@@ -196,7 +199,7 @@ def _independent_test_accuracy(ckpt: Path, root: Path) -> tuple[float, list[floa
 def test_fit_then_test_then_predict_in_new_processes(tiny_root: Path, tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     # File order: the independent recount below reads the split in file order.
-    flags = [*tiny_overrides(tiny_root, logs), "--data.subset_order=file"]
+    flags = [*tiny_overrides(tiny_root, logs), "--data.subsets.order=file"]
     fit = run_cli(
         "fit",
         "--config",
@@ -332,7 +335,7 @@ def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> No
                 "--config",
                 str(CONFIGS / "base.yaml"),
                 *tiny_overrides(tiny_root, tmp_path),
-                "--data.train_size=5000",
+                "--data.subsets.train=5000",
             ]
         )
     assert exit_info.value.code == 2

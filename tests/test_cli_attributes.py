@@ -46,9 +46,9 @@ def _flags(root: Path, logs: Path) -> list[str]:
     return [
         f"--data.root={root}",
         "--data.synthetic=null",
-        f"--data.train_size={SIZES['train']}",
-        f"--data.val_size={SIZES['valid']}",
-        f"--data.test_size={SIZES['test']}",
+        f"--data.subsets.train={SIZES['train']}",
+        f"--data.subsets.val={SIZES['valid']}",
+        f"--data.subsets.test={SIZES['test']}",
         "--data.image_size=32",
         "--data.batch_size=8",  # many small steps: 8 epochs are enough
         "--data.num_workers=0",

@@ -41,8 +41,8 @@ RECIPE_METRICS = {"epoch", "train/loss", "train/acc", "val/loss", "val/acc", "lr
 def _flags(root: Path, cache: Path) -> list[str]:
     return [
         f"--data.root={root}", "--data.synthetic=null",
-        f"--data.train_size={TINY_SIZES['train']}", f"--data.val_size={TINY_SIZES['valid']}",
-        f"--data.test_size={TINY_SIZES['test']}", "--data.num_workers=0",
+        f"--data.subsets.train={TINY_SIZES['train']}", f"--data.subsets.val={TINY_SIZES['valid']}",
+        f"--data.subsets.test={TINY_SIZES['test']}", "--data.num_workers=0",
         f"--data.cache_dir={cache}", "--trainer.accelerator=cpu",
         "--trainer.enable_progress_bar=false", "--trainer.max_epochs=2",
         "--trainer.limit_train_batches=2",

@@ -34,6 +34,7 @@ from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.callbacks.pictures import augmentation_preview
 from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES, recipe_model
@@ -69,7 +70,7 @@ def test_configs_switch_the_dashboards_on(config: str, capsys: pytest.CaptureFix
 def _fit_with_dashboards(root: Path, log_dir: Path, target_attr: str | list[str], batch: int):
     """An in-process fit (1 epoch, 2 train and 2 val batches) with the dashboards; the events."""
     data = CelebADataModule(
-        root=str(root), target_attr=target_attr, train_size=32, val_size=16, image_size=32,
+        root=str(root), target_attr=target_attr, subsets=Subsets(train=32, val=16), image_size=32,
         batch_size=batch, num_workers=0,
     )  # fmt: skip
     trainer = pl.Trainer(
@@ -101,7 +102,8 @@ def test_several_attributes_draw_a_pr_curve_each(tiny_root: Path, tmp_path: Path
     curves = {t for t in events.Tags()["tensors"] if "pr_curve" in t}
     assert curves == {f"val/pr_curve/{a}" for a in attrs}
     # 16 validation images at threshold 0: every one predicted positive, for every attribute.
-    data = CelebADataModule(root=str(tiny_root), target_attr=attrs, val_size=16, num_workers=0)
+    data = CelebADataModule(root=str(tiny_root), target_attr=attrs, subsets=Subsets(val=16),
+                            num_workers=0)  # fmt: skip
     data.setup("validate")
     for k in (0, 39):
         curve = tensor_util.make_ndarray(
@@ -112,7 +114,7 @@ def test_several_attributes_draw_a_pr_curve_each(tiny_root: Path, tmp_path: Path
 
 
 def test_the_dashboards_log_the_data_modules_preview(tiny_root: Path, tmp_path: Path) -> None:
-    data = CelebADataModule(root=str(tiny_root), train_size=16, val_size=8, image_size=32,
+    data = CelebADataModule(root=str(tiny_root), subsets=Subsets(train=16, val=8), image_size=32,
                             batch_size=8, num_workers=0, cache_dir=str(tmp_path / "cache"),
                             colour=ColourChanges(brightness=0.5))  # fmt: skip
     dashboards = TensorBoardDashboards(gallery_size=2, preview_images=2, preview_augmentations=3,
@@ -280,7 +282,8 @@ def test_tensorboard_serves_what_the_runs_logged(
             assert Image.open(io.BytesIO(served)).size == (stored.width, stored.height)
 
         # PR curves: at threshold 0 every image is predicted positive.
-        data = CelebADataModule(root=str(tiny_root), val_size=TINY_SIZES["valid"], num_workers=0)
+        data = CelebADataModule(root=str(tiny_root), subsets=Subsets(val=TINY_SIZES["valid"]),
+                                num_workers=0)  # fmt: skip
         data.setup("validate")
         val_targets = data.datasets["val"].targets
         assert "val/pr_curve" in api.get("/data/plugin/pr_curves/tags")[fit_run]
@@ -358,8 +361,8 @@ def test_dashboards_show_the_numbers_val_acc_counts_under_flip_tta(
                         lambda matrix, names: (matrices.append(matrix), draw(matrix, names))[1])
     model = recipe_model(image_size=32, tta_flip=True)
     model.net = _LeftMinusRight()
-    data = CelebADataModule(root=str(tiny_root), val_size=TINY_SIZES["valid"], image_size=32,
-                            batch_size=16, num_workers=0)  # fmt: skip
+    data = CelebADataModule(root=str(tiny_root), subsets=Subsets(val=TINY_SIZES["valid"]),
+                            image_size=32, batch_size=16, num_workers=0)  # fmt: skip
     trainer = pl.Trainer(
         accelerator="cpu", logger=pl.loggers.TensorBoardLogger(tmp_path, name="run"),
         callbacks=[TensorBoardDashboards(preview_images=0)], enable_progress_bar=False,

@@ -23,6 +23,7 @@ from lit_celeba.callbacks.pictures import (
     raw_train_images,
 )
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import TINY_SIZES
@@ -143,8 +144,9 @@ def test_class_names() -> None:
 
 
 def _preview_data(root: Path, cache_dir: Path, **colour: float) -> CelebADataModule:
-    data = CelebADataModule(root=str(root), train_size=TINY_SIZES["train"],
-                            val_size=TINY_SIZES["valid"], num_workers=0,
+    data = CelebADataModule(root=str(root),
+                            subsets=Subsets(train=TINY_SIZES["train"], val=TINY_SIZES["valid"]),
+                            num_workers=0,
                             cache_dir=str(cache_dir), colour=ColourChanges(**colour))  # fmt: skip
     data.setup("fit")
     return data

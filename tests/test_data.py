@@ -12,7 +12,7 @@ import torch
 from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.settings import DemoSet
+from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.transforms import ColourChanges
 from tests.conftest import TINY_SIZES
@@ -21,9 +21,7 @@ from tests.conftest import TINY_SIZES
 def datamodule(root: Path, **kwargs) -> CelebADataModule:
     settings = dict(
         root=str(root),
-        train_size=40,
-        val_size=20,
-        test_size=None,
+        subsets=Subsets(train=40, val=20, test=None),
         num_workers=0,
         batch_size=8,
         cache=False,
@@ -39,7 +37,7 @@ def test_subsets_are_the_first_images_in_file_order(tiny_root: Path) -> None:
     first_valid = TINY_SIZES["train"] + 1
     assert dm.datasets["val"].image_names[0] == f"{first_valid:06d}.jpg"
     assert len(dm.datasets["val"]) == 20
-    assert len(dm.datasets["test"]) == TINY_SIZES["test"]  # test_size None: the whole split
+    assert len(dm.datasets["test"]) == TINY_SIZES["test"]  # subsets.test None: the whole split
 
 
 @pytest.mark.parametrize("attr", ["Male", "Young"])
@@ -147,7 +145,7 @@ def test_unreadable_image_is_named(tiny_root: Path, tmp_path: Path, cache: bool)
     "kwargs, message",
     [
         ({"batch_size": 0}, "batch_size"),
-        ({"train_size": -5}, "train_size"),
+        ({"subsets": Subsets(train=-5)}, "subsets.train"),
         ({"num_workers": -1}, "num_workers"),
         ({"image_size": 4}, "image_size"),
     ],
@@ -160,7 +158,8 @@ def test_invalid_settings(tiny_root: Path, kwargs, message) -> None:
 
 
 def test_synthetic_generates_on_first_use_only(tmp_path: Path) -> None:
-    dm = datamodule(tmp_path / "demo", synthetic=DemoSet(), train_size=24, val_size=8, test_size=8)
+    demo = Subsets(train=24, val=8, test=8)
+    dm = datamodule(tmp_path / "demo", synthetic=DemoSet(), subsets=demo)
     dm.prepare_data()
     jpgs = sorted((tmp_path / "demo" / "celeba" / "img_align_celeba").glob("*.jpg"))
     assert len(jpgs) == 40
@@ -176,7 +175,7 @@ def test_synthetic_never_overwrites_real_data(tiny_root: Path, tmp_path: Path) -
     for marker in root.rglob("SYNTHETIC.json"):
         marker.unlink()  # now it looks like a user's real copy
     before = sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir())
-    dm = datamodule(root, synthetic=DemoSet(), train_size=24, val_size=8, test_size=8)
+    dm = datamodule(root, synthetic=DemoSet(), subsets=Subsets(train=24, val=8, test=8))
     with pytest.raises(CelebAError, match="data.synthetic is set but"):
         dm.prepare_data()
     assert sorted(p.name for p in (root / "celeba" / "img_align_celeba").iterdir()) == before

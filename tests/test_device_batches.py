@@ -12,6 +12,7 @@ import torch
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.device_batches import DeviceBatches, fits_on_device
+from lit_celeba.data.settings import Subsets
 from tests.conftest import TINY_SIZES, recipe_model
 
 
@@ -28,7 +29,7 @@ class BatchRecorder(pl.Callback):
 def _fit(root: Path, tmp_path: Path, resident: bool, **data) -> tuple[BatchRecorder, dict]:
     pl.seed_everything(7, verbose=False)
     dm = CelebADataModule(
-        root=str(root), train_size=TINY_SIZES["train"], val_size=16, batch_size=16,
+        root=str(root), subsets=Subsets(train=TINY_SIZES["train"], val=16), batch_size=16,
         num_workers=0, cache="device" if resident else "memory",
         cache_dir=str(tmp_path / "cache"), **data,
     )  # fmt: skip
@@ -65,8 +66,8 @@ def test_same_batches_augmentations_and_weights_as_the_dataloader(
 
 
 def test_loaders_are_device_batches_only_when_asked(tiny_root: Path, tmp_path: Path) -> None:
-    common = dict(root=str(tiny_root), train_size=32, val_size=16, batch_size=10, num_workers=0,
-                  cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    common = dict(root=str(tiny_root), subsets=Subsets(train=32, val=16), batch_size=10,
+                  num_workers=0, cache_dir=str(tmp_path / "cache"))  # fmt: skip
     dm = CelebADataModule(**common, cache="device")
     dm.setup("fit")
     train = dm.train_dataloader()

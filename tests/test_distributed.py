@@ -29,6 +29,7 @@ from tensorboard.util import tensor_util
 
 from lit_celeba.data.celeba import find_files, load_index
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.models.module import AttributeClassifier
 from tests.conftest import CONFIGS, REPO, TINY_SIZES, run_cli, tiny_overrides
 
@@ -42,9 +43,9 @@ def _flags(root: Path, logs: Path, probe: Path) -> list[str]:
         "--config",
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(root, logs),
-        "--data.subset_order=file",  # the expected shares below are in file order
-        f"--data.val_size={EVAL_SIZE}",
-        f"--data.test_size={EVAL_SIZE}",
+        "--data.subsets.order=file",  # the expected shares below are in file order
+        f"--data.subsets.val={EVAL_SIZE}",
+        f"--data.subsets.test={EVAL_SIZE}",
         f"--data.batch_size={BATCH}",
         "--trainer.callbacks+=tests.ddp_probe.ShardRecorder",
         f"--trainer.callbacks.out_dir={probe}",
@@ -95,7 +96,7 @@ def _single_process(ckpt: Path, root: Path, stage: str) -> tuple[float, float, l
         temperature = torch.load(ckpt, map_location="cpu", weights_only=False)["calibration"][
             "temperature"
         ]
-    data = CelebADataModule(root=str(root), val_size=EVAL_SIZE, test_size=EVAL_SIZE,
+    data = CelebADataModule(root=str(root), subsets=Subsets(val=EVAL_SIZE, test=EVAL_SIZE),
                             num_workers=0, cache=False)  # fmt: skip
     data.setup("validate" if stage == "val" else "test")
     loader = data.val_dataloader() if stage == "val" else data.test_dataloader()

@@ -102,9 +102,9 @@ def test_killed_cache_build_blocks_no_later_run(
         "--config",
         str(CONFIGS / "base.yaml"),
         *tiny_overrides(larger_root, work / "logs"),
-        "--data.train_size=400",
-        "--data.val_size=16",
-        "--data.test_size=16",
+        "--data.subsets.train=400",
+        "--data.subsets.val=16",
+        "--data.subsets.test=16",
         "--data.image_size=16",
         "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=2",  # "1" would read as 1.0, the whole epoch
@@ -310,7 +310,7 @@ def _without_valid_partition(tiny_root: Path, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("size", ["null", "16"])
 def test_a_split_without_images_is_named(tiny_root: Path, tmp_path: Path, size: str) -> None:
     root = _without_valid_partition(tiny_root, tmp_path)
-    message = _cli(root, tmp_path, f"--data.val_size={size}")
+    message = _cli(root, tmp_path, f"--data.subsets.val={size}")
     partitions = _official(root) / "list_eval_partition.txt"
     assert message == (
         f"error: The 'valid' split has no images in {partitions} (no line gives partition 1). "

@@ -17,6 +17,7 @@ from lit_celeba.data.datasets import CelebAImages
 from lit_celeba.data.faces import CELEBA_LANDMARKS
 from lit_celeba.data.framing import process_detector
 from lit_celeba.data.photos import PhotoDataset
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.transforms import columns_read
 from tests.conftest import TINY_SIZES
 
@@ -76,13 +77,13 @@ def test_the_cache_keeps_each_framing_apart(tiny_root: Path, tmp_path: Path) -> 
 
 def test_the_data_module_frames_every_split(tiny_root: Path, tmp_path: Path) -> None:
     module = CelebADataModule(
-        root=str(tiny_root), train_size=TINY_SIZES["train"], val_size=16, test_size=16,
+        root=str(tiny_root), subsets=Subsets(train=TINY_SIZES["train"], val=16, test=16),
         num_workers=0, cache_dir=str(tmp_path), framing="detector",
     )  # fmt: skip
     module.setup("fit")
     module.setup("test")
-    plain = CelebADataModule(root=str(tiny_root), val_size=16, test_size=16,
-                             train_size=TINY_SIZES["train"], cache_dir=str(tmp_path))  # fmt: skip
+    plain = CelebADataModule(root=str(tiny_root), cache_dir=str(tmp_path),
+                             subsets=Subsets(TINY_SIZES["train"], val=16, test=16))
     plain.setup("test")
     assert not torch.equal(module.datasets["test"][0][0], plain.datasets["test"][0][0])
     with pytest.raises(SettingError, match="framing.*celeba, detector"):

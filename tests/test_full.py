@@ -45,7 +45,7 @@ def test_resnet_is_built_from_scratch(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_full_config_is_the_whole_data_at_speed(capsys: pytest.CaptureFixture) -> None:
     config = _printed_config(capsys, "--config", str(CONFIGS / "full.yaml"))
     data, model = config["data"], config["model"]
-    assert (data["train_size"], data["val_size"], data["test_size"]) == (None, None, None)
+    assert data["subsets"] == {"train": None, "val": None, "test": None, "order": "tfds"}
     assert data["cache"] is True and data["image_size"] == 64
     assert model["net"]["class_path"] == "lit_celeba.models.nets.RecipeCNN"
     assert model["channels_last"] is True
@@ -56,7 +56,7 @@ def test_resnet_config_and_switching_the_model(capsys: pytest.CaptureFixture) ->
     config = _printed_config(capsys, "--config", str(CONFIGS / "full_resnet18.yaml"))
     assert config["model"]["net"] == {"class_path": "lit_celeba.models.nets.ResNet",
                                       "init_args": {"arch": "resnet18"}}  # fmt: skip
-    assert config["data"]["image_size"] == 128 and config["data"]["train_size"] is None
+    assert config["data"]["image_size"] == 128 and config["data"]["subsets"]["train"] is None
     # Any config takes the ResNet by its class name; the recipe network's settings do not carry
     # over to it, the module's do.
     config = _printed_config(capsys, "--config", str(CONFIGS / "base.yaml"),

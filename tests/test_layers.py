@@ -46,3 +46,24 @@ def test_base_imports_nothing_of_lit_celeba_outside_it() -> None:
                         and not name.startswith("lit_celeba.base")]  # fmt: skip
     assert len(list((REPO / "lit_celeba" / "base").glob("*.py"))) >= 7, "base/ moved?"
     assert not outside, outside
+
+
+def test_every_module_is_at_most_300_lines() -> None:
+    """Section 2's budget for every module of every layer."""
+    modules = sorted((REPO / "lit_celeba").rglob("*.py"))
+    assert len(modules) > 50, "lit_celeba/ moved?"
+    over = [f"{p.relative_to(REPO)}: {n}" for p in modules
+            if (n := len(p.read_text().splitlines())) > 300]  # fmt: skip
+    assert not over, over
+
+
+def test_the_data_module_takes_data_settings_only() -> None:
+    """Issue 33: about reading, splitting, transforming or sampling CelebA, at most 15 of them;
+    predict's output is the writer's (``--prediction.*``)."""
+    import inspect
+
+    from lit_celeba.data.datamodule import CelebADataModule
+
+    names = list(inspect.signature(CelebADataModule).parameters)
+    assert len(names) <= 15, names
+    assert not [name for name in names if name.startswith("predict_")], names

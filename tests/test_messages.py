@@ -125,7 +125,7 @@ def test_bad_data_set(case: str, tiny_root: Path, logs: Path, tmp_path: Path, ca
 
 
 SETTING_CASES = {
-    "subset-size-zero": (["--data.val_size=0"], ["data.val_size must be a positive number"]),
+    "subset-size-zero": (["--data.subsets.val=0"], ["data.subsets.val must be a positive number"]),
     "negative-batch-size": (
         ["--data.batch_size=-1"], ["Invalid setting: data.batch_size must be at least 1, got -1"]
     ),
@@ -218,6 +218,15 @@ SETTING_CASES = {
         ["error: --data.brightness is now --data.colour.brightness, one of the colour changes (in"
          " a config file: data: {colour: {brightness: 0.2}})."],
     ),  # fmt: skip
+    # The subsets' sizes and order before they were one group (issue 33).
+    "train-size-before-subsets": (
+        ["--data.train_size=64"],
+        ["error: --data.train_size is now --data.subsets.train, one of the subsets' settings (in "
+         "a config file: data: {subsets: {train: 16000}})."],
+    ),  # fmt: skip
+    "subset-order-before-subsets": (
+        ["--data.subset_order=file"], ["--data.subset_order is now --data.subsets.order"]
+    ),
     # predict's photo settings before they were one group (issue 33).
     "predict-path-before-predict": (
         ["--data.predict_path=my_photos/"],
@@ -320,8 +329,9 @@ CONFIG_FILE_CASES = {
         "error: --data.group_balanced true is now --data.sampler group_balanced",
         "(in a config file: data: {sampler: group_balanced})",
         "If the config file is an earlier run's config.yaml, delete ",
-        "group_balanced, synthetic_seed, synthetic_correlate, predict_path, align, "
-        "min_face_size, brightness, contrast and saturation from its data: section",
+        "group_balanced, synthetic_seed, synthetic_correlate, train_size, val_size, test_size, "
+        "subset_order, predict_path, align, min_face_size, brightness, contrast and saturation "
+        "from its data: section",
     ]),
 }  # fmt: skip
 

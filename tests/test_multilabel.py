@@ -15,6 +15,7 @@ from torch import nn
 from lit_celeba.base.errors import AttributeMismatchError
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
 from lit_celeba.models.nets import count_parameters
 from lit_celeba.models.objectives import positive_weight_note, positive_weights
@@ -67,7 +68,7 @@ def _trainer(log_dir: Path) -> pl.Trainer:
 
 def _data(root: Path, **kwargs) -> CelebADataModule:
     return CelebADataModule(
-        root=str(root), train_size=32, val_size=32, test_size=48, image_size=32, num_workers=0,
+        root=str(root), subsets=Subsets(train=32, val=32, test=48), image_size=32, num_workers=0,
         batch_size=16, **kwargs,
     )  # fmt: skip
 

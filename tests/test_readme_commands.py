@@ -31,9 +31,9 @@ from tests.test_dashboards import tensorboard_server
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # What the CLI runs quickly here: a few batches of the tiny set, on the CPU, without workers.
 TINY = [
-    f"--data.train_size={TINY_SIZES['train']}",
-    f"--data.val_size={TINY_SIZES['valid']}",
-    f"--data.test_size={TINY_SIZES['test']}",
+    f"--data.subsets.train={TINY_SIZES['train']}",
+    f"--data.subsets.val={TINY_SIZES['valid']}",
+    f"--data.subsets.test={TINY_SIZES['test']}",
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=2",
     "--trainer.limit_val_batches=1",

@@ -119,9 +119,9 @@ def test_settings_that_cannot_change_results_do_not_block_resuming(
 def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str, Any]:
     """A run's config.yaml as it was saved before issue 33's moves: data.predict_output/
     overwrite/maps, predict_split, device_resident and train_subgroups, predict_path, align and
-    min_face_size, the colour changes and the demo set as flat keys, no prediction section,
-    the model as RecipeClassifier with the network's arguments beside its own, and the optimizer
-    and scheduler as LightningCLI's top-level optimizer and lr_scheduler."""
+    min_face_size, the subsets, the colour changes and the demo set as flat keys, no prediction
+    section, the model as RecipeClassifier with the network's arguments beside its own, and the
+    optimizer and scheduler as LightningCLI's top-level optimizer and lr_scheduler."""
     config = {**config, "data": dict(config["data"]), "model": dict(config["model"])}
     config.pop("prediction")
     config["optimizer"] = config["model"].pop("optimizer")
@@ -129,6 +129,9 @@ def _as_before_issue_33(config: dict[str, Any], **net_changes: Any) -> dict[str,
     config["data"] |= {"predict_output": None, "predict_overwrite": False, "predict_maps": False,
                        "predict_split": "test", "device_resident": None,
                        "train_subgroups": False, **config["data"].pop("colour")}  # fmt: skip
+    subsets = config["data"].pop("subsets")
+    config["data"] |= {"train_size": subsets["train"], "val_size": subsets["val"],
+                       "test_size": subsets["test"], "subset_order": subsets["order"]}  # fmt: skip
     photos = config["data"].pop("predict")
     config["data"] |= {"predict_path": photos["path"], "align": photos["align"],
                        "min_face_size": photos["min_face_size"]}  # fmt: skip
@@ -158,6 +161,11 @@ def test_a_run_saved_before_issue_33s_moves_still_resumes(tiny_root: Path, logs:
     photos["data"] |= {"predict_path": "my_photos/", "align": "never"}  # predict's only
     assert upgrade_saved_config(photos)["data"]["predict"]["align"] == "never"
     assert changed_settings(upgrade_saved_config(photos), today) == []
+    fewer = _as_before_issue_33(today)
+    fewer["data"]["train_size"] = 8
+    assert changed_settings(upgrade_saved_config(fewer), today) == [
+        f"data.subsets.train: 8 -> {today['data']['subsets']['train']}"
+    ]
     slower = _as_before_issue_33(copy.deepcopy(today))
     slower["optimizer"]["init_args"]["lr"] = 1e-4
     assert changed_settings(upgrade_saved_config(slower), today) == [

@@ -112,18 +112,20 @@ def test_tfds_order_is_md5_of_split_and_name() -> None:
 
 def test_a_tfds_copy_has_no_file_order(forms) -> None:
     copy = load_copy(forms["tfds"])
-    with pytest.raises(CelebAError, match="stores no file names.*subset_order tfds"):
+    with pytest.raises(CelebAError, match="stores no file names.*subsets.order tfds"):
         subset_rows(copy.index, "train", 10, "file", copy.source.tfds_order_only)
 
 
 def test_the_preview_and_the_uncached_dataset_read_through_the_source(forms, tmp_path) -> None:
     from lit_celeba.callbacks.pictures import raw_train_images
     from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.settings import Subsets
 
     images = {}
     for form in ("unpacked", "kaggle-zip", "tfds"):
-        dm = CelebADataModule(root=str(forms[form]), train_size=20, val_size=5, batch_size=4,
-                              num_workers=0, cache=False, subset_order="tfds",
+        dm = CelebADataModule(root=str(forms[form]), subsets=Subsets(train=20, val=5, order="tfds"),
+                              batch_size=4,
+                              num_workers=0, cache=False,
                               cache_dir=str(tmp_path))  # fmt: skip
         dm.setup("fit")
         preview = raw_train_images(dm, 3)
@@ -245,7 +247,7 @@ def test_cli_trains_from_each_form(forms, form, tmp_path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     caches = sorted((work / "cache").glob("celeba-*.npy"))
     assert len(caches) == 2  # train and valid
-    # The same pixels as the unpacked set's subsets in tfds order (base.yaml's subset_order).
+    # The same pixels as the unpacked set's subsets in tfds order (base.yaml's subsets.order).
     unpacked = load_copy(forms["unpacked"])
     expected = []
     for split, size in (("train", SIZES[0]), ("valid", SIZES[1])):

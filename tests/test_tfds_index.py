@@ -304,11 +304,13 @@ def test_records_without_the_attributes_are_named(root) -> None:
 
 def test_the_datamodule_keeps_the_index_with_its_cache(generated, tmp_path) -> None:
     from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.settings import Subsets
 
     for cache in (False, True):
         folder = tmp_path / f"cache-{cache}"
-        dm = CelebADataModule(root=str(generated), train_size=8, val_size=4, batch_size=4,
-                              num_workers=0, cache=cache, subset_order="tfds",
+        dm = CelebADataModule(root=str(generated), subsets=Subsets(train=8, val=4, order="tfds"),
+                              batch_size=4,
+                              num_workers=0, cache=cache,
                               cache_dir=str(folder))  # fmt: skip
         dm.setup("validate")
         kept = list(folder.glob("tfds-index-*.npz")) if folder.exists() else []

@@ -219,9 +219,10 @@ def test_detector_framing_of_images_without_any_face_is_an_error(tmp_path: Path)
     the detector's key, which later runs used without a word."""
     from lit_celeba.base.errors import CelebAError
     from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.settings import Subsets
 
     root = write_faceless_root(tmp_path / "faceless")
-    module = CelebADataModule(root=str(root), train_size=8, val_size=4, test_size=4,
+    module = CelebADataModule(root=str(root), subsets=Subsets(train=8, val=4, test=4),
                               num_workers=0, cache_dir=str(tmp_path / "cache"),
                               framing="detector")  # fmt: skip
     with pytest.raises(CelebAError, match=r"found no face in any of the 8 images of the train "
@@ -238,8 +239,9 @@ def test_detector_framing_at_other_image_sizes(
     import torch
 
     from lit_celeba.data.datamodule import CelebADataModule
+    from lit_celeba.data.settings import Subsets
 
-    kwargs = {"root": str(tiny_root), "train_size": 8, "val_size": 4, "test_size": 4,
+    kwargs = {"root": str(tiny_root), "subsets": Subsets(train=8, val=4, test=4),
               "num_workers": 0, "cache_dir": str(tmp_path), "image_size": image_size}  # fmt: skip
     framed, plain = CelebADataModule(**kwargs, framing="detector"), CelebADataModule(**kwargs)
     for module in (framed, plain):
@@ -438,10 +440,11 @@ def test_every_degradation_on_detector_framed_faces_either_way(
 
     from lit_celeba.data.datamodule import CelebADataModule
     from lit_celeba.data.device_batches import DeviceBatches
+    from lit_celeba.data.settings import Subsets
 
     cached = where == "device-resident"
     module = CelebADataModule(
-        root=str(tiny_root), train_size=16, val_size=4, test_size=4, image_size=32,
+        root=str(tiny_root), subsets=Subsets(train=16, val=4, test=4), image_size=32,
         batch_size=16, num_workers=0, cache_dir=str(tmp_path),
         cache="device" if cached else False, framing="detector", photo=EVERY_DEGRADATION,
     )  # fmt: skip

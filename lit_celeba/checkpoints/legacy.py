@@ -96,9 +96,9 @@ def upgrade_saved_config(config: Mapping[str, Any]) -> dict[str, Any]:
     network as ``net`` (step 9), the top-level ``optimizer`` and ``lr_scheduler`` as the model's
     ``optimizer`` and ``scheduler`` (step 10; none saved was the model's default), and the data
     settings that moved (:func:`_upgrade_data_settings`: ``group_balanced`` as the ``sampler``,
-    the colour changes as ``colour``, predict's photo settings as ``predict``, ``synthetic`` true
-    or false with ``synthetic_seed`` and ``synthetic_correlate`` as the demo set's settings or
-    null) or went."""
+    the subsets' sizes and order as ``subsets``, the colour changes as ``colour``, predict's
+    photo settings as ``predict``, ``synthetic`` true or false with ``synthetic_seed`` and
+    ``synthetic_correlate`` as the demo set's settings or null) or went."""
     upgraded = dict(config)
     model = upgraded.get("model")
     old = old_model_class(model.get("class_path")) if isinstance(model, Mapping) else None
@@ -125,6 +125,8 @@ _GONE_DATA_SETTINGS = ("predict_output", "predict_overwrite", "predict_maps", "p
                        "device_resident", "train_subgroups")  # fmt: skip
 # Data settings of earlier versions that are keys of a group now: group -> its keys' old names.
 _GROUPED_DATA_SETTINGS = {
+    "subsets": {"train": "train_size", "val": "val_size", "test": "test_size",
+                "order": "subset_order"},  # fmt: skip
     "colour": {"brightness": "brightness", "contrast": "contrast", "saturation": "saturation"},
     "predict": {"path": "predict_path", "align": "align", "min_face_size": "min_face_size"},
 }

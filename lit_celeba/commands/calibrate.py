@@ -93,7 +93,8 @@ class CelebATrainer(pl.Trainer):
         if model.validation_rows is None:
             raise UsageError(f"calibrate found no face in the photos of --photo_labels "
                              f"{photo_labels}" if photos is not None else
-                             "calibrate found no validation images (data.val_size?)")  # fmt: skip
+                             "calibrate found no validation images "
+                             "(data.subsets.val?)")  # fmt: skip
         logits, targets = model.validation_rows
         source = "validation images" if photos is None else photos.fitted_on(len(targets))
         before = getattr(model, "loaded_calibration", model.calibration)

@@ -17,7 +17,7 @@ from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, su
 from lit_celeba.data.degradations import PhotoDegradations
 from lit_celeba.data.device_batches import DeviceBatches, resident_order, resident_tensors
 from lit_celeba.data.framing import FRAMINGS, Framing
-from lit_celeba.data.order import SubsetOrder, subset_rows
+from lit_celeba.data.order import subset_rows
 from lit_celeba.data.photos import (
     PREDICT_ON_TEST_SPLIT,
     PhotoBatch,
@@ -28,9 +28,11 @@ from lit_celeba.data.photos import (
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
 from lit_celeba.data.settings import (
     ON_DEVICE,
+    RECIPE_SUBSETS,
     Cache,
     DemoSet,
     Sampler,
+    Subsets,
     check_numbers,
     target_and_subgroup_lists,
 )
@@ -54,17 +56,14 @@ class CelebADataModule(pl.LightningDataModule):
         subgroups: attributes whose 0/1 value comes with every validation and test image as a
             third batch element ``(images, targets, groups)``, groups of shape (B, G); ``None``
             keeps the batches ``(images, targets)``. The CLI sets it from ``model.subgroups``.
-        train_size, val_size, test_size: the first N images of each split in
-            ``subset_order`` (the recipe: 16,000 / 1,000 / all); ``None`` takes the whole split.
-        subset_order: ``file``, the order of ``list_eval_partition`` (000001.jpg, ...), or
-            ``tfds``, the order TensorFlow Datasets stores each split in, which gives the
-            recipe's very subsets (see :mod:`lit_celeba.data.order`). A tfds copy has only
-            ``tfds``.
+        subsets: the images each stage reads: the first ``train``, ``val`` and ``test`` of each
+            split in their ``order`` (``file`` or ``tfds``, the recipe's very subsets); null takes
+            the whole split (:class:`~lit_celeba.data.settings.Subsets`).
         image_size: side of the square network input (the recipe: 64).
         batch_size: images per batch, for every stage.
         num_workers: DataLoader worker processes.
-        synthetic: generate a CelebA-format demo set at ``root`` on first use (with ``train_size``,
-            ``val_size`` and ``test_size`` images) instead of reading the real one, with its
+        synthetic: generate a CelebA-format demo set at ``root`` on first use (with
+            ``subsets``' numbers of images) instead of reading the real one, with its
             ``seed`` and ``correlate`` (:class:`~lit_celeba.data.settings.DemoSet`); null reads
             CelebA. It never overwrites a folder it did not generate.
         cache: ``true`` (the default) decodes each subset's JPEGs once into a memory-mapped
@@ -112,9 +111,7 @@ class CelebADataModule(pl.LightningDataModule):
         self,
         root: str = "data/celeba",
         target_attr: str | list[str] = "Male",
-        train_size: int | None = 16000,
-        val_size: int | None = 1000,
-        test_size: int | None = None,
+        subsets: Subsets = RECIPE_SUBSETS,
         image_size: int = 64,
         batch_size: int = 32,
         num_workers: int = 2,
@@ -126,20 +123,20 @@ class CelebADataModule(pl.LightningDataModule):
         colour: ColourChanges = RECIPE_COLOUR,
         photo: PhotoDegradations | None = None,
         framing: Framing = "celeba",
-        subset_order: SubsetOrder = "file",
         sampler: Sampler = "random",
     ) -> None:
         super().__init__()
         check_numbers(
-            sizes={"train_size": train_size, "val_size": val_size, "test_size": test_size},
+            subsets=subsets,
             colour=colour,
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache,
             predict=predict,
         )  # fmt: skip
         # Every argument, the groups as plain mappings (checkpoints load weights_only).
-        self.save_hyperparameters(ignore=["colour", "synthetic", "predict"])
+        self.save_hyperparameters(ignore=["subsets", "colour", "synthetic", "predict"])
         self.save_hyperparameters({
+            "subsets": dataclasses.asdict(subsets),
             "colour": dataclasses.asdict(colour),
             "predict": dataclasses.asdict(predict),
             "synthetic": None if synthetic is None else dataclasses.asdict(synthetic),
@@ -153,7 +150,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.train_subgroups = len(self.target_attrs) == 1 and bool(self.subgroups)
         self.train_group_counts: torch.Tensor | None = None
         self.train_positive_share: torch.Tensor | None = None
-        self.train_size, self.val_size, self.test_size = train_size, val_size, test_size
+        self.subsets = subsets
         self.image_size = image_size
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -162,7 +159,6 @@ class CelebADataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, colour, photo=photo)
         self.predict = predict
-        self.subset_order = subset_order
         if framing not in FRAMINGS:
             raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
         self.framing = framing
@@ -178,7 +174,8 @@ class CelebADataModule(pl.LightningDataModule):
             # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
             from lit_celeba.data.synthetic.setting import generate_demo_set
 
-            sizes = (self.train_size, self.val_size, self.test_size or self.val_size)
+            subsets = self.subsets
+            sizes = (subsets.train, subsets.val, subsets.test or subsets.val)
             generate_demo_set(self.root, sizes, self.synthetic.seed, self.synthetic.correlate)
         find_copy(self.root)
 
@@ -186,7 +183,7 @@ class CelebADataModule(pl.LightningDataModule):
         # The cache is built here rather than in prepare_data because only setup knows the
         # stage; the cache's file lock makes the other ranks wait for the one that builds it.
         return subset_dataset(
-            copy, split, size, self.subset_order, self.target_attrs,
+            copy, split, size, self.subsets.order, self.target_attrs,
             self.subgroups if groups else [], columns_read(self.image_size),
             self.cache_dir if self.cache else None, self.framing,
         )  # fmt: skip
@@ -205,24 +202,24 @@ class CelebADataModule(pl.LightningDataModule):
             copy.index.attr_column(name)  # fail early, listing the valid names
         if stage == "fit":
             self.datasets["train"] = self._subset(
-                copy, "train", self.train_size, groups=self.train_subgroups
+                copy, "train", self.subsets.train, groups=self.train_subgroups
             )
             # Each target's share of positives in the training subset (the model's pos_weight).
             self.train_positive_share = self.datasets["train"].targets.float().mean(0)
             if len(self.target_attrs) == 1 and self.subgroups:
                 # Each training image's group (the sampler's) and the images per group.
-                rows = subset_rows(copy.index, "train", self.train_size, self.subset_order,
+                rows = subset_rows(copy.index, "train", self.subsets.train, self.subsets.order,
                                    copy.source.tfds_order_only)  # fmt: skip
                 self.train_groups, self.train_group_counts = count_train_groups(
                     copy.index, rows, self.target_attrs[0], self.subgroups
                 )
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).
-            self.datasets["val"] = self._subset(copy, "valid", self.val_size, groups=True)
+            self.datasets["val"] = self._subset(copy, "valid", self.subsets.val, groups=True)
         if stage == "test":
-            self.datasets["test"] = self._subset(copy, "test", self.test_size, groups=True)
+            self.datasets["test"] = self._subset(copy, "test", self.subsets.test, groups=True)
         if stage == "predict":  # without photos, the test split, as test reads it
-            self.datasets["predict"] = self._subset(copy, "test", self.test_size)
+            self.datasets["predict"] = self._subset(copy, "test", self.subsets.test)
 
     def _loader(self, stage: str, shuffle: bool = False) -> DataLoader | DeviceBatches:
         dataset = self.datasets[stage]

@@ -50,12 +50,12 @@ def subset_rows(
     file names, so it has no ``file`` order.
     """
     if order not in ORDERS:
-        raise CelebAError(f"Unknown data.subset_order {order!r}; valid orders: file, tfds")
+        raise CelebAError(f"Unknown data.subsets.order {order!r}; valid orders: file, tfds")
     if stored_in_tfds_order and order == "file":
         raise CelebAError(
-            f"data.subset_order is 'file', but the data root {index.files.image_dir} is a tfds "
+            f"data.subsets.order is 'file', but the data root {index.files.image_dir} is a tfds "
             "copy, which stores no file names: its images come in tfds order only. Set "
-            "data.subset_order tfds (the recipe's subsets), or use the official files for 'file'."
+            "data.subsets.order tfds (the recipe's subsets), or use the official files for 'file'."
         )
     index.split_indices(split, size)  # checks split and size with the usual message
     rows = index.split_indices(split)

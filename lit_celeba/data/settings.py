@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
+from lit_celeba.data.order import SubsetOrder
 from lit_celeba.groups import needs_groups
 
 if TYPE_CHECKING:
@@ -28,9 +29,29 @@ SAMPLERS: tuple[str, ...] = get_args(Sampler)
 
 
 @dataclass(frozen=True)
+class Subsets:
+    """``data.subsets``: the images each stage reads, the first ``train``, ``val`` and ``test``
+    of CelebA's train, validation and test splits in ``order`` (the recipe: 16,000 / 1,000 /
+    all); null takes the whole split. ``order``: ``file``, the order of ``list_eval_partition``
+    (000001.jpg, ...), or ``tfds``, the order TensorFlow Datasets stores each split in, which
+    gives the recipe's very subsets (:mod:`lit_celeba.data.order`); a tfds copy has only
+    ``tfds``. One setting, a group of keys (``--data.subsets.train 3000``; in a config file
+    ``data: {subsets: {train: 3000}}``, which keeps the other keys)."""
+
+    train: int | None = 16000
+    val: int | None = 1000
+    test: int | None = None
+    order: SubsetOrder = "file"
+
+
+# data.subsets' default: the recipe's sizes in list_eval_partition's order.
+RECIPE_SUBSETS = Subsets()
+
+
+@dataclass(frozen=True)
 class DemoSet:
     """``data.synthetic``: generate a CelebA-format demo set at ``data.root`` on first use (with
-    ``train_size``, ``val_size`` and ``test_size`` images) instead of reading a real one; null,
+    ``data.subsets``' numbers of images) instead of reading a real one; null,
     the default, reads CelebA. It never overwrites a folder it did not generate.
 
     ``seed``: the generated set's seed. ``correlate``: ``[target, spurious, share]``, in the
@@ -45,7 +66,7 @@ class DemoSet:
 
 def check_numbers(
     *,
-    sizes: dict[str, int | None],
+    subsets: Subsets,
     colour: ColourChanges,
     batch_size: int,
     num_workers: int,
@@ -60,9 +81,10 @@ def check_numbers(
     for name, value in dataclasses.asdict(colour).items():
         if not 0.0 <= value <= 1.0:
             raise SettingError(f"colour.{name}", f"must be from 0 (off) to 1, got {value}")
-    for name, value in sizes.items():
+    for name in ("train", "val", "test"):
+        value = getattr(subsets, name)
         if value is not None and value < 1:
-            raise SettingError(name, f"must be a positive number or null, got {value}")
+            raise SettingError(f"subsets.{name}", f"must be a positive number or null, got {value}")
     if batch_size < 1:
         raise SettingError("batch_size", f"must be at least 1, got {batch_size}")
     if num_workers < 0:
@@ -72,8 +94,8 @@ def check_numbers(
                            f"pixels, got {predict.min_face_size}")  # fmt: skip
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
-    if synthetic is not None and (sizes["train_size"] is None or sizes["val_size"] is None):
-        raise SettingError("synthetic", "needs train_size and val_size as numbers, not null")
+    if synthetic is not None and (subsets.train is None or subsets.val is None):
+        raise SettingError("synthetic", "needs subsets.train and subsets.val as numbers, not null")
 
 
 def target_and_subgroup_lists(

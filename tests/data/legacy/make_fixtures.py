@@ -178,9 +178,9 @@ def main() -> None:
         for name, flags in FIXTURES.items():
             run = work / name
             fit_flags = [*flags["fit"], *tiny_overrides(train_root, run / "logs"), *FIT,
-                         f"--data.train_size={TRAIN_SET['train']}",
-                         f"--data.val_size={TRAIN_SET['valid']}",
-                         f"--data.test_size={TRAIN_SET['test']}"]  # fmt: skip
+                         f"--data.subsets.train={TRAIN_SET['train']}",
+                         f"--data.subsets.val={TRAIN_SET['valid']}",
+                         f"--data.subsets.test={TRAIN_SET['test']}"]  # fmt: skip
             run.mkdir()
             checked(run_cli("fit", *fit_flags, cwd=run))
             last = next((run / "logs").rglob("last.ckpt"))
