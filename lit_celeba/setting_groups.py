@@ -9,9 +9,11 @@ import dataclasses
 import inspect
 import pydoc
 import re
+from typing import Any
 
 import torch
 
+from lit_celeba.base.errors import UsageError
 from lit_celeba.data.photos import PredictPhotos
 from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.transforms import ColourChanges
@@ -43,11 +45,28 @@ def group_message(key: str | None, text: str) -> str | None:
         )
     if key and key.removeprefix("data.") in DATA_GROUPS and "Unable to load config" in text:
         name = key.removeprefix("data.")
+        if re.search(r"Unable to load config .(null|None)\b", text):
+            return _not_null(name)
         first = dataclasses.fields(DATA_GROUPS[name][0])[0].name
         return (f"Invalid setting: {key} is a group of settings, not one value: "
                 f"--{key}.{first} VALUE, or in a config file data: {{{name}: {{{first}: VALUE}}}}; "
                 + _takes(name))  # fmt: skip
     return None
+
+
+def check_no_group_is_null(data: Any) -> None:
+    """Refuse ``null`` for a data group that has no null form (``subsets``, ``colour``,
+    ``predict``), which jsonargparse passes on to a traceback."""
+    for name in DATA_GROUPS:
+        optional = name == "synthetic"  # null reads CelebA instead of generating
+        if not optional and name in (data or {}) and data[name] is None:
+            raise UsageError(_not_null(name))
+
+
+def _not_null(group: str) -> str:
+    return (f"Invalid setting: data.{group} is a group of settings, not null: leave it out for "
+            f"its defaults ({DATA_GROUPS[group][0].__name__}()), or set a key (--data.{group}.KEY "
+            f"VALUE); {_takes(group)}")  # fmt: skip
 
 
 def _takes(group: str) -> str:

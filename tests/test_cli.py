@@ -339,7 +339,8 @@ def test_subset_larger_than_split(tiny_root: Path, tmp_path: Path, capsys) -> No
             ]
         )
     assert exit_info.value.code == 2
-    assert "Requested 5000 images of the 'train' split" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Requested 5000 images of the 'train' split (data.subsets.train), but" in err
 
 
 def test_base_yaml_is_the_default_under_any_config(tmp_path: Path, capsys) -> None:

@@ -227,6 +227,12 @@ SETTING_CASES = {
     "subset-order-before-subsets": (
         ["--data.subset_order=file"], ["--data.subset_order is now --data.subsets.order"]
     ),
+    "subsets-null": (
+        ["--data.subsets=null"],
+        ["Invalid setting: data.subsets is a group of settings, not null: leave it out for its "
+         "defaults (Subsets())", "it takes train, val, test, order."],
+    ),  # fmt: skip
+    "colour-null": (["--data.colour=null"], ["data.colour is a group of settings, not null"]),
     # predict's photo settings before they were one group (issue 33).
     "predict-path-before-predict": (
         ["--data.predict_path=my_photos/"],

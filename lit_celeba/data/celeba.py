@@ -103,7 +103,8 @@ class CelebAIndex:
             return rows
         if size < 1 or size > len(rows):
             raise CelebAError(
-                f"Requested {size} images of the {split!r} split, but "
+                f"Requested {size} images of the {split!r} split (data.subsets."
+                f"{'val' if split == 'valid' else split}), but "
                 f"{self.files.partition_file} lists {len(rows)} there; choose a size from 1 to "
                 f"{len(rows)}, or null for the whole split."
             )
