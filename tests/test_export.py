@@ -306,7 +306,7 @@ def test_an_export_that_fails_midway_leaves_no_half_export(
     from lit_celeba.commands import export
 
     out = tmp_path / "exported"
-    killed = out / f".export-{2**22 + 12345}-0123abcd"  # a pid above Linux's default pid_max
+    killed = out / f".model.json.export-{2**22 + 12345}-0123abcd"  # pid above the default pid_max
     killed.mkdir(parents=True)
     (killed / "model.pt2").write_bytes(b"half")
 

@@ -4,7 +4,9 @@ A file is written to a temporary ``.NAME.PID.RANDOM.tmp`` beside it (created exc
 through someone else's file), flushed and fsynced, then renamed over the target (``os.replace``,
 atomic on POSIX and Windows) and the folder fsynced: a run stopped at any moment leaves the
 earlier file whole or the new one, never half of either. Temporaries that a killed writer left
-are removed by the next write of the same file (their writer's process id is gone).
+are removed by the next write of the same file (their writer's process id is gone). What is
+several files or a folder (the demo set, an export) is built the same way, in a hidden
+:func:`building_folder` beside its target that the next build removes once its process is gone.
 
 Python's ``tempfile`` and Lightning's fsspec transaction write the temporary elsewhere (the
 system's temporary folder) and move it, which across file systems is a copy into the target
@@ -18,6 +20,7 @@ import glob
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +47,26 @@ def remove_stale_temporaries(path: Path) -> None:
         if match and not process_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def building_folder(target: Path, stage: str = "partial") -> Path:
+    """Where this process builds what goes to ``target`` before it moves it there:
+    ``.NAME.STAGE-PID-RANDOM`` beside it (``partial`` while built, ``old`` for what it swaps
+    out); :func:`remove_abandoned_folders` removes it once its process has ended."""
+    return target.with_name(
+        f".{target.name[:_NAME_KEPT]}.{stage}-{os.getpid()}-{secrets.token_hex(4)}"
+    )
+
+
+def remove_abandoned_folders(target: Path) -> None:
+    """The :func:`building_folder` folders of ``target`` whose process has ended (killed while
+    it built, or while it swapped an older one out)."""
+    name = target.name[:_NAME_KEPT]
+    pattern = re.compile(rf"^\.{re.escape(name)}\.[a-z]+-(\d+)-[0-9a-f]+$")
+    for leftover in target.parent.glob(f".{glob.escape(name)}.*"):
+        match = pattern.match(leftover.name)
+        if match and leftover.is_dir() and not process_alive(int(match.group(1))):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def create_exclusive(path: Path) -> int:

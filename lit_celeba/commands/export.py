@@ -44,7 +44,6 @@ import argparse
 import importlib.util
 import json
 import os
-import secrets
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -54,7 +53,7 @@ from typing import Any
 import torch
 
 from lit_celeba.base.errors import ExportError
-from lit_celeba.base.processes import process_alive
+from lit_celeba.base.files import building_folder, remove_abandoned_folders
 from lit_celeba.checkpoints.load import load, rebuild
 from lit_celeba.commands import PROG
 from lit_celeba.models.module import AttributeClassifier
@@ -188,12 +187,12 @@ def export(ckpt_path: str | Path, out: str | Path, onnx: bool = False, overwrite
     # Written into a hidden folder in --out and moved into place once all is written and
     # checked: an export that fails or is stopped midway leaves --out as it was, never half of a
     # new export beside an earlier one's model.json.
-    staging = out_dir / f".export-{os.getpid()}-{secrets.token_hex(4)}"
+    staging = building_folder(info_path, "export")
     staged = {kind: staging / path.name for kind, path in paths.items()}
     advice = "Choose a folder you can write to."
     try:
         with writing_into(out_dir, "to --out", advice, ExportError):
-            _remove_abandoned_exports(out_dir)
+            remove_abandoned_folders(info_path)
             staging.mkdir(parents=True)
             export_program(predictor, staged["program"], image_size)
             export_torchscript(predictor, staged["torchscript"])
@@ -256,14 +255,6 @@ def model_info(
         "checks_against_predict": checks,
         "tolerance": TOLERANCE,
     }
-
-
-def _remove_abandoned_exports(out_dir: Path) -> None:
-    """The hidden folders of exports into ``out_dir`` that were killed midway."""
-    for leftover in out_dir.glob(".export-*-*"):
-        pid = leftover.name.split("-")[1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import zipfile
 from pathlib import Path
 
+from lit_celeba.base.files import building_folder
 from lit_celeba.data import tf_example, tfrecord
 from lit_celeba.data.annotations import read_attributes, read_partition
 from lit_celeba.data.order import tfds_sorted
@@ -84,7 +84,7 @@ def _write_form(
     root: Path, form: str, marker: dict, num_train: int, num_valid: int, num_test: int,
     seed: int, label_noise: float, progress: bool, train_shards: int,
 ) -> None:  # fmt: skip
-    build = root.with_name(f".{root.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    build = building_folder(root)
     build.mkdir()
     try:
         layout = "kaggle" if form == "kaggle-zip" else "official"

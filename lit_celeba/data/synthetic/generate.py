@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import secrets
 import shutil
 import sys
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Literal
 import numpy as np
 from tqdm import tqdm
 
+from lit_celeba.base.files import building_folder
 from lit_celeba.base.processes import pool_worker_init
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
 from lit_celeba.data.synthetic.target import (
@@ -246,7 +246,7 @@ def _write_set(
     num_train, layout, label_noise = marker["num_train"], marker["layout"], marker["label_noise"]
     # A hidden sibling: renaming within one folder is atomic, and a killed run leaves no set
     # that looks complete at ``target``.
-    build = target.with_name(f".{target.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    build = building_folder(target)
     build.mkdir()
     try:
         image_dir = build / "img_align_celeba"

@@ -1,19 +1,18 @@
 """Where a generated set goes: never beside or over data that the generator did not write, one
-writer at a time per folder, and no half-written set left by a killed run (its build folder is
-removed by the next run)."""
+writer at a time per folder, and no half-written set left by a killed run (its build folder,
+:func:`~lit_celeba.base.files.building_folder`, is removed by the next run)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from lit_celeba.base.processes import FolderLock, process_alive
+from lit_celeba.base.files import building_folder, remove_abandoned_folders
+from lit_celeba.base.processes import FolderLock
 from lit_celeba.data.copies import tfds_dir
 
 MARKER_NAME = "SYNTHETIC.json"  # what marks a folder as generated (and its settings)
@@ -66,20 +65,10 @@ def building(target: Path) -> Iterator[None]:
               f"generates a data set in {target.parent}.", file=sys.stderr, flush=True)  # fmt: skip
         lock.acquire(wait=True)
     try:
-        _remove_abandoned_builds(target)
+        remove_abandoned_folders(target)
         yield
     finally:
         lock.release()
-
-
-def _remove_abandoned_builds(target: Path) -> None:
-    """The ``.NAME.partial-PID-*`` and ``.NAME.old-PID-*`` folders of ``target`` whose process has
-    ended (killed while it generated, or while it swapped an older set out)."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(?:partial|old)-(\d+)-[0-9a-f]+$")
-    for leftover in target.parent.glob(f".{target.name}.*"):
-        match = pattern.match(leftover.name)
-        if match and not process_alive(int(match.group(1))):
-            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def move_into_place(build: Path, target: Path) -> None:
@@ -88,7 +77,7 @@ def move_into_place(build: Path, target: Path) -> None:
     if not target.exists():
         os.replace(build, target)
     elif (target / MARKER_NAME).is_file():  # an older generated set: swap, then delete it
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        old = building_folder(target, "old")
         os.replace(target, old)
         os.replace(build, target)
         shutil.rmtree(old)
