@@ -18,7 +18,7 @@ from lit_celeba.data.copies import find_copy, load_copy
 from lit_celeba.data.order import subset_rows, tfds_key, tfds_sorted
 from lit_celeba.data.synthetic.forms import write_form
 from lit_celeba.data.transforms import columns_read
-from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, tiny_overrides
+from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, run_cli, tiny_overrides
 
 SIZES = (TINY_SIZES["train"], TINY_SIZES["valid"], TINY_SIZES["test"])
 FORMS = ("zip", "kaggle-zip", "tfds")
@@ -276,3 +276,27 @@ def test_the_image_folder_as_the_root_names_the_folder_above(tiny_root: Path) ->
     with pytest.raises(CelebAError, match=r"looks like CelebA's image folder.*--data.root "
                        rf"{tiny_root / 'celeba'}"):  # fmt: skip
         find_copy(tiny_root / "celeba" / "img_align_celeba")
+
+
+@pytest.mark.slow  # two fits in processes of their own: about 18 s
+def test_a_tfds_copy_without_the_tfds_extra_names_it(forms, tmp_path, monkeypatch) -> None:
+    """google-crc32c is the ``[tfds]`` extra (issue 33): without it a tfds copy is one line that
+    names the install, and the other forms need nothing more."""
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "google_crc32c.py").write_text("raise ImportError('not installed')\n")
+    monkeypatch.setenv("PYTHONPATH", str(blocked))
+    for form in ("tfds", "zip"):
+        logs = tmp_path / form
+        result = run_cli(
+            "fit", "--config", str(CONFIGS / "base.yaml"), *tiny_overrides(forms[form], logs),
+            "--trainer.max_epochs=1", "--data.cache=false", cwd=tmp_path,
+        )  # fmt: skip
+        if form == "zip":
+            assert result.returncode == 0, result.stderr[-2000:]
+            continue
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert ("TFRecords (a tfds copy of CelebA, or the demo set's tfds form) need the "
+                "google-crc32c package, the checksum of every record: pip install "
+                "'lit_celeba[tfds]'") in result.stderr  # fmt: skip

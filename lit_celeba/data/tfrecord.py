@@ -14,7 +14,9 @@ offset.
 CRC32C (Castagnoli) is not in the standard library; ``google-crc32c`` (Google's C library,
 with the SSE4.2 / ARMv8 CRC instructions) computes it at about 1 us per 13 KB record. The numpy
 version this module had before took 100 us, the larger part of reading a record. Where no wheel
-of it fits the platform, the package falls back to pure Python and warns.
+of it fits the platform, the package falls back to pure Python and warns. It is the ``[tfds]``
+extra: only a tfds copy (and the demo set's tfds form) needs it, so a run without it says which
+install gives it when the first record is read or written.
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import google_crc32c
+from lit_celeba.base.errors import CelebAError, UsageError
 
-from lit_celeba.base.errors import CelebAError
+try:
+    import google_crc32c
+except ImportError:  # the [tfds] extra: crc32c() names it when a record is read or written
+    google_crc32c = None
+
+NEEDS_TFDS_EXTRA = (
+    "TFRecords (a tfds copy of CelebA, or the demo set's tfds form) need the google-crc32c "
+    "package, the checksum of every record: pip install 'lit_celeba[tfds]'"
+)
 
 _MASK_DELTA = 0xA282EAD8
 
 
 def crc32c(data: bytes | memoryview) -> int:
     """CRC32C of ``data``."""
+    if google_crc32c is None:
+        raise UsageError(NEEDS_TFDS_EXTRA)
     # google_crc32c takes bytes only, not a memoryview: the copy costs under 1 us a record.
     return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
 
