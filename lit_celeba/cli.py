@@ -66,7 +66,7 @@ from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_o
 from lit_celeba.output_checks import check_outputs
 from lit_celeba.precision import check_precision, supported_precision
 from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
-from lit_celeba.setting_groups import check_no_group_is_null
+from lit_celeba.setting_groups import check_groups_are_groups, group_given_a_file
 
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -129,12 +129,18 @@ class CelebACLI(CommandEndings, LightningCLI):
             without_logger(trainer)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except UnicodeDecodeError:  # a group's one value is read as a config file: a photo?
+            said = group_given_a_file(list(args or sys.argv[1:]))
+            if said is None:
+                raise
+            raise UsageError(said) from None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         config = self.config[subcommand]
-        check_no_group_is_null(config.get("data"))
+        check_groups_are_groups(config.get("data"))
         # Here rather than before instantiation: `--ckpt_path last` compares this config with
         # the saved ones, which hold the precision that ran.
         trainer = config.trainer

@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import pydoc
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,33 +41,65 @@ def group_message(key: str | None, text: str) -> str | None:
         return f"{SYNTHETIC_WAS_A_SWITCH}."
     unknown = re.search(rf"(?:arguments: --|option ')data\.({'|'.join(DATA_GROUPS)})\.(\w+)", text)
     if unknown:
-        return f"Invalid setting: data.{unknown.group(1)} has no {unknown.group(2)!r}; " + _takes(
-            unknown.group(1)
-        )
-    if key and key.removeprefix("data.") in DATA_GROUPS and "Unable to load config" in text:
+        group, name = unknown.groups()
+        said = f"Invalid setting: data.{group} has no {name!r}; {_takes(group)}"
+        if group == "predict" and name in ("output", "overwrite", "maps"):
+            said += f" Where predictions go is the writer's: --prediction.{name}."
+        return said
+    misplaced = re.search(r"arguments: --prediction\.(path|align|min_face_size)\b", text)
+    if misplaced:
+        return (f"--prediction.{misplaced.group(1)}: the photos predict reads and how it finds "
+                f"faces are data settings: --data.predict.{misplaced.group(1)}; --prediction.* is "
+                "where the predictions go (output, overwrite, maps).")  # fmt: skip
+    given = re.search(r"Unable to load config ['\"](.*?)['\"]", text)
+    if key and key.removeprefix("data.") in DATA_GROUPS and given:
         name = key.removeprefix("data.")
-        if re.search(r"Unable to load config .(null|None)\b", text):
+        if given.group(1) in ("null", "None"):
             return _not_null(name)
-        first = dataclasses.fields(DATA_GROUPS[name][0])[0].name
-        return (f"Invalid setting: {key} is a group of settings, not one value: "
-                f"--{key}.{first} VALUE, or in a config file data: {{{name}: {{{first}: VALUE}}}}; "
-                + _takes(name))  # fmt: skip
+        if given.group(1).lstrip().startswith("{"):
+            return (f"Invalid setting: {key} {given.group(1)} could not be read as a group of "
+                    "keys: write it as YAML, with a space after each colon ({key: value, ...}); "
+                    + _takes(name))  # fmt: skip
+        return _one_value(name)
     return None
 
 
-def check_no_group_is_null(data: Any) -> None:
-    """Refuse ``null`` for a data group that has no null form (``subsets``, ``colour``,
-    ``predict``), which jsonargparse passes on to a traceback."""
+def group_given_a_file(argv: list[str]) -> str | None:
+    """What ``--data.GROUP FILE`` says where FILE is not a config file of the group's keys
+    (jsonargparse reads a group's one value as such a file, and fails on a photo's bytes)."""
+    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+    for word, value in zip(words, words[1:], strict=False):
+        name = word.removeprefix("--data.")
+        if word.startswith("--data.") and name in DATA_GROUPS and Path(value).is_file():
+            return f"{_one_value(name)} (got the file {value})"
+    return None
+
+
+def _one_value(group: str) -> str:
+    first = dataclasses.fields(DATA_GROUPS[group][0])[0].name
+    return (f"Invalid setting: data.{group} is a group of settings, not one value: "
+            f"--data.{group}.{first} VALUE, or in a config file data: {{{group}: {{{first}: "
+            f"VALUE}}}}; {_takes(group)}")  # fmt: skip
+
+
+def check_groups_are_groups(data: Any) -> None:
+    """Refuse a config file's ``null`` for a data group that has no null form (``subsets``,
+    ``colour``, ``predict``), and a number or a list for any group: jsonargparse passes both on
+    to a traceback when it builds the data module."""
     for name in DATA_GROUPS:
-        optional = name == "synthetic"  # null reads CelebA instead of generating
-        if not optional and name in (data or {}) and data[name] is None:
+        value = (data or {}).get(name, {})
+        if value is None and name != "synthetic":  # synthetic null reads CelebA
             raise UsageError(_not_null(name))
+        if value is not None and not hasattr(value, "items") and not dataclasses.is_dataclass(
+            value
+        ):
+            raise UsageError(f"{_one_value(name)} (got {value!r})")
 
 
 def _not_null(group: str) -> str:
-    return (f"Invalid setting: data.{group} is a group of settings, not null: leave it out for "
-            f"its defaults ({DATA_GROUPS[group][0].__name__}()), or set a key (--data.{group}.KEY "
-            f"VALUE); {_takes(group)}")  # fmt: skip
+    return (f"Invalid setting: data.{group} is a group of settings, not null: leave it out to "
+            f"keep the values the config files give it (or its defaults), or set a key "
+            f"(--data.{group}.KEY VALUE); {_takes(group)}")  # fmt: skip
 
 
 def _takes(group: str) -> str:

@@ -18,6 +18,7 @@ import yaml
 
 from tests.conftest import (
     BASE,
+    REPO,
     SHORT,
     SMALL,
     assert_untouched,
@@ -229,9 +230,30 @@ SETTING_CASES = {
     ),
     "subsets-null": (
         ["--data.subsets=null"],
-        ["Invalid setting: data.subsets is a group of settings, not null: leave it out for its "
-         "defaults (Subsets())", "it takes train, val, test, order."],
+        ["Invalid setting: data.subsets is a group of settings, not null: leave it out to keep "
+         "the values the config files give it (or its defaults)",
+         "it takes train, val, test, order."],
     ),  # fmt: skip
+    # jsonargparse reads a group's one value as a config file of its keys: a photo's bytes.
+    "predict-given-a-photo": (
+        [f"--data.predict={REPO / 'docs' / 'predict_maps.png'}"],
+        ["Invalid setting: data.predict is a group of settings, not one value: --data.predict.path"
+         " VALUE"],
+    ),  # fmt: skip
+    "group-written-without-spaces": (
+        ["--data.subsets={train:64}"],
+        ["Invalid setting: data.subsets {train:64} could not be read as a group of keys: write it "
+         "as YAML, with a space after each colon"],
+    ),  # fmt: skip
+    "predict-output-under-data": (
+        ["--data.predict.output=x.csv"],
+        ["data.predict has no 'output'", "Where predictions go is the writer's: "
+         "--prediction.output."],
+    ),  # fmt: skip
+    "photos-under-prediction": (
+        ["--prediction.path=x"],
+        ["--prediction.path: the photos predict reads", "--data.predict.path"],
+    ),
     "colour-null": (["--data.colour=null"], ["data.colour is a group of settings, not null"]),
     # predict's photo settings before they were one group (issue 33).
     "predict-path-before-predict": (
@@ -329,6 +351,10 @@ CONFIG_FILE_CASES = {
         {"model": {"optimizer": {"init_args": {"lrr": 1}}}},
         ["Invalid setting: model.optimizer torch.optim.Adam takes no 'lrr'; its settings: "
          "lr, betas, eps,"],
+    ),
+    "group-given-a-number": (
+        {"data": {"subsets": 64}},
+        ["Invalid setting: data.subsets is a group of settings, not one value", "(got 64)"],
     ),
     # An earlier run's config.yaml holds data.group_balanced (issue 33, step 8).
     "group-balanced-before-sampler": ({"data": {"group_balanced": True}}, [

@@ -144,7 +144,8 @@ def test_calibrate_on_photos_without_any_face_is_one_clear_error(
     done = cli_in_process("calibrate", *flags, f"--ckpt_path={tiny_checkpoint}",
                    f"--photo_labels={labels}", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"calibrate found no face in the photos of --photo_labels {labels}" in done.stderr
+    assert (f"calibrate found no face to judge in the photos of --photo_labels {labels}: none "
+            "was found, or none of at least data.predict.min_face_size") in done.stderr
     assert not list((tmp_path / "logs").rglob("calibrated.ckpt"))
 
 

@@ -91,8 +91,10 @@ class CelebATrainer(pl.Trainer):
         data = datamodule if photos is None else photos
         self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
         if model.validation_rows is None:
-            raise UsageError(f"calibrate found no face in the photos of --photo_labels "
-                             f"{photo_labels}" if photos is not None else
+            smallest = datamodule.predict.min_face_size
+            raise UsageError(f"calibrate found no face to judge in the photos of --photo_labels "
+                             f"{photo_labels}: none was found, or none of at least "
+                             f"data.predict.min_face_size {smallest} px" if photos is not None else
                              "calibrate found no validation images "
                              "(data.subsets.val?)")  # fmt: skip
         logits, targets = model.validation_rows

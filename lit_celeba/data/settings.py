@@ -95,7 +95,9 @@ def check_numbers(
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
     if synthetic is not None and (subsets.train is None or subsets.val is None):
-        raise SettingError("synthetic", "needs subsets.train and subsets.val as numbers, not null")
+        raise SettingError(
+            "synthetic", "needs data.subsets.train and data.subsets.val as numbers, not null"
+        )
 
 
 def target_and_subgroup_lists(
