@@ -53,6 +53,7 @@ from lit_celeba.cli_messages import (
     argument_message,
     check_seed,
     check_writable,
+    group_given_a_file,
     setting_message,
     worker_message,
 )
@@ -66,7 +67,7 @@ from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_o
 from lit_celeba.output_checks import check_outputs
 from lit_celeba.precision import check_precision, supported_precision
 from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
-from lit_celeba.setting_groups import check_groups_are_groups, group_given_a_file
+from lit_celeba.setting_groups import check_groups_are_groups
 
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")

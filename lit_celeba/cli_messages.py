@@ -26,7 +26,7 @@ from lit_celeba.moved_settings import (
     old_training_key,
     old_training_section,
 )
-from lit_celeba.setting_groups import group_message
+from lit_celeba.setting_groups import DATA_GROUPS, group_message, one_value_message
 
 # Arguments the CLI sets from another key (cli.py's links): an error in one names the key the user
 # sets. model.subgroups is the source of its link, so it stays as it is.
@@ -159,6 +159,17 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
 def _words(argv: list[str]) -> list[str]:
     """The command line with ``--key=value`` as two words."""
     return [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
+
+
+def group_given_a_file(argv: list[str]) -> str | None:
+    """What ``--data.GROUP FILE`` says where FILE is not a config file of the group's keys
+    (jsonargparse reads a group's one value as such a file, and fails on a photo's bytes)."""
+    words = _words(argv)
+    for word, value in zip(words, words[1:], strict=False):
+        name = word.removeprefix("--data.")
+        if word.startswith("--data.") and name in DATA_GROUPS and Path(value).is_file():
+            return f"{one_value_message(name)} (got the file {value})"
+    return None
 
 
 def _config_files(argv: list[str]) -> list[str]:

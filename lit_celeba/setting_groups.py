@@ -9,7 +9,6 @@ import dataclasses
 import inspect
 import pydoc
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,22 +59,12 @@ def group_message(key: str | None, text: str) -> str | None:
             return (f"Invalid setting: {key} {given.group(1)} could not be read as a group of "
                     "keys: write it as YAML, with a space after each colon ({key: value, ...}); "
                     + _takes(name))  # fmt: skip
-        return _one_value(name)
+        return one_value_message(name)
     return None
 
 
-def group_given_a_file(argv: list[str]) -> str | None:
-    """What ``--data.GROUP FILE`` says where FILE is not a config file of the group's keys
-    (jsonargparse reads a group's one value as such a file, and fails on a photo's bytes)."""
-    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--") else [arg])]
-    for word, value in zip(words, words[1:], strict=False):
-        name = word.removeprefix("--data.")
-        if word.startswith("--data.") and name in DATA_GROUPS and Path(value).is_file():
-            return f"{_one_value(name)} (got the file {value})"
-    return None
-
-
-def _one_value(group: str) -> str:
+def one_value_message(group: str) -> str:
+    """What a data group given one value (a number, a list, a file) says."""
     first = dataclasses.fields(DATA_GROUPS[group][0])[0].name
     return (f"Invalid setting: data.{group} is a group of settings, not one value: "
             f"--data.{group}.{first} VALUE, or in a config file data: {{{group}: {{{first}: "
@@ -93,7 +82,7 @@ def check_groups_are_groups(data: Any) -> None:
         if value is not None and not hasattr(value, "items") and not dataclasses.is_dataclass(
             value
         ):
-            raise UsageError(f"{_one_value(name)} (got {value!r})")
+            raise UsageError(f"{one_value_message(name)} (got {value!r})")
 
 
 def _not_null(group: str) -> str:

@@ -134,13 +134,10 @@ class CelebADataModule(pl.LightningDataModule):
             predict=predict,
         )  # fmt: skip
         # Every argument, the groups as plain mappings (checkpoints load weights_only).
-        self.save_hyperparameters(ignore=["subsets", "colour", "synthetic", "predict"])
-        self.save_hyperparameters({
-            "subsets": dataclasses.asdict(subsets),
-            "colour": dataclasses.asdict(colour),
-            "predict": dataclasses.asdict(predict),
-            "synthetic": None if synthetic is None else dataclasses.asdict(synthetic),
-        })  # fmt: skip
+        groups = {"subsets": subsets, "colour": colour, "synthetic": synthetic, "predict": predict}
+        self.save_hyperparameters(ignore=list(groups))
+        self.save_hyperparameters({name: group and dataclasses.asdict(group)
+                                   for name, group in groups.items()})  # fmt: skip
         self.root = Path(root).expanduser()
         self.target_attr = target_attr
         self.target_attrs, self.subgroups = target_and_subgroup_lists(
