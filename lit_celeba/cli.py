@@ -32,7 +32,7 @@ from lit_celeba.base.errors import (
     UsageError,
 )
 from lit_celeba.base.lightning_internals import subcommands_action
-from lit_celeba.base.processes import die_with_starter
+from lit_celeba.base.processes import die_with_starter, leave_process_group
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
@@ -280,6 +280,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         _fail(argument_message(err, argv if isinstance(argv, list) else []))
     finally:
         release_run_folders(failed=not done)
+        leave_process_group()
 
 
 def _fail(message: str, status: int = 2) -> NoReturn:

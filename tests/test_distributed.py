@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
+from lit_celeba.cli import cli_main
 from lit_celeba.data.celeba import find_files, load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
@@ -191,3 +192,19 @@ def test_ddp_two_processes_fit_test_predict(tiny_root: Path, tmp_path: Path) -> 
     assert [Path(r["path"]).name for r in photo_rows] == sorted(p.name for p in photos.iterdir())
     assert [float(r["prob_Male"]) for r in photo_rows[:7]] == pytest.approx(probs[:7], abs=1e-5)
     assert photo_rows[7]["error"] and photo_rows[7]["prob_Male"] == ""
+
+
+def test_a_command_ends_the_process_group_it_ran_in(tmp_path: Path) -> None:
+    """Every command, however it ends, destroys the process group before Python exits: left to
+    interpreter finalization, gloo aborted 6 of 30 torchrun ranks on a busy 2-core machine."""
+    store = tmp_path / "store"
+    torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=0,
+                                         world_size=1)  # fmt: skip
+    try:
+        with pytest.raises(SystemExit) as ended:
+            cli_main(["test", f"--data.root={tmp_path / 'missing'}", "--trainer.accelerator=cpu"])
+        assert ended.value.code != 0
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
