@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from lit_celeba.models.evaluation import attribute_metrics, group_accuracy, subgroup_accuracy
+from lit_celeba.methods.group_metrics import group_accuracy, subgroup_accuracy
+from lit_celeba.models.evaluation import attribute_metrics
 
 
 def _direct(predictions, targets, groups, g: int, value: int, k: int) -> float:

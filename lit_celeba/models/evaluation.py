@@ -31,7 +31,8 @@ from torchmetrics.functional.classification import (
 from torchmetrics.utilities import dim_zero_cat
 
 from lit_celeba.base.errors import AttributeMismatchError
-from lit_celeba.groups import group_index
+from lit_celeba.methods import group_metrics
+from lit_celeba.models.metrics import ratio
 from lit_celeba.models.outputs import Calibration
 
 ECE_BINS = 15
@@ -99,12 +100,6 @@ class EpochRows(nn.Module):
         return (logits, targets, values) if len(targets) else None
 
 
-def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-    """numerator / denominator as float, NaN where the denominator is 0."""
-    denominator = denominator.double()
-    return torch.where(denominator > 0, numerator.double() / denominator.clamp(min=1), torch.nan)
-
-
 def attribute_metrics(
     probabilities: torch.Tensor, predictions: torch.Tensor, targets: torch.Tensor
 ) -> dict[str, torch.Tensor]:
@@ -115,7 +110,7 @@ def attribute_metrics(
                                    validate_args=False).double().reshape(num, -1)  # fmt: skip
     tp, fp, tn, fn = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3]
     positives, negatives = tp + fn, tn + fp
-    share = _ratio(positives, positives + negatives)
+    share = ratio(positives, positives + negatives)
     # Both classes present, else ranking (and the true-positive or -negative rate) is undefined:
     # NaN, without asking torchmetrics (whose warnings would not say which attribute).
     both, any_positive = ((positives > 0) & (negatives > 0)).tolist(), (positives > 0).tolist()
@@ -127,11 +122,11 @@ def attribute_metrics(
         .double().cpu() if any_positive[k] else nan for k in range(num)
     ]  # fmt: skip
     return {
-        "accuracy": _ratio(tp + tn, positives + negatives),
-        "balanced_accuracy": (_ratio(tp, positives) + _ratio(tn, negatives)) / 2,
+        "accuracy": ratio(tp + tn, positives + negatives),
+        "balanced_accuracy": (ratio(tp, positives) + ratio(tn, negatives)) / 2,
         "auroc": torch.stack(auroc),
         "average_precision": torch.stack(precision),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
         "ece": calibration_errors(probabilities, targets),
         "positive_share": share,
         "majority_baseline": torch.maximum(share, 1 - share),
@@ -176,30 +171,6 @@ def calibration_errors(probabilities: torch.Tensor, targets: torch.Tensor) -> to
     ]).double().cpu()  # fmt: skip
 
 
-def subgroup_accuracy(
-    predictions: torch.Tensor, targets: torch.Tensor, values: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy (G, 2, K) of each target within each value (0, 1) of each of G subgroup
-    attributes, NaN for a value no image has, and the images per value (G, 2)."""
-    num_groups, num = values.shape[1], targets.shape[1]
-    member = values[:, :, None] == torch.arange(2, device=values.device)  # (N, G, 2)
-    right = (predictions == targets).double()  # (N, K)
-    correct = torch.einsum("ngv,nk->gvk", member.double(), right)
-    counts = member.sum(0)
-    return _ratio(correct, counts[..., None].expand(num_groups, 2, num)), counts
-
-
-def group_accuracy(
-    predictions: torch.Tensor, groups: torch.Tensor, targets: torch.Tensor, num_groups: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and size of each group (:mod:`lit_celeba.groups`) of one target; NaN accuracy
-    for an empty group."""
-    right = predictions.reshape(-1) == targets.reshape(-1)
-    counts = torch.bincount(groups, minlength=num_groups)
-    correct = torch.bincount(groups, right.double(), minlength=num_groups)
-    return _ratio(correct, counts), counts
-
-
 def epoch_results(
     stage: str,
     target_attrs: Sequence[str],
@@ -217,7 +188,8 @@ def epoch_results(
     K > 1 ``{stage}/acc/<attribute>``. With subgroups ``{stage}/acc/<target>|<subgroup>=<0|1>``,
     ``{stage}/gap/<target>|<subgroup>`` and ``{stage}/gap_max``; with one target the groups
     (target value x subgroup values, docs/groups.md) add ``{stage}/group_acc/<group>``,
-    ``{stage}/group_size/<group>``, ``{stage}/worst_group_acc`` and ``{stage}/mean_group_acc``.
+    ``{stage}/group_size/<group>``, ``{stage}/worst_group_acc`` and ``{stage}/mean_group_acc``
+    (:mod:`lit_celeba.methods.group_metrics`).
     """
     probabilities, predictions = calibration.apply(logits)
     per_attribute = attribute_metrics(probabilities, predictions, targets)
@@ -236,48 +208,10 @@ def epoch_results(
     results: dict[str, Any] = {"attributes": {k: v.tolist() for k, v in per_attribute.items()},
                                "threshold": calibration.threshold.tolist()}  # fmt: skip
     if subgroup_values is not None and subgroups:
-        accuracy, counts = subgroup_accuracy(predictions, targets, subgroup_values)
-        results["subgroups"], results["subgroup_sizes"] = accuracy, counts
-        scalars |= _subgroup_scalars(stage, target_attrs, subgroups, accuracy)
-        if group_names:
-            groups = group_index(targets, subgroup_values)
-            accuracy, counts = group_accuracy(predictions, groups, targets, len(group_names))
-            results["groups"], results["group_sizes"] = accuracy, counts
-            scalars |= _group_scalars(stage, group_names, accuracy, counts)
+        group_scalars, group_results = group_metrics.subgroup_and_group_results(
+            stage, target_attrs, subgroups, group_names, predictions, targets, subgroup_values
+        )
+        scalars |= group_scalars
+        results |= group_results
     return {k: v.float() for k, v in scalars.items()}, results
 
-
-def _subgroup_scalars(
-    stage: str, target_attrs: Sequence[str], subgroups: Sequence[str], accuracy: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    # A subgroup value with no images has no accuracy and no gap: left out, not logged as 0.
-    scalars: dict[str, torch.Tensor] = {}
-    gaps = []
-    for g, group in enumerate(subgroups):
-        for k, target in enumerate(target_attrs):
-            for value in (1, 0):
-                if not accuracy[g, value, k].isnan():
-                    scalars[f"{stage}/acc/{target}|{group}={value}"] = accuracy[g, value, k]
-            gap = (accuracy[g, 1, k] - accuracy[g, 0, k]).abs()
-            if not gap.isnan():
-                scalars[f"{stage}/gap/{target}|{group}"] = gap
-                gaps.append(gap)
-    if gaps:
-        scalars[f"{stage}/gap_max"] = torch.stack(gaps).max()
-    return scalars
-
-
-def _group_scalars(
-    stage: str, names: Sequence[str], accuracy: torch.Tensor, counts: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    # An empty group (none in this subset) has no accuracy: left out of the worst and mean.
-    scalars: dict[str, torch.Tensor] = {}
-    for name, acc, size in zip(names, accuracy, counts, strict=True):
-        scalars[f"{stage}/group_size/{name}"] = size.double()
-        if size > 0:
-            scalars[f"{stage}/group_acc/{name}"] = acc
-    present = accuracy[counts > 0]
-    if len(present):
-        scalars[f"{stage}/worst_group_acc"] = present.min()
-        scalars[f"{stage}/mean_group_acc"] = present.mean()
-    return scalars

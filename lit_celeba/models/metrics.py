@@ -1,5 +1,5 @@
 """Metrics torchmetrics lacks in the form a training step needs (the evaluation epochs' metrics are
-:mod:`lit_celeba.models.evaluation`)."""
+:mod:`lit_celeba.models.evaluation`), and the ratio every metric there divides by."""
 
 from __future__ import annotations
 
@@ -20,3 +20,9 @@ class DeviceMean(MeanMetric):
         value = value.detach()
         self.mean_value += value.sum().to(self.mean_value.dtype) * weight
         self.weight += weight * value.numel()
+
+
+def ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """numerator / denominator as float64, NaN where the denominator is 0."""
+    denominator = denominator.double()
+    return torch.where(denominator > 0, numerator.double() / denominator.clamp(min=1), torch.nan)

@@ -16,6 +16,7 @@ from torchmetrics.classification import MultilabelAccuracy
 from lit_celeba.attributes import attribute_list, check_same_targets
 from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import attached_trainer
+from lit_celeba.methods import group_training
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
 from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
@@ -118,8 +119,8 @@ class AttributeClassifier(pl.LightningModule):
         self.objective, self.dro_eta, self.dro_adjust = objective, dro_eta, dro_adjust
         # None, as an earlier run's config.yaml saved "no optimizer given": the recipe's Adam.
         self.make_optimizer, self.make_scheduler = optimizer or recipe_adam, scheduler
-        self.group_names = objectives.training_groups(self.target_attrs, self.subgroups)
-        for name, value in objectives.group_buffers(objective, len(self.group_names)).items():
+        self.group_names = group_training.training_groups(self.target_attrs, self.subgroups)
+        for name, value in group_training.group_buffers(objective, len(self.group_names)).items():
             self.register_buffer(name, value)
         if pos_weight:  # filled from the training set when fit starts; checkpoints keep it
             self.register_buffer("pos_weight", torch.ones(len(self.target_attrs)))
@@ -219,8 +220,7 @@ class AttributeClassifier(pl.LightningModule):
             self.log_dict({f"train/acc/{a}": v for a, v in zip(self.target_attrs, accuracy,
                                                                  strict=True)})  # fmt: skip
         if self.objective == "group_dro" and self.group_names:
-            self.log_dict({f"train/dro_weight/{name}": self.dro_q[g]
-                           for g, name in enumerate(self.group_names)})  # fmt: skip
+            self.log_dict(group_training.dro_weight_scalars(self.group_names, self.dro_q))
 
     def on_validation_epoch_end(self) -> None:
         self._log_evaluation("val")
@@ -272,7 +272,7 @@ class AttributeClassifier(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
-        objectives.match_group_buffers(state, dict(self.named_buffers()), self.objective)
+        group_training.match_group_buffers(state, dict(self.named_buffers()), self.objective)
         # Before the weights load: a clear message instead of a tensor size mismatch.
         check_same_targets(checkpoint.get("hyper_parameters", {}).get("target_attrs"),
                            self.target_attrs)  # fmt: skip

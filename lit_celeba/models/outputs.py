@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lit_celeba.base.errors import CheckpointError, SettingError
-from lit_celeba.models.methods import flip_averaged_logit
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
 DEFAULT_THRESHOLD = 0.5
@@ -43,6 +43,19 @@ def final_logits(
     if not tta_flip:
         return logits
     return flip_averaged_logit(logits, forward(images.flip(-1)))
+
+
+def flip_averaged_logit(logits: torch.Tensor, flipped_logits: torch.Tensor) -> torch.Tensor:
+    """The logit of the mean of two probabilities, ``sigmoid(a)`` and ``sigmoid(b)``.
+
+    Flip test-time augmentation averages the probabilities of a face and of its mirror image;
+    returned as a logit so that the loss, the metrics and the predictions downstream stay those
+    of a plain network. Computed in log space: ``log(mean p) - log(mean (1 - p))``, finite even
+    where a probability rounds to 0 or 1 in float32.
+    """
+    log_p = torch.logaddexp(F.logsigmoid(logits), F.logsigmoid(flipped_logits))
+    log_q = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(-flipped_logits))
+    return log_p - log_q  # the two "- log 2" of the means cancel
 
 
 @dataclass
