@@ -14,7 +14,8 @@ from lit_celeba.commands.export import export as export_command
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.models.calibration import choose_thresholds, fit_calibration, fit_scaling
+from lit_celeba.methods.thresholds import choose_thresholds
+from lit_celeba.models.calibration import fit_calibration, fit_scaling
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.outputs import Calibration, Predictor

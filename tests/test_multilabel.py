@@ -17,8 +17,8 @@ from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
+from lit_celeba.methods.positive_weights import positive_weight_note, positive_weights
 from lit_celeba.models.nets import count_parameters
-from lit_celeba.models.objectives import positive_weight_note, positive_weights
 from tests.conftest import recipe_model
 
 THREE = ["Male", "Smiling", "Eyeglasses"]
