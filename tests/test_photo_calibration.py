@@ -147,6 +147,7 @@ def test_calibrate_on_photos_without_any_face_is_one_clear_error(
     assert (f"calibrate found no face to judge in the photos of --photo_labels {labels}: none "
             "was found, or none of at least data.predict.min_face_size") in done.stderr
     assert not list((tmp_path / "logs").rglob("calibrated.ckpt"))
+    assert not list((tmp_path / "logs").rglob("version_*")), "a refused calibrate made a run"
 
 
 @pytest.mark.slow

@@ -36,6 +36,12 @@ class RunStarted(pl.Callback):
     on_fit_start = on_validation_start = on_test_start = on_predict_start = _started
 
 
+def run_came_to_nothing() -> None:
+    """The run that started is refused after all, having measured nothing that it keeps
+    (``calibrate`` on photos where no face was found): its folder goes as if it never started."""
+    _STARTED[0] = False
+
+
 def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None:
     """Choose and lock the run folder that this command's logger writes (``save_dir/name/
     version_N``), before anything is instantiated; :func:`release_run_folders` lets it go.

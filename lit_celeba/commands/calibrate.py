@@ -27,6 +27,7 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load_checkpoint
+from lit_celeba.checkpoints.run_folders import run_came_to_nothing
 from lit_celeba.data.labelled_photos import LabelledPhotoData
 from lit_celeba.models.calibration import fit_calibration
 from lit_celeba.models.evaluation import attribute_metrics, one_class_names
@@ -91,6 +92,7 @@ class CelebATrainer(pl.Trainer):
         data = datamodule if photos is None else photos
         self.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
         if model.validation_rows is None:
+            run_came_to_nothing()
             smallest = datamodule.predict.min_face_size
             raise UsageError(f"calibrate found no face to judge in the photos of --photo_labels "
                              f"{photo_labels}: none was found, or none of at least "
