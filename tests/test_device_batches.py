@@ -11,8 +11,8 @@ import torch
 
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.device_batches import DeviceBatches, fits_on_device
 from lit_celeba.data.settings import Subsets
+from lit_celeba.speed.device_batches import DeviceBatches, fits_on_device
 from tests.conftest import TINY_SIZES, recipe_model
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from lit_celeba.models.nets import FastDropout, RecipeCNN
+from lit_celeba.models.nets import RecipeCNN
+from lit_celeba.speed.dropout import FastDropout
 
 
 @pytest.mark.parametrize("p", [0.5, 0.2])

@@ -439,8 +439,8 @@ def test_every_degradation_on_detector_framed_faces_either_way(
     import torch
 
     from lit_celeba.data.datamodule import CelebADataModule
-    from lit_celeba.data.device_batches import DeviceBatches
     from lit_celeba.data.settings import Subsets
+    from lit_celeba.speed.device_batches import DeviceBatches
 
     cached = where == "device-resident"
     module = CelebADataModule(

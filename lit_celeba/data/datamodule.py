@@ -15,7 +15,6 @@ from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.degradations import PhotoDegradations
-from lit_celeba.data.device_batches import DeviceBatches, resident_order, resident_tensors
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import subset_rows
 from lit_celeba.data.photos import (
@@ -42,6 +41,7 @@ from lit_celeba.data.transforms import (
     ColourChanges,
     columns_read,
 )
+from lit_celeba.speed.device_batches import DeviceBatches, resident_order, resident_tensors
 
 Split = Literal["train", "valid", "test"]
 
@@ -69,7 +69,7 @@ class CelebADataModule(pl.LightningDataModule):
         cache: ``true`` (the default) decodes each subset's JPEGs once into a memory-mapped
             uint8 cache and, when training on a CUDA GPU, keeps each cached subset on the device
             and takes its batches there by index, without a ``DataLoader``
-            (:mod:`lit_celeba.data.device_batches`; the same batches and augmentations for the
+            (:mod:`lit_celeba.speed.device_batches`; the same batches and augmentations for the
             same seed), unless it does not fit in the GPU's free memory, which it says.
             ``memory``: the memory-mapped cache through the ``DataLoader`` on any device.
             ``device``: the cache's batches by index on any device (on a CPU, the memory map

@@ -20,13 +20,13 @@ from lit_celeba.methods import group_training
 from lit_celeba.models import objectives
 from lit_celeba.models.averaging import WarmupEMA
 from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
-from lit_celeba.models.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
 from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
 from lit_celeba.models.optimization import configure, recipe_adam
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
+from lit_celeba.speed.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
