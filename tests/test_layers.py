@@ -80,8 +80,9 @@ CORE_FILES = (
     "models/calibration.py", "models/metrics.py", "models/evaluation.py",
 )  # fmt: skip
 # Issue 33's budget is 2,500 lines; until the core gets there, this keeps it from growing back
-# (3,500 before lit_celeba/methods/ took the group, positive-weight and threshold methods).
-CORE_CEILING = 3_300
+# (3,500 before lit_celeba/methods/ and speed/ took the group, positive-weight, threshold and
+# speed parts).
+CORE_CEILING = 3_270
 
 
 def test_the_core_does_not_grow_back() -> None:
