@@ -51,9 +51,9 @@ class AttributeClassifier(pl.LightningModule):
     Settings newer than the recipe, off by default (docs/beyond_the_recipe.md):
     ``label_smoothing``, ``tta_flip``, ``ema_decay`` (an average of the weights validated,
     checkpointed and exported, :class:`~lit_celeba.models.averaging.WarmupEMA`) and the group
-    ``objective`` (:mod:`.objectives`). ``channels_last`` and ``compile`` (:mod:`.compiling`) are
-    speed settings. Nothing in a training step reads a value back to the host
-    (tests/test_host_sync.py).
+    ``objective`` (:mod:`.objectives`, :mod:`lit_celeba.methods.group_training`). ``channels_last``
+    and ``compile`` (:mod:`lit_celeba.speed.compiling`) are speed settings. Nothing in a training
+    step reads a value back to the host (tests/test_host_sync.py).
 
     ``optimizer`` and ``scheduler`` are LightningCLI's callables (``--model.optimizer Adam
     --model.optimizer.lr 1e-3``, ``--model.scheduler StepLR``; :mod:`.optimization`); the
