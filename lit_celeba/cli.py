@@ -280,7 +280,8 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         _fail(argument_message(err, argv if isinstance(argv, list) else []))
     finally:
         release_run_folders(failed=not done)
-        leave_process_group()
+        if done:  # a failed rank leaves the group to its launcher: destroying it could hang
+            leave_process_group()
 
 
 def _fail(message: str, status: int = 2) -> NoReturn:

@@ -65,8 +65,12 @@ def leave_process_group() -> None:
     Left to interpreter finalization, gloo's worker threads sometimes abort the process
     ("terminate called without an active exception", SIGABRT) after the command had finished
     its work: on this 2-core machine, 6 of 30 ``torchrun ... test`` runs while two other
-    processes kept both cores busy (none of 20 with this call), and once in CI. PyTorch does
+    processes kept both cores busy (none of 32 with this call), and once in CI. PyTorch does
     not do this at exit itself (pytorch#179291 proposed it and was abandoned).
+
+    Only for a command that ended well: with a rank that failed while the others still wait in a
+    collective, destroying the group can hang (NCCL's communicator destruction; torchtitan
+    destroys it only on success for this reason, pytorch/torchtitan#1342).
     """
     import torch.distributed as dist
 
