@@ -19,7 +19,15 @@ import torch
 
 from lit_celeba.checkpoints import run_folders
 from lit_celeba.cli import cli_main
-from tests.conftest import private_copy, run_expecting_error, small_flags, tree_digest
+from tests.conftest import (
+    CONFIGS,
+    cli_in_process,
+    private_copy,
+    run_expecting_error,
+    small_flags,
+    tiny_overrides,
+    tree_digest,
+)
 
 
 def lock_folder(folder: Path) -> int | None:
@@ -162,3 +170,16 @@ def test_ckpt_path_naming_a_folder_or_an_export(
     else:
         assert f"{path} is an export (" in message and "not a checkpoint" in message
         assert "truncated" not in message
+
+
+def test_a_command_that_fails_before_its_run_leaves_none_of_the_folders_it_made(
+    tmp_path: Path,
+) -> None:
+    """The logger's folder under parents that did not exist: a fit refused in its setup (no
+    data set there) removes every folder it made on the way, not only the last two."""
+    logs = tmp_path / "new" / "deeper" / "logs"
+    done = cli_in_process("fit", "--config", str(CONFIGS / "base.yaml"),
+                          *tiny_overrides(tmp_path / "no_data", logs), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no_data" in done.stderr
+    assert not (tmp_path / "new").exists(), sorted(map(str, tmp_path.rglob("*")))

@@ -61,7 +61,7 @@ def claim_run_folder(subcommand: str, config: Any, resumed: Path | None) -> None
         init_args.version = os.environ.get(RUN_VERSION_ENV, init_args.version)
         return
     run_root = Path(save_dir).expanduser() / (getattr(init_args, "name", None) or "")
-    created = [p for p in (run_root, Path(save_dir).expanduser()) if not p.exists()]
+    created = _missing_folders(run_root)
     check_writable(run_root, "trainer.logger.init_args.save_dir")
     version = init_args.version
     if resumed is not None:
@@ -127,7 +127,7 @@ def claim_folder_without_logger(root: str | os.PathLike | None, default: str) ->
         if inherited:
             return Path(inherited)
     run_root = Path(root if root is not None else default).expanduser()
-    created = [p for p in (run_root,) if not p.exists()]
+    created = _missing_folders(run_root)
     check_writable(run_root, "trainer.default_root_dir")
     folder = new_run_folder(run_root)
     lock = FolderLock(folder)
@@ -149,6 +149,16 @@ def release_run_folders(failed: bool = False) -> None:
         _remove_empty(created)
         lock.release()
     _STARTED[0] = False
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and each of its parents that does not exist yet, innermost first: what making
+    it creates, and what a command that fails before its run starts removes again."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _remove_empty(folders: list[Path]) -> None:
