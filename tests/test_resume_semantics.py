@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from lit_celeba.checkpoints.legacy import upgrade_saved_config
-from lit_celeba.checkpoints.runs import changed_settings
+from lit_celeba.checkpoints.runs import changed_settings, find_matching_run
 from lit_celeba.cli import cli_main
 from tests.conftest import (
     BASE,
@@ -86,6 +86,32 @@ def test_fit_last_never_resumes_a_run_with_other_settings(tiny_root: Path, logs:
     fresh = yaml.safe_load((logs / "base" / "version_1" / "config.yaml").read_text())
     assert fresh["ckpt_path"] is None and fresh["model"]["optimizer"]["init_args"]["lr"] == 0.01
     assert last_ckpt(logs, 1).is_file()
+
+
+def test_a_longer_fit_names_the_checkpoint_that_trains_the_run_on(
+    logs: Path, tiny_root: Path
+) -> None:
+    """A run that differs only in how long it trains is not resumed (a resumed run equals an
+    uninterrupted one); the message names the checkpoint that trains its weights on, and that
+    command does, into a new run folder."""
+    saved = yaml.safe_load((logs / "base" / "version_0" / "config.yaml").read_text())
+    longer = copy.deepcopy(saved)
+    longer["trainer"]["max_epochs"] = 2
+    last, skipped = find_matching_run(logs / "base", longer)
+    assert last is None
+    assert skipped == [f"{logs / 'base' / 'version_0'}: other settings (trainer.max_epochs: 1 -> "
+                       f"2); to train that run's weights on for longer, give its checkpoint "
+                       f"itself: --ckpt_path {last_ckpt(logs, 0)}"]  # fmt: skip
+    other = copy.deepcopy(longer)
+    other["seed_everything"] = 7  # not only the length: no such line
+    assert "train that run's weights on" not in find_matching_run(logs / "base", other)[1][0]
+
+    flags = [*tiny_overrides(tiny_root, logs), *FINISHED_RUN_FLAGS, "--trainer.max_epochs=2"]
+    cli_main(["fit", "--config", BASE, *flags, f"--ckpt_path={last_ckpt(logs, 0)}"])
+    before = torch.load(last_ckpt(logs, 0), map_location="cpu", weights_only=True)
+    after = torch.load(last_ckpt(logs, 1), map_location="cpu", weights_only=True)
+    assert (before["epoch"], after["epoch"]) == (0, 1)
+    assert after["global_step"] == 2 * before["global_step"]
 
 
 def test_fit_last_resumes_the_newest_run_with_the_same_settings(

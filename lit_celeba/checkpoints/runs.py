@@ -102,6 +102,11 @@ def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
+# How long a fit trains: a run that differs only in these is the same run, trained longer.
+TRAINING_LENGTH = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time",
+                   "trainer.min_epochs", "trainer.min_steps")  # fmt: skip
+
+
 def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The settings that differ between two configs, as ``key: saved -> current``, leaving out
     :data:`RESULT_NEUTRAL_SETTINGS` and everything under them."""
@@ -129,7 +134,13 @@ def find_matching_run(
             return last, skipped
         more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
         shown = "; ".join(changes[:3]) + more
-        skipped.append(f"{run_dir}: other settings ({shown})")
+        longer = ""
+        if all(change.split(":")[0] in TRAINING_LENGTH for change in changes):
+            # A resumed run must equal an uninterrupted one, which a longer run is not; training
+            # its weights on is still a fit from the checkpoint itself, into a new run folder.
+            longer = (f"; to train that run's weights on for longer, give its checkpoint itself: "
+                      f"--ckpt_path {last}")  # fmt: skip
+        skipped.append(f"{run_dir}: other settings ({shown}){longer}")
     return None, skipped
 
 
