@@ -22,6 +22,7 @@ from lit_celeba.moved_settings import (
     OLD_DATA_KEYS,
     OLD_MODEL_FORM,
     OLD_RUN_CONFIG,
+    config_file_keys,
     old_model_key,
     old_training_key,
     old_training_section,
@@ -124,7 +125,13 @@ def argument_message(err: BaseException, argv: list[str] | None = None) -> str:
     if old:  # jsonargparse names one unknown key at a time
         said = " ".join(f"--{key} {OLD_DATA_KEYS[key]}." for key in old)
         typed = any(f"--{key}" in arg for arg in argv or [] for key in old)
-        return said if typed else f"{said} {OLD_RUN_CONFIG}"
+        if typed:
+            return said
+        names = {key.removeprefix("data.") for key in old}
+        files = [name for name in _config_files(argv or [])
+                 if names & config_file_keys(name, "data")]  # fmt: skip
+        where = f"It is under data: in {', '.join(files)}. " if files else ""
+        return f"{said} {where}{OLD_RUN_CONFIG}"
     # A link's compute_fn (cli.py: attribute_list) refused the value of the link's source key.
     link = re.search(r"Call to compute_fn of link '\w+\(([\w.]+)\) -->", text)
     refused = _setting_error(err)

@@ -153,10 +153,18 @@ def old_training_section(text: str, config_files: list[str]) -> str | None:
 
 
 def _top_level_keys(name: str) -> set[str]:
+    return config_file_keys(name)
+
+
+def config_file_keys(name: str, section: str | None = None) -> set[str]:
+    """The keys of the config file ``name`` (of its ``section``, if given); none when it cannot
+    be read: the messages that ask are about another error already."""
     try:
         loaded = yaml.safe_load(Path(name).read_text())
     except (OSError, yaml.YAMLError):
         return set()
+    if section is not None and isinstance(loaded, dict):
+        loaded = loaded.get(section)
     return set(loaded) if isinstance(loaded, dict) else set()
 
 

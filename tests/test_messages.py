@@ -360,7 +360,7 @@ CONFIG_FILE_CASES = {
     "group-balanced-before-sampler": ({"data": {"group_balanced": True}}, [
         "error: --data.group_balanced true is now --data.sampler group_balanced",
         "(in a config file: data: {sampler: group_balanced})",
-        "If the config file is an earlier run's config.yaml, delete ",
+        "given.yaml. If the config file is an earlier run's config.yaml, delete ",
         "group_balanced, synthetic_seed, synthetic_correlate, train_size, val_size, test_size, "
         "subset_order, predict_path, align, min_face_size, brightness, contrast and saturation "
         "from its data: section",
