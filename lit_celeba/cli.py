@@ -32,7 +32,11 @@ from lit_celeba.base.errors import (
     UsageError,
 )
 from lit_celeba.base.lightning_internals import subcommands_action
-from lit_celeba.base.processes import die_with_starter, leave_process_group
+from lit_celeba.base.processes import (
+    die_with_starter,
+    leave_process_group,
+    rank_left_by_its_peers,
+)
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
@@ -278,6 +282,12 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
         _fail(str(err))
     except ArgumentError as err:
         _fail(argument_message(err, argv if isinstance(argv, list) else []))
+    except RuntimeError as err:  # rank 0's error is the one to read, not a traceback after it
+        rank = rank_left_by_its_peers(err)
+        if rank is None:
+            raise
+        _fail(f"rank {rank} stopped: another rank of this run ended first; its message says why "
+              "(gloo: connection closed by peer).", status=1)  # fmt: skip
     finally:
         release_run_folders(failed=not done)
         if done:  # a failed rank leaves the group to its launcher: destroying it could hang

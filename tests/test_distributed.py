@@ -217,3 +217,18 @@ def test_a_command_that_ends_well_ends_the_process_group_it_ran_in(
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_ddp_run_refused_on_rank_0_ends_the_other_rank_in_one_line(tmp_path: Path) -> None:
+    """Rank 0 refuses a data root that does not exist; rank 1, waiting in Lightning's barrier,
+    loses its peer. Its end is one line after rank 0's message, not a gloo traceback printed
+    after the command has returned (rank 1 outlives rank 0)."""
+    done = run_cli("fit", "--config", str(CONFIGS / "base.yaml"),
+                   *tiny_overrides(tmp_path / "missing", tmp_path / "logs"), *DDP,
+                   cwd=tmp_path)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert f"The data root {tmp_path / 'missing'} does not exist" in output
+    assert "Traceback" not in output and "GLHF" not in output, output
+    assert "rank 1 stopped: another rank of this run ended first" in output, output

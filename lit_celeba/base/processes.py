@@ -1,5 +1,6 @@
 """Processes: whether one still runs; child processes that die with their parent
-(:func:`die_with_parent`); a DDP rank's clean end (:func:`leave_process_group`); and a folder
+(:func:`die_with_parent`); a DDP rank's clean end (:func:`leave_process_group`) and the end
+of one whose peers ended first (:func:`rank_left_by_its_peers`); and a folder
 lock that the processes started under it share (:class:`FolderLock`)."""
 
 from __future__ import annotations
@@ -76,6 +77,21 @@ def leave_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# What gloo says to the ranks still waiting when another rank has ended (measured: a DDP fit
+# whose rank 0 refused its data root; rank 1 died in Lightning's barrier with the first).
+_PEER_ENDED = ("Connection closed by peer", "Connection reset by peer")
+
+
+def rank_left_by_its_peers(err: BaseException) -> int | None:
+    """This process's rank when ``err`` is a collective failing because another rank of its
+    process group ended first (whose own message says why); None otherwise, and on rank 0."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
+        return None
+    return dist.get_rank() if any(text in str(err) for text in _PEER_ENDED) else None
 
 
 class FolderLock:
