@@ -23,6 +23,7 @@ from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCL
 from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
 
 from lit_celeba.attributes import attribute_list, count_attributes
+from lit_celeba.base import processes
 from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.base.errors import (
     CelebAError,
@@ -32,11 +33,6 @@ from lit_celeba.base.errors import (
     UsageError,
 )
 from lit_celeba.base.lightning_internals import subcommands_action
-from lit_celeba.base.processes import (
-    die_with_starter,
-    leave_process_group,
-    rank_left_by_its_peers,
-)
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
@@ -244,7 +240,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     the Trainer.
     """
     argv = sys.argv[1:] if args is None else args
-    die_with_starter()  # a command that compare started ends with it
+    processes.die_with_starter()  # a command that compare started ends with it
     retain_freed_memory()
     done = False
     try:
@@ -283,7 +279,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     except ArgumentError as err:
         _fail(argument_message(err, argv if isinstance(argv, list) else []))
     except RuntimeError as err:  # rank 0's error is the one to read, not a traceback after it
-        rank = rank_left_by_its_peers(err)
+        rank = processes.rank_left_by_its_peers(err)
         if rank is None:
             raise
         _fail(f"rank {rank} stopped: another rank of this run ended first; its message says why "
@@ -291,7 +287,7 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
     finally:
         release_run_folders(failed=not done)
         if done:  # a failed rank leaves the group to its launcher: destroying it could hang
-            leave_process_group()
+            processes.leave_process_group()
 
 
 def _fail(message: str, status: int = 2) -> NoReturn:
