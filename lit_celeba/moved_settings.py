@@ -142,7 +142,7 @@ def old_training_section(text: str, config_files: list[str]) -> str | None:
     )
     if found is None:
         return None
-    files = [name for name in config_files if found.group(2) in _top_level_keys(name)]
+    files = [name for name in config_files if found.group(2) in config_file_keys(name)]
     return (
         f"{files[0] if files else 'A config file'} has a top-level {found.group(2)}: section, "
         f"which is "
@@ -150,10 +150,6 @@ def old_training_section(text: str, config_files: list[str]) -> str | None:
         f"{OLD_TRAINING_FORM} If the file is an earlier run's config.yaml, move the section "
         "there; the run's checkpoint still resumes (--ckpt_path)."
     )
-
-
-def _top_level_keys(name: str) -> set[str]:
-    return config_file_keys(name)
 
 
 def config_file_keys(name: str, section: str | None = None) -> set[str]:
