@@ -35,7 +35,7 @@ from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.groups import group_names
+from lit_celeba.methods.groups import group_names
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
 

@@ -61,7 +61,7 @@ from lit_celeba.commands import COMMANDS, PROG, TRAINER_HELP
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.groups import check_group_objective
+from lit_celeba.methods.groups import check_group_objective
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
 from lit_celeba.output_checks import check_outputs

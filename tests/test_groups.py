@@ -16,12 +16,12 @@ from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.sampling import GroupBalancedSampler, balanced_sampler
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.data.synthetic.faces import ATTRIBUTE_NAMES, draw_face
-from lit_celeba.groups import group_counts, group_index, group_names
 from lit_celeba.methods.group_training import (
     group_dro_step,
     group_loss_sums,
     inverse_frequency_weights,
 )
+from lit_celeba.methods.groups import group_counts, group_index, group_names
 from tests.conftest import recipe_model
 
 

@@ -77,9 +77,8 @@ def resumed_subgroups(checkpoint: Mapping[str, Any], config: Any, command: str) 
     trained with, as model arguments, when its objective weighs the loss by group and the config
     names none (the model does not save them; the data module does). ``{}`` otherwise, and for
     the other commands, which do not train: only ``fit`` checks that a group objective has its
-    groups (:func:`~lit_celeba.groups.check_group_objective`), so that test, predict and the rest
-    of such a checkpoint ask for no subgroups. A note says
-    when they are taken."""
+    groups (:func:`~lit_celeba.methods.groups.check_group_objective`), so that test, predict
+    and the rest of such a checkpoint ask for no subgroups. A note says when they are taken."""
     if command != "fit":
         return {}
     path = config.ckpt_path

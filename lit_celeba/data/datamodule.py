@@ -97,7 +97,7 @@ class CelebADataModule(pl.LightningDataModule):
             (:mod:`lit_celeba.data.degradations` lists the keys); null, the recipe, is off.
         sampler: how each epoch draws the training images: ``random``, a shuffle of the subset,
             or ``group_balanced``, so that every group (target value x subgroup values,
-            :mod:`lit_celeba.groups`) comes equally often
+            :mod:`lit_celeba.methods.groups`) comes equally often
             (:class:`~lit_celeba.data.sampling.GroupBalancedSampler`), which needs one target
             and ``subgroups``. An epoch keeps its number of images either way.
 

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import Sampler, WeightedRandomSampler
 
 from lit_celeba.data.celeba import CelebAIndex, label_arrays
-from lit_celeba.groups import describe_counts, group_counts, group_index, group_names
+from lit_celeba.methods.groups import describe_counts, group_counts, group_index, group_names
 
 
 class GroupBalancedSampler(WeightedRandomSampler):
@@ -85,8 +85,8 @@ def rank_balanced_sampler(trainer: Any, groups: torch.Tensor, num_groups: int) -
 def count_train_groups(
     index: CelebAIndex, rows: np.ndarray, target: str, subgroups: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The group of each training image ``rows`` (:mod:`lit_celeba.groups`) and the images per
-    group, which it prints (the model's objectives read the counts)."""
+    """The group of each training image ``rows`` (:mod:`lit_celeba.methods.groups`) and the
+    images per group, which it prints (the model's objectives read the counts)."""
     targets, values = label_arrays(index, rows, [target], subgroups)
     groups = group_index(torch.as_tensor(targets).reshape(len(rows), 1), torch.as_tensor(values))
     names = group_names(target, subgroups)

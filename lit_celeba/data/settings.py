@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.order import SubsetOrder
-from lit_celeba.groups import needs_groups
+from lit_celeba.methods.groups import needs_groups
 
 if TYPE_CHECKING:
     from lit_celeba.data.photos import PredictPhotos

@@ -1,6 +1,6 @@
 """What evaluation adds with subgroups (docs/groups.md): each target's accuracy within each value
 of each subgroup attribute and the gaps between them, and with one target the accuracy of each
-group (target value x subgroup values, numbered by :mod:`lit_celeba.groups`)."""
+group (target value x subgroup values, numbered by :mod:`lit_celeba.methods.groups`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from lit_celeba.groups import group_index
+from lit_celeba.methods.groups import group_index
 from lit_celeba.models.metrics import ratio
 
 
@@ -51,8 +51,8 @@ def subgroup_accuracy(
 def group_accuracy(
     predictions: torch.Tensor, groups: torch.Tensor, targets: torch.Tensor, num_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accuracy and size of each group (:mod:`lit_celeba.groups`) of one target; NaN accuracy
-    for an empty group."""
+    """Accuracy and size of each group (:mod:`lit_celeba.methods.groups`) of one target; NaN
+    accuracy for an empty group."""
     right = predictions.reshape(-1) == targets.reshape(-1)
     counts = torch.bincount(groups, minlength=num_groups)
     correct = torch.bincount(groups, right.double(), minlength=num_groups)

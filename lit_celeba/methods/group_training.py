@@ -2,7 +2,7 @@
 
 Plain tensor functions; the LightningModule holds the group state they read and update (its
 ``train_group_counts`` and ``dro_q`` buffers, so checkpoints keep them). Group numbering is
-:mod:`lit_celeba.groups`, shared with the data module's sampler.
+:mod:`lit_celeba.methods.groups`, shared with the data module's sampler.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lit_celeba.base.errors import AttributeMismatchError, SettingError, UsageError
-from lit_celeba.groups import group_index, group_names
+from lit_celeba.methods.groups import group_index, group_names
 
 # Sums a tensor over every process (the strategy's reduce under DDP; the identity on one).
 Reduce = Callable[[torch.Tensor], torch.Tensor]

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import SettingError
-from lit_celeba.groups import OBJECTIVES
 from lit_celeba.methods import group_training
 from lit_celeba.methods.group_training import Reduce
+from lit_celeba.methods.groups import OBJECTIVES
 from lit_celeba.methods.positive_weights import positive_weight_note, positive_weights
 
 Objective = Literal["erm", "reweight", "group_dro"]
