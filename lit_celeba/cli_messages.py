@@ -16,7 +16,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from lit_celeba.base.errors import SettingError, UsageError
-from lit_celeba.data.degradations import key_ranges
+from lit_celeba.methods.degradations import key_ranges
 from lit_celeba.models.nets import Net
 from lit_celeba.moved_settings import (
     OLD_DATA_KEYS,

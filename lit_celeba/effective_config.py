@@ -23,7 +23,7 @@ import yaml
 
 from lit_celeba.base.errors import SettingError
 from lit_celeba.cli import cli_main
-from lit_celeba.data.degradations import check as check_photo
+from lit_celeba.methods.degradations import check as check_photo
 from lit_celeba.precision import supported_precision
 
 

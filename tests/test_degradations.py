@@ -1,4 +1,4 @@
-"""``data.photo``: the photo degradations of the training transform (data/degradations.py)."""
+"""``data.photo``: the photo degradations of the training transform (methods/degradations.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lit_celeba.base.errors import SettingError
-from lit_celeba.data.degradations import Degrade
 from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
+from lit_celeba.methods.degradations import Degrade
 
 EACH = {
     "shift": {"shift": 8.0},

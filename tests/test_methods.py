@@ -19,7 +19,7 @@ from lit_celeba.cli import cli_main
 from lit_celeba.commands.export import export
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import BatchTransform, ColourChanges, batch_color_jitter
-from lit_celeba.models.averaging import HostCountedAverage, warmup_ema_avg_fn
+from lit_celeba.methods.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 from lit_celeba.models.optimization import optimizer_config
 from lit_celeba.models.outputs import Calibration, flip_averaged_logit

@@ -106,7 +106,7 @@ def test_grayscale_has_its_own_probability_whatever_p() -> None:
     """{grayscale: 0.5}, without p, made no image grey (p defaulted to 0 and turned all off)."""
     import torch
 
-    from lit_celeba.data.degradations import Degrade
+    from lit_celeba.methods.degradations import Degrade
 
     torch.manual_seed(0)
     images = torch.rand(64, 3, 16, 16)
@@ -121,7 +121,7 @@ def test_a_blur_wider_than_the_image_and_a_tiny_low_res_train(image_size: int) -
     corresponding input dimension"; low_res [0.001, 0.01] with "output (H: 0, W: 0)"."""
     import torch
 
-    from lit_celeba.data.degradations import Degrade
+    from lit_celeba.methods.degradations import Degrade
 
     images = torch.rand(8, 3, image_size, image_size)
     for photo in ({"p": 1.0, "blur": 30.0}, {"p": 1.0, "low_res": [0.001, 0.01]}):

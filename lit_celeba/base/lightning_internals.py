@@ -42,7 +42,7 @@ def attached_trainer(module: pl.LightningModule) -> pl.Trainer | None:
 def use_averaged_model(callback: WeightAveraging, model: AveragedModel) -> None:
     """Give a ``WeightAveraging`` callback the ``AveragedModel`` that its hooks update, swap in for
     validation and save: its ``setup`` builds torch's own class, and no argument or hook chooses
-    another (``lit_celeba.models.averaging.HostCountedAverage``)."""
+    another (``lit_celeba.methods.averaging.HostCountedAverage``)."""
     callback._average_model = model
 
 

@@ -14,7 +14,6 @@ from lit_celeba.base.errors import SettingError
 from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
-from lit_celeba.data.degradations import PhotoDegradations
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import subset_rows
 from lit_celeba.data.photos import (
@@ -41,6 +40,7 @@ from lit_celeba.data.transforms import (
     ColourChanges,
     columns_read,
 )
+from lit_celeba.methods.degradations import PhotoDegradations
 from lit_celeba.speed.device_batches import DeviceBatches, resident_order, resident_tensors
 
 Split = Literal["train", "valid", "test"]
@@ -94,7 +94,7 @@ class CelebADataModule(pl.LightningDataModule):
             so that training, evaluation and predict see faces framed one way.
         photo: what photos have and CelebA lacks, as training augmentations after the colour
             changes: alignment errors, low resolution, blur, noise, grey, JPEG
-            (:mod:`lit_celeba.data.degradations` lists the keys); null, the recipe, is off.
+            (:mod:`lit_celeba.methods.degradations` lists the keys); null, the recipe, is off.
         sampler: how each epoch draws the training images: ``random``, a shuffle of the subset,
             or ``group_balanced``, so that every group (target value x subgroup values,
             :mod:`lit_celeba.methods.groups`) comes equally often

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
-from lit_celeba.data.degradations import Degrade, PhotoDegradations
+from lit_celeba.methods.degradations import Degrade, PhotoDegradations
 
 CROP_SIZE = 178
 EVAL_CROP_TOP = 20
@@ -176,7 +176,7 @@ class BatchTransform:
         """Per sample a random vertical offset 0..H-178 and a random flip (p=0.5), drawn from
         torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible; then
         the colour changes, if any strength is above 0 (:func:`batch_color_jitter`), and the
-        photo degradations, if any is on (:class:`~lit_celeba.data.degradations.Degrade`)."""
+        photo degradations, if any is on (:class:`~lit_celeba.methods.degradations.Degrade`)."""
         device = images.device
         tops = torch.randint(0, images.shape[1] - CROP_SIZE + 1, (len(images), 1), device=device)
         flips = torch.rand(len(images), device=device) < 0.5

@@ -17,8 +17,8 @@ from lit_celeba.attributes import attribute_list, check_same_targets
 from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods import group_training
+from lit_celeba.methods.averaging import WarmupEMA
 from lit_celeba.models import objectives
-from lit_celeba.models.averaging import WarmupEMA
 from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
 from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
@@ -50,7 +50,7 @@ class AttributeClassifier(pl.LightningModule):
 
     Settings newer than the recipe, off by default (docs/beyond_the_recipe.md):
     ``label_smoothing``, ``tta_flip``, ``ema_decay`` (an average of the weights validated,
-    checkpointed and exported, :class:`~lit_celeba.models.averaging.WarmupEMA`) and the group
+    checkpointed and exported, :class:`~lit_celeba.methods.averaging.WarmupEMA`) and the group
     ``objective`` (:mod:`.objectives`, :mod:`lit_celeba.methods.group_training`). ``channels_last``
     and ``compile`` (:mod:`lit_celeba.speed.compiling`) are speed settings. Nothing in a training
     step reads a value back to the host (tests/test_host_sync.py).
