@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from lit_celeba.base.errors import UsageError
+from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import PredictPhotos
 from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.transforms import ColourChanges
@@ -27,6 +28,10 @@ DATA_GROUPS = {
     "predict": (PredictPhotos, ""),
     "synthetic": (DemoSet, ""),
 }
+# The groups whose null means something (synthetic: read CelebA, generate nothing): those the
+# data module defaults to null.
+_NULLABLE = {name for name, parameter in inspect.signature(CelebADataModule).parameters.items()
+             if name in DATA_GROUPS and parameter.default is None}  # fmt: skip
 
 
 def group_message(key: str | None, text: str) -> str | None:
@@ -77,7 +82,7 @@ def check_groups_are_groups(data: Any) -> None:
     to a traceback when it builds the data module."""
     for name in DATA_GROUPS:
         value = (data or {}).get(name, {})
-        if value is None and name != "synthetic":  # synthetic null reads CelebA
+        if value is None and name not in _NULLABLE:
             raise UsageError(_not_null(name))
         if value is not None and not hasattr(value, "items") and not dataclasses.is_dataclass(
             value

@@ -13,6 +13,8 @@ import signal
 import sys
 from pathlib import Path
 
+import torch.distributed as dist
+
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # The process id of the ``compare`` that started this command (see die_with_starter).
 PARENT_ENV = "LIT_CELEBA_PARENT_PID"
@@ -71,10 +73,8 @@ def leave_process_group() -> None:
 
     Only for a command that ended well: with a rank that failed while the others still wait in a
     collective, destroying the group can hang (NCCL's communicator destruction; torchtitan
-    destroys it only on success for this reason, pytorch/torchtitan#1342).
-    """
-    import torch.distributed as dist
-
+    destroys it only on success for this reason, pytorch/torchtitan#1342). Lightning registers
+    its own (private ``_destroy_dist_connection``) at exit for NCCL only, not for gloo."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
@@ -87,8 +87,6 @@ _PEER_ENDED = ("Connection closed by peer", "Connection reset by peer")
 def rank_left_by_its_peers(err: BaseException) -> int | None:
     """This process's rank when ``err`` is a collective failing because another rank of its
     process group ended first (whose own message says why); None otherwise, and on rank 0."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0:
         return None
     return dist.get_rank() if any(text in str(err) for text in _PEER_ENDED) else None

@@ -93,8 +93,10 @@ def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
     """The dotted keys whose values differ between two configs (old keys read as
     :func:`settings_as_now` reads them), leaving out :data:`RESULT_NEUTRAL_SETTINGS` and
     everything under them."""
-    old, new = settings_as_now(saved), settings_as_now(current)
+    return _differing(settings_as_now(saved), settings_as_now(current))
 
+
+def _differing(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     def neutral(key: str) -> bool:
         return any(key == n or key.startswith(f"{n}.") for n in RESULT_NEUTRAL_SETTINGS)
 
@@ -103,15 +105,19 @@ def differing_keys(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list
 
 
 # How long a fit trains: a run that differs only in these is the same run, trained longer.
-TRAINING_LENGTH = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time",
-                   "trainer.min_epochs", "trainer.min_steps")  # fmt: skip
+TRAINING_LENGTH = {"trainer.max_epochs", "trainer.max_steps", "trainer.max_time",
+                   "trainer.min_epochs", "trainer.min_steps"}  # fmt: skip
 
 
 def changed_settings(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     """The settings that differ between two configs, as ``key: saved -> current``, leaving out
     :data:`RESULT_NEUTRAL_SETTINGS` and everything under them."""
     old, new = settings_as_now(saved), settings_as_now(current)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing_keys(saved, current)]
+    return _changes(_differing(old, new), old, new)
+
+
+def _changes(keys: list[str], old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
 
 
 def find_matching_run(
@@ -121,6 +127,7 @@ def find_matching_run(
     settings of ``current`` (a config as LightningCLI saves it), and one line for each newer run
     that was skipped, saying why."""
     skipped = []
+    new = settings_as_now(current)
     for last in last_checkpoints(run_root):
         run_dir = last.parent.parent
         config_file = run_dir / "config.yaml"
@@ -129,13 +136,15 @@ def find_matching_run(
         except (OSError, yaml.YAMLError) as err:
             skipped.append(f"{run_dir}: its config.yaml cannot be read ({type(err).__name__})")
             continue
-        changes = changed_settings(saved if isinstance(saved, Mapping) else {}, current)
-        if not changes:
+        old = settings_as_now(saved if isinstance(saved, Mapping) else {})
+        keys = _differing(old, new)
+        if not keys:
             return last, skipped
+        changes = _changes(keys, old, new)
         more = f"; and {len(changes) - 3} more" if len(changes) > 3 else ""
         shown = "; ".join(changes[:3]) + more
         longer = ""
-        if all(change.split(":")[0] in TRAINING_LENGTH for change in changes):
+        if set(keys) <= TRAINING_LENGTH:
             # A resumed run must equal an uninterrupted one, which a longer run is not; training
             # its weights on is still a fit from the checkpoint itself, into a new run folder.
             longer = (f"; to train that run's weights on for longer, give its checkpoint itself: "

@@ -7,17 +7,17 @@ Plain tensor functions; the LightningModule holds the group state they read and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 
 from lit_celeba.base.errors import AttributeMismatchError, SettingError, UsageError
+from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods.groups import group_index, group_names
 
-# Sums a tensor over every process (the strategy's reduce under DDP; the identity on one).
-Reduce = Callable[[torch.Tensor], torch.Tensor]
 # The state that only training by group needs: dropped, not refused, when a checkpoint is
 # loaded by a model that has other groups or another objective (testing with other subgroups).
 GROUP_BUFFERS = ("train_group_counts", "dro_q")
@@ -50,42 +50,45 @@ def group_buffers(objective: str, num_groups: int) -> dict[str, torch.Tensor]:
 
 
 def group_loss(
+    module: Any,
     logits: torch.Tensor,
     targets: torch.Tensor,
     smoothed: torch.Tensor,
-    objective: str,
     subgroup_values: torch.Tensor | None,
-    train_group_counts: torch.Tensor | None,
-    dro_q: torch.Tensor | None,
-    dro_eta: float,
-    dro_adjust: float,
-    reduce: Reduce | None,
-    pos_weight: torch.Tensor | None,
 ) -> torch.Tensor:
-    """The loss of ``reweight`` or ``group_dro``, from one target (its ``smoothed`` form too),
-    the batch's ``subgroup_values`` (B, G) and the training images per group; ``group_dro``
-    updates ``dro_q`` in place with one exponentiated-gradient step (Sagawa et al. 2020), from
-    the losses of the whole global batch (``reduce``), so every process keeps the same weights."""
+    """The loss of ``module``'s ``reweight`` or ``group_dro`` objective, from one target (its
+    ``smoothed`` form too), the batch's ``subgroup_values`` (B, G) and the module's training
+    images per group; ``group_dro`` updates the module's ``dro_q`` in place with one
+    exponentiated-gradient step (Sagawa et al. 2020), from the losses of the whole global batch
+    (summed over the processes by the strategy), so every process keeps the same weights."""
+    objective = module.objective
+    train_group_counts = getattr(module, "train_group_counts", None)
     if subgroup_values is None or train_group_counts is None:
         raise AttributeMismatchError(
             f"model.objective {objective} needs the subgroup values in the training batches; "
             "the data module carries them with one target_attr and model.subgroups."
         )
     losses = F.binary_cross_entropy_with_logits(
-        logits.float(), smoothed.float(), reduction="none", pos_weight=pos_weight
-    ).reshape(-1)
+        logits.float(), smoothed.float(), reduction="none",
+        pos_weight=getattr(module, "pos_weight", None),
+    ).reshape(-1)  # fmt: skip
     groups = group_index(targets, subgroup_values)
     if objective == "reweight":
         return (inverse_frequency_weights(train_group_counts)[groups] * losses).mean()
+    dro_q = getattr(module, "dro_q", None)
     if dro_q is None:
         raise ValueError("objective group_dro needs the group weights dro_q")
     sums, counts = group_loss_sums(losses, groups, len(dro_q))
     with torch.no_grad():
-        reduce = reduce or (lambda tensor: tensor)
-        all_sums, all_counts = reduce(sums.detach()), reduce(counts)
-        adjustment = dro_adjust / train_group_counts.clamp(min=1).sqrt() if dro_adjust > 0 else None
+        trainer = attached_trainer(module)
+        all_sums, all_counts = sums.detach(), counts
+        if trainer is not None:
+            all_sums = trainer.strategy.reduce(all_sums, reduce_op="sum")
+            all_counts = trainer.strategy.reduce(all_counts, reduce_op="sum")
+        adjust = module.dro_adjust
+        adjustment = adjust / train_group_counts.clamp(min=1).sqrt() if adjust > 0 else None
         dro_q.copy_(group_dro_step(dro_q, all_sums / all_counts.clamp(min=1), all_counts > 0,
-                                   dro_eta, adjustment))  # fmt: skip
+                                   module.dro_eta, adjustment))  # fmt: skip
     return (dro_q * (sums / counts.clamp(min=1))).sum()
 
 

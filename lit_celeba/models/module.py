@@ -152,14 +152,7 @@ class AttributeClassifier(pl.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, torch.Tensor]:
         images, targets = batch[0], batch[1]
         logits = self(images)
-        loss = objectives.training_loss(
-            logits, targets, self.label_smoothing, self.objective,
-            subgroup_values=batch[2] if len(batch) > 2 else None,
-            train_group_counts=getattr(self, "train_group_counts", None),
-            dro_q=getattr(self, "dro_q", None), dro_eta=self.dro_eta, dro_adjust=self.dro_adjust,
-            reduce=lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"),
-            pos_weight=getattr(self, "pos_weight", None),
-        )  # fmt: skip
+        loss = objectives.training_loss(self, logits, targets, batch[2] if len(batch) > 2 else None)
         _, predictions = self._identity.apply(logits.detach())
         for accuracy in (self.train_acc, self.train_acc_per_attribute):
             if accuracy is not None:

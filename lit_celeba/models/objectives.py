@@ -12,7 +12,6 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import SettingError
 from lit_celeba.methods import group_training
-from lit_celeba.methods.group_training import Reduce
 from lit_celeba.methods.groups import OBJECTIVES
 from lit_celeba.methods.positive_weights import positive_weight_note, positive_weights
 
@@ -39,26 +38,15 @@ def smoothed_targets(targets: torch.Tensor, label_smoothing: float) -> torch.Ten
 
 
 def training_loss(
-    logits: torch.Tensor,
-    targets: torch.Tensor,
-    label_smoothing: float = 0.0,
-    objective: Objective = "erm",
-    subgroup_values: torch.Tensor | None = None,
-    train_group_counts: torch.Tensor | None = None,
-    dro_q: torch.Tensor | None = None,
-    dro_eta: float = 0.01,
-    dro_adjust: float = 0.0,
-    reduce: Reduce | None = None,
-    pos_weight: torch.Tensor | None = None,
+    module: Any, logits: torch.Tensor, targets: torch.Tensor, subgroup_values: torch.Tensor | None
 ) -> torch.Tensor:
-    """The loss a training step minimises: the BCE of the smoothed targets, or for ``reweight``
-    and ``group_dro`` :func:`~lit_celeba.methods.group_training.group_loss`."""
-    smoothed = smoothed_targets(targets, label_smoothing)
-    if objective == "erm":
+    """The loss a training step of ``module`` minimises: the BCE of the smoothed targets, or for
+    ``reweight`` and ``group_dro`` :func:`~lit_celeba.methods.group_training.group_loss`."""
+    smoothed = smoothed_targets(targets, module.label_smoothing)
+    pos_weight = getattr(module, "pos_weight", None)
+    if module.objective == "erm":
         return attribute_bce(logits, smoothed, pos_weight)
-    return group_training.group_loss(logits, targets, smoothed, objective, subgroup_values,
-                                     train_group_counts, dro_q, dro_eta, dro_adjust, reduce,
-                                     pos_weight)  # fmt: skip
+    return group_training.group_loss(module, logits, targets, smoothed, subgroup_values)
 
 
 def count_training_set(module: Any, datamodule: Any) -> None:
