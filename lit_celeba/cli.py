@@ -65,9 +65,9 @@ from lit_celeba.methods.groups import check_group_objective
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
 from lit_celeba.output_checks import check_outputs
-from lit_celeba.precision import check_precision, supported_precision
 from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
 from lit_celeba.setting_groups import check_groups_are_groups
+from lit_celeba.speed.precision import check_precision, supported_precision
 
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")

@@ -5,7 +5,7 @@ resuming a run, and the settings its table says differ between variants.
 
 takes a JSON list of argument lists (what follows ``fit`` on the command line) and writes a JSON
 list of ``{"config": {...}}`` (the config as ``fit --print_config`` prints it, with the precision
-:func:`~lit_celeba.precision.supported_precision` picks, as the run saves it in its
+:func:`~lit_celeba.speed.precision.supported_precision` picks, as the run saves it in its
 ``config.yaml``) or ``{"error": "..."}`` (the ``error:`` line that ``fit`` would end with), one
 per list. A module above cli.py, as ``__main__`` is: ``compare`` runs it as a process of its own,
 one for all of its variants.
@@ -24,7 +24,7 @@ import yaml
 from lit_celeba.base.errors import SettingError
 from lit_celeba.cli import cli_main
 from lit_celeba.methods.degradations import check as check_photo
-from lit_celeba.precision import supported_precision
+from lit_celeba.speed.precision import supported_precision
 
 
 def effective_config(args: list[str]) -> dict[str, Any]:

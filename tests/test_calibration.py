@@ -11,14 +11,15 @@ import torch
 
 from lit_celeba.base.errors import CheckpointError
 from lit_celeba.commands.export import export as export_command
+from lit_celeba.commands.predictor import Predictor
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
+from lit_celeba.methods.calibration import evaluated_with, fit_calibration, fit_scaling
 from lit_celeba.methods.thresholds import choose_thresholds
-from lit_celeba.models.calibration import fit_calibration, fit_scaling
 from lit_celeba.models.evaluation import calibration_errors
 from lit_celeba.models.module import AttributeClassifier
-from lit_celeba.models.outputs import Calibration, Predictor
+from lit_celeba.models.outputs import Calibration
 from tests.conftest import CONFIGS, TINY_SIZES, cli_in_process, recipe_model, tiny_overrides
 
 
@@ -100,14 +101,14 @@ def test_a_bias_keeps_every_decision_where_the_temperature_is_turned_off() -> No
     z = torch.randn(500, 2, generator=gen) * 3
     calibration = Calibration(torch.tensor([0.7, 1.4]), torch.tensor([0.62, 0.35]),
                               "balanced_accuracy", torch.tensor([-1.1, 0.4]))  # fmt: skip
-    plain = calibration.evaluated_with(temperature_scaling=False, rule="balanced_accuracy")
+    plain = evaluated_with(calibration, temperature_scaling=False, rule="balanced_accuracy")
     assert plain.temperature.tolist() == [1.0, 1.0] and plain.bias.tolist() == [0.0, 0.0]
     assert torch.equal(plain.apply(z)[1], calibration.apply(z)[1])
     torch.testing.assert_close(plain.apply(z)[0], torch.sigmoid(z))
     # The fixed rule is "calibrated probability above 0.5", with the temperature folded in or not
     # (the order of the two used to matter: the fold first put the cut at a logit of 0).
-    fixed = calibration.evaluated_with(temperature_scaling=True, rule="fixed")
-    fixed_plain = calibration.evaluated_with(temperature_scaling=False, rule="fixed")
+    fixed = evaluated_with(calibration, temperature_scaling=True, rule="fixed")
+    fixed_plain = evaluated_with(calibration, temperature_scaling=False, rule="fixed")
     assert fixed.threshold.tolist() == [0.5, 0.5]
     assert torch.equal(fixed_plain.apply(z)[1], fixed.apply(z)[1])
     above = (z / calibration.temperature + calibration.bias > 0).long()
@@ -274,7 +275,7 @@ def test_an_attribute_of_one_class_keeps_temperature_one_without_warnings() -> N
     torchmetrics' warnings, which do not say which attribute."""
     import warnings
 
-    from lit_celeba.models.calibration import fit_calibration
+    from lit_celeba.methods.calibration import fit_calibration
     from lit_celeba.models.evaluation import attribute_metrics, one_class_note
 
     generator = torch.Generator().manual_seed(0)

@@ -16,6 +16,7 @@ import torch
 
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.cli import cli_main
+from lit_celeba.methods.calibration import evaluated_with
 from tests.conftest import CONFIGS, run_expecting_error, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
@@ -71,7 +72,7 @@ def test_temperatures_off_keep_the_decisions(calibrated: Path) -> None:
     calibration = Calibration.from_state(state, 2)
     logits = torch.linspace(-6, 6, 242).reshape(-1, 2)
     _, decisions = calibration.apply(logits)
-    plain = calibration.evaluated_with(temperature_scaling=False, rule="balanced_accuracy")
+    plain = evaluated_with(calibration, temperature_scaling=False, rule="balanced_accuracy")
     probabilities, same = plain.apply(logits)
     assert torch.equal(plain.temperature, torch.ones(2))
     assert torch.equal(probabilities, torch.sigmoid(logits))

@@ -12,7 +12,7 @@ from PIL import Image
 
 from lit_celeba.base.errors import PhotoError
 from lit_celeba.data.labelled_photos import read_photo_labels
-from lit_celeba.models.calibration import fit_calibration
+from lit_celeba.methods.calibration import fit_calibration
 from tests.conftest import (
     CONFIGS,
     astronaut,

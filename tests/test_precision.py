@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from jsonargparse import Namespace
 
-from lit_celeba import precision
 from lit_celeba.base.errors import UsageError
 from lit_celeba.cli import cli_main
+from lit_celeba.speed import precision
 from tests.conftest import CONFIGS, run_expecting_error, small_flags, tiny_overrides
 
 NOTE = "has no native bfloat16"

@@ -1,7 +1,7 @@
 """``python -m lit_celeba calibrate --ckpt_path CKPT``: the calibration of an existing checkpoint,
 fitted again on the validation split, written into a copy of the checkpoint.
 
-``fit`` already fits a calibration at each validation (:mod:`lit_celeba.models.calibration`)
+``fit`` already fits a calibration at each validation (:mod:`lit_celeba.methods.calibration`)
 and stores it in every checkpoint; this command is for a checkpoint from before calibration
 existed, or to choose the thresholds by another rule (``--thresholds fixed`` puts every threshold
 back at 0.5, ``balanced_accuracy`` or ``f1`` chooses each attribute's own), to turn the
@@ -29,10 +29,11 @@ from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.checkpoints.run_folders import run_came_to_nothing
 from lit_celeba.data.labelled_photos import LabelledPhotoData
-from lit_celeba.models.calibration import fit_calibration
+from lit_celeba.methods.calibration import fit_calibration
+from lit_celeba.methods.thresholds import ThresholdRule
 from lit_celeba.models.evaluation import attribute_metrics, one_class_names
 from lit_celeba.models.module import AttributeClassifier
-from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule
+from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration
 from lit_celeba.paths import output_file
 
 CALIBRATED_FILE = "calibrated.ckpt"

@@ -20,7 +20,7 @@ The models take ``images``, float32 of shape (N, 3, S, S) with S the checkpoint'
 (64 for the recipe), RGB in [0, 1], and return ``(probability, prediction)``, each (N, K):
 column k is ``target_attrs[k]``'s calibrated probability and its 0/1 decision at the
 attribute's threshold, exactly as ``predict`` gives them (flip TTA, the temperatures, biases and
-thresholds included: :class:`~lit_celeba.models.outputs.Predictor`); K = 1 for the recipe. The
+thresholds included: :class:`~lit_celeba.commands.predictor.Predictor`); K = 1 for the recipe. The
 graph starts from a face in CelebA's aligned framing: ``predict`` first finds each face in a
 photo and warps it there (:mod:`lit_celeba.data.faces`, ``model.json``'s ``alignment``), which
 the export leaves out. From such a 178x218 face, as ``predict`` does it (see
@@ -56,8 +56,8 @@ from lit_celeba.base.errors import ExportError
 from lit_celeba.base.files import building_folder, remove_abandoned_folders
 from lit_celeba.checkpoints.load import load, rebuild
 from lit_celeba.commands import PROG
+from lit_celeba.commands.predictor import Predictor
 from lit_celeba.models.module import AttributeClassifier
-from lit_celeba.models.outputs import Predictor
 from lit_celeba.paths import writing_into
 
 # The issue asks for TorchScript, which torch >= 2.10 marks deprecated on every call ("is

@@ -7,9 +7,24 @@ calibrated validation probabilities that maximises that score (the midpoint of t
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 
-from lit_celeba.models.outputs import DEFAULT_THRESHOLD, THRESHOLD_RULES
+from lit_celeba.base.errors import SettingError
+from lit_celeba.models.outputs import DEFAULT_THRESHOLD
+
+# How the thresholds were chosen: the fixed 0.5, or on the validation set for the best balanced
+# accuracy or F1 of each attribute.
+ThresholdRule = Literal["fixed", "balanced_accuracy", "f1"]
+THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
+
+
+def check_rule(rule: str) -> None:
+    """Refuses a threshold rule that is not one of :data:`THRESHOLD_RULES`."""
+    if rule not in THRESHOLD_RULES:
+        raise SettingError("thresholds", f"must be one of {', '.join(THRESHOLD_RULES)}; "
+                           f"got {rule!r}")  # fmt: skip
 
 
 def choose_thresholds(

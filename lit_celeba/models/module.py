@@ -18,14 +18,15 @@ from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods import group_training
 from lit_celeba.methods.averaging import WarmupEMA
+from lit_celeba.methods.calibration import ValidateTheLastEpoch, evaluated_with, fit_calibration
+from lit_celeba.methods.thresholds import ThresholdRule, check_rule
 from lit_celeba.models import objectives
-from lit_celeba.models.calibration import ValidateTheLastEpoch, fit_calibration
 from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
 from lit_celeba.models.optimization import configure, recipe_adam
-from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, ThresholdRule, final_logits
+from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, final_logits
 from lit_celeba.speed.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
@@ -94,7 +95,7 @@ class AttributeClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["net", "subgroups", "optimizer", "scheduler"])
         self.save_hyperparameters({"net": net.config()})  # added to the others, and logged
         objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
-        Calibration.check_rule(thresholds)
+        check_rule(thresholds)
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
         if compile not in COMPILE_MODES:
@@ -274,6 +275,6 @@ class AttributeClassifier(pl.LightningModule):
         state = checkpoint.get(CHECKPOINT_KEY) or {}
         self.loaded_calibration = Calibration.from_state(state, len(self.target_attrs))
         self.calibration_step = state.get("fitted_at_step")
-        self.calibration = self.loaded_calibration.evaluated_with(self.temperature_scaling,
-                                                                  self.thresholds)  # fmt: skip
+        self.calibration = evaluated_with(self.loaded_calibration, self.temperature_scaling,
+                                          self.thresholds)  # fmt: skip
 

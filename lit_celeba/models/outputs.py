@@ -6,7 +6,7 @@ bias; its probability is the sigmoid of that, and its decision is 1 where the pr
 the attribute's threshold (:class:`Calibration`). The LightningModule's evaluation steps return
 these, and every consumer reads them there: the metrics, the dashboards, the prediction writer,
 the test tables.
-The exports wrap the same computation in :class:`Predictor`.
+The exports wrap the same computation in :class:`lit_celeba.commands.predictor.Predictor`.
 
 A checkpoint without a calibration (one written before calibration existed, or trained with it
 off) has temperature 1, bias 0 and threshold 0.5 for every attribute: the plain sigmoid and the
@@ -17,20 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from lit_celeba.base.errors import CheckpointError, SettingError
+from lit_celeba.base.errors import CheckpointError
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
 DEFAULT_THRESHOLD = 0.5
-# How the thresholds were chosen: the fixed 0.5, or on the validation set for the best balanced
-# accuracy or F1 of each attribute (lit_celeba.models.calibration).
-ThresholdRule = Literal["fixed", "balanced_accuracy", "f1"]
-THRESHOLD_RULES: tuple[str, ...] = get_args(ThresholdRule)
 CHECKPOINT_KEY = "calibration"
 
 
@@ -85,13 +80,6 @@ class Calibration:
                                        self.bias.to(device))  # fmt: skip
         return self._on_device[device]
 
-    @staticmethod
-    def check_rule(rule: str) -> None:
-        """Refuses a threshold rule that is not one of :data:`THRESHOLD_RULES`."""
-        if rule not in THRESHOLD_RULES:
-            raise SettingError("thresholds", f"must be one of {', '.join(THRESHOLD_RULES)}; "
-                               f"got {rule!r}")  # fmt: skip
-
     @classmethod
     def identity(cls, num_attributes: int) -> Calibration:
         """Temperature 1, bias 0 and threshold 0.5: the plain sigmoid and the 0.5 rule."""
@@ -121,24 +109,6 @@ class Calibration:
         probabilities, predictions = self.apply(logits.detach())
         return {"logits": logits.detach(), "probabilities": probabilities,
                 "predictions": predictions}  # fmt: skip
-
-    def evaluated_with(self, temperature_scaling: bool, rule: str) -> Calibration:
-        """This calibration as a model with these settings applies it: with the
-        ``fixed`` rule every threshold is 0.5 on the calibrated probability; other rules keep the
-        fitted thresholds. Then, without ``temperature_scaling``, the temperatures are 1, the
-        biases 0, and each threshold moves so that every decision stays (``sigmoid(z / T + b) >
-        t`` is ``sigmoid(z) > sigmoid(T * (logit(t) - b))``: a fixed 0.5 becomes ``sigmoid(-T *
-        b)``)."""
-        temperature, threshold, bias, kept = self.temperature, self.threshold, self.bias, self.rule
-        # The rule first, on the calibrated probabilities: "fixed" is always "calibrated
-        # probability above 0.5", whether the temperature is then folded in or not.
-        if rule == "fixed" and kept != "fixed":
-            threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
-        if not temperature_scaling and not bool((temperature == 1).all() and (bias == 0).all()):
-            moved = temperature.double() * (torch.logit(threshold.double()) - bias.double())
-            threshold = torch.sigmoid(moved).float()
-            temperature, bias = torch.ones_like(temperature), torch.zeros_like(bias)
-        return Calibration(temperature, threshold, kept, bias)
 
     def state(self, fitted_at_step: int | None = None) -> dict[str, Any]:
         """Plain tensors and strings, for a checkpoint that loads with ``weights_only``;
@@ -178,23 +148,3 @@ def decide(
     thresholds and biases."""
     probability = torch.sigmoid(logits / temperature + bias)
     return probability, (probability > threshold).long()
-
-
-class Predictor(nn.Module):
-    """A trained network as a user gets it from ``predict``: images (N, 3, S, S) in [0, 1] to
-    ``(probability, prediction)``, each (N, K), flip TTA and calibration included. What the
-    exports save; TorchScript, ``torch.export`` and ONNX take it as it is."""
-
-    def __init__(self, net: nn.Module, calibration: Calibration, tta_flip: bool = False) -> None:
-        super().__init__()
-        self.net = net
-        self.tta_flip = tta_flip
-        self.register_buffer("temperature", calibration.temperature.detach().clone().float())
-        self.register_buffer("threshold", calibration.threshold.detach().clone().float())
-        self.register_buffer("bias", calibration.bias.detach().clone().float())
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(images)
-        if self.tta_flip:
-            logits = flip_averaged_logit(logits, self.net(images.flip(-1)))
-        return decide(logits, self.temperature, self.threshold, self.bias)

@@ -20,7 +20,7 @@ import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
 from lit_celeba.methods.thresholds import choose_thresholds
-from lit_celeba.models.outputs import Calibration
+from lit_celeba.models.outputs import DEFAULT_THRESHOLD, Calibration
 
 NEWTON_STEPS = 50
 # 1 / temperature stays within these: a network whose logits say nothing (or the opposite of the
@@ -111,6 +111,25 @@ def fit_calibration(
     thresholds = torch.where(one_class, kept.threshold, choose_thresholds(probabilities, targets,
                                                                           rule))  # fmt: skip
     return Calibration(temperatures, thresholds, rule, biases)
+
+
+def evaluated_with(calibration: Calibration, temperature_scaling: bool, rule: str) -> Calibration:
+    """``calibration`` as a model with these settings applies it: with the ``fixed`` rule every
+    threshold is 0.5 on the calibrated probability; other rules keep the fitted thresholds. Then,
+    without ``temperature_scaling``, the temperatures are 1, the biases 0, and each threshold
+    moves so that every decision stays (``sigmoid(z / T + b) > t`` is ``sigmoid(z) > sigmoid(T *
+    (logit(t) - b))``: a fixed 0.5 becomes ``sigmoid(-T * b)``)."""
+    temperature, threshold = calibration.temperature, calibration.threshold
+    bias, kept = calibration.bias, calibration.rule
+    # The rule first, on the calibrated probabilities: "fixed" is always "calibrated
+    # probability above 0.5", whether the temperature is then folded in or not.
+    if rule == "fixed" and kept != "fixed":
+        threshold, kept = torch.full_like(threshold, DEFAULT_THRESHOLD), "fixed"
+    if not temperature_scaling and not bool((temperature == 1).all() and (bias == 0).all()):
+        moved = temperature.double() * (torch.logit(threshold.double()) - bias.double())
+        threshold = torch.sigmoid(moved).float()
+        temperature, bias = torch.ones_like(temperature), torch.zeros_like(bias)
+    return Calibration(temperature, threshold, kept, bias)
 
 
 class ValidateTheLastEpoch(pl.Callback):
