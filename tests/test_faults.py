@@ -377,7 +377,7 @@ def test_read_only_cache_folder_is_a_clear_error(
     def read_only(path: Path, shape: tuple[int, ...]) -> None:
         raise OSError(errno.EROFS, "Read-only file system", str(path))
 
-    monkeypatch.setattr(cache, "_allocate", read_only)
+    monkeypatch.setattr(cache, "allocate", read_only)
     image_dir = _official(tiny_root) / "img_align_celeba"
     with pytest.raises(UsageError, match=rf"in {tmp_path}: Read-only file system.*data.cache_dir"):
         cache.build_cache(image_dir, ["000001.jpg"], tmp_path, COLUMNS)

@@ -17,17 +17,16 @@ A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: t
 ``filelock``'s, which closes its copy in the forked decoder processes, the decoders die with their
 parent, temporaries nobody is building any more are removed, and a run that waits for another's
 build says for whom and how long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is
-damaged (truncated, header changed) is found by its header and size, named, and rebuilt. Each
-face is decoded as it is everywhere else, by :func:`lit_celeba.data.images.decode_face`.
+damaged (truncated, header changed) is found by its header and size, named, and rebuilt (those
+parts: :mod:`lit_celeba.data.cache_files`). Each face is decoded as it is everywhere else, by
+:func:`lit_celeba.data.images.decode_face`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
-import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,13 +34,19 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import torch
-from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from lit_celeba.base.errors import CelebAError, UsageError
+from lit_celeba.base.errors import CelebAError
 from lit_celeba.base.locks import held
-from lit_celeba.base.processes import pool_worker_init
+from lit_celeba.data.cache_files import (
+    LOCK_ADVICE,
+    allocate,
+    damage_of,
+    decoder_init,
+    remove_abandoned_temporaries,
+    unwritable,
+    write_failure,
+)
 from lit_celeba.data.celeba import FACE_SIZE
 from lit_celeba.data.framing import Framing, framing_key, say_unframed
 from lit_celeba.data.images import ImageSource, as_source, decode_face
@@ -52,7 +57,6 @@ _CHUNK = 256
 # How long a run waits for another process's build of the same cache before giving up. Decoding
 # all 202,599 images takes minutes on a few cores; an hour only ever runs out on a stuck holder.
 LOCK_WAIT_LIMIT_S = 3600.0
-_LOCK_ADVICE = "choose another folder with --data.cache_dir, or set --data.cache false"
 
 
 def default_cache_dir() -> Path:
@@ -77,38 +81,6 @@ def cache_key(
     return digest.hexdigest()[:24]
 
 
-def _unwritable(cache_dir: Path, err: OSError) -> UsageError:
-    reason = err.strerror or str(err)
-    return UsageError(
-        f"Cannot write the decoded-image cache in {cache_dir}: {reason}. Choose a writable folder "
-        "with --data.cache_dir, or set --data.cache false to decode the JPEGs on the fly."
-    )
-
-
-def _damage(path: Path, shape: tuple[int, ...]) -> str | None:
-    """Why ``path`` is not a complete cache of ``shape`` (uint8, C order), or None if it is."""
-    try:
-        with open(path, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            read_header = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            found_shape, fortran, dtype = read_header(fh)
-            offset, size = fh.tell(), os.fstat(fh.fileno()).st_size
-    except FileNotFoundError:
-        return "missing"
-    except (OSError, ValueError) as err:
-        return f"unreadable header: {err}"
-    if tuple(found_shape) != tuple(shape) or dtype != np.uint8 or fortran:
-        return f"holds {tuple(found_shape)} {dtype}, expected {tuple(shape)} uint8"
-    expected = offset + int(np.prod(shape))
-    if size != expected:
-        return f"{size} bytes, expected {expected}"
-    return None
-
-
 def _decode_chunk(
     tmp_path: str,
     source: ImageSource,
@@ -126,16 +98,6 @@ def _decode_chunk(
         reframed += moved
     array.flush()
     return len(names), reframed
-
-
-def _allocate(tmp_path: Path, shape: tuple[int, ...]) -> None:
-    array = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.uint8, shape=shape)
-    offset, size = array.offset, array.nbytes
-    del array
-    # Reserve the blocks now: a memory-mapped write to a full disk would kill the process with
-    # SIGBUS instead of raising an error that can name the folder.
-    with open(tmp_path, "r+b") as fh:
-        os.posix_fallocate(fh.fileno(), 0, offset + size)
 
 
 def build_cache(
@@ -156,42 +118,33 @@ def build_cache(
     key = cache_key(source, names, columns, framing)
     final = cache_dir / f"celeba-{key}.npy"
     shape = cache_shape(len(names), columns)
-    if _damage(final, shape) is None:
+    if damage_of(final, shape) is None:
         return final  # complete (it is renamed into place whole): no lock, no write needed
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _unwritable(cache_dir, err) from None
+        raise unwritable(cache_dir, err) from None
     lock = cache_dir / f"celeba-{key}.lock"
-    with held(lock, wait_limit_s, "while it builds the same cache", _LOCK_ADVICE, _unwritable):
-        damage = _damage(final, shape)
+    with held(lock, wait_limit_s, "while it builds the same cache", LOCK_ADVICE, unwritable):
+        damage = damage_of(final, shape)
         if damage is None:
             return final  # built by the process we waited for
         if damage != "missing":
             print(f"The cache file {final} is damaged ({damage}); rebuilding it.",
                   file=sys.stderr, flush=True)  # fmt: skip
             final.unlink()
-        for stale in cache_dir.glob(f"celeba-{key}.npy.tmp-*"):
-            stale.unlink()  # left by a build that was killed; we hold the lock, nobody owns it
-        _remove_abandoned_temporaries(cache_dir)
+        remove_abandoned_temporaries(cache_dir, key)
         tmp = cache_dir / f"celeba-{key}.npy.tmp-{os.getpid()}"
         try:
-            _allocate(tmp, shape)
+            allocate(tmp, shape)
             _decode_all(tmp, source, list(names), columns, workers, description, framing)
             os.replace(tmp, final)
         except OSError as err:
             tmp.unlink(missing_ok=True)
-            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR):
-                raise _unwritable(cache_dir, err) from None
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                need = np.prod(cache_shape(len(names), columns)) / 1e9
-                raise CelebAError(
-                    f"The cache folder {cache_dir} is full: the decoded cache of {len(names)} "
-                    f"images needs {need:.2f} GB. Free space there, point data.cache_dir at "
-                    "another disk, or set data.cache false to decode the JPEGs on the fly. "
-                    "Nothing else was changed."
-                ) from None
-            raise
+            said = write_failure(err, cache_dir, len(names), shape)
+            if said is None:
+                raise
+            raise said from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -200,21 +153,6 @@ def build_cache(
 
 def cache_shape(count: int, columns: Sequence[int]) -> tuple[int, int, int, int]:
     return (count, IMAGE_SHAPE[0], len(columns), IMAGE_SHAPE[2])
-
-
-_TEMPORARY = re.compile(r"^(celeba-[0-9a-f]+)\.npy\.tmp-\d+$")
-
-
-def _remove_abandoned_temporaries(cache_dir: Path) -> None:
-    """Remove the temporaries of other caches that nobody is building (their lock is free): a
-    killed build of another subset would otherwise keep its gigabytes forever."""
-    for tmp in cache_dir.glob("celeba-*.npy.tmp-*"):
-        match = _TEMPORARY.match(tmp.name)
-        lock_path = cache_dir / f"{match.group(1)}.lock" if match else None
-        if lock_path is None or not lock_path.exists():
-            continue
-        with contextlib.suppress(OSError, Timeout), FileLock(lock_path, blocking=False):
-            tmp.unlink()  # Timeout: the lock is held, its build still runs
 
 
 def _decode_all(
@@ -242,7 +180,7 @@ def _decode_all(
             return
         # fork: the workers only need this module, and start in milliseconds.
         pool = ProcessPoolExecutor(workers, mp_context=get_context("fork"),
-                                   initializer=_decoder_init,
+                                   initializer=decoder_init,
                                    initargs=(os.getpid(),))  # fmt: skip
         try:
             futures = [
@@ -262,20 +200,10 @@ def _decode_all(
     say_unframed(len(names), reframed, framing, description)
 
 
-def _decoder_init(parent_pid: int) -> None:
-    """Make a forked decoder process harmless to the builds that come after its parent."""
-    # The cache lock's descriptor, which the fork copied, filelock has closed here already.
-    # Die with the parent, even by SIGKILL, instead of decoding into a file nobody will use.
-    pool_worker_init(parent_pid)
-    # One decoder per pool process, the pool being the parallelism. Not in the main process (a
-    # build without a pool), where it would slow the training that follows.
-    torch.set_num_threads(1)
-
-
 def open_cache(path: Path, count: int, columns: Sequence[int]) -> np.ndarray:
     """The cache as a read-only memory map; checks that it holds what was asked for."""
     expected = cache_shape(count, columns)
-    damage = _damage(path, expected)
+    damage = damage_of(path, expected)
     if damage is None:
         with contextlib.suppress(OSError, ValueError):
             return np.load(path, mmap_mode="r")
