@@ -9,27 +9,21 @@ and ``compare``, ``report`` and ``export`` (:mod:`lit_celeba.commands`) under th
 from __future__ import annotations
 
 import glob
-import signal
 import sys
 import warnings
-from argparse import ArgumentError
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
-from jsonargparse import ArgumentParser
 from pytorch_lightning import Trainer
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
-from pytorch_lightning.utilities.exceptions import MisconfigurationException, SIGTERMException
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lit_celeba.attributes import attribute_list, count_attributes
 from lit_celeba.base import processes
 from lit_celeba.base.allocator import retain_freed_memory
 from lit_celeba.base.errors import (
     CelebAError,
-    LitCelebaError,
-    NothingPredicted,
-    SettingError,
     UsageError,
 )
 from lit_celeba.base.lightning_internals import subcommands_action
@@ -38,36 +32,28 @@ from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
 from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
-from lit_celeba.checkpoints.load import check_fits_model, load, model_settings
-from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder, release_run_folders
+from lit_celeba.checkpoints.load import check_fits_model, model_settings
+from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder
 from lit_celeba.checkpoints.runs import (
-    CKPT_KEYWORDS,
-    check_checkpoint_choice,
-    ckpt_path_help,
     free_config_name,
-    resolve_last,
 )
 from lit_celeba.checkpoints.training_data import resumed_subgroups
+from lit_celeba.cli_checks import checked_command
 from lit_celeba.cli_endings import CommandEndings
+from lit_celeba.cli_failures import ending_in_one_line
 from lit_celeba.cli_messages import (
-    argument_message,
-    check_seed,
     check_writable,
     group_given_a_file,
     setting_message,
-    worker_message,
 )
-from lit_celeba.commands import COMMANDS, PROG, TRAINER_HELP
+from lit_celeba.commands import COMMANDS, PROG, list_in_help
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.methods.groups import check_group_objective
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
-from lit_celeba.output_checks import check_outputs
-from lit_celeba.quiet_output import quiet_callbacks, quiet_evaluation
-from lit_celeba.setting_groups import check_groups_are_groups
-from lit_celeba.speed.precision import check_precision, supported_precision
+from lit_celeba.quiet_output import quiet_callbacks
 
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -105,17 +91,7 @@ class CelebACLI(CommandEndings, LightningCLI):
         """LightningCLI's, and the commands of :mod:`lit_celeba.commands`, so that ``--help``
         lists every command. Those have parsers of their own: cli_main runs them before this."""
         super()._add_subcommands(parser, **kwargs)
-        commands = subcommands_action(parser)
-        for name, subparser in commands._name_parser_map.items():  # jsonargparse's
-            subparser.description = TRAINER_HELP.get(name, subparser.description)
-            for action in subparser._actions:
-                if action.dest == "ckpt_path":  # Lightning's help offers best and hpc
-                    action.help = ckpt_path_help(name)
-        for choice in commands._choices_actions:
-            choice.help = TRAINER_HELP.get(choice.dest, choice.help)
-        for name, line in COMMANDS.items():
-            command = ArgumentParser(prog=f"{PROG} {name}", description=line)
-            commands.add_subcommand(name, command, help=line)
+        list_in_help(subcommands_action(parser))
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -141,34 +117,9 @@ class CelebACLI(CommandEndings, LightningCLI):
         if not subcommand:
             return
         config = self.config[subcommand]
-        check_groups_are_groups(config.get("data"))
-        # Here rather than before instantiation: `--ckpt_path last` compares this config with
-        # the saved ones, which hold the precision that ran.
-        trainer = config.trainer
-        trainer.precision = supported_precision(
-            trainer.precision, trainer.accelerator, say=subcommand == "fit"
-        )
-        check_precision(subcommand, trainer.precision, config.model.get("optimizer"))
-        check_seed(config.get("seed_everything"))
-        check_checkpoint_choice(subcommand, config.get("ckpt_path"))
-        run_dir = None
-        if config.get("ckpt_path") == "last":
-            run_dir = resolve_last(subcommand, config, self._as_saved)
-            if run_dir is not None:  # fit goes on there: its config is saved beside the first
-                self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
-        quiet_evaluation(subcommand)
-        check_outputs(subcommand, config)
-        ckpt_path = config.get("ckpt_path")
-        # Checked before LightningCLI reads the model's class path from it (next step) and before
-        # anything is written: a bad checkpoint leaves the log folder as it was. The data
-        # settings the checkpoint fixes replace the config's, unless typed otherwise.
-        if ckpt_path and ckpt_path not in CKPT_KEYWORDS:
-            argv = sys.argv[1:] if args is None else args
-            typed = argv if isinstance(argv, list) else []
-            self.checkpoint = load(ckpt_path, config.get("data"), typed, config.get("model"),
-                                   subcommand)  # fmt: skip
-        if subcommand == "predict" and config.prediction.output:
-            trainer.logger = False  # the CSV goes where it says, and no run folder is made
+        run_dir, self.checkpoint = checked_command(subcommand, config, args, self._as_saved)
+        if run_dir is not None:  # fit goes on there: its config is saved beside the first
+            self.save_config_kwargs["config_filename"] = free_config_name(run_dir)
         claim_run_folder(subcommand, config, run_dir)  # last: nothing is written if a check fails
 
     def _as_saved(self) -> dict[str, Any]:
@@ -232,18 +183,15 @@ _PARSER_KWARGS: dict[str, Any] = {
 
 
 def cli_main(args: ArgsType = None) -> CelebACLI | None:
-    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback.
-
-    SIGTERM stops training at the next batch and exits with 143 (128 + SIGTERM), Ctrl-C with 1;
-    either way the last epoch-end checkpoint is intact and ``--ckpt_path last`` resumes from it.
-    ``compare``, ``report`` and ``export`` run here, before LightningCLI, whose subcommands run
-    the Trainer.
+    """Run the CLI; a bad data set or setting ends with one clear message instead of a traceback
+    (:func:`~lit_celeba.cli_failures.ending_in_one_line`, which also says how SIGTERM and Ctrl-C
+    end a run). ``compare``, ``report`` and ``export`` run here, before LightningCLI, whose
+    subcommands run the Trainer.
     """
     argv = sys.argv[1:] if args is None else args
     processes.die_with_starter()  # a command that compare started ends with it
     retain_freed_memory()
-    done = False
-    try:
+    with ending_in_one_line(argv) as outcome:
         if isinstance(argv, list) and argv[:1] and argv[0] in COMMANDS:
             status = run_command(argv[0], argv[1:])
             if status:
@@ -263,33 +211,5 @@ def cli_main(args: ArgsType = None) -> CelebACLI | None:
             auto_configure_optimizers=False,  # the model's own --model.optimizer and scheduler
             args=args,
         )
-        done = True
+        outcome.done = True
         return cli
-    except SIGTERMException:
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except NothingPredicted as err:  # valid input that held nothing to predict
-        done = True  # its run folder holds the CSV that says so
-        _fail(str(err), status=1)
-    except CelebAError as err:
-        _fail(worker_message(str(err)))
-    except SettingError as err:  # one raised outside instantiate_classes, which converts its own
-        _fail(setting_message(err))
-    except (LitCelebaError, FileExistsError) as err:
-        _fail(str(err))
-    except ArgumentError as err:
-        _fail(argument_message(err, argv if isinstance(argv, list) else []))
-    except RuntimeError as err:  # rank 0's error is the one to read, not a traceback after it
-        rank = processes.rank_left_by_its_peers(err)
-        if rank is None:
-            raise
-        _fail(f"rank {rank} stopped: another rank of this run ended first; its message says why "
-              "(gloo: connection closed by peer).", status=1)  # fmt: skip
-    finally:
-        release_run_folders(failed=not done)
-        if done:  # a failed rank leaves the group to its launcher: destroying it could hang
-            processes.leave_process_group()
-
-
-def _fail(message: str, status: int = 2) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(status) from None

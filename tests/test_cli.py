@@ -461,7 +461,7 @@ def test_fit_prints_nothing_a_user_cannot_act_on(
 
 def test_the_help_gives_each_command_a_whole_sentence(capsys) -> None:
     """Item 20: was "It's separated from fit to make sure you never run on your"."""
-    from lit_celeba.cli import TRAINER_HELP
+    from lit_celeba.commands import TRAINER_HELP
 
     with pytest.raises(SystemExit):
         cli_main(["--help"])

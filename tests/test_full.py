@@ -8,9 +8,10 @@ import pytest
 import torch
 import yaml
 
-from lit_celeba.cli import cli_main, supported_precision
+from lit_celeba.cli import cli_main
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import ResNet, count_parameters
+from lit_celeba.speed.precision import supported_precision
 from tests.conftest import CONFIGS, cli_in_process, tiny_overrides
 
 
