@@ -17,7 +17,7 @@ from lit_celeba.base.errors import UsageError
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.photos import PredictPhotos
 from lit_celeba.data.settings import DemoSet, Subsets
-from lit_celeba.data.transforms import ColourChanges
+from lit_celeba.methods.colour import ColourChanges
 from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
 from lit_celeba.moved_settings import SYNTHETIC_WAS_A_SWITCH
 

@@ -36,7 +36,7 @@ from lit_celeba.cli import cli_main
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
-from lit_celeba.data.transforms import ColourChanges
+from lit_celeba.methods.colour import ColourChanges
 from tests.conftest import CONFIGS, THREE_ATTRIBUTES, TINY_SIZES, recipe_model
 
 FIT_SCALARS = {

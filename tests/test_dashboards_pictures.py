@@ -25,7 +25,7 @@ from lit_celeba.callbacks.pictures import (
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import ATTRIBUTE_NAMES
-from lit_celeba.data.transforms import ColourChanges
+from lit_celeba.methods.colour import ColourChanges
 from tests.conftest import TINY_SIZES
 
 

@@ -14,7 +14,7 @@ from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import DemoSet, Subsets
 from lit_celeba.data.synthetic import generate_celeba
-from lit_celeba.data.transforms import ColourChanges
+from lit_celeba.methods.colour import ColourChanges
 from tests.conftest import TINY_SIZES
 
 

@@ -18,11 +18,13 @@ from torchvision.transforms import v2
 from lit_celeba.cli import cli_main
 from lit_celeba.commands.export import export
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.transforms import BatchTransform, ColourChanges, batch_color_jitter
+from lit_celeba.data.transforms import BatchTransform
 from lit_celeba.methods.averaging import HostCountedAverage, warmup_ema_avg_fn
+from lit_celeba.methods.colour import ColourChanges, batch_color_jitter
+from lit_celeba.methods.flip import flip_averaged_logit
 from lit_celeba.models.nets import RecipeCNN, count_parameters
 from lit_celeba.models.optimization import optimizer_config
-from lit_celeba.models.outputs import Calibration, flip_averaged_logit
+from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR
 from tests.conftest import CONFIGS, cli_in_process, recipe_model, run_cli, tiny_overrides
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lit_celeba.data.transforms import BatchTransform, ColourChanges, columns_read, keep_columns
+from lit_celeba.data.transforms import BatchTransform, columns_read, keep_columns
+from lit_celeba.methods.colour import ColourChanges
 
 
 def tf_resize_reference(image: np.ndarray, size: int) -> np.ndarray:

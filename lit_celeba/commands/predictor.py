@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lit_celeba.models.outputs import Calibration, decide, flip_averaged_logit
+from lit_celeba.methods.flip import flip_averaged_logit
+from lit_celeba.models.outputs import Calibration, decide
 
 
 class Predictor(nn.Module):

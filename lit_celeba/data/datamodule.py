@@ -34,12 +34,8 @@ from lit_celeba.data.settings import (
     check_numbers,
     target_and_subgroup_lists,
 )
-from lit_celeba.data.transforms import (
-    RECIPE_COLOUR,
-    BatchTransform,
-    ColourChanges,
-    columns_read,
-)
+from lit_celeba.data.transforms import BatchTransform, columns_read
+from lit_celeba.methods.colour import RECIPE_COLOUR, ColourChanges
 from lit_celeba.methods.degradations import PhotoDegradations
 from lit_celeba.speed.device_batches import DeviceBatches, resident_order, resident_tensors
 
@@ -88,7 +84,7 @@ class CelebADataModule(pl.LightningDataModule):
         colour: the colour changes of the training images after the flip (brightness,
             contrast, saturation: each image's factor uniform in [1 - s, 1 + s], torchvision's
             ``ColorJitter``); 0, the recipe, leaves the training transform exactly as it is
-            (:class:`~lit_celeba.data.transforms.ColourChanges`).
+            (:class:`~lit_celeba.methods.colour.ColourChanges`).
         framing: ``celeba``, CelebA's faces as CelebA aligned them, or ``detector``, each passed
             once through ``predict``'s own detector and alignment (:mod:`lit_celeba.data.framing`)
             so that training, evaluation and predict see faces framed one way.

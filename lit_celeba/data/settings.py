@@ -15,7 +15,7 @@ from lit_celeba.methods.groups import needs_groups
 
 if TYPE_CHECKING:
     from lit_celeba.data.photos import PredictPhotos
-    from lit_celeba.data.transforms import ColourChanges
+    from lit_celeba.methods.colour import ColourChanges
 
 # data.cache: decoded once (True: on a CUDA device's memory when it fits), or decoded on access.
 Cache = bool | Literal["memory", "device"]

@@ -8,9 +8,9 @@ the batch's own device (``CelebADataModule.on_after_batch_transfer``) as :class:
 
 train: random 178x178 crop (only the vertical offset 0..40 varies), resize, random horizontal flip.
 eval:  crop rows 20..197, resize.
-Both return float32 (B, 3, S, S) in [0, 1]. Colour changes (:class:`ColourChanges`: brightness,
-contrast, saturation), which the post lists but its recipe does not use, can follow the flip in
-training (:func:`batch_color_jitter`); they are off by default.
+Both return float32 (B, 3, S, S) in [0, 1]. Colour changes (brightness, contrast, saturation:
+:mod:`lit_celeba.methods.colour`), which the post lists but its recipe does not use, can follow
+the flip in training; they are off by default.
 The resize is ``tf.image.resize``'s default: bilinear with half-pixel centres and no
 antialiasing, as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
 antialias=False)`` computes it; the values are not rounded back to uint8, as in TensorFlow.
@@ -19,64 +19,16 @@ tests/test_transforms.py checks the result against a resize computed by hand fro
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
+from lit_celeba.methods.colour import RECIPE_COLOUR, ColourChanges, batch_color_jitter
 from lit_celeba.methods.degradations import Degrade, PhotoDegradations
 
 CROP_SIZE = 178
 EVAL_CROP_TOP = 20
-
-
-@dataclass(frozen=True)
-class ColourChanges:
-    """The training images' colour changes (``data.colour``), after the flip: each image's
-    factor uniform in [1 - s, 1 + s] (torchvision's ``ColorJitter``); 0, the recipe's, leaves
-    the training transform exactly as it is.
-
-    One setting of three keys (``--data.colour.brightness 0.2``; in a config file ``data:
-    {colour: {brightness: 0.2, contrast: 0.2}}``): jsonargparse parses a dataclass as a group,
-    so a later config file's ``colour: {contrast: 0.5}`` changes that key and keeps the others
-    (a plain dict would be replaced whole)."""
-
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-
-
-RECIPE_COLOUR = ColourChanges()  # none: the recipe's training transform
-
-
-def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
-    """One factor per image, uniform in [max(0, 1 - strength), 1 + strength] as ColorJitter."""
-    low = max(0.0, 1.0 - strength)
-    return (low + torch.rand(batch, 1, 1, 1, device=device) * (1.0 + strength - low))
-
-
-def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (factor * images + (1.0 - factor) * other).clamp_(0.0, 1.0)
-
-
-def batch_color_jitter(
-    images: torch.Tensor, brightness: float, contrast: float, saturation: float
-) -> torch.Tensor:
-    """torchvision's brightness, contrast and saturation adjustments on a float (B, 3, H, W)
-    batch in [0, 1], each image with its own random factors, in that fixed order (ColorJitter
-    draws an order per image; the order matters little at small strengths)."""
-    batch, device = len(images), images.device
-    # torchvision's own luma: Python scalars, no table copied to the device in each step.
-    grey_of = v2.functional.rgb_to_grayscale
-    if brightness > 0:
-        images = (images * _strength_factors(brightness, batch, device)).clamp_(0.0, 1.0)
-    if contrast > 0:
-        mean = grey_of(images).mean((2, 3), keepdim=True)
-        images = _blend(images, mean, _strength_factors(contrast, batch, device))
-    if saturation > 0:
-        images = _blend(images, grey_of(images), _strength_factors(saturation, batch, device))
-    return images
 
 
 def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -175,7 +127,7 @@ class BatchTransform:
     def train(self, images: torch.Tensor) -> torch.Tensor:
         """Per sample a random vertical offset 0..H-178 and a random flip (p=0.5), drawn from
         torch's RNG on the batch's device, so ``seed_everything`` makes them reproducible; then
-        the colour changes, if any strength is above 0 (:func:`batch_color_jitter`), and the
+        the colour changes, if any strength is above 0 (:mod:`lit_celeba.methods.colour`), and the
         photo degradations, if any is on (:class:`~lit_celeba.methods.degradations.Degrade`)."""
         device = images.device
         tops = torch.randint(0, images.shape[1] - CROP_SIZE + 1, (len(images), 1), device=device)

@@ -11,7 +11,13 @@ import torch
 from pytorch_lightning.callbacks import WeightAveraging
 from torch.optim.swa_utils import AveragedModel
 
+from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import averaged_model, use_averaged_model
+
+
+def check_ema_decay(ema_decay: float | None) -> None:
+    if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+        raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
 
 
 def warmup_ema_avg_fn(decay: float) -> Callable[..., torch.Tensor]:

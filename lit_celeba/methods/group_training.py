@@ -165,6 +165,15 @@ def training_group_counts(
     return torch.as_tensor(counts, dtype=torch.float32)
 
 
+def fill_group_counts(module: Any, datamodule: object) -> None:
+    """At the start of a fit, the training images per group into ``module``'s
+    ``train_group_counts`` when its objective weighs by group."""
+    counts = training_group_counts(module.objective, module.group_names, module.target_attrs,
+                                   module.subgroups, datamodule)  # fmt: skip
+    if counts is not None:
+        module.train_group_counts.copy_(counts)
+
+
 def match_group_buffers(
     state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor], objective: str
 ) -> None:

@@ -23,6 +23,17 @@ from lit_celeba.base.errors import SettingError
 OBJECTIVES = ("erm", "reweight", "group_dro")
 
 
+def check_objective(objective: str, dro_eta: float, dro_adjust: float) -> None:
+    """Each setting in its own terms (the CLI adds the ``model.`` key)."""
+    if objective not in OBJECTIVES:
+        raise SettingError("objective", f"must be one of {', '.join(OBJECTIVES)}; got "
+                           f"{objective!r}")  # fmt: skip
+    if dro_eta <= 0:
+        raise SettingError("dro_eta", f"must be positive, got {dro_eta}")
+    if dro_adjust < 0:
+        raise SettingError("dro_adjust", f"must be 0 (off) or more, got {dro_adjust}")
+
+
 def needs_groups(target_attrs: list[str], subgroups: list[str] | None) -> str:
     """What a setting that draws or weighs by group needs, and what it got."""
     return (f"needs one target_attr and at least one subgroup (model.subgroups, e.g. [Male]); "

@@ -4,8 +4,10 @@ training set (BCE's ``pos_weight``), for attributes far from half positive."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from pytorch_lightning.utilities import rank_zero_info
 
 from lit_celeba.base.errors import UsageError
 
@@ -38,3 +40,15 @@ def positive_weight_note(positive_share: torch.Tensor, attributes: Sequence[str]
         return None
     return (f"Note: model.pos_weight leaves the weight of {', '.join(named)} at 1: the training "
             "images hold one class of it only, so there is nothing to balance.")
+
+
+def fill_positive_weights(module: Any, datamodule: object) -> None:
+    """At the start of a fit, the positive weights into ``module``'s ``pos_weight`` buffer when it
+    has one, saying which attributes they leave at 1."""
+    if not hasattr(module, "pos_weight"):
+        return
+    share = getattr(datamodule, "train_positive_share", None)
+    module.pos_weight.copy_(positive_weights(share))
+    note = positive_weight_note(share, module.target_attrs)
+    if note is not None:
+        rank_zero_info(note)

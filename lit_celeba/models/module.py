@@ -17,8 +17,12 @@ from lit_celeba.attributes import attribute_list, check_same_targets
 from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods import group_training
-from lit_celeba.methods.averaging import WarmupEMA
+from lit_celeba.methods.averaging import WarmupEMA, check_ema_decay
 from lit_celeba.methods.calibration import ValidateTheLastEpoch, evaluated_with, fit_calibration
+from lit_celeba.methods.flip import final_logits
+from lit_celeba.methods.groups import check_objective
+from lit_celeba.methods.positive_weights import fill_positive_weights
+from lit_celeba.methods.smoothing import check_smoothing
 from lit_celeba.methods.thresholds import ThresholdRule, check_rule
 from lit_celeba.models import objectives
 from lit_celeba.models.evaluation import EpochRows, epoch_results, say_one_class
@@ -26,8 +30,13 @@ from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
 from lit_celeba.models.optimization import configure, recipe_adam
-from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration, final_logits
-from lit_celeba.speed.compiling import COMPILE_MODES, CompiledSteps, CompileMode, compile_in_place
+from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration
+from lit_celeba.speed.compiling import (
+    CompiledSteps,
+    CompileMode,
+    check_compile_mode,
+    compile_in_place,
+)
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
@@ -94,13 +103,11 @@ class AttributeClassifier(pl.LightningModule):
         # optimized (a callable; the run's config.yaml keeps it).
         self.save_hyperparameters(ignore=["net", "subgroups", "optimizer", "scheduler"])
         self.save_hyperparameters({"net": net.config()})  # added to the others, and logged
-        objectives.check_objective(objective, dro_eta, dro_adjust, label_smoothing)
+        check_objective(objective, dro_eta, dro_adjust)
+        check_smoothing(label_smoothing)
         check_rule(thresholds)
-        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise SettingError("ema_decay", f"must be in (0, 1) or null, got {ema_decay}")
-        if compile not in COMPILE_MODES:
-            shown = ", ".join(str(mode).lower() for mode in COMPILE_MODES)
-            raise SettingError("compile", f"must be one of {shown}; got {compile!r}")
+        check_ema_decay(ema_decay)
+        check_compile_mode(compile)
         self.label_smoothing, self.tta_flip, self.ema_decay = label_smoothing, tta_flip, ema_decay
         self.temperature_scaling, self.thresholds = temperature_scaling, thresholds
         # channels-last suits oneDNN (CPU) and tensor-core (GPU) convolutions; a layout only.
@@ -259,7 +266,8 @@ class AttributeClassifier(pl.LightningModule):
         for metric in self.modules():
             if isinstance(metric, Metric):
                 metric.reset()
-        objectives.count_training_set(self, self.trainer.datamodule)
+        group_training.fill_group_counts(self, self.trainer.datamodule)
+        fill_positive_weights(self, self.trainer.datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.calibration.state(self.calibration_step)

@@ -1,11 +1,11 @@
 """The one place where logits become what a user sees: probabilities and 0/1 decisions.
 
 An image's *final logit* per attribute is the network's, averaged with its mirror image's under
-``tta_flip`` (:func:`final_logits`), then divided by the attribute's temperature and shifted by its
-bias; its probability is the sigmoid of that, and its decision is 1 where the probability is above
-the attribute's threshold (:class:`Calibration`). The LightningModule's evaluation steps return
-these, and every consumer reads them there: the metrics, the dashboards, the prediction writer,
-the test tables.
+``tta_flip`` (:mod:`lit_celeba.methods.flip`), then divided by the attribute's temperature and
+shifted by its bias; its probability is the sigmoid of that, and its decision is 1 where the
+probability is above the attribute's threshold (:class:`Calibration`). The LightningModule's
+evaluation steps return these, and every consumer reads them there: the metrics, the dashboards,
+the prediction writer, the test tables.
 The exports wrap the same computation in :class:`lit_celeba.commands.predictor.Predictor`.
 
 A checkpoint without a calibration (one written before calibration existed, or trained with it
@@ -15,42 +15,17 @@ rule "above 0.5 is 1" of torchmetrics. A calibration from before the bias existe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lit_celeba.base.errors import CheckpointError
 
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
 DEFAULT_THRESHOLD = 0.5
 CHECKPOINT_KEY = "calibration"
-
-
-def final_logits(
-    forward: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tta_flip: bool
-) -> torch.Tensor:
-    """The uncalibrated logits (B, K) of ``images``; with ``tta_flip`` those of the mean
-    probability of each image and its mirror image (the network run twice)."""
-    logits = forward(images)
-    if not tta_flip:
-        return logits
-    return flip_averaged_logit(logits, forward(images.flip(-1)))
-
-
-def flip_averaged_logit(logits: torch.Tensor, flipped_logits: torch.Tensor) -> torch.Tensor:
-    """The logit of the mean of two probabilities, ``sigmoid(a)`` and ``sigmoid(b)``.
-
-    Flip test-time augmentation averages the probabilities of a face and of its mirror image;
-    returned as a logit so that the loss, the metrics and the predictions downstream stay those
-    of a plain network. Computed in log space: ``log(mean p) - log(mean (1 - p))``, finite even
-    where a probability rounds to 0 or 1 in float32.
-    """
-    log_p = torch.logaddexp(F.logsigmoid(logits), F.logsigmoid(flipped_logits))
-    log_q = torch.logaddexp(F.logsigmoid(-logits), F.logsigmoid(-flipped_logits))
-    return log_p - log_q  # the two "- log 2" of the means cancel
 
 
 @dataclass

@@ -11,10 +11,18 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities import rank_zero_info
 
+from lit_celeba.base.errors import SettingError
+
 # ``compile``: false, true (torch.compile's default mode) or one of its modes by name. A plain
 # ``bool | str`` rather than a Literal, so that a misspelt mode gets the list of valid ones.
 CompileMode = bool | str
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune")
+
+
+def check_compile_mode(mode: object) -> None:
+    if mode not in COMPILE_MODES:
+        shown = ", ".join(str(choice).lower() for choice in COMPILE_MODES)
+        raise SettingError("compile", f"must be one of {shown}; got {mode!r}")
 
 
 def compile_in_place(net: torch.nn.Module, mode: CompileMode) -> None:
