@@ -15,10 +15,11 @@ import torch
 
 from lit_celeba.base.errors import UsageError
 from lit_celeba.data.datamodule import CelebADataModule
+from lit_celeba.data.demo_set import DemoSet
 from lit_celeba.data.photos import PredictPhotos
-from lit_celeba.data.settings import DemoSet, Subsets
+from lit_celeba.data.settings import Subsets
 from lit_celeba.methods.colour import ColourChanges
-from lit_celeba.models.optimization import PLATEAU_NEEDS_MONITOR
+from lit_celeba.models.schedules import PLATEAU_NEEDS_MONITOR
 from lit_celeba.moved_settings import SYNTHETIC_WAS_A_SWITCH
 
 # The data module's settings that are groups of keys, and what each key takes beyond its type.

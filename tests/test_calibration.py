@@ -276,7 +276,8 @@ def test_an_attribute_of_one_class_keeps_temperature_one_without_warnings() -> N
     import warnings
 
     from lit_celeba.methods.calibration import fit_calibration
-    from lit_celeba.models.evaluation import attribute_metrics, one_class_note
+    from lit_celeba.models.evaluation import attribute_metrics
+    from lit_celeba.models.one_class import one_class_note
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(64, 3, generator=generator) * 3

@@ -12,7 +12,8 @@ import torch
 from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.settings import DemoSet, Subsets
+from lit_celeba.data.demo_set import DemoSet
+from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.methods.colour import ColourChanges
 from tests.conftest import TINY_SIZES

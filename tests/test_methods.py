@@ -23,9 +23,8 @@ from lit_celeba.methods.averaging import HostCountedAverage, warmup_ema_avg_fn
 from lit_celeba.methods.colour import ColourChanges, batch_color_jitter
 from lit_celeba.methods.flip import flip_averaged_logit
 from lit_celeba.models.nets import RecipeCNN, count_parameters
-from lit_celeba.models.optimization import optimizer_config
 from lit_celeba.models.outputs import Calibration
-from lit_celeba.models.schedules import WarmupCosineLR
+from lit_celeba.models.schedules import WarmupCosineLR, optimizer_config
 from tests.conftest import CONFIGS, cli_in_process, recipe_model, run_cli, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")

@@ -31,8 +31,9 @@ from lit_celeba.checkpoints.run_folders import run_came_to_nothing
 from lit_celeba.data.labelled_photos import LabelledPhotoData
 from lit_celeba.methods.calibration import fit_calibration
 from lit_celeba.methods.thresholds import ThresholdRule
-from lit_celeba.models.evaluation import attribute_metrics, one_class_names
+from lit_celeba.models.evaluation import attribute_metrics
 from lit_celeba.models.module import AttributeClassifier
+from lit_celeba.models.one_class import one_class_names
 from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration
 from lit_celeba.paths import output_file
 

@@ -36,28 +36,10 @@ import numpy as np
 from lit_celeba.attributes import valid_names
 from lit_celeba.base.errors import CelebAError
 from lit_celeba.data.annotations import read_attributes, read_partition
+from lit_celeba.data.layout_errors import EXPECTED_TREES, no_copy_error
 
 SPLITS: dict[str, int] = {"train": 0, "valid": 1, "test": 2}
 FACE_SIZE = (178, 218)  # CelebA's aligned faces (img_align_celeba): width, height
-CELEBA_URL = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
-
-_EXPECTED_TREES = f"""\
-Expected one of these forms (unpacked, only the two annotation files are needed to detect it):
-  official / torchvision:                kaggle:
-    ROOT/celeba/img_align_celeba/*.jpg       ROOT/img_align_celeba/img_align_celeba/*.jpg
-    ROOT/celeba/list_attr_celeba.txt         ROOT/list_attr_celeba.csv
-    ROOT/celeba/list_eval_partition.txt      ROOT/list_eval_partition.csv
-  official download, not unpacked:       kaggle download, not unpacked:
-    ROOT/img_align_celeba.zip                ROOT/archive.zip (or ROOT is that file)
-    ROOT/list_attr_celeba.txt
-    ROOT/list_eval_partition.txt           tensorflow datasets (tfds) data dir:
-    (or ROOT/Img/img_align_celeba.zip,       ROOT/celeb_a/<version>/dataset_info.json
-     ROOT/Anno/list_attr_celeba.txt,         ROOT/celeb_a/<version>/celeb_a-train.tfrecord-*
-     ROOT/Eval/list_eval_partition.txt)      (and the validation and test files)
-CelebA can be obtained from {CELEBA_URL} (or Kaggle's "CelebFaces Attributes (CelebA)
-Dataset"). To try the project without it, `configs/demo.yaml` generates its own data."""
-
-
 @dataclass(frozen=True)
 class CelebAFiles:
     """Where the files of one CelebA copy are."""
@@ -115,9 +97,9 @@ def find_files(root: str | os.PathLike) -> CelebAFiles:
     """Detect which layout ``root`` holds; raise :class:`CelebAError` naming what is missing."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise CelebAError(f"The data root {root} does not exist.\n{_EXPECTED_TREES}")
+        raise CelebAError(f"The data root {root} does not exist.\n{EXPECTED_TREES}")
     if not root.is_dir():
-        raise CelebAError(f"The data root {root} is not a folder.\n{_EXPECTED_TREES}")
+        raise CelebAError(f"The data root {root} is not a folder.\n{EXPECTED_TREES}")
     candidates = [
         CelebAFiles(
             "official",
@@ -147,25 +129,7 @@ def find_files(root: str | os.PathLike) -> CelebAFiles:
         )
     if complete:
         return complete[0]
-    # A partial copy: say exactly which annotation file is missing.
-    for files in candidates:
-        present = [p for p in (files.attr_file, files.partition_file) if p.is_file()]
-        if present:
-            missing = files.partition_file if present[0] == files.attr_file else files.attr_file
-            raise CelebAError(
-                f"Found {present[0]} but not {missing}: the {files.layout} layout needs both "
-                f"annotation files.\n{_EXPECTED_TREES}"
-            )
-    if any(root.glob("*.jpg")):  # the image folder itself, a level or two too deep
-        names = ("list_attr_celeba.txt", "list_attr_celeba.csv", "celeba/list_attr_celeba.txt")
-        parents = (root.parent, root.parent.parent)
-        above = (p for p in parents if any((p / n).is_file() for n in names))
-        raise CelebAError(
-            f"No CelebA annotation files under {root}, which holds .jpg images: it looks like "
-            "CelebA's image folder. data.root is the folder above it that holds the annotation "
-            f"files: --data.root {next(above, root.parent)}\n{_EXPECTED_TREES}"
-        )
-    raise CelebAError(f"No CelebA annotation files under {root}.\n{_EXPECTED_TREES}")
+    raise no_copy_error(root, candidates)
 
 
 def face_size_problem(path: str | os.PathLike, width: int, height: int) -> str | None:

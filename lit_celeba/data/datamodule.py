@@ -14,6 +14,7 @@ from lit_celeba.base.errors import SettingError
 from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
+from lit_celeba.data.demo_set import DemoSet, prepare_demo_set
 from lit_celeba.data.framing import FRAMINGS, Framing
 from lit_celeba.data.order import subset_rows
 from lit_celeba.data.photos import (
@@ -28,7 +29,6 @@ from lit_celeba.data.settings import (
     ON_DEVICE,
     RECIPE_SUBSETS,
     Cache,
-    DemoSet,
     Sampler,
     Subsets,
     check_numbers,
@@ -60,7 +60,7 @@ class CelebADataModule(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         synthetic: generate a CelebA-format demo set at ``root`` on first use (with
             ``subsets``' numbers of images) instead of reading the real one, with its
-            ``seed`` and ``correlate`` (:class:`~lit_celeba.data.settings.DemoSet`); null reads
+            ``seed`` and ``correlate`` (:class:`~lit_celeba.data.demo_set.DemoSet`); null reads
             CelebA. It never overwrites a folder it did not generate.
         cache: ``true`` (the default) decodes each subset's JPEGs once into a memory-mapped
             uint8 cache and, when training on a CUDA GPU, keeps each cached subset on the device
@@ -164,12 +164,7 @@ class CelebADataModule(pl.LightningDataModule):
         if self.predict.path is not None and self.trainer is not None and self.trainer.predicting:
             return  # predicting on the user's photos needs no CelebA
         if self.synthetic is not None:
-            # Imported when chosen: a run on CelebA loads no generator (issue 33's import list).
-            from lit_celeba.data.synthetic.setting import generate_demo_set
-
-            subsets = self.subsets
-            sizes = (subsets.train, subsets.val, subsets.test or subsets.val)
-            generate_demo_set(self.root, sizes, self.synthetic.seed, self.synthetic.correlate)
+            prepare_demo_set(self.root, self.synthetic, self.subsets)
         find_copy(self.root)
 
     def _subset(self, copy: CelebACopy, split: Split, size: int | None, groups: bool = False):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
+from lit_celeba.data.demo_set import DemoSet, check_demo_set
 from lit_celeba.data.order import SubsetOrder
 from lit_celeba.methods.groups import needs_groups
 
@@ -48,22 +49,6 @@ class Subsets:
 RECIPE_SUBSETS = Subsets()
 
 
-@dataclass(frozen=True)
-class DemoSet:
-    """``data.synthetic``: generate a CelebA-format demo set at ``data.root`` on first use (with
-    ``data.subsets``' numbers of images) instead of reading a real one; null,
-    the default, reads CelebA. It never overwrites a folder it did not generate.
-
-    ``seed``: the generated set's seed. ``correlate``: ``[target, spurious, share]``, in the
-    generated train split the share of faces whose ``spurious`` label equals their ``target``
-    label (docs/groups.md). One setting, a group of keys (``--data.synthetic.seed 1``; in a
-    config file ``data: {synthetic: {seed: 1}}``, or ``{}`` for the defaults). Here, not with the
-    generator: the data module's signature names it, and a run on CelebA imports no generator."""
-
-    seed: int = 0
-    correlate: tuple[str, str, float] | None = None
-
-
 def check_numbers(
     *,
     subsets: Subsets,
@@ -94,10 +79,7 @@ def check_numbers(
                            f"pixels, got {predict.min_face_size}")  # fmt: skip
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
-    if synthetic is not None and (subsets.train is None or subsets.val is None):
-        raise SettingError(
-            "synthetic", "needs data.subsets.train and data.subsets.val as numbers, not null"
-        )
+    check_demo_set(synthetic, subsets)
 
 
 def target_and_subgroup_lists(

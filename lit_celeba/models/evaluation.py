@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.functional.classification import (
@@ -131,35 +130,6 @@ def attribute_metrics(
         "positive_share": share,
         "majority_baseline": torch.maximum(share, 1 - share),
     }
-
-
-def one_class_names(attributes: Sequence[str], targets: torch.Tensor) -> list[str]:
-    """``Name (all v)`` for each attribute of which ``targets`` (N, K) hold one class only."""
-    single = (targets.amin(0) == targets.amax(0)).tolist() if len(targets) else []
-    return [f"{a} (all {int(v)})" for a, s, v in zip(attributes, single, targets[0].tolist(),
-                                                     strict=False) if s]  # fmt: skip
-
-
-def one_class_note(stage: str, attributes: Sequence[str], targets: torch.Tensor) -> str | None:
-    """A line naming the attributes of which the epoch's images (``targets``, (N, K)) hold one
-    class only; None when every attribute has both."""
-    named = one_class_names(attributes, targets)
-    if not named:
-        return None
-    split = {"val": "validation", "test": "test"}.get(stage, stage)
-    return (f"Note: the {split} images hold one class only of {', '.join(named)}: balanced "
-            "accuracy and AUROC are undefined there (NaN, left out of the means); its "
-            "temperature stays 1 and its threshold 0.5.")  # fmt: skip
-
-
-def say_one_class(
-    stage: str, attributes: Sequence[str], targets: torch.Tensor, said: set[str]
-) -> None:
-    """Says :func:`one_class_note` on rank 0, once per run (``said``: the notes said)."""
-    note = one_class_note(stage, attributes, targets)
-    if note is not None and note not in said:
-        said.add(note)
-        rank_zero_info(note)
 
 
 def calibration_errors(probabilities: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,15 @@
 """A learning-rate schedule stepped after every optimizer step, for ``--model.scheduler``.
 
-Lightning steps a scheduler once per epoch by default; the module's ``configure_optimizers``
-(:func:`~.optimization.optimizer_config`) steps a :class:`PerStepLR` per batch instead and tells
-it the run's number of steps.
+Lightning steps a scheduler once per epoch unless told otherwise; :func:`optimizer_config`, what
+the module's ``configure_optimizers`` returns with a schedule, adds what lit_celeba's schedules
+need:
+
+- a :class:`PerStepLR` (``WarmupCosineLR``) is stepped every optimizer step, and without its own
+  ``total_steps`` it runs over the whole fit; so are torch's ``OneCycleLR`` and ``CyclicLR``,
+  which are made to step after every batch;
+- a ``ReduceLROnPlateau`` watches its ``monitor``, and one that watches a validation metric steps
+  only at the epochs that validate (Lightning steps it at every epoch's end, and stops where
+  validation was skipped).
 
     --model.scheduler lit_celeba.models.schedules.WarmupCosineLR --model.scheduler.warmup_steps 500
 """
@@ -11,16 +18,28 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytorch_lightning as pl
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ConstantLR,
     CosineAnnealingLR,
+    CyclicLR,
     LinearLR,
     LRScheduler,
+    OneCycleLR,
+    ReduceLROnPlateau,
     SequentialLR,
 )
 
-from lit_celeba.base.errors import CheckpointError, UsageError
+from lit_celeba.base.errors import CheckpointError, SettingError, UsageError
+
+PLATEAU_NEEDS_MONITOR = (
+    "is a ReduceLROnPlateau, which needs the metric it watches: use --model.scheduler "
+    "pytorch_lightning.cli.ReduceLROnPlateau --model.scheduler.monitor val/loss (or "
+    "--model.scheduler.monitor val/acc --model.scheduler.mode max)"
+)
+# torch's schedulers meant to step after every batch (their documentation says so).
+TORCH_PER_STEP = (OneCycleLR, CyclicLR)
 
 # ConstantLR's step at which it would stop scaling (and divide by a factor of 0): never reached.
 _FOREVER = 2**62
@@ -28,7 +47,7 @@ _FOREVER = 2**62
 
 class PerStepLR(LRScheduler):
     """A scheduler that wants ``interval: step``; ``total_steps`` ``None`` means the trainer's
-    ``estimated_stepping_batches``, filled in by :func:`~.optimization.optimizer_config`."""
+    ``estimated_stepping_batches``, filled in by :func:`optimizer_config`."""
 
     total_steps: int | None
 
@@ -53,7 +72,7 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
     ``1 / warmup_steps`` (the first step's rate) to 1, ``CosineAnnealingLR`` over the remaining
     ``total_steps - warmup_steps`` steps (at least 1), then ``ConstantLR`` at ``final_ratio``. They
     are built once the run's number of steps is known: at once when ``total_steps`` is given,
-    otherwise by :func:`~.optimization.optimizer_config`. Everything, the step count included, is in
+    otherwise by :func:`optimizer_config`. Everything, the step count included, is in
     ``state_dict``: a resumed run goes on at the same learning rate.
 
     The warm-up spares the first updates, taken with Adam's still-noisy second-moment estimate,
@@ -120,3 +139,25 @@ class WarmupCosineLR(SequentialLR, PerStepLR):
             for group, rate in zip(self.optimizer.param_groups, rates, strict=True):
                 group["lr"] = rate  # building them set the first step's
         super().load_state_dict(state_dict)
+
+
+def optimizer_config(
+    trainer: pl.Trainer, optimizer: Optimizer, scheduler: LRScheduler | ReduceLROnPlateau
+) -> dict[str, Any]:
+    """``configure_optimizers``' return value for ``optimizer`` and its ``scheduler``."""
+    rule: dict[str, Any] = {"scheduler": scheduler}
+    if isinstance(scheduler, PerStepLR) and scheduler.total_steps is None:
+        scheduler.set_total_steps(trainer.estimated_stepping_batches)
+    if isinstance(scheduler, (PerStepLR, *TORCH_PER_STEP)):
+        rule.update(interval="step", frequency=1)
+    elif isinstance(scheduler, ReduceLROnPlateau):
+        monitor = getattr(scheduler, "monitor", None)  # Lightning's subclass takes one
+        if not monitor:
+            raise SettingError("scheduler", f"{PLATEAU_NEEDS_MONITOR}.")
+        rule["monitor"] = monitor
+        every = getattr(trainer, "check_val_every_n_epoch", None)
+        if str(monitor).startswith("val/") and every and every > 1:
+            # Epoch e (from 0) validates when (e + 1) % every == 0; Lightning steps the
+            # scheduler when (e + 1) % frequency == 0.
+            rule["frequency"] = every
+    return {"optimizer": optimizer, "lr_scheduler": rule}

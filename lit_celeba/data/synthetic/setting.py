@@ -1,4 +1,4 @@
-"""``data.synthetic`` (a :class:`~lit_celeba.data.settings.DemoSet`): the demo set generated
+"""``data.synthetic`` (a :class:`~lit_celeba.data.demo_set.DemoSet`): the demo set generated
 where the data module reads, on first use, with each way it can fail said as that setting's error
 (the generator itself raises plain ``ValueError``, ``FileExistsError`` and ``OSError``, for its
 own command line as well)."""
