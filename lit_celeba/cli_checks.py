@@ -37,12 +37,13 @@ def checked_command(
     )
     check_precision(subcommand, trainer.precision, config.model.get("optimizer"))
     check_seed(config.get("seed_everything"))
-    ckpt_path = config.get("ckpt_path")
-    check_checkpoint_choice(subcommand, ckpt_path)
-    run_dir = resolve_last(subcommand, config, as_saved) if ckpt_path == "last" else None
+    check_checkpoint_choice(subcommand, config.get("ckpt_path"))
+    run_dir = None
+    if config.get("ckpt_path") == "last":  # made the file it names (None: fit starts a new run)
+        run_dir = resolve_last(subcommand, config, as_saved)
     quiet_evaluation(subcommand)
     check_outputs(subcommand, config)
-    checkpoint = None
+    ckpt_path, checkpoint = config.get("ckpt_path"), None
     # Checked before LightningCLI reads the model's class path from it and before anything is
     # written: a bad checkpoint leaves the log folder as it was. The data settings the
     # checkpoint fixes replace the config's, unless typed otherwise.
