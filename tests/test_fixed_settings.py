@@ -16,7 +16,7 @@ import torch
 
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.cli import cli_main
-from lit_celeba.methods.calibration import evaluated_with
+from lit_celeba.methods.calibration import calibration_from_state, evaluated_with
 from tests.conftest import CONFIGS, run_expecting_error, tiny_overrides
 
 BASE = str(CONFIGS / "base.yaml")
@@ -66,10 +66,9 @@ def test_evaluation_settings_typed_with_a_checkpoint_apply(
 
 
 def test_temperatures_off_keep_the_decisions(calibrated: Path) -> None:
-    from lit_celeba.models.outputs import Calibration
 
     state = load_checkpoint(calibrated)["calibration"]
-    calibration = Calibration.from_state(state, 2)
+    calibration = calibration_from_state(state, 2)
     logits = torch.linspace(-6, 6, 242).reshape(-1, 2)
     _, decisions = calibration.apply(logits)
     plain = evaluated_with(calibration, temperature_scaling=False, rule="balanced_accuracy")

@@ -20,10 +20,10 @@ from lit_celeba.commands.export import export
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.transforms import BatchTransform
 from lit_celeba.methods.averaging import HostCountedAverage, warmup_ema_avg_fn
+from lit_celeba.methods.calibration import calibration_from_state
 from lit_celeba.methods.colour import ColourChanges, batch_color_jitter
 from lit_celeba.methods.flip import flip_averaged_logit
 from lit_celeba.models.nets import RecipeCNN, count_parameters
-from lit_celeba.models.outputs import Calibration
 from lit_celeba.models.schedules import WarmupCosineLR, optimizer_config
 from tests.conftest import CONFIGS, cli_in_process, recipe_model, run_cli, tiny_overrides
 
@@ -370,7 +370,7 @@ def test_ema_and_schedule_in_checkpoint_validation_resume_and_export(
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         probabilities, _ = scripted(images)
-        calibration = Calibration.from_state(checkpoint["calibration"], 1)
+        calibration = calibration_from_state(checkpoint["calibration"], 1)
         expected = torch.sigmoid(net(images) / calibration.temperature)
         torch.testing.assert_close(probabilities, expected)
 

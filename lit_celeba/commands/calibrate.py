@@ -29,12 +29,12 @@ from lit_celeba.base.errors import UsageError
 from lit_celeba.checkpoints.load import load_checkpoint
 from lit_celeba.checkpoints.run_folders import run_came_to_nothing
 from lit_celeba.data.labelled_photos import LabelledPhotoData
-from lit_celeba.methods.calibration import fit_calibration
+from lit_celeba.methods.calibration import CHECKPOINT_KEY, calibration_state, fit_calibration
 from lit_celeba.methods.thresholds import ThresholdRule
 from lit_celeba.models.evaluation import attribute_metrics
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.one_class import one_class_names
-from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration
+from lit_celeba.models.outputs import Calibration
 from lit_celeba.paths import output_file
 
 CALIBRATED_FILE = "calibrated.ckpt"
@@ -113,7 +113,7 @@ class CelebATrainer(pl.Trainer):
         named = one_class_names(model.target_attrs, targets) if photos is not None else []
         if self.is_global_zero:
             checkpoint = load_checkpoint(ckpt_path)
-            checkpoint[CHECKPOINT_KEY] = fitted.state(checkpoint.get("global_step"))
+            checkpoint[CHECKPOINT_KEY] = calibration_state(fitted, checkpoint.get("global_step"))
             # The settings it was fitted with: test, predict and export apply it with them.
             hparams = checkpoint.setdefault("hyper_parameters", {})
             hparams.update(thresholds=rule, temperature_scaling=bool(scaling))

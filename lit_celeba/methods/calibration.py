@@ -15,13 +15,19 @@ The thresholds (``rule``) are :func:`lit_celeba.methods.thresholds.choose_thresh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 from torch.nn.functional import binary_cross_entropy_with_logits
 
+from lit_celeba.base.errors import CheckpointError
 from lit_celeba.methods.thresholds import choose_thresholds
 from lit_celeba.models.outputs import DEFAULT_THRESHOLD, Calibration
 
+# Where a checkpoint keeps its calibration.
+CHECKPOINT_KEY = "calibration"
 NEWTON_STEPS = 50
 # 1 / temperature stays within these: a network whose logits say nothing (or the opposite of the
 # labels) would otherwise be "calibrated" to a constant or a flipped probability.
@@ -142,3 +148,46 @@ class ValidateTheLastEpoch(pl.Callback):
         last = trainer.max_epochs is not None and trainer.current_epoch + 1 == trainer.max_epochs
         if last and every is not None and every > 1:
             trainer.check_val_every_n_epoch = 1
+
+
+def calibration_state(
+    calibration: Calibration, fitted_at_step: int | None = None
+) -> dict[str, Any]:
+    """Plain tensors and strings, for a checkpoint that loads with ``weights_only``;
+    ``fitted_at_step``, the training step of the weights it was fitted to (None: never)."""
+    return {"temperature": calibration.temperature.detach().cpu().float(),
+            "threshold": calibration.threshold.detach().cpu().float(), "rule": calibration.rule,
+            "bias": calibration.bias.detach().cpu().float(),
+            "fitted_at_step": fitted_at_step}  # fmt: skip
+
+
+def calibration_from_state(state: Mapping[str, Any] | None, num_attributes: int) -> Calibration:
+    """A checkpoint's calibration; the identity when it has none, bias 0 when it is from before
+    the bias existed."""
+    if not state:
+        return Calibration.identity(num_attributes)
+    temperature = torch.as_tensor(state["temperature"], dtype=torch.float32).reshape(-1)
+    threshold = torch.as_tensor(state["threshold"], dtype=torch.float32).reshape(-1)
+    bias = state.get("bias")
+    bias = (torch.zeros_like(temperature) if bias is None
+            else torch.as_tensor(bias, dtype=torch.float32).reshape(-1))  # fmt: skip
+    sizes = {"temperature": len(temperature), "threshold": len(threshold), "bias": len(bias)}
+    wrong = {name: size for name, size in sizes.items() if size != num_attributes}
+    if wrong:
+        said = ", ".join(f"{name} for {size}" for name, size in wrong.items())
+        raise CheckpointError(
+            f"The checkpoint's calibration has {said} attribute(s) but its network has "
+            f"{num_attributes}: the file was changed after it was written."
+        )
+    return Calibration(temperature, threshold, str(state.get("rule", "fixed")), bias)
+
+
+def restore_calibration(module: Any, checkpoint: Mapping[str, Any]) -> None:
+    """The module's calibration from its checkpoint, applied as the module's settings say (the
+    command line's may differ from the fit's); from before calibration existed, temperature 1
+    and threshold 0.5."""
+    state = checkpoint.get(CHECKPOINT_KEY) or {}
+    module.loaded_calibration = calibration_from_state(state, len(module.target_attrs))
+    module.calibration_step = state.get("fitted_at_step")
+    module.calibration = evaluated_with(module.loaded_calibration, module.temperature_scaling,
+                                        module.thresholds)  # fmt: skip

@@ -18,7 +18,13 @@ from lit_celeba.base.errors import SettingError
 from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods import group_training
 from lit_celeba.methods.averaging import WarmupEMA, check_ema_decay
-from lit_celeba.methods.calibration import ValidateTheLastEpoch, evaluated_with, fit_calibration
+from lit_celeba.methods.calibration import (
+    CHECKPOINT_KEY,
+    ValidateTheLastEpoch,
+    calibration_state,
+    fit_calibration,
+    restore_calibration,
+)
 from lit_celeba.methods.flip import final_logits
 from lit_celeba.methods.groups import check_objective
 from lit_celeba.methods.positive_weights import fill_positive_weights
@@ -31,7 +37,7 @@ from lit_celeba.models.nets import Net
 from lit_celeba.models.objectives import Objective
 from lit_celeba.models.one_class import say_one_class
 from lit_celeba.models.optimization import configure, recipe_adam
-from lit_celeba.models.outputs import CHECKPOINT_KEY, Calibration
+from lit_celeba.models.outputs import Calibration
 from lit_celeba.speed.compiling import (
     CompiledSteps,
     CompileMode,
@@ -271,7 +277,7 @@ class AttributeClassifier(pl.LightningModule):
         fill_positive_weights(self, self.trainer.datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.calibration.state(self.calibration_step)
+        checkpoint[CHECKPOINT_KEY] = calibration_state(self.calibration, self.calibration_step)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
@@ -279,11 +285,4 @@ class AttributeClassifier(pl.LightningModule):
         # Before the weights load: a clear message instead of a tensor size mismatch.
         check_same_targets(checkpoint.get("hyper_parameters", {}).get("target_attrs"),
                            self.target_attrs)  # fmt: skip
-        # Checkpoints from before calibration load as temperature 1 and threshold 0.5; the
-        # calibration applies as this model's settings say (the command line's may differ).
-        state = checkpoint.get(CHECKPOINT_KEY) or {}
-        self.loaded_calibration = Calibration.from_state(state, len(self.target_attrs))
-        self.calibration_step = state.get("fitted_at_step")
-        self.calibration = evaluated_with(self.loaded_calibration, self.temperature_scaling,
-                                          self.thresholds)  # fmt: skip
-
+        restore_calibration(self, checkpoint)

@@ -15,17 +15,12 @@ rule "above 0.5 is 1" of torchmetrics. A calibration from before the bias existe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from lit_celeba.base.errors import CheckpointError
-
 # Above it a probability predicts 1: torchmetrics' own rule (``preds > threshold``).
 DEFAULT_THRESHOLD = 0.5
-CHECKPOINT_KEY = "calibration"
 
 
 @dataclass
@@ -84,35 +79,6 @@ class Calibration:
         probabilities, predictions = self.apply(logits.detach())
         return {"logits": logits.detach(), "probabilities": probabilities,
                 "predictions": predictions}  # fmt: skip
-
-    def state(self, fitted_at_step: int | None = None) -> dict[str, Any]:
-        """Plain tensors and strings, for a checkpoint that loads with ``weights_only``;
-        ``fitted_at_step``, the training step of the weights it was fitted to (None: never)."""
-        return {"temperature": self.temperature.detach().cpu().float(),
-                "threshold": self.threshold.detach().cpu().float(), "rule": self.rule,
-                "bias": self.bias.detach().cpu().float(),
-                "fitted_at_step": fitted_at_step}  # fmt: skip
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any] | None, num_attributes: int) -> Calibration:
-        """A checkpoint's calibration; the identity when it has none, bias 0 when it is from
-        before the bias existed."""
-        if not state:
-            return cls.identity(num_attributes)
-        temperature = torch.as_tensor(state["temperature"], dtype=torch.float32).reshape(-1)
-        threshold = torch.as_tensor(state["threshold"], dtype=torch.float32).reshape(-1)
-        bias = state.get("bias")
-        bias = (torch.zeros_like(temperature) if bias is None
-                else torch.as_tensor(bias, dtype=torch.float32).reshape(-1))  # fmt: skip
-        sizes = {"temperature": len(temperature), "threshold": len(threshold), "bias": len(bias)}
-        wrong = {name: size for name, size in sizes.items() if size != num_attributes}
-        if wrong:
-            said = ", ".join(f"{name} for {size}" for name, size in wrong.items())
-            raise CheckpointError(
-                f"The checkpoint's calibration has {said} attribute(s) but its network has "
-                f"{num_attributes}: the file was changed after it was written."
-            )
-        return cls(temperature, threshold, str(state.get("rule", "fixed")), bias)
 
 
 def decide(
