@@ -25,7 +25,8 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from lit_celeba.callbacks.dashboards import TensorBoardDashboards
 from lit_celeba.data.datamodule import CelebADataModule
-from lit_celeba.data.settings import DemoSet, Subsets
+from lit_celeba.data.demo_set import DemoSet
+from lit_celeba.data.settings import Subsets
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
 

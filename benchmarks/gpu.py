@@ -40,10 +40,10 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from lit_celeba.cli import supported_precision
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
+from lit_celeba.speed.precision import supported_precision
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {32: REPO / "configs" / "base.yaml", 512: REPO / "configs" / "fast.yaml"}

@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lit_celeba.base.allocator import retain_freed_memory
-from lit_celeba.cli import supported_precision
 from lit_celeba.data.celeba import load_index
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.data.settings import Subsets
 from lit_celeba.data.synthetic import generate_celeba
 from lit_celeba.models.module import AttributeClassifier
 from lit_celeba.models.nets import RecipeCNN
+from lit_celeba.speed.precision import supported_precision
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:

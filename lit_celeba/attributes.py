@@ -47,17 +47,6 @@ def count_attributes(value: str | Sequence[str] | None) -> int:
     return len(attribute_list(value))
 
 
-def output_attributes(*owners: object) -> list[str]:
-    """The attributes a network outputs, in output order: the ``target_attrs`` (or
-    ``target_attr`` setting) of the first of ``owners`` that has them (the model first, as it
-    fixes the outputs; then the data module)."""
-    for owner in owners:
-        names = getattr(owner, "target_attrs", None) or getattr(owner, "target_attr", None)
-        if names:
-            return attribute_list(names)
-    raise ValueError("neither the model nor the data module names its target attributes")
-
-
 def check_same_targets(saved: Sequence[str] | None, current: Sequence[str]) -> None:
     """Refuses a checkpoint trained for other target attributes (``saved``) than a model's."""
     if saved is not None and list(saved) != list(current):

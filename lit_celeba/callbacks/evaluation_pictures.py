@@ -23,8 +23,8 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from lit_celeba.attributes import output_attributes
 from lit_celeba.base.lightning_internals import logging_step
+from lit_celeba.callbacks import output_attributes
 from lit_celeba.callbacks.pictures import (
     _font,
     _text_width,

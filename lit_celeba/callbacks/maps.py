@@ -21,8 +21,8 @@ import torch
 from PIL import Image, ImageDraw
 from pytorch_lightning.callbacks import Callback
 
-from lit_celeba.attributes import output_attributes
 from lit_celeba.base.files import atomic_write
+from lit_celeba.callbacks import output_attributes
 from lit_celeba.callbacks.pictures import (
     _font,
     _grid,

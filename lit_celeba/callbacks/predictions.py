@@ -15,9 +15,9 @@ import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 from torch import distributed
 
-from lit_celeba.attributes import output_attributes
 from lit_celeba.base.errors import UsageError
 from lit_celeba.base.files import atomic_write
+from lit_celeba.callbacks import output_attributes
 from lit_celeba.data.faces import NO_FACE, TOO_SMALL, face_cells, face_columns
 from lit_celeba.data.photos import PhotoBatch, PhotoDataset
 from lit_celeba.paths import output_file

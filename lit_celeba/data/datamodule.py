@@ -16,7 +16,6 @@ from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.demo_set import DemoSet, prepare_demo_set
 from lit_celeba.data.framing import FRAMINGS, Framing
-from lit_celeba.data.order import subset_rows
 from lit_celeba.data.photos import (
     PREDICT_ON_TEST_SPLIT,
     PhotoBatch,
@@ -194,12 +193,9 @@ class CelebADataModule(pl.LightningDataModule):
             )
             # Each target's share of positives in the training subset (the model's pos_weight).
             self.train_positive_share = self.datasets["train"].targets.float().mean(0)
-            if len(self.target_attrs) == 1 and self.subgroups:
-                # Each training image's group (the sampler's) and the images per group.
-                rows = subset_rows(copy.index, "train", self.subsets.train, self.subsets.order,
-                                   copy.source.tfds_order_only)  # fmt: skip
+            if self.train_subgroups:  # each training image's group (the sampler's), and counts
                 self.train_groups, self.train_group_counts = count_train_groups(
-                    copy.index, rows, self.target_attrs[0], self.subgroups
+                    self.datasets["train"], self.target_attrs[0], self.subgroups
                 )
         if stage in ("fit", "validate"):
             # Only evaluation reports subgroups; train and predict batches stay (images, targets).

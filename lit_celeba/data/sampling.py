@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import Sampler, WeightedRandomSampler
 
-from lit_celeba.data.celeba import CelebAIndex, label_arrays
 from lit_celeba.methods.groups import describe_counts, group_counts, group_index, group_names
 
 
@@ -83,12 +81,12 @@ def rank_balanced_sampler(trainer: Any, groups: torch.Tensor, num_groups: int) -
 
 
 def count_train_groups(
-    index: CelebAIndex, rows: np.ndarray, target: str, subgroups: list[str]
+    dataset: Any, target: str, subgroups: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The group of each training image ``rows`` (:mod:`lit_celeba.methods.groups`) and the
-    images per group, which it prints (the model's objectives read the counts)."""
-    targets, values = label_arrays(index, rows, [target], subgroups)
-    groups = group_index(torch.as_tensor(targets).reshape(len(rows), 1), torch.as_tensor(values))
+    """The group of each image of the training ``dataset`` (its ``targets`` and subgroup values
+    ``groups``; :mod:`lit_celeba.methods.groups`) and the images per group, which it prints (the
+    model's objectives read the counts)."""
+    groups = group_index(dataset.targets.reshape(len(dataset.targets), 1), dataset.groups)
     names = group_names(target, subgroups)
     counts = group_counts(groups, len(names))
     rank_zero_info(f"Training images per group: {describe_counts(names, counts)}")

@@ -4,7 +4,6 @@ says what it must be."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -12,6 +11,7 @@ from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.demo_set import DemoSet, check_demo_set
 from lit_celeba.data.order import SubsetOrder
+from lit_celeba.methods.colour import check_colour
 from lit_celeba.methods.groups import needs_groups
 
 if TYPE_CHECKING:
@@ -63,9 +63,7 @@ def check_numbers(
     """Raise a :class:`SettingError` for the first setting out of its range."""
     if not isinstance(cache, bool) and not (isinstance(cache, str) and cache in ON_DEVICE):
         raise SettingError("cache", f"must be true, memory, device or false; got {cache!r}")
-    for name, value in dataclasses.asdict(colour).items():
-        if not 0.0 <= value <= 1.0:
-            raise SettingError(f"colour.{name}", f"must be from 0 (off) to 1, got {value}")
+    check_colour(colour)
     for name in ("train", "val", "test"):
         value = getattr(subsets, name)
         if value is not None and value < 1:

@@ -4,10 +4,13 @@ BatchTransform` applies them after the flip."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
+
+from lit_celeba.base.errors import SettingError
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,12 @@ class ColourChanges:
 
 
 RECIPE_COLOUR = ColourChanges()  # none: the recipe's training transform
+
+
+def check_colour(colour: ColourChanges) -> None:
+    for name, value in dataclasses.asdict(colour).items():
+        if not 0.0 <= value <= 1.0:
+            raise SettingError(f"colour.{name}", f"must be from 0 (off) to 1, got {value}")
 
 
 def _strength_factors(strength: float, batch: int, device: torch.device) -> torch.Tensor:
