@@ -15,45 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pytorch_lightning import Trainer
 from pytorch_lightning.cli import ArgsType, LightningArgumentParser, LightningCLI
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from lit_celeba.attributes import attribute_list, count_attributes
 from lit_celeba.base import processes
 from lit_celeba.base.allocator import retain_freed_memory
-from lit_celeba.base.errors import (
-    CelebAError,
-    UsageError,
-)
+from lit_celeba.base.errors import CelebAError, UsageError
 from lit_celeba.base.lightning_internals import subcommands_action
 from lit_celeba.callbacks.maps import PredictionMaps
 from lit_celeba.callbacks.predictions import PredictionWriter
 from lit_celeba.callbacks.resume import ExactResume, InterruptNotice
 from lit_celeba.callbacks.test_tables import TestTables
-from lit_celeba.checkpoints.atomic_io import AtomicCheckpointIO
-from lit_celeba.checkpoints.load import check_fits_model, model_settings
 from lit_celeba.checkpoints.run_folders import RunStarted, claim_run_folder
-from lit_celeba.checkpoints.runs import (
-    free_config_name,
-)
-from lit_celeba.checkpoints.training_data import resumed_subgroups
+from lit_celeba.checkpoints.runs import free_config_name
+from lit_celeba.cli_checkpoint import CheckpointSettings
 from lit_celeba.cli_checks import checked_command
 from lit_celeba.cli_endings import CommandEndings
 from lit_celeba.cli_failures import ending_in_one_line
-from lit_celeba.cli_messages import (
-    check_writable,
-    group_given_a_file,
-    setting_message,
-)
+from lit_celeba.cli_messages import check_writable, group_given_a_file, setting_message
+from lit_celeba.cli_outputs import RunOutputs
 from lit_celeba.commands import COMMANDS, PROG, list_in_help
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.methods.groups import check_group_objective
 from lit_celeba.models.module import AttributeClassifier
-from lit_celeba.no_logger import has_no_logger, without_logger, without_logger_only_callbacks
-from lit_celeba.quiet_output import quiet_callbacks
 
 # Lightning 2.6 with torch >= 2.10 warns about its own internals on every run; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
@@ -62,8 +49,10 @@ BASE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict", "calibrate")
 
 
-class CelebACLI(CommandEndings, LightningCLI):
-    checkpoint: dict[str, Any] | None = None  # the --ckpt_path file, loaded and checked
+class CelebACLI(CheckpointSettings, RunOutputs, CommandEndings, LightningCLI):
+    """LightningCLI with the checks, messages and outputs of lit_celeba; the mixins hold what a
+    command does with its checkpoint (:mod:`.cli_checkpoint`) and what it writes and shows
+    (:mod:`.cli_outputs`)."""
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -94,16 +83,10 @@ class CelebACLI(CommandEndings, LightningCLI):
         list_in_help(subcommands_action(parser))
 
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer = config.trainer
         if self.subcommand == "fit":  # only fit weighs by group: test and predict need none
+            config = self.config.fit
             check_group_objective(config.model, config.get("data") or {})
-        if self.subcommand == "predict" and config.prediction.output:
-            # predict with its own output writes that file (and its maps) and nothing else.
-            trainer.callbacks, _ = without_logger_only_callbacks(trainer.get("callbacks"))
-            self.save_config_callback = None
-        elif has_no_logger(trainer.get("logger")):
-            without_logger(trainer)
+        super().before_instantiate_classes()
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         try:
@@ -128,18 +111,6 @@ class CelebACLI(CommandEndings, LightningCLI):
         saved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         return saved[self.config.subcommand]
 
-    def _parse_ckpt_path(self) -> None:
-        """The model's class and arguments from the checkpoint that ``parse_arguments`` loaded
-        and checked. Lightning's own version would ``torch.load`` the file a second time."""
-        if self.checkpoint is None:
-            return  # no file (a keyword such as "best"): nothing to read
-        config = self.config[self.config.subcommand]
-        model = model_settings(self.checkpoint, config.ckpt_path)
-        model.update(resumed_subgroups(self.checkpoint, config, self.config.subcommand))
-        self.config = self.parser.parse_object(
-            {self.config.subcommand: {"model": model}}, self.config
-        )
-
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
@@ -148,21 +119,8 @@ class CelebACLI(CommandEndings, LightningCLI):
         except (ValueError, MisconfigurationException) as err:
             raise UsageError(setting_message(err)) from err
 
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        trainer = config.get("trainer") or {}
-        if trainer.get("plugins") is None:
-            kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        quiet = quiet_callbacks(trainer)  # Lightning's progress bar and summary, less noise
-        if quiet:
-            given = trainer.get("callbacks") or []
-            kwargs["callbacks"] = [*(given if isinstance(given, list) else [given]), *quiet]
-        return super().instantiate_trainer(**kwargs)
-
     def after_instantiate_classes(self) -> None:
-        if self.checkpoint is not None:
-            check_fits_model(self.model, self.checkpoint, self.config[self.subcommand].ckpt_path)
-            self.checkpoint = None  # Lightning loads it again; do not hold two copies
+        super().after_instantiate_classes()
         for logger in self.trainer.loggers:
             if logger.save_dir is not None:
                 check_writable(logger.save_dir, "trainer.logger.init_args.save_dir")

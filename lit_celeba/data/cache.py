@@ -13,12 +13,8 @@ data set never reuses a stale cache, and caches of two copies never mix. It is w
 to a temporary name and renamed into place, so two processes (DDP ranks, two runs) never see a
 half-written cache, and a build that was killed leaves nothing that looks complete.
 
-A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the lock is
-``filelock``'s, which closes its copy in the forked decoder processes, the decoders die with their
-parent, temporaries nobody is building any more are removed, and a run that waits for another's
-build says for whom and how long, and gives up after ``LOCK_WAIT_LIMIT_S``. A cache file that is
-damaged (truncated, header changed) is found by its header and size, named, and rebuilt (those
-parts: :mod:`lit_celeba.data.cache_files`). Each face is decoded as it is everywhere else, by
+A build that is killed never blocks the next one, and a damaged file is named and rebuilt
+(:mod:`lit_celeba.data.cache_files`). Each face is decoded as it is everywhere else, by
 :func:`lit_celeba.data.images.decode_face`.
 """
 

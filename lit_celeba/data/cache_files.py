@@ -1,7 +1,14 @@
-"""Writing the decoded cache (:mod:`lit_celeba.data.cache`) safely beside other processes: how a
-file is found damaged, blocks reserved before a memory-mapped write, the temporaries of killed
-builds removed, forked decoders tied to their parent, and what a folder that cannot take the file
-is told."""
+"""Writing the decoded cache (:mod:`lit_celeba.data.cache`) safely beside other processes.
+
+A build that is killed (SIGTERM, SIGKILL, Ctrl-C) must not block the next one: the lock is
+``filelock``'s, which closes its copy in the forked decoder processes, the decoders die with their
+parent (:func:`decoder_init`), temporaries nobody is building any more are removed
+(:func:`remove_abandoned_temporaries`), and a run that waits for another's build says for whom and
+how long, and gives up after ``cache.LOCK_WAIT_LIMIT_S``. A cache file that is damaged (truncated,
+header changed) is found by its header and size (:func:`damage_of`), named, and rebuilt. Blocks
+are reserved before the memory-mapped write (:func:`allocate`), and a folder that cannot take the
+file is named with what to do (:func:`write_failure`).
+"""
 
 from __future__ import annotations
 

@@ -10,12 +10,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from lit_celeba.base.errors import SettingError
 from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.demo_set import DemoSet, prepare_demo_set
-from lit_celeba.data.framing import FRAMINGS, Framing
+from lit_celeba.data.framing import Framing
 from lit_celeba.data.photos import (
     PREDICT_ON_TEST_SPLIT,
     PhotoBatch,
@@ -25,7 +24,6 @@ from lit_celeba.data.photos import (
 )
 from lit_celeba.data.sampling import count_train_groups, evaluation_sampler, rank_balanced_sampler
 from lit_celeba.data.settings import (
-    ON_DEVICE,
     RECIPE_SUBSETS,
     Cache,
     Sampler,
@@ -36,7 +34,7 @@ from lit_celeba.data.settings import (
 from lit_celeba.data.transforms import BatchTransform, columns_read
 from lit_celeba.methods.colour import RECIPE_COLOUR, ColourChanges
 from lit_celeba.methods.degradations import PhotoDegradations
-from lit_celeba.speed.device_batches import DeviceBatches, resident_order, resident_tensors
+from lit_celeba.speed.device_batches import DeviceBatches, device_batches
 
 Split = Literal["train", "valid", "test"]
 
@@ -126,7 +124,7 @@ class CelebADataModule(pl.LightningDataModule):
             colour=colour,
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache,
-            predict=predict,
+            predict=predict, framing=framing,
         )  # fmt: skip
         # Every argument, the groups as plain mappings (checkpoints load weights_only).
         groups = {"subsets": subsets, "colour": colour, "synthetic": synthetic, "predict": predict}
@@ -151,8 +149,6 @@ class CelebADataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, colour, photo=photo)
         self.predict = predict
-        if framing not in FRAMINGS:
-            raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
         self.framing = framing
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
         # Per stage, the cached subset's tensors on the device: copied once per setup.
@@ -177,10 +173,8 @@ class CelebADataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict.path is not None:
-            columns = columns_read(self.image_size)
-            self.datasets["predict"] = PhotoDataset.from_path(
-                self.predict.path, columns, self.predict.align, self.predict.min_face_size
-            )
+            self.datasets["predict"] = PhotoDataset.from_path(self.predict.path, columns_read(
+                self.image_size), self.predict.align, self.predict.min_face_size)  # fmt: skip
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,
         # nothing is written and the TFRecords are read at every setup.
@@ -211,11 +205,10 @@ class CelebADataModule(pl.LightningDataModule):
         if stage == "train" and self.sampler == "group_balanced":
             balanced = rank_balanced_sampler(self.trainer, self.train_groups,
                                              len(self.train_group_counts))  # fmt: skip
-        device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
-        resident = resident_tensors(dataset, stage, device, ON_DEVICE[self.cache], self._on_device)
-        if resident is not None:
-            order = resident_order(stage, dataset, self.trainer, shuffle, balanced)
-            return DeviceBatches(dataset, resident, self.batch_size, order)
+        on_device = device_batches(dataset, stage, self.trainer, self.cache, self._on_device,
+                                   self.batch_size, shuffle, balanced)  # fmt: skip
+        if on_device is not None:
+            return on_device
         sampler = evaluation_sampler(dataset, self.trainer) if stage in ("val", "test") else None
         if balanced is not None:
             sampler, shuffle = balanced, False

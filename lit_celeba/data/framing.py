@@ -19,12 +19,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lit_celeba.base.errors import CelebAError
+from lit_celeba.base.errors import CelebAError, SettingError
 from lit_celeba.data.faces import CELEBA_LANDMARKS, Face, FaceDetector, align
 
 Framing = Literal["celeba", "detector"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)
 _detectors: dict[int, FaceDetector] = {}
+
+
+def check_framing(framing: str) -> None:
+    if framing not in FRAMINGS:
+        raise SettingError("framing", f"must be one of {', '.join(FRAMINGS)}; got {framing!r}")
 
 
 def process_detector() -> FaceDetector:

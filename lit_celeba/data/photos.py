@@ -48,7 +48,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
-from lit_celeba.base.errors import PhotoError
+from lit_celeba.base.errors import PhotoError, SettingError
 from lit_celeba.data.faces import (
     MIN_FACE_SIZE,
     NO_FACE,
@@ -90,6 +90,12 @@ class PredictPhotos:
 
 # data.predict's default: predict reads CelebA's test split; photos are cut as this says.
 PREDICT_ON_TEST_SPLIT = PredictPhotos()
+
+
+def check_predict_photos(predict: PredictPhotos) -> None:
+    if predict.min_face_size < 0:
+        raise SettingError("predict.min_face_size", "must be 0 (judge every face) or more "
+                           f"pixels, got {predict.min_face_size}")  # fmt: skip
 
 
 class PhotoItem(NamedTuple):

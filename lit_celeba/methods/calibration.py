@@ -182,6 +182,11 @@ def calibration_from_state(state: Mapping[str, Any] | None, num_attributes: int)
     return Calibration(temperature, threshold, str(state.get("rule", "fixed")), bias)
 
 
+def save_calibration(module: Any, checkpoint: dict[str, Any]) -> None:
+    """The module's calibration into its checkpoint, with the step it was fitted at."""
+    checkpoint[CHECKPOINT_KEY] = calibration_state(module.calibration, module.calibration_step)
+
+
 def restore_calibration(module: Any, checkpoint: Mapping[str, Any]) -> None:
     """The module's calibration from its checkpoint, applied as the module's settings say (the
     command line's may differ from the fit's); from before calibration existed, temperature 1

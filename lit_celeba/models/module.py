@@ -19,11 +19,10 @@ from lit_celeba.base.lightning_internals import attached_trainer
 from lit_celeba.methods import group_training
 from lit_celeba.methods.averaging import WarmupEMA, check_ema_decay
 from lit_celeba.methods.calibration import (
-    CHECKPOINT_KEY,
     ValidateTheLastEpoch,
-    calibration_state,
     fit_calibration,
     restore_calibration,
+    save_calibration,
 )
 from lit_celeba.methods.flip import final_logits
 from lit_celeba.methods.groups import check_objective
@@ -38,12 +37,8 @@ from lit_celeba.models.objectives import Objective
 from lit_celeba.models.one_class import say_one_class
 from lit_celeba.models.optimization import configure, recipe_adam
 from lit_celeba.models.outputs import Calibration
-from lit_celeba.speed.compiling import (
-    CompiledSteps,
-    CompileMode,
-    check_compile_mode,
-    compile_in_place,
-)
+from lit_celeba.speed import compiling
+from lit_celeba.speed.compiling import CompileMode
 
 # (images, targets), or (images, targets, subgroup values) when subgroups are evaluated.
 Batch = tuple[torch.Tensor, ...]
@@ -114,7 +109,7 @@ class AttributeClassifier(pl.LightningModule):
         check_smoothing(label_smoothing)
         check_rule(thresholds)
         check_ema_decay(ema_decay)
-        check_compile_mode(compile)
+        compiling.check_compile_mode(compile)
         self.label_smoothing, self.tta_flip, self.ema_decay = label_smoothing, tta_flip, ema_decay
         self.temperature_scaling, self.thresholds = temperature_scaling, thresholds
         # channels-last suits oneDNN (CPU) and tensor-core (GPU) convolutions; a layout only.
@@ -260,12 +255,12 @@ class AttributeClassifier(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         averaging = [WarmupEMA(self.ema_decay)] if self.ema_decay is not None else []
-        compiled = [CompiledSteps(self.compile_net)] if self.compile_net else []
+        compiled = [compiling.CompiledSteps(self.compile_net)] if self.compile_net else []
         return [*averaging, *compiled, ValidateTheLastEpoch()]
 
     def configure_model(self) -> None:
         if self.compile_net:
-            compile_in_place(self.net, self.compile_net)
+            compiling.compile_in_place(self.net, self.compile_net)
 
     def on_fit_start(self) -> None:
         # A validate or test before this fit (same process, same module) ran under
@@ -277,7 +272,7 @@ class AttributeClassifier(pl.LightningModule):
         fill_positive_weights(self, self.trainer.datamodule)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = calibration_state(self.calibration, self.calibration_step)
+        save_calibration(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from lit_celeba.data.datasets import CachedImages
 from lit_celeba.data.sampling import evaluation_sampler
+from lit_celeba.data.settings import ON_DEVICE
 
 # Left free on the device beyond the cached subsets: activations, gradients, optimizer state and
 # the allocator's slack of the recipe's network take well under a gigabyte at batch 512.
@@ -177,3 +178,18 @@ def resident_order(
             shuffle=shuffle, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)),
         )  # fmt: skip
     return RandomSampler(dataset) if shuffle else None
+
+
+def device_batches(
+    dataset: Any, stage: str, trainer: Any, cache: bool | str, kept: dict, batch_size: int,
+    shuffle: bool, balanced: Sampler[int] | None,
+) -> DeviceBatches | None:  # fmt: skip
+    """The stage's batches taken on the training device, when the ``data.cache`` setting
+    (``cache``) keeps the subset there (:func:`resident_tensors`; ``kept``, the tensors already
+    on the device per stage); None: a ``DataLoader`` reads it."""
+    device = trainer.strategy.root_device if trainer else torch.device("cpu")
+    resident = resident_tensors(dataset, stage, device, ON_DEVICE[cache], kept)
+    if resident is None:
+        return None
+    return DeviceBatches(dataset, resident, batch_size,
+                         resident_order(stage, dataset, trainer, shuffle, balanced))  # fmt: skip
