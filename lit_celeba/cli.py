@@ -35,9 +35,10 @@ from lit_celeba.cli_endings import CommandEndings
 from lit_celeba.cli_failures import ending_in_one_line
 from lit_celeba.cli_messages import check_writable, group_given_a_file, setting_message
 from lit_celeba.cli_outputs import RunOutputs
-from lit_celeba.commands import COMMANDS, PROG, list_in_help
+from lit_celeba.commands import COMMANDS, PROG
 from lit_celeba.commands import run as run_command
 from lit_celeba.commands.calibrate import CelebATrainer
+from lit_celeba.commands.help import list_in_help
 from lit_celeba.data.datamodule import CelebADataModule
 from lit_celeba.methods.groups import check_group_objective
 from lit_celeba.models.module import AttributeClassifier

@@ -198,3 +198,17 @@ def test_face_search_prints_the_limits_of_each_photo_size(tmp_path: Path) -> Non
     assert [row[0] for row in rows] == ["250x250", "1024x768"]
     assert rows[0][1:3] == ["1", "12"]  # one pass; her face found down to 12 px
     assert rows[1][1:4] == ["1", "0.625", "12"] and "yes" in rows[1]
+
+
+@pytest.mark.slow
+def test_startup_prints_what_lit_celeba_adds_to_lightning(tmp_path: Path) -> None:
+    done = run_benchmark("startup.py", "--trees", str(REPO), str(REPO), "--rounds", "1",
+                         tmp_path=tmp_path, timeout=300)  # fmt: skip
+    figures = json.loads(done.stdout.splitlines()[-1])
+    assert figures["minimal_cpu_s"] > 0 and figures["rounds"] == 1
+    tree = figures["trees"][str(REPO)]
+    assert tree["added_cpu_s"] == pytest.approx(tree["cpu_s"] - figures["minimal_cpu_s"])
+    assert "lit_celeba adds" in done.stdout and "cut" in done.stdout
+    refused = run_benchmark("startup.py", "--trees", str(tmp_path), tmp_path=tmp_path, timeout=60,
+                            returncode=1)  # fmt: skip
+    assert "is not a checkout of lit_celeba" in refused.stderr

@@ -1,5 +1,6 @@
 """Checkpoints written before issue 33's redesign still load for ``test``, ``predict`` and
-``export``, through the CLI in a fresh process, and give the figures they gave when they were
+``export``, through the CLI (in the test's process: what a command does with the file, not its
+process, is under test), and give the figures they gave when they were
 made (tests/data/legacy/make_fixtures.py says how, and with which commit). A ResNet checkpoint of
 that time, too large to keep here, is written by the last test in the old form and checked
 against torchvision's own network."""
@@ -13,7 +14,7 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import REPO, run_cli, tiny_overrides
+from tests.conftest import REPO, cli_in_process, tiny_overrides
 from tests.data.legacy.make_fixtures import (
     export_inputs,
     legacy_faces,
@@ -45,7 +46,8 @@ def test_test_gives_the_same_metrics(name: str, tiny_root: Path, tmp_path: Path)
     figures = expected(name)
     flags = tiny_overrides(tiny_root, tmp_path / "logs")
     ckpt = LEGACY / f"{name}.ckpt"
-    result = run_cli("test", *flags, *figures["test_flags"], f"--ckpt_path={ckpt}", cwd=tmp_path)
+    result = cli_in_process("test", *flags, *figures["test_flags"], f"--ckpt_path={ckpt}",
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     printed = printed_metrics(result.stdout)
     assert printed.keys() == figures["test"].keys()
@@ -57,7 +59,7 @@ def test_test_gives_the_same_metrics(name: str, tiny_root: Path, tmp_path: Path)
 @pytest.mark.parametrize("name", NAMES)
 def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_path: Path) -> None:
     output = tmp_path / "predictions.csv"
-    result = run_cli(
+    result = cli_in_process(
         "predict",
         *tiny_overrides(tiny_root, tmp_path / "logs"),
         f"--ckpt_path={LEGACY / f'{name}.ckpt'}",
@@ -78,8 +80,8 @@ def test_predict_gives_the_same_probabilities(name: str, tiny_root: Path, tmp_pa
 @pytest.mark.parametrize("name", NAMES)
 def test_export_gives_the_same_outputs(name: str, tiny_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "export"
-    result = run_cli("export", f"--ckpt_path={LEGACY / f'{name}.ckpt'}", f"--out={out}",
-                     cwd=tmp_path)  # fmt: skip
+    result = cli_in_process("export", f"--ckpt_path={LEGACY / f'{name}.ckpt'}", f"--out={out}",
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     wanted = expected(name)["export"]
     info = json.loads((out / "model.json").read_text())
@@ -138,7 +140,7 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
     with torch.no_grad():
         expected = torch.sigmoid(net(images) / 1.5)
     out = tmp_path / "export"
-    result = run_cli("export", f"--ckpt_path={ckpt}", f"--out={out}", cwd=tmp_path)
+    result = cli_in_process("export", f"--ckpt_path={ckpt}", f"--out={out}", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     program = torch.export.load(str(out / "model.pt2")).module()
     with torch.no_grad():
@@ -146,8 +148,9 @@ def test_an_old_resnet_checkpoint_predicts_and_exports_its_network(
     assert torch.allclose(probability, expected, atol=PROBABILITY_TOLERANCE, rtol=0)
     output = tmp_path / "predictions.csv"
     flags = tiny_overrides(tiny_root, tmp_path / "logs")
-    result = run_cli("predict", *flags, f"--ckpt_path={ckpt}", f"--data.predict.path={faces}",
-                     f"--prediction.output={output}", cwd=tmp_path)  # fmt: skip
+    result = cli_in_process("predict", *flags, f"--ckpt_path={ckpt}",
+                            f"--data.predict.path={faces}", f"--prediction.output={output}",
+                            cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     predicted = predicted_probabilities(output)
     photos = sorted(p.name for p in faces.glob("*.jpg"))

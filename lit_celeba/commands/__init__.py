@@ -13,11 +13,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from typing import Any
-
-from jsonargparse import ArgumentParser
-
-from lit_celeba.checkpoints.runs import ckpt_path_help
 
 PROG = "python -m lit_celeba"
 # The Trainer's commands' lines in --help (cli.py): Lightning's are its docstrings' first lines,
@@ -42,19 +37,3 @@ def run(name: str, argv: Sequence[str]) -> int:
     """Run the command ``name`` with its arguments ``argv``; returns its exit status."""
     # Imported when run: compare, report and export need nothing of each other.
     return importlib.import_module(f"{__name__}.{name}").main(list(argv))
-
-
-def list_in_help(commands: Any) -> None:
-    """Gives LightningCLI's subcommands action (jsonargparse's) this program's lines for the
-    Trainer's commands and their ``--ckpt_path``, and adds :data:`COMMANDS`, so that ``--help``
-    lists every command. Those have parsers of their own: ``cli_main`` runs them first."""
-    for name, subparser in commands._name_parser_map.items():
-        subparser.description = TRAINER_HELP.get(name, subparser.description)
-        for action in subparser._actions:
-            if action.dest == "ckpt_path":  # Lightning's help offers best and hpc
-                action.help = ckpt_path_help(name)
-    for choice in commands._choices_actions:
-        choice.help = TRAINER_HELP.get(choice.dest, choice.help)
-    for name, line in COMMANDS.items():
-        commands.add_subcommand(name, ArgumentParser(prog=f"{PROG} {name}", description=line),
-                                help=line)  # fmt: skip

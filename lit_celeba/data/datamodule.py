@@ -14,7 +14,7 @@ from lit_celeba.data.cache import default_cache_dir
 from lit_celeba.data.copies import CelebACopy, find_copy, load_copy
 from lit_celeba.data.datasets import CachedImages, CelebAImages, batch_as_is, subset_dataset
 from lit_celeba.data.demo_set import DemoSet, prepare_demo_set
-from lit_celeba.data.framing import Framing
+from lit_celeba.data.framing import Framing, check_framing
 from lit_celeba.data.photos import (
     PREDICT_ON_TEST_SPLIT,
     PhotoBatch,
@@ -124,7 +124,7 @@ class CelebADataModule(pl.LightningDataModule):
             colour=colour,
             batch_size=batch_size, num_workers=num_workers, image_size=image_size,
             synthetic=synthetic, cache=cache,
-            predict=predict, framing=framing,
+            predict=predict,
         )  # fmt: skip
         # Every argument, the groups as plain mappings (checkpoints load weights_only).
         groups = {"subsets": subsets, "colour": colour, "synthetic": synthetic, "predict": predict}
@@ -149,6 +149,7 @@ class CelebADataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.batch_transform = BatchTransform(image_size, colour, photo=photo)
         self.predict = predict
+        check_framing(framing)  # after BatchTransform's checks of the photo settings
         self.framing = framing
         self.datasets: dict[str, CelebAImages | CachedImages | PhotoDataset] = {}
         # Per stage, the cached subset's tensors on the device: copied once per setup.

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Literal, get_args
 from lit_celeba.attributes import attribute_list
 from lit_celeba.base.errors import SettingError
 from lit_celeba.data.demo_set import DemoSet, check_demo_set
-from lit_celeba.data.framing import check_framing
 from lit_celeba.data.order import SubsetOrder
 from lit_celeba.data.photos import check_predict_photos
 from lit_celeba.methods.colour import check_colour
@@ -61,7 +60,6 @@ def check_numbers(
     synthetic: DemoSet | None,
     cache: object,
     predict: PredictPhotos,
-    framing: str,
 ) -> None:
     """Raise a :class:`SettingError` for the first setting out of its range."""
     if not isinstance(cache, bool) and not (isinstance(cache, str) and cache in ON_DEVICE):
@@ -79,7 +77,6 @@ def check_numbers(
     if image_size < 8:
         raise SettingError("image_size", f"must be at least 8, got {image_size}")
     check_demo_set(synthetic, subsets)
-    check_framing(framing)
 
 
 def target_and_subgroup_lists(
