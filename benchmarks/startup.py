@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--trees", nargs="+", type=Path, default=[HERE],
                         help="checkouts of lit_celeba to compare (default: this one)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="unmeasured runs first, so that the file cache is warm")
     args = parser.parse_args()
     trees = [tree.resolve() for tree in args.trees]
     for tree in trees:
@@ -79,7 +81,8 @@ def main() -> None:
         runs = [("minimal", [sys.executable, "minimal_cli.py", "fit", "--help"], env)]
         runs += [(str(t), [sys.executable, "-m", "lit_celeba", "fit", "--help"],
                   {**env, "PYTHONPATH": str(t)}) for t in trees]  # fmt: skip
-        timed(runs[0][1], runs[0][2], cwd)  # one unmeasured run: the file cache warms up
+        for _ in range(args.warmup):
+            timed(runs[0][1], runs[0][2], cwd)
         for round_number in range(1, args.rounds + 1):
             for name, command, run_env in runs:
                 cpu, wall = timed(command, run_env, cwd)
