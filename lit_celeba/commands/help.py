@@ -15,6 +15,8 @@ def list_in_help(commands: Any) -> None:
     """Gives LightningCLI's subcommands action (jsonargparse's) this program's lines for the
     Trainer's commands and their ``--ckpt_path``, and adds :data:`COMMANDS`, so that ``--help``
     lists every command. Those have parsers of their own: ``cli_main`` runs them first."""
+    # argparse's subparsers action has no public way to change a subcommand's help or to read
+    # its parsers: its private maps, as jsonargparse's own subcommands code reads them.
     for name, subparser in commands._name_parser_map.items():
         subparser.description = TRAINER_HELP.get(name, subparser.description)
         for action in subparser._actions:

@@ -24,6 +24,8 @@ class Predictor(nn.Module):
         self.register_buffer("bias", calibration.bias.detach().clone().float())
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # flip.final_logits computes the same from a Python callable, which torch.jit.script
+        # cannot compile: the two lines are written out here.
         logits = self.net(images)
         if self.tta_flip:
             logits = flip_averaged_logit(logits, self.net(images.flip(-1)))

@@ -174,8 +174,9 @@ class CelebADataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "predict" and self.predict.path is not None:
-            self.datasets["predict"] = PhotoDataset.from_path(self.predict.path, columns_read(
-                self.image_size), self.predict.align, self.predict.min_face_size)  # fmt: skip
+            photos, columns = self.predict, columns_read(self.image_size)
+            self.datasets["predict"] = PhotoDataset.from_path(photos.path, columns, photos.align,
+                                                              photos.min_face_size)  # fmt: skip
             return
         # The tfds index is kept only where the user lets the cache be written; with cache off,
         # nothing is written and the TFRecords are read at every setup.

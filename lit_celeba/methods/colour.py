@@ -1,6 +1,6 @@
 """The training images' colour changes (``data.colour``: brightness, contrast, saturation), which
-the post lists but its recipe does not use: off by default. :class:`~lit_celeba.data.transforms.
-BatchTransform` applies them after the flip."""
+the post lists but its recipe does not use: off by default.
+:class:`~lit_celeba.data.transforms.BatchTransform` applies them after the flip."""
 
 from __future__ import annotations
 

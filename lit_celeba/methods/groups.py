@@ -11,7 +11,7 @@ metrics, the objectives) number them here, so the two agree. Nothing here import
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -20,7 +20,8 @@ from lit_celeba.base.errors import SettingError
 
 # The model's training objectives (group-balanced sampling is the data module's
 # ``sampler: group_balanced``); all but ``erm`` read each training image's group from its batch.
-OBJECTIVES = ("erm", "reweight", "group_dro")
+Objective = Literal["erm", "reweight", "group_dro"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 
 
 def check_objective(objective: str, dro_eta: float, dro_adjust: float) -> None:

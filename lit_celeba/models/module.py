@@ -25,7 +25,7 @@ from lit_celeba.methods.calibration import (
     save_calibration,
 )
 from lit_celeba.methods.flip import final_logits
-from lit_celeba.methods.groups import check_objective
+from lit_celeba.methods.groups import Objective, check_objective
 from lit_celeba.methods.positive_weights import fill_positive_weights
 from lit_celeba.methods.smoothing import check_smoothing
 from lit_celeba.methods.thresholds import ThresholdRule, check_rule
@@ -33,7 +33,6 @@ from lit_celeba.models import objectives
 from lit_celeba.models.evaluation import EpochRows, epoch_results
 from lit_celeba.models.metrics import DeviceMean
 from lit_celeba.models.nets import Net
-from lit_celeba.models.objectives import Objective
 from lit_celeba.models.one_class import say_one_class
 from lit_celeba.models.optimization import configure, recipe_adam
 from lit_celeba.models.outputs import Calibration

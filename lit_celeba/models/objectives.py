@@ -4,15 +4,13 @@ objectives (``reweight``, ``group_dro``) :mod:`lit_celeba.methods.group_training
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from lit_celeba.methods import group_training
 from lit_celeba.methods.smoothing import smoothed_targets
-
-Objective = Literal["erm", "reweight", "group_dro"]
 
 
 def attribute_bce(

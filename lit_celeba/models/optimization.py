@@ -21,6 +21,7 @@ from lit_celeba.models.schedules import optimizer_config
 
 RECIPE_EPS = 1e-7  # the recipe's Keras Adam; torch's default is 1e-8
 
+
 def recipe_adam(params: Iterable[Any]) -> Optimizer:
     """The recipe's optimizer: Keras' Adam defaults (lr 1e-3, betas 0.9 and 0.999, eps 1e-7)."""
     return torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=RECIPE_EPS)
